@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/* The ZIP reader: the only module that talks to libzip.
+ *
+ * It opens an archive once, reports each central-directory entry as a plain
+ * value, and hands out raw (still compressed) byte streams of entries.
+ *
+ * Thread safety: a libzip archive is not thread-safe, so every libzip call
+ * made through this module holds the archive's mutex.  Raw streams of
+ * different entries may be used from different threads at once; each call
+ * holds the mutex only for the copy out of the archive file, never while the
+ * caller inflates.  One afs_raw must not be used by two threads at once.
+ */
+#ifndef AFS_ARCHIVE_H
+#define AFS_ARCHIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include "err.h"
+
+/* ZIP compression methods archfs reads. */
+#define AFS_METHOD_STORE 0
+#define AFS_METHOD_DEFLATE 8
+
+/* One central-directory entry, as the archive states it. */
+struct afs_entry_info {
+	const char *name;   /* as stored; owned by the archive, valid until afs_archive_free() */
+	uint64_t size;      /* uncompressed size */
+	uint64_t comp_size; /* compressed size */
+	uint32_t crc;       /* CRC-32 of the uncompressed data */
+	int64_t mtime;      /* the extended-timestamp mtime if present, else the DOS time (local time) */
+	uint32_t mode;      /* Unix st_mode from the external attributes; 0 when the archive gives none */
+	uint16_t method;    /* compression method */
+	bool encrypted;
+};
+
+struct afs_archive;
+
+/* Opens the ZIP file at path and reads its central directory.
+ * On success *out owns the open file; on error *out is NULL and msg holds a
+ * one-line reason (without the path) of at most msglen bytes. */
+enum afs_err afs_archive_open(const char *path, struct afs_archive **out, char *msg, size_t msglen);
+
+/* Closes the archive; NULL is a no-op.  No afs_raw of it may remain open. */
+void afs_archive_free(struct afs_archive *a);
+
+/* Number of entries in the central directory. */
+uint64_t afs_archive_count(const struct afs_archive *a);
+
+/* Size in bytes and mtime of the archive file itself (read at open). */
+uint64_t afs_archive_file_size(const struct afs_archive *a);
+int64_t afs_archive_file_mtime(const struct afs_archive *a);
+
+/* Fills *out with entry i (0 <= i < count).  AFS_E_INVAL for i out of range. */
+enum afs_err afs_archive_entry(struct afs_archive *a, uint64_t i, struct afs_entry_info *out);
+
+/* A raw byte stream over the compressed data of one entry. */
+struct afs_raw;
+
+/* Opens entry i's compressed bytes, positioned at 0. */
+enum afs_err afs_raw_open(struct afs_archive *a, uint64_t i, struct afs_raw **out);
+
+/* Reads up to len bytes; *got is 0 only at the end of the compressed data. */
+enum afs_err afs_raw_read(struct afs_raw *r, void *buf, size_t len, size_t *got);
+
+/* Moves to byte off of the compressed data (off <= comp_size). */
+enum afs_err afs_raw_seek(struct afs_raw *r, uint64_t off);
+
+/* Closes the stream; NULL is a no-op. */
+void afs_raw_close(struct afs_raw *r);
+
+#endif

@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: MIT */
+/* The immutable path tree of an archive: built once at mount, read-only after.
+ *
+ * Memory: one struct afs_node (64 bytes) per file or directory, every path
+ * once in a NUL-separated pool, and an open-addressing hash table of node
+ * ids (4 bytes per slot, at most half full) keyed by full path.
+ *
+ * Thread safety: nothing changes after afs_index_build() returns, so any
+ * number of threads may read an index at once without locks.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "archive.h"
+#include "index.h"
+
+#define NAME_MAX_COMPONENT 255
+#define PATH_MAX_LEN 4095
+
+struct afs_index {
+	struct afs_node *nodes;
+	uint32_t count, cap;
+	char *pool;
+	size_t pool_len, pool_cap;
+	uint32_t *slots; /* node ids, AFS_NONE when empty; size is a power of two */
+	uint32_t slot_mask;
+};
+
+/* Per-build scratch: the last child of each directory, to keep archive order. */
+struct builder {
+	struct afs_index *ix;
+	uint32_t *last_child;
+	int64_t dir_mtime;
+	char *msg;
+	size_t msglen;
+};
+
+static uint64_t hash_path(const char *s, size_t len)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+/* The slot holding path[0..len), or the empty slot where it would go. */
+static uint32_t *find_slot(const struct afs_index *ix, const char *path, size_t len)
+{
+	uint32_t i = (uint32_t)hash_path(path, len) & ix->slot_mask;
+
+	for (;;) {
+		uint32_t id = ix->slots[i];
+		if (id == AFS_NONE)
+			return &ix->slots[i];
+		const char *p = ix->pool + ix->nodes[id].path;
+		if (strncmp(p, path, len) == 0 && p[len] == '\0')
+			return &ix->slots[i];
+		i = (i + 1) & ix->slot_mask;
+	}
+}
+
+static enum afs_err grow_slots(struct afs_index *ix)
+{
+	uint32_t size = (ix->slot_mask + 1) * 2;
+	uint32_t *old = ix->slots;
+	uint32_t old_size = ix->slot_mask + 1;
+
+	if (size == 0 || size > (UINT32_MAX / 2))
+		return AFS_E_RANGE;
+	ix->slots = malloc((size_t)size * sizeof(*ix->slots));
+	if (!ix->slots) {
+		ix->slots = old;
+		return AFS_E_NOMEM;
+	}
+	memset(ix->slots, 0xff, (size_t)size * sizeof(*ix->slots));
+	ix->slot_mask = size - 1;
+	for (uint32_t i = 0; i < old_size; i++) {
+		if (old[i] == AFS_NONE)
+			continue;
+		const char *p = ix->pool + ix->nodes[old[i]].path;
+		*find_slot(ix, p, strlen(p)) = old[i];
+	}
+	free(old);
+	return AFS_OK;
+}
+
+/* Appends a node for path[0..len) under parent; returns its id in *id. */
+static enum afs_err add_node(struct builder *b, const char *path, size_t len, uint32_t parent, uint32_t *id)
+{
+	struct afs_index *ix = b->ix;
+	struct afs_node *n;
+	const char *slash;
+
+	if (ix->count == ix->cap) {
+		uint32_t cap = ix->cap ? ix->cap * 2 : 64;
+		if (cap <= ix->cap || cap >= AFS_NONE)
+			return AFS_E_RANGE;
+		struct afs_node *nodes = realloc(ix->nodes, (size_t)cap * sizeof(*nodes));
+		uint32_t *last = realloc(b->last_child, (size_t)cap * sizeof(*last));
+		if (nodes)
+			ix->nodes = nodes;
+		if (last)
+			b->last_child = last;
+		if (!nodes || !last)
+			return AFS_E_NOMEM;
+		ix->cap = cap;
+	}
+	if (ix->pool_len + len + 1 > ix->pool_cap) {
+		size_t cap = ix->pool_cap ? ix->pool_cap : 4096;
+		while (cap < ix->pool_len + len + 1)
+			cap *= 2;
+		if (cap > UINT32_MAX)
+			return AFS_E_RANGE;
+		char *pool = realloc(ix->pool, cap);
+		if (!pool)
+			return AFS_E_NOMEM;
+		ix->pool = pool;
+		ix->pool_cap = cap;
+	}
+	if ((uint64_t)(ix->count + 1) * 2 > (uint64_t)ix->slot_mask + 1) {
+		enum afs_err err = grow_slots(ix);
+		if (err != AFS_OK)
+			return err;
+	}
+	*id = ix->count++;
+	n = &ix->nodes[*id];
+	memset(n, 0, sizeof(*n));
+	n->path = (uint32_t)ix->pool_len;
+	memcpy(ix->pool + ix->pool_len, path, len);
+	ix->pool[ix->pool_len + len] = '\0';
+	ix->pool_len += len + 1;
+	slash = memrchr(path, '/', len);
+	n->base = slash ? (uint16_t)(slash - path + 1) : 0;
+	n->entry = AFS_NONE;
+	n->first_child = AFS_NONE;
+	n->next_sibling = AFS_NONE;
+	n->parent = parent;
+	n->mode = S_IFDIR | 0755;
+	n->mtime = b->dir_mtime;
+	b->last_child[*id] = AFS_NONE;
+	*find_slot(ix, path, len) = *id;
+	if (*id != 0) {
+		struct afs_node *p = &ix->nodes[parent];
+		if (b->last_child[parent] == AFS_NONE)
+			p->first_child = *id;
+		else
+			ix->nodes[b->last_child[parent]].next_sibling = *id;
+		b->last_child[parent] = *id;
+	}
+	return AFS_OK;
+}
+
+enum afs_err afs_index_check_name(const char *name)
+{
+	size_t len = strlen(name);
+	const char *p = name, *end;
+
+	if (len > 0 && name[len - 1] == '/')
+		len--; /* a directory entry */
+	if (len == 0 || len > PATH_MAX_LEN || name[0] == '/')
+		return AFS_E_BADNAME;
+	end = name + len;
+	while (p < end) {
+		const char *q = memchr(p, '/', (size_t)(end - p));
+		size_t clen = q ? (size_t)(q - p) : (size_t)(end - p);
+		if (clen == 0 || clen > NAME_MAX_COMPONENT)
+			return AFS_E_BADNAME;
+		if ((clen == 1 && p[0] == '.') || (clen == 2 && p[0] == '.' && p[1] == '.'))
+			return AFS_E_BADNAME;
+		p += clen + 1;
+	}
+	return AFS_OK;
+}
+
+/* The mode archfs shows for an entry whose archive mode is raw. */
+static uint16_t shown_mode(uint32_t raw, bool is_dir)
+{
+	uint32_t perm = raw & 0777; /* setuid, setgid and sticky dropped */
+
+	if (is_dir)
+		return (uint16_t)(S_IFDIR | (raw ? perm : 0755));
+	if (S_ISLNK(raw))
+		return (uint16_t)(S_IFLNK | 0777);
+	return (uint16_t)(S_IFREG | (raw ? perm : 0644)); /* bare modes, devices and fifos: regular */
+}
+
+static enum afs_err fail(struct builder *b, enum afs_err err, const char *name, const char *why)
+{
+	snprintf(b->msg, b->msglen, "entry '%s': %s", name, why);
+	return err;
+}
+
+/* Ensures every proper prefix of path[0..len) is a directory node; the
+ * deepest one's id goes to *parent. */
+static enum afs_err add_parents(struct builder *b, const char *name, size_t len, uint32_t *parent)
+{
+	struct afs_index *ix = b->ix;
+	uint32_t cur = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (name[i] != '/')
+			continue;
+		uint32_t id = *find_slot(ix, name, i);
+		if (id == AFS_NONE) {
+			enum afs_err err = add_node(b, name, i, cur, &id);
+			if (err != AFS_OK)
+				return err;
+		} else if (!S_ISDIR(ix->nodes[id].mode)) {
+			return fail(b, AFS_E_CONFLICT, name, "a parent path is also a file");
+		}
+		cur = id;
+	}
+	*parent = cur;
+	return AFS_OK;
+}
+
+static enum afs_err add_entry(struct builder *b, uint64_t i, const struct afs_entry_info *e)
+{
+	struct afs_index *ix = b->ix;
+	size_t len = strlen(e->name);
+	bool is_dir = (len > 0 && e->name[len - 1] == '/') || S_ISDIR(e->mode);
+	uint32_t parent, id;
+	enum afs_err err;
+
+	if (afs_index_check_name(e->name) != AFS_OK)
+		return fail(b, AFS_E_BADNAME, e->name, "unsafe name (absolute, '..', '.', empty or overlong component)");
+	if (e->encrypted)
+		return fail(b, AFS_E_UNSUPPORTED, e->name, "encrypted entries are not supported");
+	if (!is_dir && e->method != AFS_METHOD_STORE && e->method != AFS_METHOD_DEFLATE)
+		return fail(b, AFS_E_UNSUPPORTED, e->name, "unsupported compression method");
+	if (e->name[len - 1] == '/')
+		len--;
+	err = add_parents(b, e->name, len, &parent);
+	if (err != AFS_OK)
+		return err;
+	id = *find_slot(ix, e->name, len);
+	if (id != AFS_NONE) {
+		struct afs_node *n = &ix->nodes[id];
+		if (!is_dir || n->entry != AFS_NONE)
+			return fail(b, AFS_E_CONFLICT, e->name,
+				    S_ISDIR(n->mode) && !is_dir ? "a file is also a directory" : "duplicate entry name");
+	} else {
+		err = add_node(b, e->name, len, parent, &id);
+		if (err != AFS_OK)
+			return err;
+	}
+	struct afs_node *n = &ix->nodes[id];
+	n->entry = (uint32_t)i;
+	n->mode = shown_mode(e->mode, is_dir);
+	n->mtime = e->mtime;
+	n->method = e->method;
+	if (!is_dir) {
+		n->size = e->size;
+		n->comp_size = e->comp_size;
+		n->crc = e->crc;
+	}
+	return AFS_OK;
+}
+
+enum afs_err afs_index_build(struct afs_archive *a, struct afs_index **out, char *msg, size_t msglen)
+{
+	struct builder b = { .dir_mtime = afs_archive_file_mtime(a), .msg = msg, .msglen = msglen };
+	uint64_t count = afs_archive_count(a);
+	enum afs_err err = AFS_OK;
+	uint32_t root;
+
+	*out = NULL;
+	msg[0] = '\0';
+	if (count >= AFS_NONE / 2) {
+		snprintf(msg, msglen, "too many entries (%llu)", (unsigned long long)count);
+		return AFS_E_RANGE;
+	}
+	b.ix = calloc(1, sizeof(*b.ix));
+	if (!b.ix) {
+		err = AFS_E_NOMEM;
+		goto out;
+	}
+	b.ix->slots = malloc(64 * sizeof(uint32_t));
+	if (!b.ix->slots) {
+		err = AFS_E_NOMEM;
+		goto out;
+	}
+	memset(b.ix->slots, 0xff, 64 * sizeof(uint32_t));
+	b.ix->slot_mask = 63;
+	err = add_node(&b, "", 0, 0, &root);
+	for (uint64_t i = 0; err == AFS_OK && i < count; i++) {
+		struct afs_entry_info e;
+		err = afs_archive_entry(a, i, &e);
+		if (err == AFS_OK)
+			err = add_entry(&b, i, &e);
+		else
+			snprintf(msg, msglen, "cannot read entry %llu of the central directory", (unsigned long long)i);
+	}
+out:
+	free(b.last_child);
+	if (err != AFS_OK) {
+		if (!msg[0])
+			snprintf(msg, msglen, "%s", afs_strerror(err));
+		afs_index_free(b.ix);
+		return err;
+	}
+	*out = b.ix;
+	return AFS_OK;
+}
+
+void afs_index_free(struct afs_index *ix)
+{
+	if (!ix)
+		return;
+	free(ix->nodes);
+	free(ix->pool);
+	free(ix->slots);
+	free(ix);
+}
+
+enum afs_err afs_index_lookup(const struct afs_index *ix, const char *path, uint32_t *id)
+{
+	size_t len;
+
+	while (*path == '/')
+		path++;
+	len = strlen(path);
+	*id = *find_slot(ix, path, len);
+	if (*id != AFS_NONE)
+		return AFS_OK;
+	/* Not found: ENOTDIR when some prefix is a file, as a real tree says. */
+	for (size_t i = 0; i < len; i++) {
+		if (path[i] != '/')
+			continue;
+		uint32_t p = *find_slot(ix, path, i);
+		if (p == AFS_NONE)
+			break;
+		if (!S_ISDIR(ix->nodes[p].mode))
+			return AFS_E_NOTDIR;
+	}
+	return AFS_E_NOENT;
+}
+
+const struct afs_node *afs_index_node(const struct afs_index *ix, uint32_t id)
+{
+	return &ix->nodes[id];
+}
+
+uint32_t afs_index_count(const struct afs_index *ix)
+{
+	return ix->count;
+}
+
+const char *afs_index_path(const struct afs_index *ix, uint32_t id)
+{
+	return ix->pool + ix->nodes[id].path;
+}
+
+const char *afs_index_name(const struct afs_index *ix, uint32_t id)
+{
+	return ix->pool + ix->nodes[id].path + ix->nodes[id].base;
+}
+
+size_t afs_index_memory(const struct afs_index *ix)
+{
+	return sizeof(*ix) + (size_t)ix->cap * sizeof(*ix->nodes) + ix->pool_cap +
+	       ((size_t)ix->slot_mask + 1) * sizeof(*ix->slots);
+}

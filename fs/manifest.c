@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/* manifest.json of a backup archive -> struct afs_manifest (the only cJSON user). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+#include "manifest.h"
+
+const char *afs_db_type_name(enum afs_db_type t)
+{
+	switch (t) {
+	case AFS_DB_SQLITE: return "sqlite";
+	case AFS_DB_POSTGRESQL: return "postgresql";
+	case AFS_DB_UNKNOWN: break;
+	}
+	return "unknown";
+}
+
+void afs_manifest_release(struct afs_manifest *m)
+{
+	free(m->created_at);
+	free(m->alembic_revision);
+	free(m->app_version);
+	free(m->json);
+	memset(m, 0, sizeof(*m));
+}
+
+/* Copies the string member key of obj into *dst: absent and null give NULL,
+ * another type is an error. */
+static enum afs_err get_string(const cJSON *obj, const char *key, char **dst, char *msg, size_t msglen)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	*dst = NULL;
+	if (!v || cJSON_IsNull(v))
+		return AFS_OK;
+	if (!cJSON_IsString(v)) {
+		snprintf(msg, msglen, "manifest.json: \"%s\" is not a string", key);
+		return AFS_E_CORRUPT;
+	}
+	*dst = strdup(v->valuestring);
+	return *dst ? AFS_OK : AFS_E_NOMEM;
+}
+
+enum afs_err afs_manifest_parse(const char *text, size_t len, struct afs_manifest *m, char *msg, size_t msglen)
+{
+	cJSON *root = NULL;
+	char *db_type = NULL;
+	enum afs_err err = AFS_OK;
+
+	memset(m, 0, sizeof(*m));
+	msg[0] = '\0';
+	root = cJSON_ParseWithLength(text, len);
+	if (!root || !cJSON_IsObject(root)) {
+		snprintf(msg, msglen, "manifest.json is not a JSON object");
+		err = AFS_E_CORRUPT;
+		goto out;
+	}
+	if ((err = get_string(root, "created_at", &m->created_at, msg, msglen)) != AFS_OK ||
+	    (err = get_string(root, "db_type", &db_type, msg, msglen)) != AFS_OK ||
+	    (err = get_string(root, "alembic_revision", &m->alembic_revision, msg, msglen)) != AFS_OK ||
+	    (err = get_string(root, "app_version", &m->app_version, msg, msglen)) != AFS_OK)
+		goto out;
+	if (db_type && strcmp(db_type, "sqlite") == 0)
+		m->db_type = AFS_DB_SQLITE;
+	else if (db_type && strcmp(db_type, "postgresql") == 0)
+		m->db_type = AFS_DB_POSTGRESQL;
+	else
+		m->db_type = AFS_DB_UNKNOWN;
+	m->json = cJSON_PrintUnformatted(root);
+	if (!m->json)
+		err = AFS_E_NOMEM;
+out:
+	if (err == AFS_E_NOMEM && !msg[0])
+		snprintf(msg, msglen, "out of memory");
+	free(db_type);
+	cJSON_Delete(root);
+	if (err != AFS_OK)
+		afs_manifest_release(m);
+	return err;
+}

@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: MIT */
+/* struct fuse_operations: path -> core -> -errno.  No archive logic here. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include "archive.h"
+#include "index.h"
+#include "ops.h"
+#include "stream.h"
+
+/* Archives never change, so the kernel may keep names and attributes long. */
+#define CACHE_TIMEOUT 86400.0
+
+/* One open file.  The kernel may send reads of one handle from several
+ * threads; the lock keeps the stream's position consistent. */
+struct handle {
+	pthread_mutex_t lock;
+	struct afs_stream *stream;
+};
+
+static struct afs_mount *mount_of(void)
+{
+	return fuse_get_context()->private_data;
+}
+
+static void fill_stat(const struct afs_mount *m, uint32_t id, struct stat *st)
+{
+	const struct afs_node *n = afs_index_node(m->index, id);
+
+	memset(st, 0, sizeof(*st));
+	st->st_mode = n->mode;
+	st->st_nlink = S_ISDIR(n->mode) ? 2 : 1;
+	st->st_uid = m->uid;
+	st->st_gid = m->gid;
+	st->st_size = (off_t)n->size;
+	st->st_blksize = 4096;
+	st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
+	st->st_mtim.tv_sec = n->mtime;
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
+}
+
+static void *afs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+	cfg->entry_timeout = CACHE_TIMEOUT;
+	cfg->attr_timeout = CACHE_TIMEOUT;
+	cfg->negative_timeout = CACHE_TIMEOUT;
+	/* One read at a time per handle, in increasing offset order: inflating
+	 * is sequential, so out-of-order readahead would force restarts. */
+	conn->want &= ~FUSE_CAP_ASYNC_READ;
+	return mount_of();
+}
+
+static int afs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+	struct afs_mount *m = mount_of();
+	uint32_t id;
+	enum afs_err err = afs_index_lookup(m->index, path, &id);
+
+	if (err != AFS_OK)
+		return -afs_errno(err);
+	fill_stat(m, id, st);
+	return 0;
+}
+
+static int afs_access(const char *path, int mask)
+{
+	uint32_t id;
+	enum afs_err err = afs_index_lookup(mount_of()->index, path, &id);
+
+	if (err != AFS_OK)
+		return -afs_errno(err);
+	return (mask & W_OK) ? -EROFS : 0;
+}
+
+static int afs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off, struct fuse_file_info *fi,
+		       enum fuse_readdir_flags flags)
+{
+	struct afs_mount *m = mount_of();
+	enum fuse_fill_dir_flags plus = (flags & FUSE_READDIR_PLUS) ? FUSE_FILL_DIR_PLUS : 0;
+	struct stat st;
+	uint32_t id;
+	enum afs_err err = afs_index_lookup(m->index, path, &id);
+
+	if (err != AFS_OK)
+		return -afs_errno(err);
+	if (!S_ISDIR(afs_index_node(m->index, id)->mode))
+		return -ENOTDIR;
+	fill_stat(m, id, &st);
+	fill(buf, ".", &st, 0, plus);
+	fill_stat(m, afs_index_node(m->index, id)->parent, &st);
+	fill(buf, "..", &st, 0, plus);
+	for (uint32_t c = afs_index_node(m->index, id)->first_child; c != AFS_NONE;
+	     c = afs_index_node(m->index, c)->next_sibling) {
+		fill_stat(m, c, &st);
+		if (fill(buf, afs_index_name(m->index, c), &st, 0, plus))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int afs_open(const char *path, struct fuse_file_info *fi)
+{
+	struct afs_mount *m = mount_of();
+	struct handle *h;
+	uint32_t id;
+	enum afs_err err;
+
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
+		return -EROFS;
+	err = afs_index_lookup(m->index, path, &id);
+	if (err != AFS_OK)
+		return -afs_errno(err);
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	err = afs_stream_open(m->archive, m->index, id, &h->stream);
+	if (err != AFS_OK) {
+		free(h);
+		return -afs_errno(err);
+	}
+	pthread_mutex_init(&h->lock, NULL);
+	fi->fh = (uint64_t)(uintptr_t)h;
+	fi->keep_cache = 1;
+	return 0;
+}
+
+static int afs_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	size_t got = 0;
+	enum afs_err err;
+
+	if (off < 0)
+		return -EINVAL;
+	pthread_mutex_lock(&h->lock);
+	err = afs_stream_pread(h->stream, buf, size, (uint64_t)off, &got);
+	pthread_mutex_unlock(&h->lock);
+	return err == AFS_OK ? (int)got : -afs_errno(err);
+}
+
+static int afs_release(const char *path, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
+	afs_stream_close(h->stream);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+	return 0;
+}
+
+static int afs_readlink(const char *path, char *buf, size_t size)
+{
+	struct afs_mount *m = mount_of();
+	struct afs_stream *s;
+	size_t got = 0;
+	uint32_t id;
+	enum afs_err err = afs_index_lookup(m->index, path, &id);
+
+	if (err != AFS_OK)
+		return -afs_errno(err);
+	if (!S_ISLNK(afs_index_node(m->index, id)->mode))
+		return -EINVAL;
+	if (size == 0)
+		return -EINVAL;
+	err = afs_stream_open(m->archive, m->index, id, &s);
+	if (err == AFS_OK) {
+		err = afs_stream_pread(s, buf, size - 1, 0, &got);
+		afs_stream_close(s);
+	}
+	if (err != AFS_OK)
+		return -afs_errno(err);
+	buf[got] = '\0';
+	return 0;
+}
+
+static int afs_statfs(const char *path, struct statvfs *sv)
+{
+	struct afs_mount *m = mount_of();
+
+	memset(sv, 0, sizeof(*sv));
+	sv->f_bsize = 4096;
+	sv->f_frsize = 4096;
+	sv->f_blocks = (afs_archive_file_size(m->archive) + 4095) / 4096;
+	sv->f_files = afs_index_count(m->index);
+	sv->f_namemax = 255;
+	sv->f_flag = ST_RDONLY;
+	return 0;
+}
+
+/* The value of xattr name of node n into buf; its length, or -1 if none. */
+static int xattr_value(const struct afs_node *n, const char *name, char *buf, size_t len)
+{
+	if (S_ISDIR(n->mode))
+		return -1;
+	if (strcmp(name, "user.archfs.crc32") == 0)
+		return snprintf(buf, len, "%08" PRIx32, n->crc);
+	if (strcmp(name, "user.archfs.compressed_size") == 0)
+		return snprintf(buf, len, "%" PRIu64, n->comp_size);
+	if (strcmp(name, "user.archfs.method") == 0)
+		return snprintf(buf, len, "%s", n->method == AFS_METHOD_STORE ? "store" : "deflate");
+	return -1;
+}
+
+static int afs_getxattr(const char *path, const char *name, char *value, size_t size)
+{
+	struct afs_mount *m = mount_of();
+	char buf[32];
+	uint32_t id;
+	enum afs_err err = afs_index_lookup(m->index, path, &id);
+	int len;
+
+	if (err != AFS_OK)
+		return -afs_errno(err);
+	len = xattr_value(afs_index_node(m->index, id), name, buf, sizeof(buf));
+	if (len < 0)
+		return -ENODATA;
+	if (size == 0)
+		return len;
+	if ((size_t)len > size)
+		return -ERANGE;
+	memcpy(value, buf, (size_t)len);
+	return len;
+}
+
+static int afs_listxattr(const char *path, char *list, size_t size)
+{
+	static const char names[] = "user.archfs.crc32\0user.archfs.compressed_size\0user.archfs.method";
+	struct afs_mount *m = mount_of();
+	uint32_t id;
+	enum afs_err err = afs_index_lookup(m->index, path, &id);
+
+	if (err != AFS_OK)
+		return -afs_errno(err);
+	if (S_ISDIR(afs_index_node(m->index, id)->mode))
+		return 0;
+	if (size == 0)
+		return sizeof(names);
+	if (size < sizeof(names))
+		return -ERANGE;
+	memcpy(list, names, sizeof(names));
+	return sizeof(names);
+}
+
+/* Every modifying call: the archive never changes. */
+static int rofs_path(const char *path) { return -EROFS; }
+static int rofs_mode(const char *path, mode_t mode) { return -EROFS; }
+static int rofs_two(const char *from, const char *to) { return -EROFS; }
+static int rofs_rename(const char *from, const char *to, unsigned int flags) { return -EROFS; }
+static int rofs_mknod(const char *path, mode_t mode, dev_t dev) { return -EROFS; }
+static int rofs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi) { return -EROFS; }
+static int rofs_chown(const char *path, uid_t u, gid_t g, struct fuse_file_info *fi) { return -EROFS; }
+static int rofs_truncate(const char *path, off_t size, struct fuse_file_info *fi) { return -EROFS; }
+static int rofs_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi) { return -EROFS; }
+static int rofs_create(const char *path, mode_t mode, struct fuse_file_info *fi) { return -EROFS; }
+static int rofs_write(const char *path, const char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	return -EROFS;
+}
+static int rofs_setxattr(const char *path, const char *name, const char *value, size_t size, int flags)
+{
+	return -EROFS;
+}
+static int rofs_removexattr(const char *path, const char *name) { return -EROFS; }
+
+const struct fuse_operations afs_fuse_ops = {
+	.init = afs_init,
+	.getattr = afs_getattr,
+	.access = afs_access,
+	.readdir = afs_readdir,
+	.open = afs_open,
+	.read = afs_read,
+	.release = afs_release,
+	.readlink = afs_readlink,
+	.statfs = afs_statfs,
+	.getxattr = afs_getxattr,
+	.listxattr = afs_listxattr,
+	.mknod = rofs_mknod,
+	.mkdir = rofs_mode,
+	.unlink = rofs_path,
+	.rmdir = rofs_path,
+	.symlink = rofs_two,
+	.rename = rofs_rename,
+	.link = rofs_two,
+	.chmod = rofs_chmod,
+	.chown = rofs_chown,
+	.truncate = rofs_truncate,
+	.utimens = rofs_utimens,
+	.create = rofs_create,
+	.write = rofs_write,
+	.setxattr = rofs_setxattr,
+	.removexattr = rofs_removexattr,
+};

@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/* Entry content at any offset: stored entries by seeking the raw bytes,
+ * deflated entries by inflating forward, never holding a whole entry. */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+#include "archive.h"
+#include "index.h"
+#include "log.h"
+#include "stream.h"
+
+#define IN_BUF (64 * 1024)
+#define SKIP_BUF (32 * 1024)
+
+struct afs_stream {
+	struct afs_archive *a;
+	const char *path;      /* for log lines; owned by the index */
+	uint32_t entry;
+	uint16_t method;
+	uint64_t size;
+	uint32_t crc_expected;
+	struct afs_raw *raw;   /* opened on first read */
+	uint64_t pos;          /* offset the raw stream / inflater is at */
+	uint32_t crc;          /* CRC-32 of [0, crc_pos) */
+	uint64_t crc_pos;
+	bool failed;           /* sticky: the entry failed its end-of-pass check */
+	bool z_ready;          /* z is initialised */
+	bool z_end;            /* the deflate stream has ended */
+	bool raw_eof;
+	z_stream z;
+	unsigned char *in;     /* IN_BUF compressed bytes, then SKIP_BUF scratch */
+};
+
+enum afs_err afs_stream_open(struct afs_archive *a, const struct afs_index *ix, uint32_t id, struct afs_stream **out)
+{
+	const struct afs_node *n = afs_index_node(ix, id);
+	struct afs_stream *s;
+
+	*out = NULL;
+	if (S_ISDIR(n->mode))
+		return AFS_E_ISDIR;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return AFS_E_NOMEM;
+	s->a = a;
+	s->path = afs_index_path(ix, id);
+	s->entry = n->entry;
+	s->method = n->method;
+	s->size = n->size;
+	s->crc_expected = n->crc;
+	*out = s;
+	return AFS_OK;
+}
+
+void afs_stream_close(struct afs_stream *s)
+{
+	if (!s)
+		return;
+	if (s->z_ready)
+		inflateEnd(&s->z);
+	afs_raw_close(s->raw);
+	free(s->in);
+	free(s);
+}
+
+static enum afs_err corrupt(struct afs_stream *s, const char *why)
+{
+	afs_log(AFS_LOG_ERR, "%s: %s", s->path, why);
+	s->failed = true;
+	return AFS_E_CORRUPT;
+}
+
+/* Folds the bytes buf[0..n) produced at off into the running CRC-32, and
+ * checks it when the pass from offset 0 reaches the end of the entry. */
+static enum afs_err account(struct afs_stream *s, const unsigned char *buf, size_t n, uint64_t off)
+{
+	if (off <= s->crc_pos && s->crc_pos < off + n) {
+		size_t skip = (size_t)(s->crc_pos - off);
+		s->crc = (uint32_t)crc32_z(s->crc, buf + skip, n - skip);
+		s->crc_pos = off + n;
+		if (s->crc_pos == s->size && s->crc != s->crc_expected) {
+			afs_log(AFS_LOG_ERR, "%s: CRC-32 mismatch (archive says %08x, data gives %08x)", s->path,
+				s->crc_expected, s->crc);
+			s->failed = true;
+			return AFS_E_CORRUPT;
+		}
+	}
+	return AFS_OK;
+}
+
+/* Positions the raw stream at compressed byte off, opening it if needed. */
+static enum afs_err raw_at(struct afs_stream *s, uint64_t off)
+{
+	enum afs_err err;
+
+	if (!s->raw) {
+		err = afs_raw_open(s->a, s->entry, &s->raw);
+		if (err != AFS_OK)
+			return err;
+		if (off == 0)
+			return AFS_OK;
+	}
+	s->raw_eof = false;
+	return afs_raw_seek(s->raw, off);
+}
+
+static enum afs_err stored_read(struct afs_stream *s, unsigned char *buf, size_t len, uint64_t off, size_t *got)
+{
+	enum afs_err err = AFS_OK;
+	size_t done = 0;
+
+	if (!s->raw || off != s->pos) {
+		err = raw_at(s, off);
+		if (err != AFS_OK)
+			return err;
+		s->pos = off;
+	}
+	while (done < len) {
+		size_t n;
+		err = afs_raw_read(s->raw, buf + done, len - done, &n);
+		if (err != AFS_OK)
+			return err;
+		if (n == 0)
+			return corrupt(s, "stored data ends before the size the archive states");
+		done += n;
+	}
+	s->pos = off + done;
+	*got = done;
+	return account(s, buf, done, off);
+}
+
+/* Restarts the inflater at the start of the entry. */
+static enum afs_err inflate_restart(struct afs_stream *s)
+{
+	enum afs_err err;
+
+	if (!s->in) {
+		s->in = malloc(IN_BUF + SKIP_BUF);
+		if (!s->in)
+			return AFS_E_NOMEM;
+	}
+	if (!s->z_ready) {
+		memset(&s->z, 0, sizeof(s->z));
+		if (inflateInit2(&s->z, -MAX_WBITS) != Z_OK)
+			return AFS_E_NOMEM;
+		s->z_ready = true;
+	} else if (inflateReset(&s->z) != Z_OK) {
+		return AFS_E_NOMEM;
+	}
+	s->z.avail_in = 0;
+	s->z_end = false;
+	s->pos = 0;
+	err = raw_at(s, 0);
+	return err;
+}
+
+/* Inflates exactly len bytes of output at s->pos into out (len may not pass
+ * the entry's end).  When the output reaches the end of the entry, also
+ * checks that the deflate stream ends there. */
+static enum afs_err inflate_to(struct afs_stream *s, unsigned char *out, size_t len)
+{
+	uint64_t start = s->pos;
+	enum afs_err err;
+
+	s->z.next_out = out;
+	s->z.avail_out = (uInt)len;
+	while (s->z.avail_out > 0) {
+		if (s->z_end)
+			return corrupt(s, "deflate stream ends before the size the archive states");
+		if (s->z.avail_in == 0 && !s->raw_eof) {
+			size_t n;
+			err = afs_raw_read(s->raw, s->in, IN_BUF, &n);
+			if (err != AFS_OK)
+				return err;
+			s->raw_eof = (n == 0);
+			s->z.next_in = s->in;
+			s->z.avail_in = (uInt)n;
+		}
+		int zr = inflate(&s->z, Z_NO_FLUSH);
+		if (zr == Z_STREAM_END)
+			s->z_end = true;
+		else if (zr == Z_NEED_DICT || zr == Z_DATA_ERROR)
+			return corrupt(s, "malformed deflate data");
+		else if (zr == Z_MEM_ERROR)
+			return AFS_E_NOMEM;
+		else if (zr == Z_BUF_ERROR && s->raw_eof)
+			return corrupt(s, "deflate data is truncated");
+	}
+	s->pos = start + len;
+	if (s->pos == s->size && !s->z_end) {
+		/* The stream must end exactly here: one more byte is an error. */
+		unsigned char extra;
+		s->z.next_out = &extra;
+		s->z.avail_out = 1;
+		while (!s->z_end) {
+			if (s->z.avail_in == 0 && !s->raw_eof) {
+				size_t n;
+				err = afs_raw_read(s->raw, s->in, IN_BUF, &n);
+				if (err != AFS_OK)
+					return err;
+				s->raw_eof = (n == 0);
+				s->z.next_in = s->in;
+				s->z.avail_in = (uInt)n;
+			}
+			int zr = inflate(&s->z, Z_NO_FLUSH);
+			if (zr == Z_STREAM_END)
+				s->z_end = true;
+			else if (s->z.avail_out == 0)
+				return corrupt(s, "deflate data runs past the size the archive states");
+			else if (zr != Z_OK && zr != Z_BUF_ERROR)
+				return corrupt(s, "malformed deflate data");
+			else if (zr == Z_BUF_ERROR && s->raw_eof)
+				return corrupt(s, "deflate data is truncated");
+		}
+	}
+	return account(s, out, len, start);
+}
+
+static enum afs_err deflate_read(struct afs_stream *s, unsigned char *buf, size_t len, uint64_t off, size_t *got)
+{
+	enum afs_err err;
+
+	if (!s->z_ready || off < s->pos) {
+		err = inflate_restart(s);
+		if (err != AFS_OK)
+			return err;
+	}
+	while (s->pos < off) { /* skip forward; the CRC still sees every byte */
+		uint64_t gap = off - s->pos;
+		err = inflate_to(s, s->in + IN_BUF, gap < SKIP_BUF ? (size_t)gap : SKIP_BUF);
+		if (err != AFS_OK)
+			return err;
+	}
+	err = inflate_to(s, buf, len);
+	if (err != AFS_OK)
+		return err;
+	*got = len;
+	return AFS_OK;
+}
+
+enum afs_err afs_stream_pread(struct afs_stream *s, void *buf, size_t len, uint64_t off, size_t *got)
+{
+	enum afs_err err;
+
+	*got = 0;
+	if (s->failed)
+		return AFS_E_CORRUPT;
+	if (off >= s->size || len == 0)
+		return AFS_OK;
+	if (len > s->size - off)
+		len = (size_t)(s->size - off);
+	if (s->method == AFS_METHOD_STORE)
+		err = stored_read(s, buf, len, off, got);
+	else
+		err = deflate_read(s, buf, len, off, got);
+	if (err != AFS_OK)
+		*got = 0;
+	return err;
+}

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/* Reading an entry's content at any offset: stored entries by seeking the
+ * raw stream, deflated entries by inflating forward (a backward seek
+ * restarts the inflater).  Nothing is ever loaded whole into memory.
+ *
+ * CRC-32: the stream tracks the checksum of the bytes it has produced in
+ * order from offset 0.  When that pass reaches the end of the entry and the
+ * checksum differs from the archive's, the read returns AFS_E_CORRUPT (EIO)
+ * and logs one line; so does a deflate stream that is malformed, ends early
+ * or runs long.
+ *
+ * Thread safety: one afs_stream serves one thread at a time (the caller
+ * locks); different streams are independent.
+ */
+#ifndef AFS_STREAM_H
+#define AFS_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "err.h"
+
+struct afs_archive;
+struct afs_index;
+
+struct afs_stream;
+
+/* Opens the content of node id of ix (a file or symlink) in archive a. */
+enum afs_err afs_stream_open(struct afs_archive *a, const struct afs_index *ix, uint32_t id,
+			     struct afs_stream **out);
+
+/* Reads up to len bytes at off into buf; *got < len only at the end of the
+ * entry.  On error *got is 0 and the stream stays usable (a later read at
+ * another offset may succeed), except that corrupt data (a checksum
+ * mismatch, a malformed deflate stream) is sticky: AFS_E_CORRUPT from then on. */
+enum afs_err afs_stream_pread(struct afs_stream *s, void *buf, size_t len, uint64_t off, size_t *got);
+
+/* Closes the stream; NULL is a no-op. */
+void afs_stream_close(struct afs_stream *s);
+
+#endif
