@@ -151,7 +151,8 @@ static int run_session(struct fuse_args *args, struct afs_mount *m, const char *
 		fuse_loop_cfg_set_clone_fd(lc, cl.clone_fd);
 		if (cl.max_threads > 0 && cl.max_threads <= 100000) /* unset is -1 */
 			fuse_loop_cfg_set_max_threads(lc, cl.max_threads);
-		fuse_loop_cfg_set_idle_threads(lc, cl.max_idle_threads);
+		if (cl.max_idle_threads <= 100000)
+			fuse_loop_cfg_set_idle_threads(lc, cl.max_idle_threads);
 		rc = fuse_loop_mt(fuse, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
