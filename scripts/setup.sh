@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Installs the Debian packages archfs needs to build, test and run; quiet when all are there.
+set -euo pipefail
+pkgs=(build-essential pkg-config meson ninja-build libfuse3-dev fuse3 libzip-dev zlib1g-dev
+      libcjson-dev libisal-dev libsqlite3-dev sqlite3 libpq-dev postgresql-15 postgresql-client-15
+      python3 unzip zip attr util-linux)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq </dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+fi
+if [ ! -c /dev/fuse ]; then
+  mknod -m 0666 /dev/fuse c 10 229 2>/dev/null || { echo "setup: /dev/fuse is missing and cannot be created" >&2; exit 1; }
+fi

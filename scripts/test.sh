@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Installs what is missing, builds archfs twice (plain and ASan+UBSan), runs
+# the unit tests and the real-mount integration tests against each build,
+# and ends with the line "N passed, M failed".
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+root=$PWD
+passed=0
+failed=0
+
+finish() {
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit $?
+}
+
+note_fail() { echo "FAIL $*"; failed=$((failed + 1)); }
+
+if ! scripts/setup.sh </dev/null; then
+  note_fail "setup: installing dependencies failed"
+  finish
+fi
+
+# build DIR [meson options...]: configures once, then builds; non-zero on failure.
+build() {
+  local dir=$1; shift
+  if [ ! -f "$dir/build.ninja" ]; then
+    meson setup "$dir" "$@" >"$dir.setup.log" 2>&1 || { cat "$dir.setup.log"; return 1; }
+  fi
+  ninja -C "$dir" || return 1
+}
+
+# unit_tests DIR: runs meson's tests and counts one result per test program.
+unit_tests() {
+  local dir=$1 log counts p f
+  meson test -C "$dir" --print-errorlogs --no-rebuild || true
+  log=$dir/meson-logs/testlog.json
+  if [ ! -s "$log" ]; then
+    note_fail "unit tests in $dir: no test log"
+    return
+  fi
+  counts=$(python3 - "$log" <<'PY'
+import json, sys
+ok = bad = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("result") in ("OK", "EXPECTEDFAIL"):
+        ok += 1
+    elif r.get("result") != "SKIP":
+        bad += 1
+        print("FAIL unit:", r.get("name"), file=sys.stderr)
+print(ok, bad)
+PY
+)
+  read -r p f <<<"$counts"
+  if [ "$((p + f))" -eq 0 ]; then
+    note_fail "unit tests in $dir: none ran"
+    return
+  fi
+  passed=$((passed + p)); failed=$((failed + f))
+}
+
+# integration DIR: mounts archives for real with DIR/archfs.
+integration() {
+  local dir=$1 out last p f
+  out=$(mktemp)
+  python3 tests/integration/run.py --archfs "$root/$dir/archfs" </dev/null 2>&1 | tee "$out"
+  last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
+  rm -f "$out"
+  if [ -z "$last" ]; then
+    note_fail "integration tests with $dir: no summary line"
+    return
+  fi
+  p=${last%% passed*}; f=${last#*, }; f=${f%% failed*}
+  if [ "$((p + f))" -eq 0 ]; then
+    note_fail "integration tests with $dir: none ran"
+    return
+  fi
+  passed=$((passed + p)); failed=$((failed + f))
+}
+
+run_suite() {
+  local dir=$1; shift
+  echo "== $dir"
+  if ! build "$dir" "$@"; then
+    note_fail "build of $dir"
+    return
+  fi
+  unit_tests "$dir"
+  integration "$dir"
+}
+
+run_suite build
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+run_suite build-asan -Db_sanitize=address,undefined -Db_lundef=false
+finish

@@ -1,0 +1,405 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Integration tests: real mounts of generated archives, compared with their sources.
+
+run.py --archfs PATH [--work DIR] [-k SUBSTRING]; prints PASS/FAIL per test and
+ends with "N passed, M failed" (exit 1 on any failure).
+"""
+import argparse
+import errno
+import hashlib
+import os
+import random
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+import mkarchive  # noqa: E402
+
+ARCHFS = None
+WORK = None
+SUSPICIOUS = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
+_fixtures = {}
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def fixture(variant, **kw):
+    """(archive path, source dir) of a variant, generated once per run."""
+    key = (variant, tuple(sorted(kw.items())))
+    if key not in _fixtures:
+        d = tempfile.mkdtemp(prefix="fx-%s-" % variant, dir=WORK)
+        out, src = os.path.join(d, "backup.zip"), os.path.join(d, "src")
+        mkarchive.make_archive(out, src, variant, **kw)
+        _fixtures[key] = (out, src)
+    return _fixtures[key]
+
+
+def is_mounted(mnt):
+    mnt = os.path.realpath(mnt)
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == mnt for line in f)
+
+
+class Mount:
+    """archfs -f ARCHIVE MNT in the background; always unmounted on exit."""
+
+    def __init__(self, archive, *opts):
+        self.archive, self.opts = archive, list(opts)
+        self.mnt = tempfile.mkdtemp(prefix="mnt-", dir=WORK)
+
+    def __enter__(self):
+        self.err = tempfile.TemporaryFile(dir=WORK)
+        self.proc = subprocess.Popen([ARCHFS, "-f", *self.opts, self.archive, self.mnt],
+                                     stdin=subprocess.DEVNULL, stderr=self.err)
+        deadline = time.time() + 20
+        while not is_mounted(self.mnt):
+            if self.proc.poll() is not None:
+                raise Failure("archfs exited with %d before mounting: %s" % (self.proc.returncode, self.stderr()))
+            if time.time() > deadline:
+                self.proc.kill()
+                raise Failure("mount did not appear within 20 s")
+            time.sleep(0.02)
+        return self.mnt
+
+    def stderr(self):
+        self.err.seek(0)
+        return self.err.read().decode(errors="replace")
+
+    def __exit__(self, exc_type, exc, tb):
+        subprocess.run(["fusermount3", "-u", self.mnt], stderr=subprocess.DEVNULL)
+        try:
+            rc = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            subprocess.run(["umount", "-l", self.mnt], stderr=subprocess.DEVNULL)
+            self.proc.kill()
+            self.proc.wait()
+            raise Failure("archfs did not exit after unmount")
+        if exc_type is None:
+            err = self.stderr()
+            check(rc == 0, "archfs exited with %d after unmount: %s" % (rc, err))
+            check(not any(s in err for s in SUSPICIOUS), "sanitizer report: " + err[:2000])
+        return False
+
+
+def sha(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
+
+
+def parent(path):
+    return path.rsplit("/", 1)[0] if "/" in path else ""
+
+
+def compare_tree(mnt, archive, src):
+    """Every path: type, mode, size, mtime, owner, listing and bytes as expected."""
+    exp = mkarchive.expected(archive)
+    for path, e in exp.items():
+        full = os.path.join(mnt, path)
+        st = os.lstat(full)
+        check(st.st_uid == os.getuid() and st.st_gid == os.getgid(), "%s: owner %d:%d" % (path, st.st_uid, st.st_gid))
+        check(stat.S_IMODE(st.st_mode) == e["mode"], "%s: mode %o, expected %o" % (path, stat.S_IMODE(st.st_mode), e["mode"]))
+        if e["type"] == "dir":
+            check(stat.S_ISDIR(st.st_mode), path + ": not a directory")
+            want = sorted(p.rsplit("/", 1)[-1] for p in exp if p and parent(p) == path)
+            check(sorted(os.listdir(full)) == want, "%s: listing %s, expected %s" % (path, sorted(os.listdir(full))[:5], want[:5]))
+            continue
+        check(int(st.st_mtime) == e["mtime"], "%s: mtime %d, expected %d" % (path, st.st_mtime, e["mtime"]))
+        check(st.st_size == e["size"], "%s: size %d, expected %d" % (path, st.st_size, e["size"]))
+        if e["type"] == "link":
+            check(stat.S_ISLNK(st.st_mode), path + ": not a symlink")
+            continue
+        check(stat.S_ISREG(st.st_mode), path + ": not a regular file")
+        if os.path.exists(os.path.join(src, path)):
+            check(sha(full) == sha(os.path.join(src, path)), path + ": content differs from the source")
+    return exp
+
+
+# ---------------------------------------------------------------- the tests
+
+def t_app_tree_matches_source():
+    a, src = fixture("app")
+    with Mount(a) as m:
+        compare_tree(m, a, src)
+
+
+def t_manifest_and_settings_bytes():
+    import zipfile
+    a, _ = fixture("app")
+    with Mount(a) as m, zipfile.ZipFile(a) as zf:
+        for n in ("manifest.json", "settings.json"):
+            check(open(os.path.join(m, n), "rb").read() == zf.read(n), n + " differs")
+            check(stat.S_IMODE(os.stat(os.path.join(m, n)).st_mode) == 0o600, n + ": mode is not 0600")
+
+
+def t_setuid_stripped():
+    a, src = fixture("app")
+    with Mount(a) as m:
+        seen = 0
+        for root, _, files in os.walk(os.path.join(src, "uploads")):
+            for f in files:
+                if os.stat(os.path.join(root, f)).st_mode & stat.S_ISUID:
+                    seen += 1
+                    mst = os.stat(os.path.join(m, os.path.relpath(os.path.join(root, f), src))).st_mode
+                    check(not mst & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX) and stat.S_IMODE(mst) == 0o755,
+                          "setuid not stripped: %o" % mst)
+        check(seen > 0, "fixture has no setuid file")
+
+
+def t_variants_match_source():
+    for v in ("zip64", "stored", "unicode", "emptydir", "symlink"):
+        a, src = fixture(v)
+        with Mount(a) as m:
+            exp = compare_tree(m, a, src)
+            if v == "emptydir":
+                check(os.listdir(os.path.join(m, "uploads/empty")) == ["deeper"], "empty subtree listing")
+                check(os.listdir(os.path.join(m, "uploads/empty/deeper")) == [], "empty dir not empty")
+            if v == "symlink":
+                check(os.readlink(os.path.join(m, "uploads/current-logo")) == "logos/f00000.dat", "readlink")
+            if v == "stored":
+                check(any(e.get("method") == "store" for e in exp.values()), "no stored entry in fixture")
+
+
+def t_xattrs():
+    a, _ = fixture("stored")
+    exp = mkarchive.expected(a)
+    with Mount(a) as m:
+        for path, e in exp.items():
+            full = os.path.join(m, path)
+            if e["type"] == "dir":
+                try:
+                    os.getxattr(full, "user.archfs.crc32")
+                    raise Failure(path + ": directory has an xattr")
+                except OSError as err:
+                    check(err.errno == errno.ENODATA, "directory xattr errno %d" % err.errno)
+                continue
+            if e["type"] != "file":
+                continue
+            check(os.getxattr(full, "user.archfs.crc32").decode() == "%08x" % e["crc"], path + ": crc32 xattr")
+            check(os.getxattr(full, "user.archfs.compressed_size").decode() == str(e["csize"]), path + ": compressed_size")
+            check(os.getxattr(full, "user.archfs.method").decode() == e["method"], path + ": method xattr")
+            check(sorted(os.listxattr(full)) == ["user.archfs.compressed_size", "user.archfs.crc32", "user.archfs.method"],
+                  path + ": listxattr")
+
+
+def t_statfs():
+    a, _ = fixture("app")
+    with Mount(a) as m:
+        sv = os.statvfs(m)
+        check(sv.f_bsize > 0 and sv.f_files >= len(mkarchive.expected(a)), "statvfs %r" % (sv,))
+        check(sv.f_blocks * sv.f_frsize >= os.path.getsize(a), "statvfs blocks")
+
+
+def t_erofs_everywhere():
+    a, _ = fixture("app")
+    before = (sha(a), os.stat(a).st_mtime_ns)
+    with Mount(a) as m:
+        f, d = os.path.join(m, "settings.json"), os.path.join(m, "uploads")
+        attempts = {
+            "open for write": lambda: os.open(f, os.O_WRONLY),
+            "open rdwr": lambda: os.open(f, os.O_RDWR),
+            "create": lambda: os.open(os.path.join(m, "new"), os.O_WRONLY | os.O_CREAT, 0o644),
+            "unlink": lambda: os.unlink(f),
+            "mkdir": lambda: os.mkdir(os.path.join(m, "newdir")),
+            "rmdir": lambda: os.rmdir(os.path.join(d, "logos")),
+            "rename": lambda: os.rename(f, os.path.join(m, "moved")),
+            "chmod": lambda: os.chmod(f, 0o777),
+            "chown": lambda: os.chown(f, 1, 1),
+            "truncate": lambda: os.truncate(f, 0),
+            "utime": lambda: os.utime(f, (0, 0)),
+            "symlink": lambda: os.symlink("x", os.path.join(m, "lnk")),
+            "link": lambda: os.link(f, os.path.join(m, "hard")),
+            "setxattr": lambda: os.setxattr(f, "user.x", b"1"),
+        }
+        for what, fn in attempts.items():
+            try:
+                fn()
+                raise Failure(what + " succeeded on a read-only mount")
+            except OSError as err:
+                check(err.errno == errno.EROFS, "%s: errno %s, expected EROFS" % (what, errno.errorcode.get(err.errno)))
+    check((sha(a), os.stat(a).st_mtime_ns) == before, "the archive changed")
+
+
+def t_sqlite3_on_mounted_db():
+    a, src = fixture("app", db_size=3 << 20)
+    q = "select count(*), sum(length(notes)) from time_entries; select count(*) from users;"
+    with Mount(a) as m:
+        got = subprocess.run(["sqlite3", "-readonly", os.path.join(m, "db.sqlite"), q], capture_output=True, text=True)
+        want = subprocess.run(["sqlite3", os.path.join(src, "db.sqlite"), q], capture_output=True, text=True)
+        check(got.returncode == 0 and got.stdout == want.stdout and got.stdout.strip(),
+              "sqlite3 query: %r %r vs %r" % (got.stdout, got.stderr, want.stdout))
+        ic = subprocess.run(["sqlite3", "-readonly", os.path.join(m, "db.sqlite"), "PRAGMA integrity_check"],
+                            capture_output=True, text=True)
+        check(ic.stdout.strip() == "ok", "integrity_check: " + ic.stdout + ic.stderr)
+
+
+def t_random_access_large_entry():
+    a, src = fixture("app", db_size=8 << 20)
+    data = open(os.path.join(src, "db.sqlite"), "rb").read()
+    rng = random.Random(3)
+    with Mount(a) as m, open(os.path.join(m, "db.sqlite"), "rb", buffering=0) as f:
+        for _ in range(200):
+            off, n = rng.randrange(len(data)), rng.randrange(1, 100000)
+            f.seek(off)
+            check(f.read(n) == data[off:off + n], "bytes at %d+%d differ" % (off, n))
+        f.seek(len(data))
+        check(f.read(10) == b"", "read at EOF returned data")
+
+
+def t_concurrent_reads():
+    a, src = fixture("app", db_size=8 << 20)
+    with Mount(a) as m:
+        names = ["db.sqlite", "db.sqlite", "manifest.json"] + [
+            os.path.relpath(os.path.join(r, f), src) for r, _, fs in os.walk(os.path.join(src, "uploads")) for f in fs][:10]
+        bad = []
+
+        def worker(n):
+            if sha(os.path.join(m, n)) != sha(os.path.join(src, n)) if os.path.exists(os.path.join(src, n)) else False:
+                bad.append(n)
+        ts = [threading.Thread(target=worker, args=(n,)) for n in names]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        check(not bad, "concurrent reads differ: %s" % bad)
+
+
+def t_cp_r_subtree():
+    a, src = fixture("app")
+    with Mount(a) as m:
+        dest = tempfile.mkdtemp(dir=WORK)
+        r = subprocess.run(["cp", "-r", os.path.join(m, "uploads/attachments"), dest], capture_output=True, text=True)
+        check(r.returncode == 0, "cp -r: " + r.stderr)
+        d = subprocess.run(["diff", "-r", os.path.join(src, "uploads/attachments"), os.path.join(dest, "attachments")],
+                           capture_output=True, text=True)
+        check(d.returncode == 0, "diff -r: " + d.stdout[:500])
+
+
+def t_many_files_find_and_cp():
+    a, src = fixture("many")
+    with Mount(a) as m:
+        n = subprocess.run("find %s | wc -l" % m, shell=True, capture_output=True, text=True).stdout.strip()
+        check(int(n) == len(mkarchive.expected(a)), "find saw %s paths, expected %d" % (n, len(mkarchive.expected(a))))
+        dest = tempfile.mkdtemp(dir=WORK)
+        r = subprocess.run(["cp", "-r", os.path.join(m, "uploads"), dest], capture_output=True, text=True)
+        check(r.returncode == 0, "cp -r: " + r.stderr[:500])
+        d = subprocess.run(["diff", "-r", os.path.join(src, "uploads"), os.path.join(dest, "uploads")],
+                           capture_output=True, text=True)
+        check(d.returncode == 0, "diff -r: " + d.stdout[:500])
+
+
+def t_corrupt_entries_give_eio():
+    for v in ("badcrc", "baddeflate"):
+        a, src = fixture(v)
+        with Mount(a) as m:
+            try:
+                open(os.path.join(m, "uploads/damaged.txt"), "rb").read()
+                raise Failure(v + ": damaged entry read without error")
+            except OSError as err:
+                check(err.errno == errno.EIO, "%s: errno %s, expected EIO" % (v, errno.errorcode.get(err.errno)))
+            check(open(os.path.join(m, "db.sqlite"), "rb").read() == open(os.path.join(src, "db.sqlite"), "rb").read(),
+                  v + ": other entries must still read")
+
+
+def refused(args, what):
+    """archfs with args must exit non-zero with one 'archfs: ' line and mount nothing."""
+    mnt = tempfile.mkdtemp(prefix="mnt-", dir=WORK)
+    argv = [ARCHFS] + [mnt if x == "MNT" else x for x in args]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    mounted = is_mounted(mnt)
+    if mounted:
+        subprocess.run(["fusermount3", "-u", mnt])
+    lines = r.stderr.strip().splitlines()
+    check(r.returncode != 0, what + ": exit status 0")
+    check(len(lines) == 1 and lines[0].startswith("archfs: "), what + ": stderr %r" % r.stderr)
+    check(not any(s in r.stderr for s in SUSPICIOUS), what + ": sanitizer report")
+    check(not mounted, what + ": left a mount behind")
+    return lines[0]
+
+
+def t_hostile_archives_refused():
+    for v in mkarchive.HOSTILE:
+        a, _ = fixture(v)
+        line = refused([a, "MNT"], v)
+        check(a in line, v + ": the error does not name the archive: " + line)
+
+
+def t_bad_invocations_refused():
+    a, _ = fixture("app")
+    refused([os.path.join(WORK, "missing.zip"), "MNT"], "missing archive")
+    refused([a, os.path.join(WORK, "no-such-dir")], "missing mount point")
+    refused([a, a], "mount point is a file")
+    refused(["--bogus", a, "MNT"], "unknown option")
+    refused([a], "missing mount point argument")
+    refused([WORK, "MNT"], "archive is a directory")
+
+
+def t_help_and_version():
+    r = subprocess.run([ARCHFS, "--help"], capture_output=True, text=True)
+    check(r.returncode == 0 and "-o" in r.stdout and "--version" in r.stdout, "--help: %r" % r.stdout[:200])
+    r = subprocess.run([ARCHFS, "--version"], capture_output=True, text=True)
+    check(r.returncode == 0 and r.stdout.startswith("archfs "), "--version: %r" % r.stdout)
+
+
+def t_background_mount_and_unmount():
+    a, _ = fixture("app")
+    mnt = tempfile.mkdtemp(prefix="mnt-", dir=WORK)
+    r = subprocess.run([ARCHFS, a, mnt], capture_output=True, text=True, timeout=30)
+    try:
+        check(r.returncode == 0 and is_mounted(mnt), "background mount failed: " + r.stderr)
+        check("manifest.json" in os.listdir(mnt), "background mount lists nothing")
+    finally:
+        subprocess.run(["fusermount3", "-u", mnt], stderr=subprocess.DEVNULL)
+    check(not is_mounted(mnt), "still mounted after fusermount3 -u")
+
+
+def main():
+    global ARCHFS, WORK
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--archfs", required=True)
+    ap.add_argument("--work")
+    ap.add_argument("-k", default="")
+    args = ap.parse_args()
+    ARCHFS = os.path.abspath(args.archfs)
+    WORK = args.work or tempfile.mkdtemp(prefix="archfs-it-")
+    os.makedirs(WORK, exist_ok=True)
+    tests = [(n[2:], f) for n, f in globals().items() if n.startswith("t_") and callable(f) and args.k in n]
+    passed = failed = 0
+    try:
+        for name, fn in tests:
+            t0 = time.time()
+            try:
+                fn()
+                passed += 1
+                print("PASS %s (%.1fs)" % (name, time.time() - t0), flush=True)
+            except Exception as e:  # a test's own failure or an unexpected error: both fail it
+                failed += 1
+                detail = str(e) if isinstance(e, Failure) else traceback.format_exc(limit=3)
+                print("FAIL %s: %s" % (name, detail), flush=True)
+    finally:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                if line.split()[1].startswith(os.path.realpath(WORK)):
+                    subprocess.run(["umount", "-l", line.split()[1]], stderr=subprocess.DEVNULL)
+        if not args.work:
+            shutil.rmtree(WORK, ignore_errors=True)
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

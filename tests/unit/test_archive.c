@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests of fs/archive.c: entry values, raw streams, refused files. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+#include "archive.h"
+#include "testutil.h"
+
+#define BIG (300 * 1000)
+
+static struct afs_archive *open_ok(const char *path)
+{
+	struct afs_archive *a = NULL;
+	char msg[256];
+
+	CHECK(afs_archive_open(path, &a, msg, sizeof(msg)) == AFS_OK);
+	return a;
+}
+
+/* Inflates the raw deflate bytes of entry i and compares them with want. */
+static void check_deflated(struct afs_archive *a, uint64_t i, const unsigned char *want, size_t len)
+{
+	struct afs_raw *r = NULL;
+	unsigned char in[4096], *out = malloc(len + 16);
+	z_stream z = { 0 };
+	size_t got;
+	int zr = Z_OK;
+
+	CHECK(afs_raw_open(a, i, &r) == AFS_OK);
+	inflateInit2(&z, -MAX_WBITS);
+	z.next_out = out;
+	z.avail_out = (uInt)len + 16;
+	while (zr == Z_OK && afs_raw_read(r, in, sizeof(in), &got) == AFS_OK && got > 0) {
+		z.next_in = in;
+		z.avail_in = (uInt)got;
+		zr = inflate(&z, Z_NO_FLUSH);
+	}
+	CHECK(zr == Z_STREAM_END);
+	CHECK(z.total_out == len && memcmp(out, want, len) == 0);
+	inflateEnd(&z);
+	afs_raw_close(r);
+	free(out);
+}
+
+int main(void)
+{
+	unsigned char *big = tu_data(BIG, 1);
+	struct tu_entry e[] = {
+		{ "stored.bin", big, BIG, 0, S_IFREG | 0640, 1700000000 },
+		{ "dir/deflated.bin", big, BIG, 1, S_IFREG | 04755, 1700000100 },
+		{ "bare", "x", 1, 1, 0600, 0 },
+		{ "noattr", "", 0, 0, 0, 0 },
+	};
+	char *path = tu_zip("a.zip", e, 4);
+	struct afs_archive *a = open_ok(path);
+	struct afs_entry_info info;
+	struct afs_raw *r;
+	unsigned char buf[1000];
+	size_t got;
+	struct stat st;
+
+	stat(path, &st);
+	CHECK(a && afs_archive_count(a) == 4);
+	CHECK(afs_archive_file_size(a) == (uint64_t)st.st_size);
+	CHECK(afs_archive_file_mtime(a) == st.st_mtim.tv_sec);
+
+	CHECK(afs_archive_entry(a, 0, &info) == AFS_OK);
+	CHECK(strcmp(info.name, "stored.bin") == 0 && info.size == BIG && info.comp_size == BIG);
+	CHECK(info.crc == (uint32_t)crc32(0, big, BIG) && info.method == AFS_METHOD_STORE && !info.encrypted);
+	CHECK(info.mode == (S_IFREG | 0640) && info.mtime == 1700000000);
+	CHECK(afs_archive_entry(a, 1, &info) == AFS_OK);
+	CHECK(strcmp(info.name, "dir/deflated.bin") == 0 && info.method == AFS_METHOD_DEFLATE);
+	CHECK(info.comp_size < info.size && info.mode == (S_IFREG | 04755) && info.mtime == 1700000100);
+	CHECK(afs_archive_entry(a, 2, &info) == AFS_OK && info.mode == 0600);
+	CHECK(afs_archive_entry(a, 4, &info) == AFS_E_INVAL);
+
+	/* Raw streams: stored bytes are the data; seeks land where asked. */
+	CHECK(afs_raw_open(a, 0, &r) == AFS_OK);
+	CHECK(afs_raw_read(r, buf, sizeof(buf), &got) == AFS_OK && got == sizeof(buf) && memcmp(buf, big, got) == 0);
+	CHECK(afs_raw_seek(r, 123456) == AFS_OK);
+	CHECK(afs_raw_read(r, buf, 100, &got) == AFS_OK && got == 100 && memcmp(buf, big + 123456, 100) == 0);
+	CHECK(afs_raw_seek(r, 7) == AFS_OK);
+	CHECK(afs_raw_read(r, buf, 10, &got) == AFS_OK && got == 10 && memcmp(buf, big + 7, 10) == 0);
+	CHECK(afs_raw_seek(r, BIG) == AFS_OK);
+	CHECK(afs_raw_read(r, buf, 10, &got) == AFS_OK && got == 0);
+	afs_raw_close(r);
+	afs_raw_close(NULL);
+	check_deflated(a, 1, big, BIG);
+	CHECK(afs_raw_open(a, 9, &r) == AFS_E_INVAL && r == NULL);
+	afs_archive_free(a);
+	afs_archive_free(NULL);
+
+	/* Files that are not archives are refused with a reason. */
+	struct afs_archive *b = (void *)1;
+	char msg[256] = "";
+	CHECK(afs_archive_open("/nonexistent/x.zip", &b, msg, sizeof(msg)) == AFS_E_IO && b == NULL && msg[0]);
+	CHECK(afs_archive_open(tu_file("empty.zip", "", 0), &b, msg, sizeof(msg)) == AFS_E_NOTZIP && b == NULL);
+	CHECK(afs_archive_open(tu_file("junk.zip", big, 5000), &b, msg, sizeof(msg)) == AFS_E_NOTZIP);
+	CHECK(afs_archive_open(tu_tmpdir(), &b, msg, sizeof(msg)) == AFS_E_NOTZIP && strstr(msg, "directory"));
+	/* A central directory cut short. */
+	FILE *f = fopen(path, "rb");
+	static unsigned char whole[2 * BIG];
+	size_t n = fread(whole, 1, sizeof(whole), f);
+	fclose(f);
+	CHECK(afs_archive_open(tu_file("cut.zip", whole, n - 40), &b, msg, sizeof(msg)) == AFS_E_NOTZIP);
+	free(big);
+	return tu_done("archive");
+}

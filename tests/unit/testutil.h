@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/* Tiny test harness for the unit tests: CHECK, temp dirs, ZIP fixtures. */
+#ifndef AFS_TESTUTIL_H
+#define AFS_TESTUTIL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+extern int tu_failures;
+
+#define CHECK(cond)                                                                     \
+	do {                                                                            \
+		if (!(cond)) {                                                          \
+			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+			tu_failures++;                                                  \
+		}                                                                       \
+	} while (0)
+
+/* One entry to write into a fixture archive. */
+struct tu_entry {
+	const char *name;
+	const void *data;
+	size_t len;
+	int deflate;      /* 1: deflate, 0: store */
+	uint32_t mode;    /* Unix st_mode for the external attributes; 0 = none given */
+	int64_t mtime;    /* 0 = leave libzip's default */
+};
+
+/* A fresh directory under /tmp, removed by tu_cleanup(). */
+const char *tu_tmpdir(void);
+
+/* Writes a ZIP at dir/name with the given entries; returns its path (static buffer per call). */
+char *tu_zip(const char *name, const struct tu_entry *e, size_t n);
+
+/* Flips bit mask in every occurrence of the 4-byte little-endian value v in the file. Returns occurrences. */
+int tu_patch_u32(const char *path, uint32_t v, uint32_t mask);
+
+/* XORs len bytes at offset off of the file with 0x5a. */
+void tu_damage(const char *path, long off, size_t len);
+
+/* Pseudo-random, compressible bytes. */
+unsigned char *tu_data(size_t len, unsigned seed);
+
+/* Writes raw bytes to dir/name; returns the path. */
+char *tu_file(const char *name, const void *data, size_t len);
+
+/* Prints the result; returns main's exit status. */
+int tu_done(const char *what);
+
+#endif
