@@ -305,7 +305,8 @@ def t_many_files_find_and_cp():
 def t_corrupt_entries_give_eio():
     for v in ("badcrc", "baddeflate"):
         a, src = fixture(v)
-        with Mount(a) as m:
+        mount = Mount(a)
+        with mount as m:
             try:
                 open(os.path.join(m, "uploads/damaged.txt"), "rb").read()
                 raise Failure(v + ": damaged entry read without error")
@@ -313,6 +314,8 @@ def t_corrupt_entries_give_eio():
                 check(err.errno == errno.EIO, "%s: errno %s, expected EIO" % (v, errno.errorcode.get(err.errno)))
             check(open(os.path.join(m, "db.sqlite"), "rb").read() == open(os.path.join(src, "db.sqlite"), "rb").read(),
                   v + ": other entries must still read")
+            why = "CRC-32 mismatch" if v == "badcrc" else "deflate"
+            check("archfs: uploads/damaged.txt: " + why in mount.stderr(), v + ": no log line: " + mount.stderr())
 
 
 def refused(args, what):
