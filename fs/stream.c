@@ -156,6 +156,23 @@ static enum afs_err inflate_restart(struct afs_stream *s)
 	return err;
 }
 
+/* Gives the inflater more compressed bytes when it has used up what it had. */
+static enum afs_err refill(struct afs_stream *s)
+{
+	size_t n;
+	enum afs_err err;
+
+	if (s->z.avail_in > 0 || s->raw_eof)
+		return AFS_OK;
+	err = afs_raw_read(s->raw, s->in, IN_BUF, &n);
+	if (err != AFS_OK)
+		return err;
+	s->raw_eof = (n == 0);
+	s->z.next_in = s->in;
+	s->z.avail_in = (uInt)n;
+	return AFS_OK;
+}
+
 /* Inflates exactly len bytes of output at s->pos into out (len may not pass
  * the entry's end).  When the output reaches the end of the entry, also
  * checks that the deflate stream ends there. */
@@ -169,15 +186,9 @@ static enum afs_err inflate_to(struct afs_stream *s, unsigned char *out, size_t 
 	while (s->z.avail_out > 0) {
 		if (s->z_end)
 			return corrupt(s, "deflate stream ends before the size the archive states");
-		if (s->z.avail_in == 0 && !s->raw_eof) {
-			size_t n;
-			err = afs_raw_read(s->raw, s->in, IN_BUF, &n);
-			if (err != AFS_OK)
-				return err;
-			s->raw_eof = (n == 0);
-			s->z.next_in = s->in;
-			s->z.avail_in = (uInt)n;
-		}
+		err = refill(s);
+		if (err != AFS_OK)
+			return err;
 		int zr = inflate(&s->z, Z_NO_FLUSH);
 		if (zr == Z_STREAM_END)
 			s->z_end = true;
@@ -195,15 +206,9 @@ static enum afs_err inflate_to(struct afs_stream *s, unsigned char *out, size_t 
 		s->z.next_out = &extra;
 		s->z.avail_out = 1;
 		while (!s->z_end) {
-			if (s->z.avail_in == 0 && !s->raw_eof) {
-				size_t n;
-				err = afs_raw_read(s->raw, s->in, IN_BUF, &n);
-				if (err != AFS_OK)
-					return err;
-				s->raw_eof = (n == 0);
-				s->z.next_in = s->in;
-				s->z.avail_in = (uInt)n;
-			}
+			err = refill(s);
+			if (err != AFS_OK)
+				return err;
 			int zr = inflate(&s->z, Z_NO_FLUSH);
 			if (zr == Z_STREAM_END)
 				s->z_end = true;
