@@ -173,12 +173,33 @@ static enum afs_err refill(struct afs_stream *s)
 	return AFS_OK;
 }
 
+/* One inflate() call, with input refilled first; notes the end of the stream. */
+static enum afs_err step(struct afs_stream *s)
+{
+	enum afs_err err = refill(s);
+	int zr;
+
+	if (err != AFS_OK)
+		return err;
+	zr = inflate(&s->z, Z_NO_FLUSH);
+	if (zr == Z_STREAM_END)
+		s->z_end = true;
+	else if (zr == Z_NEED_DICT || zr == Z_DATA_ERROR)
+		return corrupt(s, "malformed deflate data");
+	else if (zr == Z_MEM_ERROR)
+		return AFS_E_NOMEM;
+	else if (zr == Z_BUF_ERROR && s->raw_eof)
+		return corrupt(s, "deflate data is truncated");
+	return AFS_OK;
+}
+
 /* Inflates exactly len bytes of output at s->pos into out (len may not pass
  * the entry's end).  When the output reaches the end of the entry, also
  * checks that the deflate stream ends there. */
 static enum afs_err inflate_to(struct afs_stream *s, unsigned char *out, size_t len)
 {
 	uint64_t start = s->pos;
+	unsigned char extra;
 	enum afs_err err;
 
 	s->z.next_out = out;
@@ -186,39 +207,19 @@ static enum afs_err inflate_to(struct afs_stream *s, unsigned char *out, size_t 
 	while (s->z.avail_out > 0) {
 		if (s->z_end)
 			return corrupt(s, "deflate stream ends before the size the archive states");
-		err = refill(s);
-		if (err != AFS_OK)
+		if ((err = step(s)) != AFS_OK)
 			return err;
-		int zr = inflate(&s->z, Z_NO_FLUSH);
-		if (zr == Z_STREAM_END)
-			s->z_end = true;
-		else if (zr == Z_NEED_DICT || zr == Z_DATA_ERROR)
-			return corrupt(s, "malformed deflate data");
-		else if (zr == Z_MEM_ERROR)
-			return AFS_E_NOMEM;
-		else if (zr == Z_BUF_ERROR && s->raw_eof)
-			return corrupt(s, "deflate data is truncated");
 	}
 	s->pos = start + len;
-	if (s->pos == s->size && !s->z_end) {
+	if (s->pos == s->size) {
 		/* The stream must end exactly here: one more byte is an error. */
-		unsigned char extra;
 		s->z.next_out = &extra;
 		s->z.avail_out = 1;
-		while (!s->z_end) {
-			err = refill(s);
-			if (err != AFS_OK)
+		while (!s->z_end && s->z.avail_out == 1)
+			if ((err = step(s)) != AFS_OK)
 				return err;
-			int zr = inflate(&s->z, Z_NO_FLUSH);
-			if (zr == Z_STREAM_END)
-				s->z_end = true;
-			else if (s->z.avail_out == 0)
-				return corrupt(s, "deflate data runs past the size the archive states");
-			else if (zr != Z_OK && zr != Z_BUF_ERROR)
-				return corrupt(s, "malformed deflate data");
-			else if (zr == Z_BUF_ERROR && s->raw_eof)
-				return corrupt(s, "deflate data is truncated");
-		}
+		if (s->z.avail_out == 0)
+			return corrupt(s, "deflate data runs past the size the archive states");
 	}
 	return account(s, out, len, start);
 }

@@ -3,7 +3,7 @@
 # Installs the Debian packages archfs needs to build, test and run; quiet when all are there.
 set -euo pipefail
 pkgs=(build-essential pkg-config meson ninja-build libfuse3-dev fuse3 libzip-dev zlib1g-dev
-      libcjson-dev libisal-dev libsqlite3-dev sqlite3 libpq-dev postgresql-15 postgresql-client-15
+      libcjson-dev libisal-dev libsqlite3-dev sqlite3 libpq-dev
       python3 unzip zip attr util-linux)
 missing=()
 for p in "${pkgs[@]}"; do

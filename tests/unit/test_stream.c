@@ -142,6 +142,18 @@ int main(void)
 	afs_stream_close(s);
 	afs_index_free(f.ix);
 	afs_archive_free(f.a);
+	/* The archive states a size one byte short of, or past, the real data. */
+	const uint32_t masks[] = { 0x7f /* 200000 -> 199999 */, 0x01 /* -> 200001 */ };
+	for (int k = 0; k < 2; k++) {
+		p = tu_zip(k ? "long.zip" : "short.zip", c, 1);
+		CHECK(tu_patch_u32(p, 200000, masks[k]) == 2);
+		f = open_fx(p);
+		s = open_s(&f, "/crc");
+		CHECK(read_all(s, small, 200000, 8192, &last) == 0 && last == AFS_E_CORRUPT);
+		afs_stream_close(s);
+		afs_index_free(f.ix);
+		afs_archive_free(f.a);
+	}
 	free(data);
 	free(small);
 	return tu_done("stream");
