@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <zlib.h>
 #include "archive.h"
 #include "index.h"
+#include "inflate.h"
 #include "log.h"
 #include "stream.h"
 
@@ -26,10 +26,10 @@ struct afs_stream {
 	uint32_t crc;          /* CRC-32 of [0, crc_pos) */
 	uint64_t crc_pos;
 	bool failed;           /* sticky: the entry failed its end-of-pass check */
-	bool z_ready;          /* z is initialised */
 	bool z_end;            /* the deflate stream has ended */
 	bool raw_eof;
-	z_stream z;
+	struct afs_inflater *dec; /* created on first read of a deflated entry */
+	struct afs_inflate_io io;
 	unsigned char *in;     /* IN_BUF compressed bytes, then SKIP_BUF scratch */
 };
 
@@ -58,8 +58,7 @@ void afs_stream_close(struct afs_stream *s)
 {
 	if (!s)
 		return;
-	if (s->z_ready)
-		inflateEnd(&s->z);
+	afs_inflater_free(s->dec);
 	afs_raw_close(s->raw);
 	free(s->in);
 	free(s);
@@ -78,7 +77,7 @@ static enum afs_err account(struct afs_stream *s, const unsigned char *buf, size
 {
 	if (off <= s->crc_pos && s->crc_pos < off + n) {
 		size_t skip = (size_t)(s->crc_pos - off);
-		s->crc = (uint32_t)crc32_z(s->crc, buf + skip, n - skip);
+		s->crc = afs_crc32(s->crc, buf + skip, n - skip);
 		s->crc_pos = off + n;
 		if (s->crc_pos == s->size && s->crc != s->crc_expected) {
 			afs_log(AFS_LOG_ERR, "%s: CRC-32 mismatch (archive says %08x, data gives %08x)", s->path,
@@ -141,15 +140,14 @@ static enum afs_err inflate_restart(struct afs_stream *s)
 		if (!s->in)
 			return AFS_E_NOMEM;
 	}
-	if (!s->z_ready) {
-		memset(&s->z, 0, sizeof(s->z));
-		if (inflateInit2(&s->z, -MAX_WBITS) != Z_OK)
-			return AFS_E_NOMEM;
-		s->z_ready = true;
-	} else if (inflateReset(&s->z) != Z_OK) {
-		return AFS_E_NOMEM;
+	if (!s->dec) {
+		err = afs_inflater_new(&s->dec);
+		if (err != AFS_OK)
+			return err;
+	} else {
+		afs_inflater_reset(s->dec);
 	}
-	s->z.avail_in = 0;
+	s->io.avail_in = 0;
 	s->z_end = false;
 	s->pos = 0;
 	err = raw_at(s, 0);
@@ -162,34 +160,43 @@ static enum afs_err refill(struct afs_stream *s)
 	size_t n;
 	enum afs_err err;
 
-	if (s->z.avail_in > 0 || s->raw_eof)
+	if (s->io.avail_in > 0 || s->raw_eof)
 		return AFS_OK;
 	err = afs_raw_read(s->raw, s->in, IN_BUF, &n);
 	if (err != AFS_OK)
 		return err;
 	s->raw_eof = (n == 0);
-	s->z.next_in = s->in;
-	s->z.avail_in = (uInt)n;
+	s->io.next_in = s->in;
+	s->io.avail_in = n;
 	return AFS_OK;
 }
 
-/* One inflate() call, with input refilled first; notes the end of the stream. */
+/* One decoder call, with input refilled first; notes the end of the stream. */
 static enum afs_err step(struct afs_stream *s)
 {
 	enum afs_err err = refill(s);
-	int zr;
+	size_t out = s->io.avail_out;
 
 	if (err != AFS_OK)
 		return err;
-	zr = inflate(&s->z, Z_NO_FLUSH);
-	if (zr == Z_STREAM_END)
+	if (s->io.avail_in == 0 && s->raw_eof && !s->z_end) {
+		/* All input given and the stream has not ended: one last call may
+		 * still flush output the decoder holds; no output means truncated. */
+		if (afs_inflater_run(s->dec, &s->io) == AFS_INFLATE_END) {
+			s->z_end = true;
+			return AFS_OK;
+		}
+		return out == s->io.avail_out ? corrupt(s, "deflate data is truncated") : AFS_OK;
+	}
+	switch (afs_inflater_run(s->dec, &s->io)) {
+	case AFS_INFLATE_END:
 		s->z_end = true;
-	else if (zr == Z_NEED_DICT || zr == Z_DATA_ERROR)
+		return AFS_OK;
+	case AFS_INFLATE_BAD:
 		return corrupt(s, "malformed deflate data");
-	else if (zr == Z_MEM_ERROR)
-		return AFS_E_NOMEM;
-	else if (zr == Z_BUF_ERROR && s->raw_eof)
-		return corrupt(s, "deflate data is truncated");
+	case AFS_INFLATE_OK:
+		break;
+	}
 	return AFS_OK;
 }
 
@@ -202,9 +209,9 @@ static enum afs_err inflate_to(struct afs_stream *s, unsigned char *out, size_t 
 	unsigned char extra;
 	enum afs_err err;
 
-	s->z.next_out = out;
-	s->z.avail_out = (uInt)len;
-	while (s->z.avail_out > 0) {
+	s->io.next_out = out;
+	s->io.avail_out = len;
+	while (s->io.avail_out > 0) {
 		if (s->z_end)
 			return corrupt(s, "deflate stream ends before the size the archive states");
 		if ((err = step(s)) != AFS_OK)
@@ -213,12 +220,12 @@ static enum afs_err inflate_to(struct afs_stream *s, unsigned char *out, size_t 
 	s->pos = start + len;
 	if (s->pos == s->size) {
 		/* The stream must end exactly here: one more byte is an error. */
-		s->z.next_out = &extra;
-		s->z.avail_out = 1;
-		while (!s->z_end && s->z.avail_out == 1)
+		s->io.next_out = &extra;
+		s->io.avail_out = 1;
+		while (!s->z_end && s->io.avail_out == 1)
 			if ((err = step(s)) != AFS_OK)
 				return err;
-		if (s->z.avail_out == 0)
+		if (s->io.avail_out == 0)
 			return corrupt(s, "deflate data runs past the size the archive states");
 	}
 	return account(s, out, len, start);
@@ -228,7 +235,7 @@ static enum afs_err deflate_read(struct afs_stream *s, unsigned char *buf, size_
 {
 	enum afs_err err;
 
-	if (!s->z_ready || off < s->pos) {
+	if (!s->dec || off < s->pos) {
 		err = inflate_restart(s);
 		if (err != AFS_OK)
 			return err;

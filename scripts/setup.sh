@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config meson ninja-build libfuse3-dev fuse3 libzip-dev zlib1g-dev
       libcjson-dev libisal-dev libsqlite3-dev sqlite3 libpq-dev
-      python3 unzip zip attr util-linux)
+      python3 unzip zip attr util-linux bc)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
