@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 size_mb=${1:-512}
 scripts/setup.sh </dev/null
 for v in isal zlib; do
-  [ -f build-bench-$v/build.ninja ] || meson setup build-bench-$v -Dtests=false -Dbuildtype=release -Dinflate=$v >/dev/null
+  [ -f build-bench-$v/build.ninja ] || meson setup build-bench-$v -Dbuildtype=release -Dinflate=$v >/dev/null
   ninja -C build-bench-$v >/dev/null
 done
 work=$(mktemp -d /tmp/archfs-bench.XXXXXX)
@@ -59,6 +59,7 @@ rss_mount=$(rss_of_daemon)
 paths=$(find "$mnt" | wc -l)
 rss_find=$(rss_of_daemon)
 fusermount3 -u "$mnt"
+split=$(build-bench-isal/tests/mountcost "$work/many.zip")
 
 t_unzip=$(median unzip -p "$work/backup.zip" db.sqlite)
 t_isal=$(median read_mounted build-bench-isal)
@@ -82,4 +83,5 @@ mount + first ls of a 200,000-entry archive, median of 3:
 | zipinfo -1 | $t_zipinfo | 1.00x |
 | archfs mount + ls | $t_mount | $(ratio "$t_zipinfo" "$t_mount")x |
 archfs resident memory: ${rss_mount} KiB after mounting, ${rss_find} KiB after find saw $paths paths
+in-process split: $split
 EOT
