@@ -262,6 +262,23 @@ static enum afs_err add_entry(struct builder *b, uint64_t i, const struct afs_en
 	return AFS_OK;
 }
 
+/* Gives back the slack of the arrays grown by doubling; the index is
+ * immutable from here on.  A failed realloc keeps the larger array. */
+static void shrink(struct afs_index *ix)
+{
+	struct afs_node *nodes = realloc(ix->nodes, (size_t)ix->count * sizeof(*nodes));
+	char *pool = realloc(ix->pool, ix->pool_len);
+
+	if (nodes) {
+		ix->nodes = nodes;
+		ix->cap = ix->count;
+	}
+	if (pool) {
+		ix->pool = pool;
+		ix->pool_cap = ix->pool_len;
+	}
+}
+
 enum afs_err afs_index_build(struct afs_archive *a, struct afs_index **out, char *msg, size_t msglen)
 {
 	struct builder b = { .dir_mtime = afs_archive_file_mtime(a), .msg = msg, .msglen = msglen };
@@ -304,6 +321,7 @@ out:
 		afs_index_free(b.ix);
 		return err;
 	}
+	shrink(b.ix);
 	*out = b.ix;
 	return AFS_OK;
 }
