@@ -26,7 +26,7 @@ struct afs_stream {
 	uint32_t crc;          /* CRC-32 of [0, crc_pos) */
 	uint64_t crc_pos;
 	bool failed;           /* sticky: the entry failed its end-of-pass check */
-	bool z_end;            /* the deflate stream has ended */
+	bool dec_end;            /* the deflate stream has ended */
 	bool raw_eof;
 	struct afs_inflater *dec; /* created on first read of a deflated entry */
 	struct afs_inflate_io io;
@@ -148,7 +148,7 @@ static enum afs_err inflate_restart(struct afs_stream *s)
 		afs_inflater_reset(s->dec);
 	}
 	s->io.avail_in = 0;
-	s->z_end = false;
+	s->dec_end = false;
 	s->pos = 0;
 	err = raw_at(s, 0);
 	return err;
@@ -171,32 +171,28 @@ static enum afs_err refill(struct afs_stream *s)
 	return AFS_OK;
 }
 
-/* One decoder call, with input refilled first; notes the end of the stream. */
+/* One decoder call, with input refilled first; notes the end of the stream.
+ * All input given, the stream not ended and no output: the data is truncated. */
 static enum afs_err step(struct afs_stream *s)
 {
 	enum afs_err err = refill(s);
 	size_t out = s->io.avail_out;
+	bool starved;
 
 	if (err != AFS_OK)
 		return err;
-	if (s->io.avail_in == 0 && s->raw_eof && !s->z_end) {
-		/* All input given and the stream has not ended: one last call may
-		 * still flush output the decoder holds; no output means truncated. */
-		if (afs_inflater_run(s->dec, &s->io) == AFS_INFLATE_END) {
-			s->z_end = true;
-			return AFS_OK;
-		}
-		return out == s->io.avail_out ? corrupt(s, "deflate data is truncated") : AFS_OK;
-	}
+	starved = s->io.avail_in == 0 && s->raw_eof;
 	switch (afs_inflater_run(s->dec, &s->io)) {
 	case AFS_INFLATE_END:
-		s->z_end = true;
+		s->dec_end = true;
 		return AFS_OK;
 	case AFS_INFLATE_BAD:
 		return corrupt(s, "malformed deflate data");
 	case AFS_INFLATE_OK:
 		break;
 	}
+	if (starved && out == s->io.avail_out)
+		return corrupt(s, "deflate data is truncated");
 	return AFS_OK;
 }
 
@@ -212,7 +208,7 @@ static enum afs_err inflate_to(struct afs_stream *s, unsigned char *out, size_t 
 	s->io.next_out = out;
 	s->io.avail_out = len;
 	while (s->io.avail_out > 0) {
-		if (s->z_end)
+		if (s->dec_end)
 			return corrupt(s, "deflate stream ends before the size the archive states");
 		if ((err = step(s)) != AFS_OK)
 			return err;
@@ -222,7 +218,7 @@ static enum afs_err inflate_to(struct afs_stream *s, unsigned char *out, size_t 
 		/* The stream must end exactly here: one more byte is an error. */
 		s->io.next_out = &extra;
 		s->io.avail_out = 1;
-		while (!s->z_end && s->io.avail_out == 1)
+		while (!s->dec_end && s->io.avail_out == 1)
 			if ((err = step(s)) != AFS_OK)
 				return err;
 		if (s->io.avail_out == 0)

@@ -154,6 +154,20 @@ int main(void)
 		afs_index_free(f.ix);
 		afs_archive_free(f.a);
 	}
+	/* Compressed data cut short: the stated compressed size loses its lowest set bit. */
+	p = tu_zip("cut.zip", c, 1);
+	f = open_fx(p);
+	uint64_t csize = afs_index_node(f.ix, 1)->comp_size;
+	afs_index_free(f.ix);
+	afs_archive_free(f.a);
+	CHECK(csize > 0 && csize < UINT32_MAX);
+	CHECK(tu_patch_u32(p, (uint32_t)csize, (uint32_t)(csize & -csize)) == 2);
+	f = open_fx(p);
+	s = open_s(&f, "/crc");
+	CHECK(read_all(s, small, 200000, 8192, &last) == 0 && last == AFS_E_CORRUPT);
+	afs_stream_close(s);
+	afs_index_free(f.ix);
+	afs_archive_free(f.a);
 	free(data);
 	free(small);
 	return tu_done("stream");
