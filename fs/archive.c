@@ -7,11 +7,13 @@
  * copies compressed bytes out of the file; inflating happens outside it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zip.h>
 #include "archive.h"
 
@@ -238,4 +240,147 @@ void afs_raw_close(struct afs_raw *r)
 	zip_fclose(r->file);
 	pthread_mutex_unlock(&r->a->lock);
 	free(r);
+}
+
+/* ------------------------------------------------------------ the writer */
+
+struct afs_zipw {
+	zip_t *zip;
+	char *path;
+	enum afs_err err; /* sticky: the first failed add */
+	char msg[256];
+};
+
+enum afs_err afs_zipw_open(const char *path, struct afs_zipw **out, char *msg, size_t msglen)
+{
+	struct afs_zipw *w = calloc(1, sizeof(*w));
+	zip_error_t zerr;
+	int ze = 0;
+
+	*out = NULL;
+	if (!w || !(w->path = strdup(path))) {
+		free(w);
+		snprintf(msg, msglen, "out of memory");
+		return AFS_E_NOMEM;
+	}
+	w->zip = zip_open(path, ZIP_CREATE | ZIP_EXCL, &ze);
+	if (!w->zip) {
+		zip_error_init_with_code(&zerr, ze);
+		snprintf(msg, msglen, "%s", zip_error_strerror(&zerr));
+		zip_error_fini(&zerr);
+		free(w->path);
+		free(w);
+		return ze == ZIP_ER_EXISTS ? AFS_E_CONFLICT : AFS_E_IO;
+	}
+	*out = w;
+	return AFS_OK;
+}
+
+/* Adds source src (consumed, even on error) as entry name. */
+static enum afs_err zipw_add(struct afs_zipw *w, const char *name, zip_source_t *src, uint32_t mode, int64_t mtime)
+{
+	zip_int64_t i;
+
+	if (w->err != AFS_OK) {
+		zip_source_free(src);
+		return w->err;
+	}
+	if (!src) {
+		w->err = AFS_E_IO;
+		snprintf(w->msg, sizeof(w->msg), "%s: %s", name, zip_strerror(w->zip));
+		return w->err;
+	}
+	i = zip_file_add(w->zip, name, src, ZIP_FL_ENC_UTF_8);
+	if (i < 0) {
+		zip_source_free(src);
+		w->err = AFS_E_IO;
+		snprintf(w->msg, sizeof(w->msg), "%s: %s", name, zip_strerror(w->zip));
+		return w->err;
+	}
+	if (zip_set_file_compression(w->zip, (zip_uint64_t)i, ZIP_CM_DEFLATE, 1) != 0 ||
+	    zip_file_set_external_attributes(w->zip, (zip_uint64_t)i, 0, ZIP_OPSYS_UNIX, mode << 16) != 0 ||
+	    zip_file_set_mtime(w->zip, (zip_uint64_t)i, (time_t)mtime, 0) != 0) {
+		w->err = AFS_E_IO;
+		snprintf(w->msg, sizeof(w->msg), "%s: %s", name, zip_strerror(w->zip));
+	}
+	return w->err;
+}
+
+enum afs_err afs_zipw_add_buffer(struct afs_zipw *w, const char *name, const void *data, size_t len,
+				 uint32_t mode, int64_t mtime)
+{
+	void *copy = malloc(len ? len : 1);
+	zip_source_t *src;
+
+	if (!copy)
+		return w->err = AFS_E_NOMEM;
+	memcpy(copy, data, len);
+	src = zip_source_buffer(w->zip, copy, len, 1);
+	if (!src)
+		free(copy);
+	return zipw_add(w, name, src, mode, mtime);
+}
+
+enum afs_err afs_zipw_add_file(struct afs_zipw *w, const char *name, const char *src, uint32_t mode,
+			       int64_t mtime)
+{
+	return zipw_add(w, name, zip_source_file(w->zip, src, 0, -1 /* to the end */), mode, mtime);
+}
+
+/* fsyncs path's file and its directory so the rename is durable. */
+static int sync_path(const char *path)
+{
+	char *dir = strdup(path), *slash;
+	int fd, rc = -1;
+
+	if (!dir)
+		return -1;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		rc = fsync(fd);
+		close(fd);
+	}
+	slash = strrchr(dir, '/');
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (fsync(fd) != 0)
+			rc = -1;
+		close(fd);
+	}
+	free(dir);
+	return rc;
+}
+
+enum afs_err afs_zipw_close(struct afs_zipw *w, char *msg, size_t msglen)
+{
+	enum afs_err err = w->err;
+
+	if (err != AFS_OK) {
+		snprintf(msg, msglen, "%s", w->msg);
+		zip_discard(w->zip);
+	} else if (zip_close(w->zip) != 0) {
+		err = zip_error_code_zip(zip_get_error(w->zip)) == ZIP_ER_WRITE &&
+		      zip_error_code_system(zip_get_error(w->zip)) == ENOSPC ? AFS_E_NOSPC : AFS_E_IO;
+		snprintf(msg, msglen, "%s", zip_strerror(w->zip));
+		zip_discard(w->zip);
+		unlink(w->path);
+	} else if (sync_path(w->path) != 0) {
+		err = AFS_E_IO;
+		snprintf(msg, msglen, "fsync: %s", strerror(errno));
+		unlink(w->path);
+	}
+	free(w->path);
+	free(w);
+	return err;
+}
+
+void afs_zipw_discard(struct afs_zipw *w)
+{
+	if (!w)
+		return;
+	zip_discard(w->zip);
+	free(w->path);
+	free(w);
 }

@@ -69,4 +69,29 @@ enum afs_err afs_raw_seek(struct afs_raw *r, uint64_t off);
 /* Closes the stream; NULL is a no-op. */
 void afs_raw_close(struct afs_raw *r);
 
+/* A ZIP writer, for the pre-restore snapshots (entries deflated at level 1:
+ * a snapshot is written while the operator waits).  Nothing reaches the
+ * final path until afs_zipw_close() succeeds: libzip writes a temporary file
+ * beside it and renames it into place; the file is then fsync'd. */
+struct afs_zipw;
+
+/* Starts a new archive at path, which must not exist. */
+enum afs_err afs_zipw_open(const char *path, struct afs_zipw **out, char *msg, size_t msglen);
+
+/* Adds an entry with a copy of len bytes of data. */
+enum afs_err afs_zipw_add_buffer(struct afs_zipw *w, const char *name, const void *data, size_t len,
+				 uint32_t mode, int64_t mtime);
+
+/* Adds an entry whose bytes are read from the file at src when the archive
+ * is closed: src must stay in place until then. */
+enum afs_err afs_zipw_add_file(struct afs_zipw *w, const char *name, const char *src, uint32_t mode,
+			       int64_t mtime);
+
+/* Writes the archive and frees w (also on error, when nothing is left at
+ * the path and msg says why). */
+enum afs_err afs_zipw_close(struct afs_zipw *w, char *msg, size_t msglen);
+
+/* Abandons the archive: nothing is written; NULL is a no-op. */
+void afs_zipw_discard(struct afs_zipw *w);
+
 #endif

@@ -21,6 +21,11 @@ const char *afs_strerror(enum afs_err e)
 	case AFS_E_RANGE: return "value out of range";
 	case AFS_E_NODATA: return "no such attribute";
 	case AFS_E_ROFS: return "read-only file system";
+	case AFS_E_BUSY: return "busy";
+	case AFS_E_ACCES: return "permission denied";
+	case AFS_E_NOSPC: return "not enough disk space";
+	case AFS_E_CANCELLED: return "cancelled";
+	case AFS_E_FAILED: return "failed";
 	}
 	return "unknown error";
 }
@@ -43,6 +48,11 @@ int afs_errno(enum afs_err e)
 	case AFS_E_RANGE: return ERANGE;
 	case AFS_E_NODATA: return ENODATA;
 	case AFS_E_ROFS: return EROFS;
+	case AFS_E_BUSY: return EBUSY;
+	case AFS_E_ACCES: return EACCES;
+	case AFS_E_NOSPC: return ENOSPC;
+	case AFS_E_CANCELLED: return ECANCELED;
+	case AFS_E_FAILED: return EIO;
 	}
 	return EIO;
 }

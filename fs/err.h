@@ -19,6 +19,11 @@ enum afs_err {
 	AFS_E_RANGE,       /* a value or buffer is too large */
 	AFS_E_NODATA,      /* no such extended attribute */
 	AFS_E_ROFS,        /* the filesystem is read-only */
+	AFS_E_BUSY,        /* a restore is already running, or a lock is held elsewhere */
+	AFS_E_ACCES,       /* the caller may not do this */
+	AFS_E_NOSPC,       /* not enough disk space */
+	AFS_E_CANCELLED,   /* the operation was cancelled */
+	AFS_E_FAILED,      /* a restore step failed (the job's error says why) */
 };
 
 /* A short human description ("entry data is corrupt"); never NULL. */

@@ -7,24 +7,50 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <time.h>
 #include "archive.h"
+#include "cli.h"
 #include "index.h"
+#include "job.h"
 #include "log.h"
 #include "ops.h"
+#include "target.h"
+#include "vfiles.h"
 #include <fuse_lowlevel.h> /* fuse_parse_cmdline() */
 
 enum { EXIT_MOUNT = 1, EXIT_USAGE = 2 };
 enum { KEY_HELP, KEY_VERSION };
 
 struct options {
-	char *archive;
-	char *mountpoint;
+	char *args[3];  /* ARCHIVE MOUNTPOINT, or verify|restore ARCHIVE */
 	int nonopts;
 	bool help, version;
+	/* target options (SPEC.md section 4), stored by fuse_opt */
+	char *database, *uploads, *migrate, *flag_file, *snapshot_dir, *pg_bindir, *lock_wait;
+	int no_snapshot, terminate_blockers;
 	char bad[256]; /* first usage error, reported after parsing */
 };
 
+/* --name VALUE, --name=VALUE and -o name=VALUE (also with '_' for '-'). */
+#define VALUE_OPT(name, alt, field)                                                            \
+	{ "--" name " %s", offsetof(struct options, field), 0 },                              \
+	{ "--" name "=%s", offsetof(struct options, field), 0 },                              \
+	{ name "=%s", offsetof(struct options, field), 0 },                                   \
+	{ alt "=%s", offsetof(struct options, field), 0 }
+#define FLAG_OPT(name, alt, field)                                                             \
+	{ "--" name, offsetof(struct options, field), 1 }, { name, offsetof(struct options, field), 1 }, \
+	{ alt, offsetof(struct options, field), 1 }
+
 static const struct fuse_opt opt_spec[] = {
+	VALUE_OPT("database", "database", database),
+	VALUE_OPT("uploads", "uploads", uploads),
+	VALUE_OPT("migrate", "migrate", migrate),
+	VALUE_OPT("flag-file", "flag_file", flag_file),
+	VALUE_OPT("snapshot-dir", "snapshot_dir", snapshot_dir),
+	VALUE_OPT("pg-bindir", "pg_bindir", pg_bindir),
+	VALUE_OPT("lock-wait", "lock_wait", lock_wait),
+	FLAG_OPT("no-snapshot", "no_snapshot", no_snapshot),
+	FLAG_OPT("terminate-blockers", "terminate_blockers", terminate_blockers),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -44,10 +70,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		o->version = true;
 		return 0;
 	case FUSE_OPT_KEY_NONOPT:
-		if (o->nonopts == 0)
-			o->archive = strdup(arg);
-		else if (o->nonopts == 1)
-			o->mountpoint = strdup(arg);
+		if (o->nonopts < 2)
+			o->args[o->nonopts] = strdup(arg);
 		else if (!o->bad[0])
 			snprintf(o->bad, sizeof(o->bad), "unexpected argument '%s'", arg);
 		o->nonopts++;
@@ -67,8 +91,25 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: archfs [options] ARCHIVE.zip MOUNTPOINT\n"
+		"       archfs verify ARCHIVE.zip [target options]\n"
+		"       archfs restore ARCHIVE.zip [target options]\n"
 		"\n"
-		"Mounts a backup archive read-only at MOUNTPOINT.\n"
+		"Mounts a backup archive read-only at MOUNTPOINT; with a target, writing\n"
+		"'restore' to MOUNTPOINT/.control restores it.  verify and restore run the\n"
+		"same restore without FUSE.\n"
+		"\n"
+		"Target options (each also as -o name=value):\n"
+		"  --database URL         sqlite:////abs/path.db or postgresql://user:pw@host/db\n"
+		"                         (default: $DATABASE_URL)\n"
+		"  --uploads DIR          the live uploads directory (default: $UPLOAD_FOLDER)\n"
+		"  --migrate CMD          run after the database step, via /bin/sh -c, with\n"
+		"                         DATABASE_URL set (e.g. 'flask db upgrade')\n"
+		"  --flag-file PATH       exists (JSON: pid, archive, started_at) while a restore runs\n"
+		"  --snapshot-dir DIR     where pre-restore snapshots go (default: beside the target)\n"
+		"  --no-snapshot          skip the pre-restore snapshot\n"
+		"  --pg-bindir DIR        where pg_restore and pg_dump are (default: the newest)\n"
+		"  --lock-wait SECONDS    how long the database step may wait on other sessions' locks (60)\n"
+		"  --terminate-blockers   past --lock-wait, terminate the blocking sessions\n"
 		"\n"
 		"Options:\n"
 		"  -h, --help             show this help and exit\n"
@@ -79,7 +120,8 @@ static void usage(FILE *f)
 		"  -o opt[,opt...]        mount options, e.g. -o allow_other,ro\n"
 		"\n"
 		"Unmount with: fusermount3 -u MOUNTPOINT\n"
-		"Exit status: 0 after a clean unmount, 1 archive or mount error, 2 usage error.\n");
+		"Exit status: 0 after a clean unmount (or a successful verify/restore),\n"
+		"1 archive, mount or restore error, 2 usage error.\n");
 }
 
 /* Checks that the mount point is a directory we can mount on. */
@@ -168,12 +210,49 @@ out:
 	return rc;
 }
 
+/* The target from the options and the environment; 0 or an exit code. */
+static int make_target(const struct options *o, struct afs_target *t)
+{
+	const struct afs_target_opts to = {
+		.database = o->database, .uploads = o->uploads, .migrate = o->migrate, .flag_file = o->flag_file,
+		.snapshot_dir = o->snapshot_dir, .pg_bindir = o->pg_bindir, .lock_wait = o->lock_wait,
+		.no_snapshot = o->no_snapshot, .terminate_blockers = o->terminate_blockers,
+	};
+	char msg[512];
+
+	if (afs_target_from_options(&to, t, msg, sizeof(msg)) != AFS_OK) {
+		fprintf(stderr, "archfs: %s\n", msg);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+static void free_options(struct options *o)
+{
+	for (int i = 0; i < 3; i++)
+		free(o->args[i]);
+	free(o->database);
+	free(o->uploads);
+	free(o->migrate);
+	free(o->flag_file);
+	free(o->snapshot_dir);
+	free(o->pg_bindir);
+	free(o->lock_wait);
+}
+
+static void log_line(void *ctx, const char *line)
+{
+	afs_log(AFS_LOG_INFO, "restore: %s", line);
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct options o = { 0 };
-	struct afs_mount m = { .uid = getuid(), .gid = getgid() };
-	char msg[512];
+	struct afs_mount m = { .uid = getuid(), .gid = getgid(), .mounted_at = time(NULL) };
+	struct afs_target target = { 0 };
+	const char *archive, *mountpoint;
+	char msg[512], *full = NULL;
 	enum afs_err err;
 	int rc = EXIT_USAGE;
 
@@ -189,27 +268,51 @@ int main(int argc, char *argv[])
 		rc = 0;
 		goto out;
 	}
-	if (o.bad[0] || !o.archive || !o.mountpoint) {
+	if (!o.bad[0] && o.nonopts == 2 && (strcmp(o.args[0], "verify") == 0 || strcmp(o.args[0], "restore") == 0)) {
+		if (args.argc > 1) {
+			fprintf(stderr, "archfs: %s: option '%s' only applies to a mount\n", o.args[0], args.argv[1]);
+			goto out;
+		}
+		rc = make_target(&o, &target);
+		if (rc == 0)
+			rc = afs_cli_run(o.args[0], o.args[1], &target);
+		goto out;
+	}
+	if (o.bad[0] || o.nonopts != 2) {
 		fprintf(stderr, "archfs: %s\n",
 			o.bad[0] ? o.bad : "usage: archfs [options] ARCHIVE.zip MOUNTPOINT (see archfs --help)");
 		goto out;
 	}
+	archive = o.args[0];
+	mountpoint = o.args[1];
+	rc = make_target(&o, &target);
+	if (rc != 0)
+		goto out;
 	rc = EXIT_MOUNT;
-	err = afs_archive_open(o.archive, &m.archive, msg, sizeof(msg));
+	err = afs_archive_open(archive, &m.archive, msg, sizeof(msg));
 	if (err == AFS_OK)
 		err = afs_index_build(m.archive, &m.index, msg, sizeof(msg));
 	if (err != AFS_OK) {
-		fprintf(stderr, "archfs: %s: %s\n", o.archive, msg);
+		fprintf(stderr, "archfs: %s: %s\n", archive, msg);
 		goto out;
 	}
-	if (check_mountpoint(o.mountpoint) != 0 || add_fsname(&args, o.archive) != 0)
+	if (check_mountpoint(mountpoint) != 0 || add_fsname(&args, archive) != 0)
 		goto out;
-	rc = run_session(&args, &m, o.mountpoint);
+	full = realpath(archive, NULL); /* the daemon leaves the current directory */
+	if (!full || afs_job_new(full, m.archive, m.index, &target, &m.job) != AFS_OK) {
+		fprintf(stderr, "archfs: out of memory\n");
+		goto out;
+	}
+	afs_job_on_log(m.job, log_line, NULL);
+	afs_vfile_note_shadowed(m.job, m.index);
+	rc = run_session(&args, &m, mountpoint);
 out:
+	afs_job_free(m.job); /* waits for a restore past its commit to end */
 	afs_index_free(m.index);
 	afs_archive_free(m.archive);
+	afs_target_release(&target);
 	fuse_opt_free_args(&args);
-	free(o.archive);
-	free(o.mountpoint);
+	free_options(&o);
+	free(full);
 	return rc;
 }

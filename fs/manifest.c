@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
+#include "index.h"
 #include "manifest.h"
 
 const char *afs_db_type_name(enum afs_db_type t)
@@ -22,6 +23,9 @@ void afs_manifest_release(struct afs_manifest *m)
 	free(m->alembic_revision);
 	free(m->app_version);
 	free(m->json);
+	for (size_t i = 0; i < m->ncreated; i++)
+		free(m->created[i]);
+	free(m->created);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -42,6 +46,39 @@ static enum afs_err get_string(const cJSON *obj, const char *key, char **dst, ch
 	return *dst ? AFS_OK : AFS_E_NOMEM;
 }
 
+/* Reads "archfs": {"created": [paths]} when present: every path must be a
+ * safe relative name, since restoring the snapshot removes them. */
+static enum afs_err get_created(const cJSON *root, struct afs_manifest *m, char *msg, size_t msglen)
+{
+	const cJSON *ours = cJSON_GetObjectItemCaseSensitive(root, "archfs"), *list, *item;
+	int n;
+
+	if (!ours || cJSON_IsNull(ours))
+		return AFS_OK;
+	list = cJSON_GetObjectItemCaseSensitive(ours, "created");
+	if (!cJSON_IsObject(ours) || (list && !cJSON_IsArray(list))) {
+		snprintf(msg, msglen, "manifest.json: \"archfs\" is malformed");
+		return AFS_E_CORRUPT;
+	}
+	n = cJSON_GetArraySize(list);
+	if (n <= 0)
+		return AFS_OK;
+	m->created = calloc((size_t)n, sizeof(*m->created));
+	if (!m->created)
+		return AFS_E_NOMEM;
+	cJSON_ArrayForEach(item, list) {
+		if (!cJSON_IsString(item) || afs_index_check_name(item->valuestring) != AFS_OK) {
+			snprintf(msg, msglen, "manifest.json: \"archfs\".\"created\" holds an unsafe path");
+			return AFS_E_CORRUPT;
+		}
+		m->created[m->ncreated] = strdup(item->valuestring);
+		if (!m->created[m->ncreated])
+			return AFS_E_NOMEM;
+		m->ncreated++;
+	}
+	return AFS_OK;
+}
+
 enum afs_err afs_manifest_parse(const char *text, size_t len, struct afs_manifest *m, char *msg, size_t msglen)
 {
 	cJSON *root = NULL;
@@ -59,7 +96,8 @@ enum afs_err afs_manifest_parse(const char *text, size_t len, struct afs_manifes
 	if ((err = get_string(root, "created_at", &m->created_at, msg, msglen)) != AFS_OK ||
 	    (err = get_string(root, "db_type", &db_type, msg, msglen)) != AFS_OK ||
 	    (err = get_string(root, "alembic_revision", &m->alembic_revision, msg, msglen)) != AFS_OK ||
-	    (err = get_string(root, "app_version", &m->app_version, msg, msglen)) != AFS_OK)
+	    (err = get_string(root, "app_version", &m->app_version, msg, msglen)) != AFS_OK ||
+	    (err = get_created(root, m, msg, msglen)) != AFS_OK)
 		goto out;
 	if (db_type && strcmp(db_type, "sqlite") == 0)
 		m->db_type = AFS_DB_SQLITE;

@@ -14,6 +14,12 @@ struct afs_manifest {
 	char *alembic_revision; /* NULL when absent or null */
 	char *app_version;      /* NULL when absent or null */
 	char *json;             /* the manifest re-serialised compactly (for .status) */
+	/* archfs's own key in the manifests of pre-restore snapshots:
+	 * "archfs": {"created": [...]}, the upload paths (below the uploads
+	 * root) that the restore which wrote the snapshot created, and which
+	 * restoring the snapshot therefore removes.  Empty elsewhere. */
+	char **created;
+	size_t ncreated;
 };
 
 /* Parses len bytes of manifest.json.  Unknown keys are kept in json and

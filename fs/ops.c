@@ -9,19 +9,25 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include "archive.h"
 #include "index.h"
 #include "ops.h"
 #include "stream.h"
+#include "vfiles.h"
 
 /* Archives never change, so the kernel may keep names and attributes long. */
 #define CACHE_TIMEOUT 86400.0
 
 /* One open file.  The kernel may send reads of one handle from several
- * threads; the lock keeps the stream's position consistent. */
+ * threads; the lock keeps the stream's position consistent.  A control or
+ * status file's handle holds its content as of the open instead. */
 struct handle {
 	pthread_mutex_t lock;
 	struct afs_stream *stream;
+	enum afs_vfile vfile;
+	char *text;
+	size_t len;
 };
 
 static struct afs_mount *mount_of(void)
@@ -57,12 +63,40 @@ static void *afs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	return mount_of();
 }
 
+/* The control and status files: size 0 (they are read with direct_io). */
+static void fill_vstat(const struct afs_mount *m, enum afs_vfile v, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_mode = afs_vfile_mode(v);
+	st->st_nlink = 1;
+	st->st_uid = m->uid;
+	st->st_gid = m->gid;
+	st->st_blksize = 4096;
+	st->st_mtim.tv_sec = m->mounted_at;
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
+}
+
+/* The mounting user and root may write .control. */
+static bool may_control(const struct afs_mount *m)
+{
+	uid_t uid = fuse_get_context()->uid;
+
+	return uid == 0 || uid == m->uid;
+}
+
 static int afs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
 	struct afs_mount *m = mount_of();
+	enum afs_vfile v = afs_vfile_lookup(path);
 	uint32_t id;
-	enum afs_err err = afs_index_lookup(m->index, path, &id);
+	enum afs_err err;
 
+	if (v != AFS_VF_NONE) {
+		fill_vstat(m, v, st);
+		return 0;
+	}
+	err = afs_index_lookup(m->index, path, &id);
 	if (err != AFS_OK)
 		return -afs_errno(err);
 	fill_stat(m, id, st);
@@ -71,9 +105,15 @@ static int afs_getattr(const char *path, struct stat *st, struct fuse_file_info 
 
 static int afs_access(const char *path, int mask)
 {
+	enum afs_vfile v = afs_vfile_lookup(path);
 	uint32_t id;
-	enum afs_err err = afs_index_lookup(mount_of()->index, path, &id);
+	enum afs_err err;
 
+	if (v == AFS_VF_CONTROL)
+		return (mask & (R_OK | X_OK)) ? -EACCES : (mask & W_OK) && !may_control(mount_of()) ? -EACCES : 0;
+	if (v != AFS_VF_NONE)
+		return (mask & W_OK) ? -EROFS : (mask & X_OK) ? -EACCES : 0;
+	err = afs_index_lookup(mount_of()->index, path, &id);
 	if (err != AFS_OK)
 		return -afs_errno(err);
 	return (mask & W_OK) ? -EROFS : 0;
@@ -96,8 +136,14 @@ static int afs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t 
 	fill(buf, ".", &st, 0, plus);
 	fill_stat(m, afs_index_node(m->index, id)->parent, &st);
 	fill(buf, "..", &st, 0, plus);
+	for (int v = AFS_VF_CONTROL; id == 0 && v < AFS_VF_COUNT; v++) {
+		fill_vstat(m, v, &st);
+		fill(buf, afs_vfile_name(v), &st, 0, plus);
+	}
 	for (uint32_t c = afs_index_node(m->index, id)->first_child; c != AFS_NONE;
 	     c = afs_index_node(m->index, c)->next_sibling) {
+		if (id == 0 && afs_vfile_named(afs_index_name(m->index, c)) != AFS_VF_NONE)
+			continue; /* shadowed by a control file */
 		fill_stat(m, c, &st);
 		if (fill(buf, afs_index_name(m->index, c), &st, 0, plus))
 			return -ENOMEM;
@@ -105,13 +151,41 @@ static int afs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t 
 	return 0;
 }
 
+/* Opens a control or status file: .control for writing by the mounting
+ * user or root, the others for reading, their content fixed at open. */
+static int open_vfile(struct afs_mount *m, enum afs_vfile v, struct fuse_file_info *fi)
+{
+	int acc = fi->flags & O_ACCMODE;
+	struct handle *h;
+
+	if (v == AFS_VF_CONTROL && (acc == O_RDONLY || !may_control(m)))
+		return -EACCES;
+	if (v != AFS_VF_CONTROL && acc != O_RDONLY)
+		return -EROFS;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->vfile = v;
+	if (v != AFS_VF_CONTROL && !(h->text = afs_vfile_read(m->job, v, &h->len))) {
+		free(h);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&h->lock, NULL);
+	fi->fh = (uint64_t)(uintptr_t)h;
+	fi->direct_io = 1;
+	return 0;
+}
+
 static int afs_open(const char *path, struct fuse_file_info *fi)
 {
 	struct afs_mount *m = mount_of();
+	enum afs_vfile v = afs_vfile_lookup(path);
 	struct handle *h;
 	uint32_t id;
 	enum afs_err err;
 
+	if (v != AFS_VF_NONE)
+		return open_vfile(m, v, fi);
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
 		return -EROFS;
 	err = afs_index_lookup(m->index, path, &id);
@@ -139,6 +213,14 @@ static int afs_read(const char *path, char *buf, size_t size, off_t off, struct 
 
 	if (off < 0)
 		return -EINVAL;
+	if (h->vfile != AFS_VF_NONE) {
+		if ((uint64_t)off >= h->len)
+			return 0;
+		if (size > h->len - (size_t)off)
+			size = h->len - (size_t)off;
+		memcpy(buf, h->text + off, size);
+		return (int)size;
+	}
 	pthread_mutex_lock(&h->lock);
 	err = afs_stream_pread(h->stream, buf, size, (uint64_t)off, &got);
 	pthread_mutex_unlock(&h->lock);
@@ -151,6 +233,7 @@ static int afs_release(const char *path, struct fuse_file_info *fi)
 
 	afs_stream_close(h->stream);
 	pthread_mutex_destroy(&h->lock);
+	free(h->text);
 	free(h);
 	return 0;
 }
@@ -213,9 +296,12 @@ static int afs_getxattr(const char *path, const char *name, char *value, size_t 
 	struct afs_mount *m = mount_of();
 	char buf[32];
 	uint32_t id;
-	enum afs_err err = afs_index_lookup(m->index, path, &id);
+	enum afs_err err;
 	int len;
 
+	if (afs_vfile_lookup(path) != AFS_VF_NONE)
+		return -ENODATA;
+	err = afs_index_lookup(m->index, path, &id);
 	if (err != AFS_OK)
 		return -afs_errno(err);
 	len = xattr_value(afs_index_node(m->index, id), name, buf, sizeof(buf));
@@ -234,8 +320,11 @@ static int afs_listxattr(const char *path, char *list, size_t size)
 	static const char names[] = "user.archfs.crc32\0user.archfs.compressed_size\0user.archfs.method";
 	struct afs_mount *m = mount_of();
 	uint32_t id;
-	enum afs_err err = afs_index_lookup(m->index, path, &id);
+	enum afs_err err;
 
+	if (afs_vfile_lookup(path) != AFS_VF_NONE)
+		return 0;
+	err = afs_index_lookup(m->index, path, &id);
 	if (err != AFS_OK)
 		return -afs_errno(err);
 	if (S_ISDIR(afs_index_node(m->index, id)->mode))
@@ -256,12 +345,28 @@ static int rofs_rename(const char *from, const char *to, unsigned int flags) { r
 static int rofs_mknod(const char *path, mode_t mode, dev_t dev) { return -EROFS; }
 static int rofs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi) { return -EROFS; }
 static int rofs_chown(const char *path, uid_t u, gid_t g, struct fuse_file_info *fi) { return -EROFS; }
-static int rofs_truncate(const char *path, off_t size, struct fuse_file_info *fi) { return -EROFS; }
+/* `echo restore > .control` truncates before it writes: a no-op there. */
+static int afs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+	if (afs_vfile_lookup(path) != AFS_VF_CONTROL)
+		return -EROFS;
+	return may_control(mount_of()) ? 0 : -EACCES;
+}
 static int rofs_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi) { return -EROFS; }
 static int rofs_create(const char *path, mode_t mode, struct fuse_file_info *fi) { return -EROFS; }
-static int rofs_write(const char *path, const char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+/* One command per write to .control; anything else is read-only. */
+static int afs_write(const char *path, const char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 {
-	return -EROFS;
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct afs_mount *m = mount_of();
+	enum afs_err err;
+
+	if (!h || h->vfile != AFS_VF_CONTROL)
+		return -EROFS;
+	if (!may_control(m))
+		return -EACCES;
+	err = afs_vfile_control(m->job, buf, size);
+	return err == AFS_OK ? (int)size : -afs_errno(err);
 }
 static int rofs_setxattr(const char *path, const char *name, const char *value, size_t size, int flags)
 {
@@ -290,10 +395,10 @@ const struct fuse_operations afs_fuse_ops = {
 	.link = rofs_two,
 	.chmod = rofs_chmod,
 	.chown = rofs_chown,
-	.truncate = rofs_truncate,
+	.truncate = afs_truncate,
 	.utimens = rofs_utimens,
 	.create = rofs_create,
-	.write = rofs_write,
+	.write = afs_write,
 	.setxattr = rofs_setxattr,
 	.removexattr = rofs_removexattr,
 };

@@ -19,117 +19,9 @@ import threading
 import time
 import traceback
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
-import mkarchive  # noqa: E402
-
-ARCHFS = None
-WORK = None
-SUSPICIOUS = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
-_fixtures = {}
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
-
-
-def fixture(variant, **kw):
-    """(archive path, source dir) of a variant, generated once per run."""
-    key = (variant, tuple(sorted(kw.items())))
-    if key not in _fixtures:
-        d = tempfile.mkdtemp(prefix="fx-%s-" % variant, dir=WORK)
-        out, src = os.path.join(d, "backup.zip"), os.path.join(d, "src")
-        mkarchive.make_archive(out, src, variant, **kw)
-        _fixtures[key] = (out, src)
-    return _fixtures[key]
-
-
-def is_mounted(mnt):
-    mnt = os.path.realpath(mnt)
-    with open("/proc/self/mounts") as f:
-        return any(line.split()[1] == mnt for line in f)
-
-
-class Mount:
-    """archfs -f ARCHIVE MNT in the background; always unmounted on exit."""
-
-    def __init__(self, archive, *opts):
-        self.archive, self.opts = archive, list(opts)
-        self.mnt = tempfile.mkdtemp(prefix="mnt-", dir=WORK)
-
-    def __enter__(self):
-        self.err = tempfile.TemporaryFile(dir=WORK)
-        self.proc = subprocess.Popen([ARCHFS, "-f", *self.opts, self.archive, self.mnt],
-                                     stdin=subprocess.DEVNULL, stderr=self.err)
-        deadline = time.time() + 20
-        while not is_mounted(self.mnt):
-            if self.proc.poll() is not None:
-                raise Failure("archfs exited with %d before mounting: %s" % (self.proc.returncode, self.stderr()))
-            if time.time() > deadline:
-                self.proc.kill()
-                raise Failure("mount did not appear within 20 s")
-            time.sleep(0.02)
-        return self.mnt
-
-    def stderr(self):
-        self.err.seek(0)
-        return self.err.read().decode(errors="replace")
-
-    def __exit__(self, exc_type, exc, tb):
-        subprocess.run(["fusermount3", "-u", self.mnt], stderr=subprocess.DEVNULL)
-        try:
-            rc = self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            subprocess.run(["umount", "-l", self.mnt], stderr=subprocess.DEVNULL)
-            self.proc.kill()
-            self.proc.wait()
-            raise Failure("archfs did not exit after unmount")
-        if exc_type is None:
-            err = self.stderr()
-            check(rc == 0, "archfs exited with %d after unmount: %s" % (rc, err))
-            check(not any(s in err for s in SUSPICIOUS), "sanitizer report: " + err[:2000])
-        return False
-
-
-def sha(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
-
-
-def parent(path):
-    return path.rsplit("/", 1)[0] if "/" in path else ""
-
-
-def compare_tree(mnt, archive, src):
-    """Every path: type, mode, size, mtime, owner, listing and bytes as expected."""
-    exp = mkarchive.expected(archive)
-    for path, e in exp.items():
-        full = os.path.join(mnt, path)
-        st = os.lstat(full)
-        check(st.st_uid == os.getuid() and st.st_gid == os.getgid(), "%s: owner %d:%d" % (path, st.st_uid, st.st_gid))
-        check(stat.S_IMODE(st.st_mode) == e["mode"], "%s: mode %o, expected %o" % (path, stat.S_IMODE(st.st_mode), e["mode"]))
-        if e["type"] == "dir":
-            check(stat.S_ISDIR(st.st_mode), path + ": not a directory")
-            want = sorted(p.rsplit("/", 1)[-1] for p in exp if p and parent(p) == path)
-            check(sorted(os.listdir(full)) == want, "%s: listing %s, expected %s" % (path, sorted(os.listdir(full))[:5], want[:5]))
-            continue
-        check(int(st.st_mtime) == e["mtime"], "%s: mtime %d, expected %d" % (path, st.st_mtime, e["mtime"]))
-        check(st.st_size == e["size"], "%s: size %d, expected %d" % (path, st.st_size, e["size"]))
-        if e["type"] == "link":
-            check(stat.S_ISLNK(st.st_mode), path + ": not a symlink")
-            continue
-        check(stat.S_ISREG(st.st_mode), path + ": not a regular file")
-        if os.path.exists(os.path.join(src, path)):
-            check(sha(full) == sha(os.path.join(src, path)), path + ": content differs from the source")
-    return exp
-
+import harness as H  # noqa: E402
+import restore_tests  # noqa: E402
+from harness import Failure, Mount, check, compare_tree, fixture, is_mounted, mkarchive, refused, sha  # noqa: E402,F401
 
 # ---------------------------------------------------------------- the tests
 
@@ -281,7 +173,7 @@ def t_concurrent_reads():
 def t_cp_r_subtree():
     a, src = fixture("app")
     with Mount(a) as m:
-        dest = tempfile.mkdtemp(dir=WORK)
+        dest = tempfile.mkdtemp(dir=H.WORK)
         r = subprocess.run(["cp", "-r", os.path.join(m, "uploads/attachments"), dest], capture_output=True, text=True)
         check(r.returncode == 0, "cp -r: " + r.stderr)
         d = subprocess.run(["diff", "-r", os.path.join(src, "uploads/attachments"), os.path.join(dest, "attachments")],
@@ -293,8 +185,9 @@ def t_many_files_find_and_cp():
     a, src = fixture("many")
     with Mount(a) as m:
         n = subprocess.run("find %s | wc -l" % m, shell=True, capture_output=True, text=True).stdout.strip()
-        check(int(n) == len(mkarchive.expected(a)), "find saw %s paths, expected %d" % (n, len(mkarchive.expected(a))))
-        dest = tempfile.mkdtemp(dir=WORK)
+        want = len(mkarchive.expected(a)) + len(H.VFILES)  # the control and status files too
+        check(int(n) == want, "find saw %s paths, expected %d" % (n, want))
+        dest = tempfile.mkdtemp(dir=H.WORK)
         r = subprocess.run(["cp", "-r", os.path.join(m, "uploads"), dest], capture_output=True, text=True)
         check(r.returncode == 0, "cp -r: " + r.stderr[:500])
         d = subprocess.run(["diff", "-r", os.path.join(src, "uploads"), os.path.join(dest, "uploads")],
@@ -318,22 +211,6 @@ def t_corrupt_entries_give_eio():
             check("archfs: uploads/damaged.txt: " + why in mount.stderr(), v + ": no log line: " + mount.stderr())
 
 
-def refused(args, what):
-    """archfs with args must exit non-zero with one 'archfs: ' line and mount nothing."""
-    mnt = tempfile.mkdtemp(prefix="mnt-", dir=WORK)
-    argv = [ARCHFS] + [mnt if x == "MNT" else x for x in args]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-    mounted = is_mounted(mnt)
-    if mounted:
-        subprocess.run(["fusermount3", "-u", mnt])
-    lines = r.stderr.strip().splitlines()
-    check(r.returncode != 0, what + ": exit status 0")
-    check(len(lines) == 1 and lines[0].startswith("archfs: "), what + ": stderr %r" % r.stderr)
-    check(not any(s in r.stderr for s in SUSPICIOUS), what + ": sanitizer report")
-    check(not mounted, what + ": left a mount behind")
-    return lines[0]
-
-
 def t_hostile_archives_refused():
     for v in mkarchive.HOSTILE:
         a, _ = fixture(v)
@@ -343,25 +220,25 @@ def t_hostile_archives_refused():
 
 def t_bad_invocations_refused():
     a, _ = fixture("app")
-    refused([os.path.join(WORK, "missing.zip"), "MNT"], "missing archive")
-    refused([a, os.path.join(WORK, "no-such-dir")], "missing mount point")
+    refused([os.path.join(H.WORK, "missing.zip"), "MNT"], "missing archive")
+    refused([a, os.path.join(H.WORK, "no-such-dir")], "missing mount point")
     refused([a, a], "mount point is a file")
     refused(["--bogus", a, "MNT"], "unknown option")
     refused([a], "missing mount point argument")
-    refused([WORK, "MNT"], "archive is a directory")
+    refused([H.WORK, "MNT"], "archive is a directory")
 
 
 def t_help_and_version():
-    r = subprocess.run([ARCHFS, "--help"], capture_output=True, text=True)
+    r = subprocess.run([H.ARCHFS, "--help"], capture_output=True, text=True)
     check(r.returncode == 0 and "-o" in r.stdout and "--version" in r.stdout, "--help: %r" % r.stdout[:200])
-    r = subprocess.run([ARCHFS, "--version"], capture_output=True, text=True)
+    r = subprocess.run([H.ARCHFS, "--version"], capture_output=True, text=True)
     check(r.returncode == 0 and r.stdout.startswith("archfs "), "--version: %r" % r.stdout)
 
 
 def t_background_mount_and_unmount():
     a, _ = fixture("app")
-    mnt = tempfile.mkdtemp(prefix="mnt-", dir=WORK)
-    r = subprocess.run([ARCHFS, a, mnt], capture_output=True, text=True, timeout=30)
+    mnt = tempfile.mkdtemp(prefix="mnt-", dir=H.WORK)
+    r = subprocess.run([H.ARCHFS, a, mnt], capture_output=True, text=True, timeout=30)
     try:
         check(r.returncode == 0 and is_mounted(mnt), "background mount failed: " + r.stderr)
         check("manifest.json" in os.listdir(mnt), "background mount lists nothing")
@@ -371,16 +248,16 @@ def t_background_mount_and_unmount():
 
 
 def main():
-    global ARCHFS, WORK
     ap = argparse.ArgumentParser()
     ap.add_argument("--archfs", required=True)
     ap.add_argument("--work")
     ap.add_argument("-k", default="")
     args = ap.parse_args()
-    ARCHFS = os.path.abspath(args.archfs)
-    WORK = args.work or tempfile.mkdtemp(prefix="archfs-it-")
-    os.makedirs(WORK, exist_ok=True)
-    tests = [(n[2:], f) for n, f in globals().items() if n.startswith("t_") and callable(f) and args.k in n]
+    H.ARCHFS = os.path.abspath(args.archfs)
+    H.WORK = args.work or tempfile.mkdtemp(prefix="archfs-it-")
+    os.makedirs(H.WORK, exist_ok=True)
+    tests = [(n[2:], f) for mod in (globals(), vars(restore_tests)) for n, f in mod.items()
+             if n.startswith("t_") and callable(f) and args.k in n]
     passed = failed = 0
     try:
         for name, fn in tests:
@@ -396,10 +273,10 @@ def main():
     finally:
         with open("/proc/self/mounts") as f:
             for line in f:
-                if line.split()[1].startswith(os.path.realpath(WORK)):
+                if line.split()[1].startswith(os.path.realpath(H.WORK)):
                     subprocess.run(["umount", "-l", line.split()[1]], stderr=subprocess.DEVNULL)
         if not args.work:
-            shutil.rmtree(WORK, ignore_errors=True)
+            shutil.rmtree(H.WORK, ignore_errors=True)
     print("%d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed else 0)
 

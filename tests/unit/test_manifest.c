@@ -34,12 +34,20 @@ int main(void)
 	CHECK(parse("{}", &m, msg) == AFS_OK && m.db_type == AFS_DB_UNKNOWN);
 	afs_manifest_release(&m);
 
-	const char *bad[] = { "not json", "[1, 2]", "{\"db_type\": 5}", "{\"created_at\": {}}", "", "{\"a\": " };
+	CHECK(parse("{\"db_type\": \"sqlite\", \"archfs\": {\"snapshot_of\": \"x.zip\", \"created\": [\"a\", \"a/b.png\"]}}",
+		    &m, msg) == AFS_OK);
+	CHECK(m.ncreated == 2 && strcmp(m.created[0], "a") == 0 && strcmp(m.created[1], "a/b.png") == 0);
+	afs_manifest_release(&m);
+	CHECK(m.created == NULL && m.ncreated == 0);
+
+	const char *bad[] = { "not json", "[1, 2]", "{\"db_type\": 5}", "{\"created_at\": {}}", "", "{\"a\": ",
+			      "{\"archfs\": {\"created\": [\"../etc/passwd\"]}}", "{\"archfs\": {\"created\": [\"/abs\"]}}",
+			      "{\"archfs\": {\"created\": \"a\"}}", "{\"archfs\": {\"created\": [7]}}", "{\"archfs\": 1}" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		msg[0] = '\0';
 		CHECK(parse(bad[i], &m, msg) == AFS_E_CORRUPT);
 		CHECK(msg[0] != '\0');
-		CHECK(m.json == NULL && m.created_at == NULL && m.db_type == AFS_DB_UNKNOWN);
+		CHECK(m.json == NULL && m.created_at == NULL && m.db_type == AFS_DB_UNKNOWN && m.created == NULL);
 	}
 	CHECK(strcmp(afs_db_type_name(AFS_DB_SQLITE), "sqlite") == 0);
 	CHECK(strcmp(afs_db_type_name(AFS_DB_POSTGRESQL), "postgresql") == 0);

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/* The control and status files: names, modes, contents. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "index.h"
+#include "job.h"
+#include "vfiles.h"
+
+static const char *const names[AFS_VF_COUNT] = {
+	[AFS_VF_CONTROL] = ".control", [AFS_VF_PROGRESS] = ".progress", [AFS_VF_FLAG] = ".restore_in_progress",
+	[AFS_VF_STATUS] = ".status",   [AFS_VF_LOG] = ".log",
+};
+
+enum afs_vfile afs_vfile_named(const char *name)
+{
+	for (int v = AFS_VF_CONTROL; v < AFS_VF_COUNT; v++)
+		if (strcmp(name, names[v]) == 0)
+			return (enum afs_vfile)v;
+	return AFS_VF_NONE;
+}
+
+enum afs_vfile afs_vfile_lookup(const char *path)
+{
+	return path[0] == '/' ? afs_vfile_named(path + 1) : AFS_VF_NONE;
+}
+
+const char *afs_vfile_name(enum afs_vfile v)
+{
+	return v > AFS_VF_NONE && v < AFS_VF_COUNT ? names[v] : "";
+}
+
+mode_t afs_vfile_mode(enum afs_vfile v)
+{
+	return S_IFREG | (v == AFS_VF_CONTROL ? 0200 : 0444);
+}
+
+char *afs_vfile_read(struct afs_job *j, enum afs_vfile v, size_t *len)
+{
+	char *text = NULL;
+
+	switch (v) {
+	case AFS_VF_PROGRESS:
+		text = afs_job_progress_line(j);
+		break;
+	case AFS_VF_FLAG:
+		text = strdup(afs_job_in_progress(j) ? "1\n" : "0\n");
+		break;
+	case AFS_VF_STATUS:
+		text = afs_job_status_json(j);
+		break;
+	case AFS_VF_LOG:
+		text = afs_job_log_text(j);
+		break;
+	default:
+		text = strdup("");
+		break;
+	}
+	*len = text ? strlen(text) : 0;
+	return text;
+}
+
+enum afs_err afs_vfile_control(struct afs_job *j, const char *buf, size_t len)
+{
+	enum afs_cmd cmd;
+	char msg[512];
+
+	if (afs_cmd_parse(buf, len, &cmd) != AFS_OK) {
+		afs_job_refuse(j, "unknown command '%.*s' (one of: restore, restore database, restore uploads, "
+				  "verify, cancel)", (int)(len > 64 ? 64 : len - (len && buf[len - 1] == '\n')), buf);
+		return AFS_E_INVAL;
+	}
+	return afs_job_command(j, cmd, msg, sizeof(msg));
+}
+
+void afs_vfile_note_shadowed(struct afs_job *j, const struct afs_index *ix)
+{
+	char path[64];
+	uint32_t id;
+
+	for (int v = AFS_VF_CONTROL; v < AFS_VF_COUNT; v++) {
+		snprintf(path, sizeof(path), "/%s", names[v]);
+		if (afs_index_lookup(ix, path, &id) == AFS_OK)
+			afs_job_note(j, "the archive entry %s is hidden by the control file of the same name", names[v]);
+	}
+}

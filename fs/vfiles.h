@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/* The control and status files at the top of a mount (SPEC.md section 3):
+ * names, modes and contents, as bytes in and bytes out.  No FUSE here: the
+ * FUSE operations call these, and the unit tests too. */
+#ifndef AFS_VFILES_H
+#define AFS_VFILES_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include "err.h"
+
+struct afs_job;
+struct afs_index;
+
+enum afs_vfile {
+	AFS_VF_NONE = 0,
+	AFS_VF_CONTROL,  /* .control: write-only, one command per write */
+	AFS_VF_PROGRESS, /* .progress: "PERCENT PHASE\n" */
+	AFS_VF_FLAG,     /* .restore_in_progress: "1\n" or "0\n" */
+	AFS_VF_STATUS,   /* .status: one JSON object */
+	AFS_VF_LOG,      /* .log */
+	AFS_VF_COUNT
+};
+
+/* The virtual file a FUSE path names ("/.status"), or AFS_VF_NONE. */
+enum afs_vfile afs_vfile_lookup(const char *path);
+/* The same for a name in the top directory (".status"). */
+enum afs_vfile afs_vfile_named(const char *name);
+
+/* Its name without a slash (".status") and its st_mode (S_IFREG|0200 for
+ * .control, S_IFREG|0444 for the others). */
+const char *afs_vfile_name(enum afs_vfile v);
+mode_t afs_vfile_mode(enum afs_vfile v);
+
+/* The content of a readable file now (malloc'd, NUL-terminated, *len
+ * bytes); NULL when out of memory. */
+char *afs_vfile_read(struct afs_job *j, enum afs_vfile v, size_t *len);
+
+/* One write to .control: parses the command and hands it to the job.
+ * AFS_E_INVAL for an unknown command; otherwise what afs_job_command()
+ * returns.  An unknown command is recorded in .status and .log too. */
+enum afs_err afs_vfile_control(struct afs_job *j, const char *buf, size_t len);
+
+/* Records a warning in the job for every archive entry at the top of ix
+ * that a virtual file shadows. */
+void afs_vfile_note_shadowed(struct afs_job *j, const struct afs_index *ix);
+
+#endif

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/* The database backends behind the restore pipeline, one table each (as
+ * curl's struct Curl_ssl): the job calls these and nothing else of them. */
+#ifndef AFS_BACKEND_H
+#define AFS_BACKEND_H
+
+#include <stdint.h>
+#include "err.h"
+#include "manifest.h"
+
+struct afs_job;
+
+struct afs_db_backend {
+	const char *name;      /* "sqlite" */
+	enum afs_db_type kind;
+	const char *dump_name; /* the archive entry holding the dump: "db.sqlite" */
+
+	/* Reads the dump (index node dump of the job's archive) to its end and
+	 * checks it, and checks the live target can take it (disk space).
+	 * Progress: afs_job_advance() per byte read.  Leaves whatever the later
+	 * calls need in *state (also on error: release() frees it). */
+	enum afs_err (*verify)(struct afs_job *j, uint32_t dump, void **state);
+
+	/* Copies the live database into a new file at path, for the
+	 * pre-restore snapshot.  AFS_E_NOENT when there is no live database. */
+	enum afs_err (*snapshot)(struct afs_job *j, void *state, const char *path);
+
+	/* Replaces the live database with the verified dump as one atomic
+	 * change, calling afs_job_committed() when it is made; checks
+	 * afs_job_cancelled() until then.  Progress: bytes written. */
+	enum afs_err (*restore)(struct afs_job *j, void *state);
+
+	/* The live database's Alembic revision in *rev (malloc'd; NULL when
+	 * it has none). */
+	enum afs_err (*revision)(struct afs_job *j, void *state, char **rev);
+
+	/* Frees state and removes anything verify() staged; NULL is a no-op. */
+	void (*release)(void *state);
+};
+
+extern const struct afs_db_backend afs_sqlite_backend;
+
+/* The backend for a database kind, or NULL when archfs has none. */
+const struct afs_db_backend *afs_backend_for(enum afs_db_type kind);
+
+#endif

@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/* The restore job of one mounted archive: the pipeline of SPEC.md section 5
+ * (verify, flag, snapshot, database, uploads, migrate) on its own thread,
+ * with a state machine, byte-based progress, cancellation and a log.
+ *
+ * Thread safety: every function may be called from any thread.  Commands,
+ * status and log reads take the job's mutex briefly and never wait for the
+ * pipeline; the pipeline thread takes the same mutex only to publish
+ * progress, so a FUSE thread is never blocked by a restore step.
+ */
+#ifndef AFS_JOB_H
+#define AFS_JOB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "err.h"
+
+struct afs_archive;
+struct afs_index;
+struct afs_target;
+
+enum afs_cmd {
+	AFS_CMD_RESTORE,          /* database and uploads, then migrate */
+	AFS_CMD_RESTORE_DATABASE, /* the database only, then migrate */
+	AFS_CMD_RESTORE_UPLOADS,  /* the uploads only */
+	AFS_CMD_VERIFY,           /* step 1 alone: changes nothing */
+	AFS_CMD_CANCEL,
+};
+
+enum afs_state {
+	AFS_ST_IDLE,
+	AFS_ST_VERIFYING,
+	AFS_ST_SNAPSHOT,
+	AFS_ST_DATABASE,
+	AFS_ST_UPLOADS,
+	AFS_ST_MIGRATE,
+	AFS_ST_DONE,
+	AFS_ST_FAILED,
+	AFS_ST_CANCELLED,
+};
+
+/* Parses one command as written to .control (surrounding white space and a
+ * trailing newline allowed).  AFS_E_INVAL for anything else. */
+enum afs_err afs_cmd_parse(const char *text, size_t len, enum afs_cmd *out);
+
+/* "idle", "verifying", ... as .status and .progress show them. */
+const char *afs_state_name(enum afs_state s);
+
+struct afs_job;
+
+/* Creates the job of archive a (at archive_path) with index ix, restoring
+ * into t.  a, ix and t are borrowed and must outlive the job.  Reads the
+ * manifest now; a missing or bad manifest is a warning here and an error
+ * only when a restore needs it. */
+enum afs_err afs_job_new(const char *archive_path, struct afs_archive *a, const struct afs_index *ix,
+			 const struct afs_target *t, struct afs_job **out);
+
+/* Cancels a running restore (if it still may be cancelled), waits for its
+ * thread and frees the job; NULL is a no-op. */
+void afs_job_free(struct afs_job *j);
+
+/* Carries out a command: starts the pipeline on its own thread and returns
+ * at once, or cancels.  Refusals change nothing and are recorded in the
+ * status error and the log: AFS_E_INVAL (no target, cancel with nothing to
+ * cancel), AFS_E_BUSY (a restore is running; cancel after the database has
+ * committed); msg receives the reason. */
+enum afs_err afs_job_command(struct afs_job *j, enum afs_cmd cmd, char *msg, size_t msglen);
+
+/* Waits until the pipeline thread has finished; returns the final state. */
+enum afs_state afs_job_wait(struct afs_job *j);
+
+/* Snapshots for the virtual files; each returns a malloc'd NUL-terminated
+ * string (NULL when out of memory) the caller frees. */
+char *afs_job_status_json(struct afs_job *j); /* .status */
+char *afs_job_progress_line(struct afs_job *j); /* .progress: "42 database\n" */
+char *afs_job_log_text(struct afs_job *j);     /* .log */
+
+/* True from the flag step to the end of a restore (.restore_in_progress). */
+bool afs_job_in_progress(struct afs_job *j);
+
+/* Current state and percent, for the command-line progress display. */
+void afs_job_peek(struct afs_job *j, enum afs_state *st, unsigned *percent);
+
+/* Records a command refused before it reached the job (an unknown
+ * command) in the status error and the log. */
+void afs_job_refuse(struct afs_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A warning that stays in .status across restores (a shadowed entry). */
+void afs_job_note(struct afs_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The error of the last run or refusal (malloc'd), or NULL. */
+char *afs_job_error(struct afs_job *j);
+
+/* Also hands every log line (without its timestamp) to fn, on the thread
+ * that logs it; set before the first command. */
+void afs_job_on_log(struct afs_job *j, void (*fn)(void *ctx, const char *line), void *ctx);
+
+/* ---- services for the pipeline steps (called on the job's thread) ---- */
+
+const struct afs_target *afs_job_target(const struct afs_job *j);
+/* The archive being restored from (the snapshot's, during a rollback). */
+struct afs_archive *afs_job_archive(const struct afs_job *j);
+const struct afs_index *afs_job_index(const struct afs_job *j);
+/* The path of the archive the job was created for. */
+const char *afs_job_archive_path(const struct afs_job *j);
+
+/* One line in .log (and the daemon's log). */
+void afs_job_log(struct afs_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A line in .log and in .status warnings. */
+void afs_job_warn(struct afs_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Records the reason of a failure (the first one is kept) and returns err. */
+enum afs_err afs_job_fail(struct afs_job *j, enum afs_err err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Sets the byte count of the current phase and adds done bytes to it. */
+void afs_job_phase_bytes(struct afs_job *j, uint64_t total);
+void afs_job_advance(struct afs_job *j, uint64_t bytes);
+
+/* True once cancel was accepted; steps check it between units of work. */
+bool afs_job_cancelled(struct afs_job *j);
+
+/* The database step calls this the moment its change is committed: from
+ * then on cancel is refused. */
+void afs_job_committed(struct afs_job *j);
+
+/* Milliseconds to sleep after each database copy step, from the
+ * environment variable ARCHFS_TEST_DB_STEP_DELAY_MS (tests only; 0 unset). */
+unsigned afs_job_test_delay_ms(void);
+
+#endif

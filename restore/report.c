@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+/* JSON documents of the restore, built with cJSON. */
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+#include "report.h"
+#include "uploads.h"
+
+static cJSON *str_or_null(const char *s)
+{
+	return s ? cJSON_CreateString(s) : cJSON_CreateNull();
+}
+
+/* Prints root (consumed) formatted, with a trailing newline. */
+static char *finish(cJSON *root, int fail)
+{
+	char *text = NULL, *out = NULL;
+	size_t len;
+
+	if (root && !fail)
+		text = cJSON_Print(root);
+	cJSON_Delete(root);
+	if (!text)
+		return NULL;
+	len = strlen(text);
+	out = malloc(len + 2);
+	if (out) {
+		memcpy(out, text, len);
+		out[len] = '\n';
+		out[len + 1] = '\0';
+	}
+	cJSON_free(text);
+	return out;
+}
+
+char *afs_report_status(const struct afs_status_view *v)
+{
+	cJSON *root = cJSON_CreateObject(), *target = NULL, *warn = cJSON_CreateArray(), *man = NULL;
+	int fail = !root || !warn;
+
+	if (v->target_type || v->uploads) {
+		target = cJSON_CreateObject();
+		fail |= !target;
+		if (target) {
+			fail |= !cJSON_AddItemToObject(target, "type", str_or_null(v->target_type));
+			fail |= !cJSON_AddItemToObject(target, "url", str_or_null(v->target_url));
+			fail |= !cJSON_AddItemToObject(target, "uploads", str_or_null(v->uploads));
+		}
+	}
+	if (v->manifest_json)
+		man = cJSON_Parse(v->manifest_json);
+	for (size_t i = 0; warn && i < v->nwarnings; i++)
+		fail |= !cJSON_AddItemToArray(warn, cJSON_CreateString(v->warnings[i]));
+	if (root) {
+		fail |= !cJSON_AddStringToObject(root, "state", v->state);
+		fail |= !cJSON_AddItemToObject(root, "command", str_or_null(v->command));
+		fail |= !cJSON_AddNumberToObject(root, "percent", v->percent);
+		fail |= !cJSON_AddNumberToObject(root, "bytes_done", (double)v->bytes_done);
+		fail |= !cJSON_AddNumberToObject(root, "bytes_total", (double)v->bytes_total);
+		fail |= !cJSON_AddItemToObject(root, "archive", str_or_null(v->archive));
+		fail |= !cJSON_AddItemToObject(root, "started_at", str_or_null(v->started_at));
+		fail |= !cJSON_AddItemToObject(root, "finished_at", str_or_null(v->finished_at));
+		fail |= !cJSON_AddItemToObject(root, "error", str_or_null(v->error));
+		fail |= !cJSON_AddItemToObject(root, "snapshot", str_or_null(v->snapshot));
+		fail |= !cJSON_AddItemToObject(root, "target", target ? target : cJSON_CreateNull());
+		fail |= !cJSON_AddItemToObject(root, "manifest", man ? man : cJSON_CreateNull());
+		fail |= !cJSON_AddItemToObject(root, "warnings", warn);
+	} else {
+		cJSON_Delete(target);
+		cJSON_Delete(man);
+		cJSON_Delete(warn);
+	}
+	return finish(root, fail);
+}
+
+char *afs_report_flag(long pid, const char *archive, const char *started_at)
+{
+	cJSON *root = cJSON_CreateObject();
+	int fail = !root;
+
+	if (root) {
+		fail |= !cJSON_AddNumberToObject(root, "pid", (double)pid);
+		fail |= !cJSON_AddItemToObject(root, "archive", str_or_null(archive));
+		fail |= !cJSON_AddItemToObject(root, "started_at", str_or_null(started_at));
+	}
+	return finish(root, fail);
+}
+
+char *afs_report_snapshot_manifest(const char *created_at, enum afs_db_type type, const char *revision,
+				   const char *source, const struct afs_uplan *plan)
+{
+	cJSON *root = cJSON_CreateObject(), *ours = cJSON_CreateObject(), *created = cJSON_CreateArray();
+	int fail = !root || !ours || !created;
+
+	for (size_t i = 0; plan && created && i < afs_uploads_created_count(plan); i++)
+		fail |= !cJSON_AddItemToArray(created, cJSON_CreateString(afs_uploads_created(plan, i)));
+	if (ours) {
+		fail |= !cJSON_AddItemToObject(ours, "snapshot_of", str_or_null(source));
+		fail |= !cJSON_AddItemToObject(ours, "created", created ? created : cJSON_CreateArray());
+	} else {
+		cJSON_Delete(created);
+	}
+	if (root) {
+		/* the application's keys, sorted as it writes them */
+		fail |= !cJSON_AddItemToObject(root, "alembic_revision", str_or_null(revision));
+		fail |= !cJSON_AddItemToObject(root, "app_version", cJSON_CreateNull());
+		fail |= !cJSON_AddItemToObject(root, "archfs", ours ? ours : cJSON_CreateNull());
+		fail |= !cJSON_AddItemToObject(root, "created_at", str_or_null(created_at));
+		fail |= !cJSON_AddStringToObject(root, "db_type", afs_db_type_name(type));
+	} else {
+		cJSON_Delete(ours);
+	}
+	return finish(root, fail);
+}

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/* The JSON that the restore writes: .status, the flag file and the
+ * manifest of a pre-restore snapshot.  With fs/manifest.c (which reads
+ * manifests) this is the only user of cJSON. */
+#ifndef AFS_REPORT_H
+#define AFS_REPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "manifest.h"
+
+struct afs_uplan;
+
+/* Everything .status shows; NULL strings become JSON null. */
+struct afs_status_view {
+	const char *state;
+	const char *command;
+	unsigned percent;
+	uint64_t bytes_done, bytes_total;
+	const char *archive, *started_at, *finished_at, *error, *snapshot;
+	const char *target_type, *target_url, *uploads; /* target_type NULL: no database target */
+	const char *manifest_json; /* the parsed manifest, re-serialised; NULL when absent */
+	const char *const *warnings;
+	size_t nwarnings;
+};
+
+/* Each returns a malloc'd NUL-terminated JSON text ending in a newline, or
+ * NULL when out of memory. */
+char *afs_report_status(const struct afs_status_view *v);
+char *afs_report_flag(long pid, const char *archive, const char *started_at);
+
+/* The manifest of a snapshot: the application's keys, plus "archfs":
+ * {"snapshot_of": source archive, "created": the upload paths the restore
+ * created, which restoring the snapshot removes}. */
+char *afs_report_snapshot_manifest(const char *created_at, enum afs_db_type type, const char *revision,
+				   const char *source, const struct afs_uplan *plan);
+
+#endif

@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/* Writing the pre-restore snapshot archive. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "archive.h"
+#include "backend.h"
+#include "job.h"
+#include "report.h"
+#include "snapshot.h"
+#include "target.h"
+#include "uploads.h"
+
+#define MAX_CLASH 100
+
+/* The directory the snapshot goes to (malloc'd). */
+static char *snapshot_dir(const struct afs_target *t, const char *archive)
+{
+	const char *beside = t->db_path ? t->db_path : t->uploads ? t->uploads : archive;
+	char *copy, *dir;
+
+	if (t->snapshot_dir)
+		return strdup(t->snapshot_dir);
+	copy = strdup(beside);
+	if (!copy)
+		return NULL;
+	dir = strdup(dirname(copy));
+	free(copy);
+	return dir;
+}
+
+/* Opens a new archive named after the time in dir; *path gets its name. */
+static enum afs_err open_new(struct afs_job *j, const char *dir, time_t now, struct afs_zipw **w, char **path)
+{
+	char stamp[32], msg[256] = "";
+	struct tm tm;
+	enum afs_err err = AFS_E_CONFLICT;
+
+	localtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%d_%H%M%S", &tm);
+	for (int n = 1; n <= MAX_CLASH && err == AFS_E_CONFLICT; n++) {
+		char suffix[16] = "";
+
+		if (n > 1)
+			snprintf(suffix, sizeof(suffix), "_%d", n);
+		free(*path);
+		if (asprintf(path, "%s/archfs_pre_restore_%s%s.zip", dir, stamp, suffix) < 0) {
+			*path = NULL;
+			return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+		}
+		err = afs_zipw_open(*path, w, msg, sizeof(msg));
+	}
+	if (err != AFS_OK)
+		return afs_job_fail(j, err, "cannot create the snapshot in %s: %s", dir, msg);
+	return AFS_OK;
+}
+
+/* Adds the live database, dumped by the backend into a private file in dir
+ * (*tmp: its path, removed by the caller once the archive is written). */
+static enum afs_err add_database(struct afs_job *j, struct afs_zipw *w, const struct afs_db_backend *be,
+				 void *state, const char *dir, time_t now, char **tmp)
+{
+	enum afs_err err;
+	int fd;
+
+	if (asprintf(tmp, "%s/.archfs-snapshot-XXXXXX", dir) < 0) {
+		*tmp = NULL;
+		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+	}
+	fd = mkostemp(*tmp, O_CLOEXEC);
+	if (fd < 0) {
+		err = afs_job_fail(j, AFS_E_IO, "cannot write the snapshot in %s: %s", dir, strerror(errno));
+		free(*tmp);
+		*tmp = NULL;
+		return err;
+	}
+	close(fd);
+	err = be->snapshot(j, state, *tmp);
+	if (err == AFS_E_NOENT) {
+		afs_job_warn(j, "there is no live database: the snapshot holds none");
+		return AFS_OK;
+	}
+	if (err != AFS_OK)
+		return err;
+	err = afs_zipw_add_file(w, be->dump_name, *tmp, 0100644, now);
+	if (err != AFS_OK)
+		return afs_job_fail(j, err, "adding the database to the snapshot: %s", afs_strerror(err));
+	return AFS_OK;
+}
+
+/* Adds every live file the merge would replace, as uploads/<path>. */
+static enum afs_err add_uploads(struct afs_job *j, struct afs_zipw *w, const struct afs_uplan *plan)
+{
+	const char *root = afs_job_target(j)->uploads;
+
+	for (size_t i = 0; i < afs_uploads_replaced_count(plan); i++) {
+		uint32_t mode;
+		int64_t mtime;
+		const char *rel = afs_uploads_replaced(plan, i, &mode, &mtime);
+		char *src = NULL, *name = NULL;
+		enum afs_err err = AFS_E_NOMEM;
+
+		if (asprintf(&src, "%s/%s", root, rel) >= 0 && asprintf(&name, "uploads/%s", rel) >= 0)
+			err = afs_zipw_add_file(w, name, src, mode, mtime);
+		else
+			src = name = NULL;
+		free(src);
+		free(name);
+		if (err != AFS_OK)
+			return afs_job_fail(j, err, "adding uploads/%s to the snapshot: %s", rel, afs_strerror(err));
+	}
+	return AFS_OK;
+}
+
+enum afs_err afs_snapshot_write(struct afs_job *j, const struct afs_db_backend *be, void *be_state,
+				const struct afs_uplan *plan, char **path)
+{
+	const struct afs_target *t = afs_job_target(j);
+	time_t now = time(NULL);
+	struct afs_zipw *w = NULL;
+	char *dir = snapshot_dir(t, afs_job_archive_path(j)), *tmp = NULL, *rev = NULL, *man = NULL;
+	char created[32], msg[256] = "";
+	struct tm tm;
+	enum afs_err err;
+
+	*path = NULL;
+	if (!dir)
+		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+	localtime_r(&now, &tm);
+	strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%S", &tm);
+	err = open_new(j, dir, now, &w, path);
+	if (err == AFS_OK && be)
+		err = add_database(j, w, be, be_state, dir, now, &tmp);
+	if (err == AFS_OK && be)
+		err = be->revision(j, be_state, &rev);
+	if (err == AFS_OK && plan)
+		err = add_uploads(j, w, plan);
+	if (err == AFS_OK) {
+		man = afs_report_snapshot_manifest(created, be ? be->kind : AFS_DB_UNKNOWN, rev,
+						   afs_job_archive_path(j), plan);
+		err = man ? afs_zipw_add_buffer(w, "manifest.json", man, strlen(man), 0100600, now) : AFS_E_NOMEM;
+		if (err != AFS_OK)
+			afs_job_fail(j, err, "writing the snapshot's manifest: %s", afs_strerror(err));
+	}
+	if (err == AFS_OK) {
+		err = afs_zipw_close(w, msg, sizeof(msg));
+		w = NULL;
+		if (err != AFS_OK)
+			afs_job_fail(j, err, "writing the snapshot %s: %s", *path, msg);
+	}
+	afs_zipw_discard(w);
+	if (tmp)
+		unlink(tmp);
+	if (err != AFS_OK) {
+		free(*path);
+		*path = NULL;
+	}
+	free(tmp);
+	free(rev);
+	free(man);
+	free(dir);
+	return err;
+}

@@ -1,0 +1,450 @@
+/* SPDX-License-Identifier: MIT */
+/* The SQLite backend (the only sqlite3.h user).
+ *
+ * verify stages db.sqlite from the archive into a private file beside the
+ * live database (one sequential read, which also checks its CRC-32), runs
+ * PRAGMA integrity_check on it and brings it to the live page size (the
+ * backup API cannot write into a WAL database of another page size).
+ * restore copies the staged file into the live database with the online
+ * backup API: one write transaction on the live file, so every other
+ * connection sees the old database or the new one, never a mix, and a crash
+ * before the commit leaves the old one (SQLite's journal or WAL recovers).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+#include <sqlite3.h>
+#include "backend.h"
+#include "index.h"
+#include "job.h"
+#include "stream.h"
+#include "target.h"
+
+#define COPY_CHUNK (1 << 20)
+#define STEP_PAGES 1024      /* pages per backup step: a few MB between cancel checks */
+#define TEST_STEP_PAGES 16
+#define BUSY_SLEEP_MS 50
+
+struct sq_state {
+	char *staged; /* the verified copy of the archive's database, or NULL */
+};
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* The first row of PRAGMA integrity_check: "ok" for a sound database.
+ * Returns a malloc'd string, or NULL with the SQLite error in msg. */
+static char *integrity(sqlite3 *db, char *msg, size_t msglen)
+{
+	sqlite3_stmt *st = NULL;
+	char *res = NULL;
+	int rc = sqlite3_prepare_v2(db, "PRAGMA integrity_check(5)", -1, &st, NULL);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const unsigned char *t = sqlite3_column_text(st, 0);
+
+		res = strdup(t ? (const char *)t : "");
+		/* fold a multi-line report into one line */
+		for (char *p = res; p && *p; p++)
+			if (*p == '\n')
+				*p = ' ';
+	} else {
+		snprintf(msg, msglen, "%s", sqlite3_errmsg(db));
+	}
+	sqlite3_finalize(st);
+	return res;
+}
+
+static int page_size(sqlite3 *db)
+{
+	sqlite3_stmt *st = NULL;
+	int n = 0;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* A path beside the live database for a staged file: ".NAME.archfs-TAG-XXXXXX". */
+static char *stage_name(const char *live, const char *tag)
+{
+	char *d = strdup(live), *b = strdup(live), *out = NULL;
+
+	if (d && b && asprintf(&out, "%s/.%s.archfs-%s-XXXXXX", dirname(d), basename(b), tag) < 0)
+		out = NULL;
+	free(d);
+	free(b);
+	return out;
+}
+
+/* Copies node dump of the job's archive into a new staged file. */
+static enum afs_err stage(struct afs_job *j, uint32_t dump, char **out)
+{
+	const struct afs_target *t = afs_job_target(j);
+	struct afs_stream *s = NULL;
+	char *path = stage_name(t->db_path, "stage"), *buf = malloc(COPY_CHUNK);
+	uint64_t off = 0;
+	enum afs_err err;
+	int fd = -1;
+
+	*out = NULL;
+	if (!path || !buf) {
+		err = afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+		goto out;
+	}
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0) {
+		err = afs_job_fail(j, AFS_E_IO, "cannot create a staging file beside %s: %s", t->db_path, strerror(errno));
+		goto out;
+	}
+	err = afs_stream_open(afs_job_archive(j), afs_job_index(j), dump, &s);
+	while (err == AFS_OK) {
+		size_t got = 0;
+
+		if (afs_job_cancelled(j)) {
+			err = AFS_E_CANCELLED;
+			break;
+		}
+		err = afs_stream_pread(s, buf, COPY_CHUNK, off, &got);
+		if (err != AFS_OK || got == 0)
+			break;
+		for (size_t w = 0; w < got;) {
+			ssize_t n = write(fd, buf + w, got - w);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0) {
+				err = afs_job_fail(j, errno == ENOSPC ? AFS_E_NOSPC : AFS_E_IO,
+						   "writing the staged database beside %s: %s", t->db_path, strerror(errno));
+				goto out;
+			}
+			w += (size_t)n;
+		}
+		off += got;
+		afs_job_advance(j, got);
+	}
+	if (err != AFS_OK && err != AFS_E_CANCELLED)
+		afs_job_fail(j, err, "db.sqlite in the archive cannot be read: %s", afs_strerror(err));
+out:
+	afs_stream_close(s);
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	if (err == AFS_OK)
+		*out = path;
+	else {
+		if (fd >= 0)
+			unlink(path);
+		free(path);
+	}
+	return err;
+}
+
+/* Turns a WAL-format header (bytes 18 and 19 = 2) into a rollback-journal
+ * one, so the private staged copy opens without a -wal or -shm file. */
+static enum afs_err check_header(struct afs_job *j, const char *path)
+{
+	unsigned char h[100];
+	enum afs_err err = AFS_OK;
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return afs_job_fail(j, AFS_E_IO, "staged database: %s", strerror(errno));
+	if (pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) || memcmp(h, "SQLite format 3", 16) != 0) {
+		err = afs_job_fail(j, AFS_E_CORRUPT, "db.sqlite in the archive is not a SQLite database");
+	} else if (h[18] == 2 || h[19] == 2) {
+		static const unsigned char legacy[2] = { 1, 1 };
+
+		if (pwrite(fd, legacy, 2, 18) != 2)
+			err = afs_job_fail(j, AFS_E_IO, "staged database: %s", strerror(errno));
+	}
+	close(fd);
+	return err;
+}
+
+/* Disk space beside the live database for the staged copy (twice, if its
+ * page size must change) and the live database's growth. */
+static enum afs_err check_space(struct afs_job *j, uint64_t dump_size)
+{
+	const struct afs_target *t = afs_job_target(j);
+	char *d = strdup(t->db_path);
+	struct statvfs sv;
+	uint64_t need = 2 * dump_size + (1 << 20), have;
+	enum afs_err err = AFS_OK;
+
+	if (!d)
+		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+	if (statvfs(dirname(d), &sv) != 0) {
+		err = afs_job_fail(j, AFS_E_IO, "the directory of the database %s: %s", t->db_path, strerror(errno));
+	} else {
+		have = (uint64_t)sv.f_bavail * sv.f_frsize;
+		if (have < need)
+			err = afs_job_fail(j, AFS_E_NOSPC,
+					   "not enough disk space beside %s: the restore needs %llu MB, %llu MB are free",
+					   t->db_path, (unsigned long long)(need >> 20), (unsigned long long)(have >> 20));
+	}
+	free(d);
+	return err;
+}
+
+/* Rewrites the staged database with the live database's page size. */
+static enum afs_err match_page_size(struct afs_job *j, struct sq_state *s, sqlite3 *src, int want)
+{
+	char *copy = stage_name(afs_job_target(j)->db_path, "pagesize"), *sql = NULL;
+	enum afs_err err = AFS_OK;
+	int fd;
+
+	if (!copy)
+		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+	fd = mkostemp(copy, O_CLOEXEC);
+	if (fd < 0) {
+		err = afs_job_fail(j, AFS_E_IO, "cannot create a staging file: %s", strerror(errno));
+		goto out;
+	}
+	close(fd);
+	unlink(copy); /* VACUUM INTO wants a new file; the name stays ours */
+	sql = sqlite3_mprintf("PRAGMA page_size=%d; VACUUM INTO %Q", want, copy);
+	if (!sql || sqlite3_exec(src, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		err = afs_job_fail(j, AFS_E_IO, "changing the page size of the staged database: %s", sqlite3_errmsg(src));
+		unlink(copy);
+		goto out;
+	}
+	afs_job_log(j, "staged database rewritten with the live page size %d", want);
+	unlink(s->staged);
+	free(s->staged);
+	s->staged = copy;
+	copy = NULL;
+out:
+	sqlite3_free(sql);
+	free(copy);
+	return err;
+}
+
+static enum afs_err sq_verify(struct afs_job *j, uint32_t dump, void **state)
+{
+	const struct afs_target *t = afs_job_target(j);
+	struct sq_state *s = calloc(1, sizeof(*s));
+	sqlite3 *src = NULL, *live = NULL;
+	char msg[256] = "", *ok = NULL;
+	enum afs_err err;
+	struct stat st;
+	int want;
+
+	*state = s;
+	if (!s)
+		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+	err = check_space(j, afs_index_node(afs_job_index(j), dump)->size);
+	if (err == AFS_OK)
+		err = stage(j, dump, &s->staged);
+	if (err == AFS_OK)
+		err = check_header(j, s->staged);
+	if (err != AFS_OK)
+		goto out;
+	if (sqlite3_open_v2(s->staged, &src, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		err = afs_job_fail(j, AFS_E_CORRUPT, "db.sqlite in the archive cannot be opened: %s", sqlite3_errmsg(src));
+		goto out;
+	}
+	ok = integrity(src, msg, sizeof(msg));
+	if (!ok || strcmp(ok, "ok") != 0) {
+		err = afs_job_fail(j, AFS_E_CORRUPT, "db.sqlite in the archive fails PRAGMA integrity_check: %s",
+				   ok ? ok : msg);
+		goto out;
+	}
+	afs_job_log(j, "db.sqlite passes PRAGMA integrity_check");
+	if (stat(t->db_path, &st) == 0) {
+		if (sqlite3_open_v2(t->db_path, &live, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+			err = afs_job_fail(j, AFS_E_IO, "cannot open the live database %s: %s", t->db_path,
+					   sqlite3_errmsg(live));
+			goto out;
+		}
+		want = page_size(live);
+		if (want == 0) {
+			err = afs_job_fail(j, AFS_E_IO, "the live database %s is not readable: %s", t->db_path,
+					   sqlite3_errmsg(live));
+			goto out;
+		}
+		if (want != page_size(src))
+			err = match_page_size(j, s, src, want);
+	}
+out:
+	free(ok);
+	sqlite3_close(src);
+	sqlite3_close(live);
+	return err;
+}
+
+/* Copies every page of from into to with the backup API, in steps.  When j
+ * is given, progress and cancellation apply; the copy is one transaction on
+ * the destination, committed by the last step. */
+static enum afs_err copy_db(struct afs_job *j, sqlite3 *to, sqlite3 *from, bool track)
+{
+	unsigned delay = afs_job_test_delay_ms();
+	int pages = delay ? TEST_STEP_PAGES : STEP_PAGES, psize = page_size(from), rc;
+	const struct afs_target *t = afs_job_target(j);
+	time_t busy_since = 0;
+	uint64_t reported = 0;
+	sqlite3_backup *b = sqlite3_backup_init(to, "main", from, "main");
+
+	if (!b)
+		return afs_job_fail(j, AFS_E_IO, "cannot start copying into the database: %s", sqlite3_errmsg(to));
+	for (;;) {
+		rc = sqlite3_backup_step(b, pages);
+		if (rc == SQLITE_DONE)
+			break;
+		if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+			if (!busy_since)
+				busy_since = time(NULL);
+			if (time(NULL) - busy_since > (time_t)t->lock_wait) {
+				sqlite3_backup_finish(b);
+				return afs_job_fail(j, AFS_E_BUSY,
+						    "the live database stayed locked by another connection for %u s",
+						    t->lock_wait);
+			}
+			sleep_ms(BUSY_SLEEP_MS);
+		} else if (rc != SQLITE_OK) {
+			sqlite3_backup_finish(b);
+			return afs_job_fail(j, rc == SQLITE_FULL ? AFS_E_NOSPC : AFS_E_IO,
+					    "copying into the database failed: %s", sqlite3_errstr(rc));
+		} else {
+			busy_since = 0;
+		}
+		if (track) {
+			uint64_t done = (uint64_t)(sqlite3_backup_pagecount(b) - sqlite3_backup_remaining(b)) *
+					(uint64_t)psize;
+
+			if (done > reported) {
+				afs_job_advance(j, done - reported);
+				reported = done;
+			}
+			if (afs_job_cancelled(j)) {
+				sqlite3_backup_finish(b); /* rolls the destination back */
+				return AFS_E_CANCELLED;
+			}
+			if (delay)
+				sleep_ms(delay);
+		}
+	}
+	rc = sqlite3_backup_finish(b);
+	if (rc != SQLITE_OK)
+		return afs_job_fail(j, AFS_E_IO, "copying into the database failed: %s", sqlite3_errmsg(to));
+	return AFS_OK;
+}
+
+static enum afs_err sq_snapshot(struct afs_job *j, void *state, const char *path)
+{
+	const char *live_path = afs_job_target(j)->db_path;
+	sqlite3 *live = NULL, *out = NULL;
+	enum afs_err err;
+	struct stat st;
+
+	if (stat(live_path, &st) != 0)
+		return AFS_E_NOENT;
+	if (sqlite3_open_v2(live_path, &live, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+	    sqlite3_open_v2(path, &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+		err = afs_job_fail(j, AFS_E_IO, "snapshot of %s: %s", live_path,
+				   sqlite3_errmsg(out ? out : live));
+		goto out;
+	}
+	err = copy_db(j, out, live, false);
+out:
+	sqlite3_close(out);
+	sqlite3_close(live);
+	return err;
+}
+
+static enum afs_err sq_restore(struct afs_job *j, void *state)
+{
+	struct sq_state *s = state;
+	const char *live_path = afs_job_target(j)->db_path;
+	sqlite3 *live = NULL, *src = NULL;
+	char msg[256] = "", *ok = NULL;
+	enum afs_err err;
+	struct stat st;
+
+	if (stat(s->staged, &st) != 0)
+		return afs_job_fail(j, AFS_E_IO, "the staged database is gone: %s", strerror(errno));
+	afs_job_phase_bytes(j, (uint64_t)st.st_size);
+	if (sqlite3_open_v2(s->staged, &src, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+	    sqlite3_open_v2(live_path, &live, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+		err = afs_job_fail(j, AFS_E_IO, "cannot open %s: %s", live ? live_path : "the staged database",
+				   sqlite3_errmsg(live ? live : src));
+		goto out;
+	}
+	sqlite3_busy_timeout(live, 200);
+	err = copy_db(j, live, src, true);
+	if (err != AFS_OK)
+		goto out;
+	afs_job_committed(j);
+	ok = integrity(live, msg, sizeof(msg));
+	if (!ok || strcmp(ok, "ok") != 0)
+		err = afs_job_fail(j, AFS_E_CORRUPT, "the restored database fails PRAGMA integrity_check: %s",
+				   ok ? ok : msg);
+	else
+		afs_job_log(j, "%s passes PRAGMA integrity_check after the copy", live_path);
+out:
+	free(ok);
+	sqlite3_close(src);
+	sqlite3_close(live);
+	return err;
+}
+
+static enum afs_err sq_revision(struct afs_job *j, void *state, char **rev)
+{
+	const char *live_path = afs_job_target(j)->db_path;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	struct stat sb;
+
+	*rev = NULL;
+	if (stat(live_path, &sb) != 0)
+		return AFS_OK;
+	if (sqlite3_open_v2(live_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, "SELECT version_num FROM alembic_version LIMIT 1", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+		*rev = strdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return AFS_OK;
+}
+
+static void sq_release(void *state)
+{
+	struct sq_state *s = state;
+
+	if (!s)
+		return;
+	if (s->staged)
+		unlink(s->staged);
+	free(s->staged);
+	free(s);
+}
+
+const struct afs_db_backend afs_sqlite_backend = {
+	.name = "sqlite",
+	.kind = AFS_DB_SQLITE,
+	.dump_name = "db.sqlite",
+	.verify = sq_verify,
+	.snapshot = sq_snapshot,
+	.restore = sq_restore,
+	.revision = sq_revision,
+	.release = sq_release,
+};
+
+const struct afs_db_backend *afs_backend_for(enum afs_db_type kind)
+{
+	return kind == AFS_DB_SQLITE ? &afs_sqlite_backend : NULL;
+}

@@ -1,0 +1,479 @@
+/* SPDX-License-Identifier: MIT */
+/* Safe merge of uploads/ into the live tree: plan (read-only checks), then
+ * temp file + fsync + rename per file, walking with O_NOFOLLOW. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "archive.h"
+#include "index.h"
+#include "stream.h"
+#include "uploads.h"
+
+#define PREFIX "uploads/"
+#define COPY_CHUNK (256 * 1024)
+#define SAFE_BITS (S_IRWXU | S_IRWXG | S_IROTH | S_IXOTH) /* no setuid/setgid/sticky/world-write */
+
+struct item {
+	char *rel;       /* below the root, e.g. "logos/a.png" */
+	uint32_t node;
+	bool is_dir;
+	bool exists;     /* a live file (or directory) is there now */
+	uint32_t live_mode;
+	int64_t live_mtime;
+};
+
+struct afs_uplan {
+	char *root;
+	struct item *items;
+	size_t n;
+	size_t *replaced; /* indexes of items that replace a live file */
+	size_t nreplaced;
+	char **created;
+	size_t ncreated;
+	uint64_t bytes;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void afs_uploads_plan_free(struct afs_uplan *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n; i++)
+		free(p->items[i].rel);
+	for (size_t i = 0; i < p->ncreated; i++)
+		free(p->created[i]);
+	free(p->items);
+	free(p->replaced);
+	free(p->created);
+	free(p->root);
+	free(p);
+}
+
+static enum afs_err add_created(struct afs_uplan *p, const char *rel, size_t len)
+{
+	char **c = realloc(p->created, (p->ncreated + 1) * sizeof(*c));
+
+	if (!c)
+		return AFS_E_NOMEM;
+	p->created = c;
+	c[p->ncreated] = strndup(rel, len);
+	if (!c[p->ncreated])
+		return AFS_E_NOMEM;
+	p->ncreated++;
+	return AFS_OK;
+}
+
+/* Opens directory rel (len bytes of it) below the root fd, never following
+ * a symlink.  -1 with errno set (ENOENT when a component is missing). */
+static int open_dir(int rootfd, const char *rel, size_t len)
+{
+	char comp[256];
+	int fd = dup(rootfd);
+
+	for (size_t i = 0; fd >= 0 && i < len;) {
+		size_t c = strcspn(rel + i, "/");
+		int next;
+
+		if (c > len - i)
+			c = len - i;
+		if (c >= sizeof(comp)) {
+			close(fd);
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		memcpy(comp, rel + i, c);
+		comp[c] = '\0';
+		next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(fd);
+		fd = next;
+		i += c + 1;
+	}
+	return fd;
+}
+
+/* Checks one item against the live tree and records what it would create. */
+static enum afs_err plan_item(struct afs_uplan *p, int rootfd, struct item *it, char *msg, size_t msglen)
+{
+	const char *rel = it->rel;
+	struct stat st;
+	int fd = dup(rootfd);
+	enum afs_err err = AFS_OK;
+	size_t i = 0;
+
+	for (;;) {
+		size_t c = strcspn(rel + i, "/");
+		bool last = rel[i + c] == '\0';
+		char *comp = strndup(rel + i, c);
+		int next;
+
+		if (!comp) {
+			err = AFS_E_NOMEM;
+			break;
+		}
+		if (fstatat(fd, comp, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+			free(comp);
+			if (errno != ENOENT) {
+				snprintf(msg, msglen, "live uploads path '%.*s': %s", (int)(i + c), rel, strerror(errno));
+				err = AFS_E_IO;
+				break;
+			}
+			/* this component and everything below it are new */
+			for (size_t j = i + c;; j += strcspn(rel + j + 1, "/") + 1) {
+				if ((err = add_created(p, rel, j)) != AFS_OK || rel[j] == '\0')
+					break;
+			}
+			break;
+		}
+		if (S_ISLNK(st.st_mode)) {
+			snprintf(msg, msglen, "live uploads path '%.*s' is a symbolic link; archfs never writes through one",
+				 (int)(i + c), rel);
+			err = AFS_E_BADNAME;
+		} else if (!last && !S_ISDIR(st.st_mode)) {
+			snprintf(msg, msglen, "live uploads path '%.*s' is not a directory but the archive has files below it",
+				 (int)(i + c), rel);
+			err = AFS_E_CONFLICT;
+		} else if (last && it->is_dir != S_ISDIR(st.st_mode)) {
+			snprintf(msg, msglen, "live uploads path '%s' is a %s, the archive has a %s", rel,
+				 S_ISDIR(st.st_mode) ? "directory" : "non-directory", it->is_dir ? "directory" : "file");
+			err = AFS_E_CONFLICT;
+		} else if (last && !it->is_dir && !S_ISREG(st.st_mode)) {
+			snprintf(msg, msglen, "live uploads path '%s' is not a regular file", rel);
+			err = AFS_E_CONFLICT;
+		}
+		if (err != AFS_OK || last) {
+			if (err == AFS_OK) {
+				it->exists = true;
+				it->live_mode = st.st_mode;
+				it->live_mtime = st.st_mtim.tv_sec;
+			}
+			free(comp);
+			break;
+		}
+		next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		free(comp);
+		close(fd);
+		fd = next;
+		if (fd < 0) {
+			snprintf(msg, msglen, "live uploads path '%.*s': %s", (int)(i + c), rel, strerror(errno));
+			return AFS_E_IO;
+		}
+		i += c + 1;
+	}
+	close(fd);
+	return err;
+}
+
+enum afs_err afs_uploads_plan(struct afs_archive *a, const struct afs_index *ix, const char *root,
+			      struct afs_uplan **out, char *msg, size_t msglen)
+{
+	struct afs_uplan *p = calloc(1, sizeof(*p));
+	uint32_t count = afs_index_count(ix);
+	enum afs_err err = AFS_OK;
+	int rootfd = -1;
+	size_t k = 0;
+
+	*out = NULL;
+	if (!p || !(p->root = strdup(root)) || !(p->items = calloc(count, sizeof(*p->items)))) {
+		err = AFS_E_NOMEM;
+		goto out;
+	}
+	rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0) {
+		snprintf(msg, msglen, "uploads directory %s: %s", root, strerror(errno));
+		err = errno == ENOENT || errno == ENOTDIR ? AFS_E_NOENT : AFS_E_IO;
+		goto out;
+	}
+	for (uint32_t id = 1; id < count; id++) {
+		const struct afs_node *n = afs_index_node(ix, id);
+		const char *path = afs_index_path(ix, id);
+		struct afs_entry_info e;
+		struct item *it;
+
+		if (strncmp(path, PREFIX, strlen(PREFIX)) != 0)
+			continue;
+		if (S_ISDIR(n->mode) && n->first_child != AFS_NONE)
+			continue; /* created on the way to its files */
+		if (S_ISLNK(n->mode)) {
+			snprintf(msg, msglen, "archive entry '%s' is a symbolic link; uploads must be regular files", path);
+			err = AFS_E_BADNAME;
+			goto out;
+		}
+		if (n->entry != AFS_NONE && afs_archive_entry(a, n->entry, &e) == AFS_OK && (e.mode & S_IFMT) &&
+		    !S_ISREG(e.mode) && !S_ISDIR(e.mode)) {
+			snprintf(msg, msglen, "archive entry '%s' is a device or fifo; uploads must be regular files", path);
+			err = AFS_E_BADNAME;
+			goto out;
+		}
+		it = &p->items[k];
+		it->rel = strdup(path + strlen(PREFIX));
+		if (!it->rel) {
+			err = AFS_E_NOMEM;
+			goto out;
+		}
+		it->node = id;
+		it->is_dir = S_ISDIR(n->mode);
+		k++;
+		p->n = k;
+		if ((err = plan_item(p, rootfd, it, msg, msglen)) != AFS_OK)
+			goto out;
+		if (!it->is_dir)
+			p->bytes += n->size;
+	}
+	p->replaced = calloc(p->n ? p->n : 1, sizeof(*p->replaced));
+	if (!p->replaced) {
+		err = AFS_E_NOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < p->n; i++)
+		if (p->items[i].exists && !p->items[i].is_dir)
+			p->replaced[p->nreplaced++] = i;
+	/* parents first, each path once */
+	if (p->ncreated)
+		qsort(p->created, p->ncreated, sizeof(*p->created), cmp_str);
+	k = 0;
+	for (size_t i = 0; i < p->ncreated; i++) {
+		if (k && strcmp(p->created[k - 1], p->created[i]) == 0)
+			free(p->created[i]);
+		else
+			p->created[k++] = p->created[i];
+	}
+	p->ncreated = k;
+out:
+	if (rootfd >= 0)
+		close(rootfd);
+	if (err == AFS_E_NOMEM)
+		snprintf(msg, msglen, "out of memory");
+	if (err != AFS_OK) {
+		afs_uploads_plan_free(p);
+		return err;
+	}
+	*out = p;
+	return AFS_OK;
+}
+
+uint64_t afs_uploads_bytes(const struct afs_uplan *p)
+{
+	return p->bytes;
+}
+
+size_t afs_uploads_replaced_count(const struct afs_uplan *p)
+{
+	return p->nreplaced;
+}
+
+const char *afs_uploads_replaced(const struct afs_uplan *p, size_t i, uint32_t *mode, int64_t *mtime)
+{
+	const struct item *it = &p->items[p->replaced[i]];
+
+	*mode = it->live_mode;
+	*mtime = it->live_mtime;
+	return it->rel;
+}
+
+size_t afs_uploads_created_count(const struct afs_uplan *p)
+{
+	return p->ncreated;
+}
+
+const char *afs_uploads_created(const struct afs_uplan *p, size_t i)
+{
+	return p->created[i];
+}
+
+/* Opens directory rel[0, len) below rootfd, creating what is missing with
+ * mode; never follows a symlink. */
+static int open_or_create(int rootfd, const char *rel, size_t len, mode_t mode)
+{
+	int fd = open_dir(rootfd, rel, len);
+
+	if (fd >= 0 || errno != ENOENT)
+		return fd;
+	for (size_t start = 0; start < len;) {
+		size_t c = strcspn(rel + start, "/");
+		char comp[256];
+		int pfd;
+
+		if (c > len - start)
+			c = len - start;
+		if (c >= sizeof(comp)) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		memcpy(comp, rel + start, c);
+		comp[c] = '\0';
+		pfd = open_dir(rootfd, rel, start ? start - 1 : 0);
+		if (pfd < 0)
+			return -1;
+		if (mkdirat(pfd, comp, mode) != 0 && errno != EEXIST) {
+			int e = errno;
+
+			close(pfd);
+			errno = e;
+			return -1;
+		}
+		close(pfd);
+		start += c + 1;
+	}
+	return open_dir(rootfd, rel, len);
+}
+
+/* Writes node id to a temporary file in dfd and renames it to name. */
+static enum afs_err write_one(int dfd, const char *name, struct afs_archive *a, const struct afs_index *ix,
+			      uint32_t id, char *buf, void (*progress)(void *, uint64_t), void *ctx, char *msg,
+			      size_t msglen)
+{
+	static unsigned counter;
+	const struct afs_node *n = afs_index_node(ix, id);
+	struct timespec ts[2] = { { n->mtime, 0 }, { n->mtime, 0 } };
+	struct afs_stream *s = NULL;
+	char tmp[300];
+	struct stat old, dir;
+	enum afs_err err;
+	uint64_t off = 0;
+	int fd;
+
+	snprintf(tmp, sizeof(tmp), ".%.200s.archfs-%d-%u", name, (int)getpid(),
+		 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(msg, msglen, "creating a temporary file for %s: %s", name, strerror(errno));
+		return errno == ENOSPC ? AFS_E_NOSPC : AFS_E_IO;
+	}
+	err = afs_stream_open(a, ix, id, &s);
+	while (err == AFS_OK) {
+		size_t got = 0;
+
+		err = afs_stream_pread(s, buf, COPY_CHUNK, off, &got);
+		if (err != AFS_OK) {
+			snprintf(msg, msglen, "reading %s from the archive: %s", afs_index_path(ix, id), afs_strerror(err));
+			break;
+		}
+		if (got == 0)
+			break;
+		for (size_t w = 0; w < got;) {
+			ssize_t k = write(fd, buf + w, got - w);
+
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k < 0) {
+				snprintf(msg, msglen, "writing %s: %s", name, strerror(errno));
+				err = errno == ENOSPC ? AFS_E_NOSPC : AFS_E_IO;
+				goto out;
+			}
+			w += (size_t)k;
+		}
+		off += got;
+		if (progress)
+			progress(ctx, got);
+	}
+	if (err != AFS_OK)
+		goto out;
+	/* owner: the file replaced keeps its own, a new one takes the directory's */
+	if (geteuid() == 0) {
+		const struct stat *o = fstatat(dfd, name, &old, AT_SYMLINK_NOFOLLOW) == 0 ? &old
+				       : fstat(dfd, &dir) == 0				  ? &dir
+											  : NULL;
+
+		if (o && fchown(fd, o->st_uid, o->st_gid) != 0) {
+			/* not fatal: the file stays owned by root */
+		}
+	}
+	if (fchmod(fd, (n->mode & 07777) & SAFE_BITS) != 0 || futimens(fd, ts) != 0 || fdatasync(fd) != 0) {
+		snprintf(msg, msglen, "finishing %s: %s", name, strerror(errno));
+		err = errno == ENOSPC ? AFS_E_NOSPC : AFS_E_IO;
+		goto out;
+	}
+	if (renameat(dfd, tmp, dfd, name) != 0) {
+		snprintf(msg, msglen, "renaming into %s: %s", name, strerror(errno));
+		err = AFS_E_IO;
+	}
+out:
+	afs_stream_close(s);
+	close(fd);
+	if (err != AFS_OK)
+		unlinkat(dfd, tmp, 0);
+	return err;
+}
+
+enum afs_err afs_uploads_merge(const struct afs_uplan *p, struct afs_archive *a, const struct afs_index *ix,
+			       void (*progress)(void *ctx, uint64_t bytes), void *ctx, char *msg, size_t msglen)
+{
+	char *buf = malloc(COPY_CHUNK);
+	enum afs_err err = AFS_OK;
+	int rootfd = -1;
+
+	if (!buf) {
+		snprintf(msg, msglen, "out of memory");
+		return AFS_E_NOMEM;
+	}
+	rootfd = open(p->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0) {
+		snprintf(msg, msglen, "uploads directory %s: %s", p->root, strerror(errno));
+		err = AFS_E_IO;
+		goto out;
+	}
+	for (size_t i = 0; i < p->n && err == AFS_OK; i++) {
+		const struct item *it = &p->items[i];
+		const char *slash = strrchr(it->rel, '/');
+		const char *name = slash ? slash + 1 : it->rel;
+		int dfd;
+
+		dfd = open_or_create(rootfd, it->rel, it->is_dir ? strlen(it->rel) : slash ? (size_t)(slash - it->rel) : 0,
+				     0755);
+		if (dfd < 0) {
+			snprintf(msg, msglen, "live uploads directory of '%s': %s%s", it->rel, strerror(errno),
+				 errno == ELOOP || errno == ENOTDIR ? " (a symlink or file is in the way)" : "");
+			err = errno == ENOSPC ? AFS_E_NOSPC : AFS_E_IO;
+			break;
+		}
+		if (!it->is_dir)
+			err = write_one(dfd, name, a, ix, it->node, buf, progress, ctx, msg, msglen);
+		if (err == AFS_OK && fsync(dfd) != 0) {
+			snprintf(msg, msglen, "fsync of the directory of %s: %s", it->rel, strerror(errno));
+			err = AFS_E_IO;
+		}
+		close(dfd);
+	}
+out:
+	if (rootfd >= 0)
+		close(rootfd);
+	free(buf);
+	return err;
+}
+
+enum afs_err afs_uploads_remove(const char *root, const char *const *paths, size_t n, size_t *left)
+{
+	int rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	*left = 0;
+	if (rootfd < 0)
+		return AFS_E_IO;
+	for (size_t k = n; k-- > 0;) {
+		const char *rel = paths[k], *slash = strrchr(rel, '/');
+		const char *name = slash ? slash + 1 : rel;
+		int dfd = open_dir(rootfd, rel, slash ? (size_t)(slash - rel) : 0);
+		struct stat st;
+
+		if (dfd < 0) {
+			if (errno != ENOENT)
+				(*left)++;
+			continue;
+		}
+		/* a directory that holds files the restore did not create stays */
+		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    unlinkat(dfd, name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0 && errno != ENOTEMPTY &&
+		    errno != EEXIST)
+			(*left)++;
+		close(dfd);
+	}
+	close(rootfd);
+	return *left ? AFS_E_IO : AFS_OK;
+}

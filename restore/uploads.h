@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/* Merging the archive's uploads/ tree into the live uploads directory,
+ * safely (SPEC.md section 5, step 5):
+ * - files absent from the archive are kept;
+ * - each file is written to a temporary name in its directory, fsync'd and
+ *   renamed into place, so no reader ever sees half a file;
+ * - no symlink in the destination is followed: the tree is walked with
+ *   openat(O_NOFOLLOW) from the uploads root, and a symlink, device or fifo
+ *   where the merge would write is refused at planning time;
+ * - modes lose setuid, setgid, sticky and world-write; mtimes come from the
+ *   archive; a replaced file keeps its owner, a new one takes its
+ *   directory's (when run as root).
+ * Planning only reads; the plan is what verify checks and what the
+ * snapshot saves.
+ */
+#ifndef AFS_UPLOADS_H
+#define AFS_UPLOADS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "err.h"
+
+struct afs_archive;
+struct afs_index;
+struct afs_uplan;
+
+/* Plans the merge of every entry below "uploads/" of ix into the live tree
+ * at root (which must exist).  Fails, with the offending path in msg, on a
+ * symlink, device or fifo entry in the archive, and on a live path that is
+ * a symlink, or a file where a directory is needed or the reverse. */
+enum afs_err afs_uploads_plan(struct afs_archive *a, const struct afs_index *ix, const char *root,
+			      struct afs_uplan **out, char *msg, size_t msglen);
+
+void afs_uploads_plan_free(struct afs_uplan *p);
+
+/* Bytes the merge writes. */
+uint64_t afs_uploads_bytes(const struct afs_uplan *p);
+
+/* The live files the merge would replace, by index i < count: their path
+ * below root.  The snapshot saves these. */
+size_t afs_uploads_replaced_count(const struct afs_uplan *p);
+const char *afs_uploads_replaced(const struct afs_uplan *p, size_t i, uint32_t *mode, int64_t *mtime);
+
+/* The paths below root the merge would create (directories and files, in
+ * lexical order, parents first): what undoing the merge removes. */
+size_t afs_uploads_created_count(const struct afs_uplan *p);
+const char *afs_uploads_created(const struct afs_uplan *p, size_t i);
+
+/* Carries out the plan with the entries of a/ix.  progress(ctx, bytes) is
+ * called as bytes are written.  Stops at the first error (msg says where);
+ * files merged until then stay merged, and no temporary file is left. */
+enum afs_err afs_uploads_merge(const struct afs_uplan *p, struct afs_archive *a, const struct afs_index *ix,
+			       void (*progress)(void *ctx, uint64_t bytes), void *ctx, char *msg, size_t msglen);
+
+/* Removes paths below root (files, and directories when empty), deepest
+ * first, never following a symlink; a path already gone, or a directory
+ * that still holds other files, is skipped.
+ * Returns the number of paths it could not remove in *left. */
+enum afs_err afs_uploads_remove(const char *root, const char *const *paths, size_t n, size_t *left);
+
+#endif

@@ -1,0 +1,485 @@
+# SPDX-License-Identifier: MIT
+"""Integration tests of the restore: real mounts, a real live SQLite target
+in WAL mode with other processes on it, the control files, the command line.
+Each test builds its own live target in a scratch directory."""
+import errno
+import hashlib
+import json
+import os
+import random
+import signal
+import sqlite3
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+import zipfile
+
+import harness as H
+from harness import Failure, Mount, check, fixture, mkarchive
+
+OLD_USERS = 3
+OLD_ENTRIES = 10
+FINAL = ("done", "failed", "cancelled")
+
+READER = r'''
+import json, os, sqlite3, sys
+db, out, stop = sys.argv[1:4]
+con = sqlite3.connect(db, timeout=60, isolation_level=None)
+seen, errors = {}, []
+while not os.path.exists(stop):
+    try:
+        con.execute("BEGIN")
+        n, first = con.execute("SELECT count(*), min(username) FROM users").fetchone()
+        e = con.execute("SELECT count(*) FROM time_entries").fetchone()[0]
+        con.execute("COMMIT")
+        key = "%d/%s/%d" % (n, first, e)
+        seen[key] = seen.get(key, 0) + 1
+    except Exception as exc:
+        errors.append(str(exc))
+        try:
+            con.execute("ROLLBACK")
+        except Exception:
+            pass
+json.dump({"seen": seen, "errors": errors[:20], "nerrors": len(errors)}, open(out, "w"))
+'''
+
+
+class Live:
+    """A live application target: a WAL-mode SQLite database with other rows
+    than the archive's, and an uploads tree with a file the archive replaces
+    and one it does not have."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="live-", dir=H.WORK)
+        self.db = os.path.join(self.dir, "app.db")
+        self.uploads = os.path.join(self.dir, "uploads")
+        self.flag = os.path.join(self.dir, "restore.flag")
+        self.snapdir = os.path.join(self.dir, "snapshots")
+        os.makedirs(os.path.join(self.uploads, "logos"))
+        os.makedirs(self.snapdir)
+        con = sqlite3.connect(self.db)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.executescript("""
+            CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY);
+            INSERT INTO alembic_version VALUES ('old000');
+            CREATE TABLE users (id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE, role TEXT);
+            CREATE TABLE time_entries (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id),
+                                       start TEXT, "end" TEXT, notes TEXT);
+        """)
+        con.executemany("INSERT INTO users (username, role) VALUES (?, 'user')",
+                        [("old%d" % i,) for i in range(OLD_USERS)])
+        con.executemany("INSERT INTO time_entries (user_id, notes) VALUES (1, ?)",
+                        [("old entry %d" % i,) for i in range(OLD_ENTRIES)])
+        con.commit()
+        con.close()
+        self.write("keep.txt", b"only in the live tree\n", 0o640, 1700000000)
+        self.write("logos/f00004.dat", b"the live logo, replaced by the archive's\n", 0o600, 1700000000)
+
+    def write(self, rel, data, mode=0o644, mtime=None):
+        p = os.path.join(self.uploads, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data)
+        os.chmod(p, mode)
+        if mtime:
+            os.utime(p, (mtime, mtime))
+
+    def opts(self, *extra):
+        return ["--database", "sqlite:///" + self.db, "--uploads", self.uploads, "--flag-file", self.flag,
+                "--snapshot-dir", self.snapdir, *extra]
+
+    def state(self):
+        """The target's whole content: the database's SQL dump and every upload path."""
+        return db_dump(self.db), tree(self.uploads)
+
+    def snapshots(self):
+        return sorted(os.path.join(self.snapdir, n) for n in os.listdir(self.snapdir))
+
+
+def db_dump(path):
+    r = subprocess.run(["sqlite3", path, ".dump"], capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, "sqlite3 .dump %s: %s" % (path, r.stderr))
+    return r.stdout
+
+
+def integrity(path):
+    r = subprocess.run(["sqlite3", path, "PRAGMA integrity_check"], capture_output=True, text=True, timeout=60)
+    return r.stdout.strip()
+
+
+def tree(root):
+    """{relative path: (kind, mode, size, mtime, sha256)} of everything below root, not following symlinks."""
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            st = os.lstat(p)
+            rel = os.path.relpath(p, root)
+            if stat.S_ISREG(st.st_mode):
+                out[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_size, int(st.st_mtime), H.sha(p))
+            elif stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(p))
+            else:
+                out[rel] = ("dir", stat.S_IMODE(st.st_mode))
+    return out
+
+
+def read(mnt, name):
+    with open(os.path.join(mnt, name)) as f:
+        return f.read()
+
+
+def status(mnt):
+    return json.loads(read(mnt, ".status"))
+
+
+def control(mnt, command):
+    """Writes one command to .control; returns 0 or the errno of the refused write."""
+    try:
+        fd = os.open(os.path.join(mnt, ".control"), os.O_WRONLY | os.O_TRUNC)
+    except OSError as e:
+        return e.errno
+    try:
+        os.write(fd, (command + "\n").encode())
+        return 0
+    except OSError as e:
+        return e.errno
+    finally:
+        os.close(fd)
+
+
+def wait_final(mnt, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        s = status(mnt)
+        if s["state"] in FINAL:
+            return s
+        time.sleep(0.05)
+    raise Failure("the restore did not end within %d s: %s" % (timeout, read(mnt, ".log")[-2000:]))
+
+
+def wait_state(mnt, want, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        s = status(mnt)
+        if s["state"] == want:
+            return s
+        check(s["state"] not in FINAL, "the restore ended (%s) before reaching %s: %s" % (s["state"], want, s["error"]))
+        time.sleep(0.01)
+    raise Failure("state %s not reached within %d s" % (want, timeout))
+
+
+def restore_and_wait(archive, live, *extra, command="restore", env=None):
+    """Mounts archive with live as the target, runs command, returns the final .status."""
+    with Mount(archive, *live.opts(*extra), env=env) as m:
+        check(control(m, command) == 0, command + " refused: " + str(status(m)["error"]))
+        return wait_final(m)
+
+
+def check_uploads_merged(live, archive, src, before):
+    """Every archive upload is in the live tree with its bytes, safe mode and
+    mtime (the archive's, DOS time); live files the archive lacks are kept."""
+    up = os.path.join(src, "uploads")
+    exp = mkarchive.expected(archive)
+    after = tree(live.uploads)
+    for d, _, files in os.walk(up):
+        for n in files:
+            rel = os.path.relpath(os.path.join(d, n), up)
+            st = os.stat(os.path.join(d, n))
+            got = after.get(rel)
+            check(got is not None and got[0] == "file", "uploads/%s missing after the restore" % rel)
+            want_mode = stat.S_IMODE(st.st_mode) & ~(stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWOTH)
+            check(got[1] == want_mode, "uploads/%s: mode %o, expected %o" % (rel, got[1], want_mode))
+            want_mtime = exp["uploads/" + rel]["mtime"]
+            check(got[3] == want_mtime, "uploads/%s: mtime %d, expected %d" % (rel, got[3], want_mtime))
+            check(got[4] == H.sha(os.path.join(d, n)), "uploads/%s: content differs from the archive" % rel)
+    check(after.get("keep.txt") == before["keep.txt"], "keep.txt (absent from the archive) was changed")
+    check(not any(".archfs" in p for p in after), "a temporary file was left: %s" % [p for p in after if ".archfs" in p])
+
+
+def big_fixture():
+    """The application archive with a database of a few MB: many backup steps."""
+    return fixture("app", db_size=4 << 20)
+
+
+SLOW = {"ARCHFS_TEST_DB_STEP_DELAY_MS": "20"}
+
+
+# ---------------------------------------------------------------- the tests
+
+def t_restore_sqlite_wal_under_reader():
+    archive, src = big_fixture()
+    live = Live()
+    before = live.state()
+    marker = os.path.join(live.dir, "migrated")
+    stop, out = os.path.join(live.dir, "stop"), os.path.join(live.dir, "reader.json")
+    reader = subprocess.Popen(["python3", "-c", READER, live.db, out, stop])
+    samples, flag_seen, sampling = [], [], threading.Event()
+    new_users = sqlite3.connect(os.path.join(src, "db.sqlite")).execute(
+        "SELECT count(*), min(username), (SELECT count(*) FROM time_entries) FROM users").fetchone()
+    try:
+        with Mount(archive, *live.opts("--migrate", "echo \"$DATABASE_URL\" > " + marker), env=SLOW) as m:
+            check(read(m, ".restore_in_progress") == "0\n", ".restore_in_progress before the restore")
+            check(read(m, ".progress") == "0 idle\n", ".progress before: %r" % read(m, ".progress"))
+
+            def sample():
+                while not sampling.is_set():
+                    samples.append((read(m, ".progress"), read(m, ".restore_in_progress")))
+                    flag_seen.append(os.path.exists(live.flag))
+                    time.sleep(0.005)
+
+            time.sleep(0.5)  # the reader is in its loop
+            th = threading.Thread(target=sample)
+            th.start()
+            check(control(m, "restore") == 0, "restore refused: %s" % status(m)["error"])
+            s = wait_final(m)
+            sampling.set()
+            th.join()
+            check(s["state"] == "done", "state %s: %s" % (s["state"], s["error"]))
+            check(s["percent"] == 100 and read(m, ".progress") == "100 done\n", ".progress at the end: %r" % read(m, ".progress"))
+            check(read(m, ".restore_in_progress") == "0\n", ".restore_in_progress after the restore")
+            check(s["snapshot"] and os.path.exists(s["snapshot"]), "no snapshot: %s" % s["snapshot"])
+            check(s["target"]["type"] == "sqlite" and s["target"]["uploads"] == live.uploads, "target: %s" % s["target"])
+            check(s["manifest"]["alembic_revision"] == "a1b2c3d4e5f6", "manifest: %s" % s["manifest"])
+            log = read(m, ".log")
+            check("integrity_check" in log and "migrate" in log, "the log lacks steps: " + log[-1500:])
+    finally:
+        open(stop, "w").close()
+        reader.wait(timeout=60)
+    r = json.load(open(out))
+    old_key = "%d/old0/%d" % (OLD_USERS, OLD_ENTRIES)
+    new_key = "%d/%s/%d" % new_users
+    check(r["nerrors"] == 0, "the reader saw %d errors: %s" % (r["nerrors"], r["errors"]))
+    check(set(r["seen"]) <= {old_key, new_key}, "the reader saw a mix: %s" % r["seen"])
+    check(old_key in r["seen"] and new_key in r["seen"], "the reader saw only %s" % r["seen"])
+    check(db_dump(live.db) == db_dump(os.path.join(src, "db.sqlite")), "the live database differs from the archive's")
+    check(integrity(live.db) == "ok", "integrity_check after the restore")
+    check(open(marker).read().strip() == "sqlite:///" + live.db, "the migrate command did not run with DATABASE_URL")
+    check_uploads_merged(live, archive, src, before[1])
+    pcts = [int(p.split()[0]) for p, _ in samples]
+    check(all(a <= b for a, b in zip(pcts, pcts[1:])), ".progress went backwards: %s" % pcts)
+    check(any(p.split()[1] == "database" for p, _ in samples), ".progress never showed the database step")
+    check(not any(p.startswith("100") for p, _ in samples[:-1] if not p.endswith("done\n")), "100 before done")
+    check("1\n" in [f for _, f in samples], ".restore_in_progress never read 1")
+    flag_when = [(f, seen) for (_, f), seen in zip(samples, flag_seen)]
+    check(any(seen for _, seen in flag_when), "the flag file never existed")
+    check(not os.path.exists(live.flag), "the flag file outlived the restore")
+    done_at = next(i for i, (p, _) in enumerate(samples) if p.endswith("done\n")) if any(
+        p.endswith("done\n") for p, _ in samples) else len(samples)
+    check(not any(seen for _, seen in flag_when[done_at:]), "the flag file existed after the state was done")
+
+
+def t_snapshot_mount_undoes_the_restore():
+    archive, src = fixture("app")
+    live = Live()
+    before = live.state()
+    s = restore_and_wait(archive, live)
+    check(s["state"] == "done", "restore: %s %s" % (s["state"], s["error"]))
+    check(live.state() != before, "the restore changed nothing")
+    snaps = live.snapshots()
+    check(len(snaps) == 1 and os.path.basename(snaps[0]).startswith("archfs_pre_restore_"), "snapshots: %s" % snaps)
+    with zipfile.ZipFile(snaps[0]) as z:
+        names = set(z.namelist())
+        check({"manifest.json", "db.sqlite", "uploads/logos/f00004.dat"} <= names, "snapshot holds %s" % names)
+        man = json.loads(z.read("manifest.json"))
+        check(man["db_type"] == "sqlite" and man["alembic_revision"] == "old000", "snapshot manifest: %s" % man)
+    s = restore_and_wait(snaps[0], live, "--no-snapshot")
+    check(s["state"] == "done", "restoring the snapshot: %s %s" % (s["state"], s["error"]))
+    after = live.state()
+    check(after[0] == before[0], "the database is not back to its pre-restore content")
+    check(after[1] == before[1], "the uploads are not back: extra %s, missing %s" % (
+        sorted(set(after[1]) - set(before[1]))[:5], sorted(set(before[1]) - set(after[1]))[:5]))
+
+
+def corrupt_db_archive():
+    """An archive whose db.sqlite has damaged pages but a correct CRC."""
+    d = tempfile.mkdtemp(prefix="fx-corruptdb-", dir=H.WORK)
+    db = os.path.join(d, "db.sqlite")
+    mkarchive.make_sqlite(db, 256 << 10)
+    data = bytearray(open(db, "rb").read())
+    rng = random.Random(3)
+    for page in range(2, len(data) // 4096, 3):
+        for k in range(64):
+            data[page * 4096 + rng.randrange(4096)] = rng.randrange(256)
+    out = os.path.join(d, "backup.zip")
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", json.dumps({"db_type": "sqlite", "alembic_revision": None,
+                                                "app_version": None, "created_at": "2026-11-20T10:15:02"}))
+        z.writestr("db.sqlite", bytes(data))
+        z.writestr("uploads/new.txt", b"must not arrive\n")
+    return out
+
+
+def t_failures_change_nothing():
+    archive, src = fixture("app")
+    # a damaged database in the archive: refused at verify
+    live = Live()
+    before = live.state()
+    s = restore_and_wait(corrupt_db_archive(), live)
+    check(s["state"] == "failed" and ("integrity_check" in (s["error"] or "") or "malformed" in (s["error"] or "")),
+          "corrupt db.sqlite: %s %s" % (s["state"], s["error"]))
+    check(live.state() == before, "corrupt db.sqlite: the target changed")
+    check(live.snapshots() == [], "corrupt db.sqlite: a snapshot was left for a restore that changed nothing")
+
+    # a symlink planted in the live uploads tree, pointing outside it
+    live = Live()
+    outside = tempfile.mkdtemp(prefix="outside-", dir=H.WORK)
+    os.symlink(outside, os.path.join(live.uploads, "attachments"))
+    before = live.state()
+    s = restore_and_wait(archive, live)
+    check(s["state"] == "failed" and "attachments" in (s["error"] or ""), "planted symlink: %s %s" % (s["state"], s["error"]))
+    check(os.listdir(outside) == [], "planted symlink: files were written outside the uploads tree")
+    check(live.state() == before, "planted symlink: the target changed")
+
+    # an upload path with '..': the archive is refused before anything starts
+    live = Live()
+    before = live.state()
+    bad, _ = fixture("dotdot")
+    r = subprocess.run([H.ARCHFS, "restore", bad, *live.opts()], capture_output=True, text=True, timeout=60)
+    check(r.returncode == 1 and "archfs: " in r.stderr and ".." in r.stderr, "dotdot: %d %s" % (r.returncode, r.stderr))
+    H.refused([bad, "MNT", *live.opts()], "dotdot mount")
+    check(live.state() == before, "dotdot: the target changed")
+
+    # a migrate command that exits 1: failed, rolled back from the snapshot, reason in .status
+    live = Live()
+    before = live.state()
+    s = restore_and_wait(archive, live, "--migrate", "echo 'alembic: no such revision' >&2; exit 1")
+    check(s["state"] == "failed", "migrate exit 1: state %s" % s["state"])
+    check("status 1" in s["error"] and "no such revision" in s["error"], "migrate exit 1: error %r" % s["error"])
+    check(live.state() == before, "migrate exit 1: the target is not back to its content before the restore")
+    check(len(live.snapshots()) == 1, "migrate exit 1: the snapshot must stay")
+
+    # cancel during the database step
+    archive, src = big_fixture()
+    live = Live()
+    before = live.state()
+    with Mount(archive, *live.opts(), env=SLOW) as m:
+        check(control(m, "restore") == 0, "restore refused")
+        wait_state(m, "database")
+        time.sleep(0.2)
+        check(control(m, "cancel") == 0, "cancel refused during the database step: %s" % status(m)["error"])
+        s = wait_final(m)
+        check(s["state"] == "cancelled", "cancel: state %s (%s)" % (s["state"], s["error"]))
+        check(read(m, ".restore_in_progress") == "0\n", "cancel: still in progress")
+        check(not read(m, ".progress").startswith("100"), "cancel: .progress reads 100")
+    check(live.state() == before, "cancel: the target changed")
+    check(integrity(live.db) == "ok", "cancel: integrity_check")
+    check(not os.path.exists(live.flag), "cancel: the flag file stayed")
+
+
+def t_kill9_during_database_step():
+    archive, src = big_fixture()
+    new = db_dump(os.path.join(src, "db.sqlite"))
+    outcomes = []
+    for delay in (0.1, 0.6):
+        live = Live()
+        old = db_dump(live.db)
+        mount = Mount(archive, *live.opts(), env=SLOW)
+        with mount as m:
+            check(control(m, "restore") == 0, "restore refused")
+            wait_state(m, "database")
+            time.sleep(delay)
+            mount.proc.send_signal(signal.SIGKILL)
+            mount.proc.wait()
+            mount.killed = True
+        check(integrity(live.db) == "ok", "after kill -9: integrity_check fails")
+        now = db_dump(live.db)
+        check(now in (old, new), "after kill -9: the database is neither the old nor the new one")
+        outcomes.append("old" if now == old else "new")
+        check(not any(".archfs" in p for p in tree(live.uploads)), "after kill -9: a temporary upload file is left")
+    # the copy takes about 1.3 s: a kill 0.1 s into it must find the old database recovered
+    check(outcomes[0] == "old", "kill -9 early in the copy left %s" % outcomes)
+
+
+def t_control_refusals():
+    archive, _ = fixture("app")
+    # browse-only mount: no target
+    with Mount(archive) as m:
+        check(control(m, "restore") == errno.EINVAL, "restore without a target: not EINVAL")
+        s = status(m)
+        check(s["state"] == "idle" and "no target" in (s["error"] or ""), "no target: .status %s" % s)
+        check("no target" in read(m, ".log"), "no target: not in .log")
+        check(control(m, "verify") == 0, "verify without a target refused")
+        check(wait_final(m)["state"] == "done", "verify without a target failed: %s" % status(m)["error"])
+    live = Live()
+    with Mount(archive, *live.opts(), env=SLOW) as m:
+        for bad in ("bogus", "restore everything", "", "RESTORE"):
+            check(control(m, bad) == errno.EINVAL, "command %r: not EINVAL" % bad)
+        check("unknown command" in status(m)["error"], "unknown command: .status error %r" % status(m)["error"])
+        check(control(m, "cancel") == errno.EINVAL, "cancel with nothing running: not EINVAL")
+        for name in (".status", ".progress", ".log", ".restore_in_progress"):
+            try:
+                os.open(os.path.join(m, name), os.O_WRONLY)
+                raise Failure(name + " opened for writing")
+            except OSError as e:
+                check(e.errno == errno.EROFS, "%s: errno %s, expected EROFS" % (name, errno.errorcode[e.errno]))
+        try:
+            open(os.path.join(m, ".control")).read()
+            raise Failure(".control was readable")
+        except OSError as e:
+            check(e.errno == errno.EACCES, ".control read: errno %s" % errno.errorcode[e.errno])
+        check(control(m, "restore") == 0, "restore refused")
+        check(control(m, "restore") == errno.EBUSY, "second restore: not EBUSY")
+        check(control(m, "verify") == errno.EBUSY, "verify during a restore: not EBUSY")
+        check("already running" in status(m)["error"], "busy: .status error %r" % status(m)["error"])
+        s = wait_final(m)
+        check(s["state"] == "done", "the first restore did not finish: %s" % s["error"])
+        check(control(m, "cancel") == errno.EINVAL, "cancel after the end: not EINVAL")
+    # another user on an allow_other mount
+    os.chmod(H.WORK, 0o755)
+    live = Live()
+    with Mount(archive, "-o", "allow_other", *live.opts()) as m:
+        os.chmod(os.path.dirname(m), 0o755)
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c",
+                            "cat %s/.restore_in_progress && echo restore > %s/.control" % (m, m)],
+                           capture_output=True, text=True, timeout=30)
+        check(r.stdout == "0\n", "another user cannot read the status files: %r %r" % (r.stdout, r.stderr))
+        check(r.returncode != 0 and "Permission denied" in r.stderr, "another user's write: %d %r" % (r.returncode, r.stderr))
+        check(status(m)["state"] == "idle", "another user's write started something")
+    check(not live.snapshots(), "another user's write changed the target")
+
+
+def t_cli_verify_and_restore():
+    archive, src = fixture("app")
+    r = subprocess.run([H.ARCHFS, "verify", archive], capture_output=True, text=True, timeout=120)
+    check(r.returncode == 0, "verify: %d %s" % (r.returncode, r.stderr))
+    check(r.stdout.splitlines()[-1] == "100 done", "verify progress lines: %r" % r.stdout)
+    bad, _ = fixture("badcrc")
+    r = subprocess.run([H.ARCHFS, "verify", bad], capture_output=True, text=True, timeout=120)
+    check(r.returncode == 1 and "damaged.txt" in r.stderr, "verify of a bad CRC: %d %s" % (r.returncode, r.stderr))
+    r = subprocess.run([H.ARCHFS, "restore", archive], capture_output=True, text=True, timeout=120,
+                       env={k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "UPLOAD_FOLDER")})
+    check(r.returncode == 2 and "no target" in r.stderr, "restore without a target: %d %s" % (r.returncode, r.stderr))
+    live = Live()
+    before = live.state()
+    env = dict(os.environ, DATABASE_URL="sqlite:///" + live.db, UPLOAD_FOLDER=live.uploads)
+    r = subprocess.run([H.ARCHFS, "restore", archive, "--snapshot-dir", live.snapdir], capture_output=True,
+                       text=True, timeout=120, env=env)
+    check(r.returncode == 0, "restore from the environment's target: %d %s" % (r.returncode, r.stderr))
+    pcts = [int(line.split()[0]) for line in r.stdout.splitlines()]
+    check(pcts == sorted(pcts) and r.stdout.splitlines()[-1] == "100 done", "progress lines: %r" % r.stdout)
+    check(db_dump(live.db) == db_dump(os.path.join(src, "db.sqlite")), "CLI restore: the database differs")
+    check_uploads_merged(live, archive, src, before[1])
+    r = subprocess.run([H.ARCHFS, "restore", archive, "-o", "database=sqlite:///" + live.db, "-o",
+                        "snapshot_dir=" + live.snapdir, "-o", "no_snapshot"], capture_output=True, text=True, timeout=120)
+    check(r.returncode == 0, "restore with -o options: %d %s" % (r.returncode, r.stderr))
+
+
+def t_target_options_refused():
+    archive, _ = fixture("app")
+    live = Live()
+    H.refused([archive, "MNT", "--database", "mysql://u:secret@h/db"], "unknown scheme")
+    line = H.refused([archive, "MNT", "--database", "ftp://u:secret@h/db"], "unknown scheme")
+    check("secret" not in line, "the password is in the error: " + line)
+    H.refused([archive, "MNT", "--uploads", os.path.join(live.dir, "missing")], "missing uploads dir")
+    H.refused([archive, "MNT", "--database", "sqlite:////no/such/dir/app.db"], "missing database directory")
+    H.refused([archive, "MNT", "--lock-wait", "soon"], "bad --lock-wait")
+    H.refused([archive, "MNT", "--migrate", "true"], "--migrate without a database")
+    H.refused([archive, "MNT", "--snapshot-dir", live.db], "snapshot dir is a file")
+    with Mount(archive, "-o", "database=postgresql://app:hunter2@localhost/app,uploads=" + live.uploads) as m:
+        s = status(m)
+        check(s["target"] == {"type": "postgresql", "url": "postgresql://app@localhost/app", "uploads": live.uploads},
+              "-o target: %s" % s["target"])
+        check("hunter2" not in read(m, ".status") + read(m, ".log"), "the password is shown")
