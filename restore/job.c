@@ -456,7 +456,11 @@ static enum afs_err verify(struct afs_job *j)
 	if (!j->has_manifest)
 		afs_job_warn(j, "the archive has no manifest.json: the database file present decides its type");
 	kind = archive_db_type(j);
-	if (j->do_db) {
+	if (j->command == AFS_CMD_VERIFY && t->kind == AFS_DB_UNKNOWN && j->dump != AFS_NONE &&
+	    afs_backend_for(kind)) {
+		j->do_db = true; /* no target: still check the dump itself */
+		j->backend = afs_backend_for(kind);
+	} else if (j->do_db) {
 		if (kind == AFS_DB_UNKNOWN || j->dump == AFS_NONE)
 			return afs_job_fail(j, AFS_E_CORRUPT, "the archive holds no database (%s)",
 					    kind == AFS_DB_SQLITE ? "db.sqlite is missing"

@@ -34,6 +34,8 @@
 
 struct sq_state {
 	char *staged; /* the verified copy of the archive's database, or NULL */
+	char *beside; /* staged files go beside this path: the live database, or
+		       * a name in $TMPDIR when verifying without a target */
 };
 
 static void sleep_ms(unsigned ms)
@@ -92,11 +94,10 @@ static char *stage_name(const char *live, const char *tag)
 }
 
 /* Copies node dump of the job's archive into a new staged file. */
-static enum afs_err stage(struct afs_job *j, uint32_t dump, char **out)
+static enum afs_err stage(struct afs_job *j, const char *beside, uint32_t dump, char **out)
 {
-	const struct afs_target *t = afs_job_target(j);
 	struct afs_stream *s = NULL;
-	char *path = stage_name(t->db_path, "stage"), *buf = malloc(COPY_CHUNK);
+	char *path = stage_name(beside, "stage"), *buf = malloc(COPY_CHUNK);
 	uint64_t off = 0;
 	enum afs_err err;
 	int fd = -1;
@@ -108,7 +109,7 @@ static enum afs_err stage(struct afs_job *j, uint32_t dump, char **out)
 	}
 	fd = mkostemp(path, O_CLOEXEC);
 	if (fd < 0) {
-		err = afs_job_fail(j, AFS_E_IO, "cannot create a staging file beside %s: %s", t->db_path, strerror(errno));
+		err = afs_job_fail(j, AFS_E_IO, "cannot create a staging file beside %s: %s", beside, strerror(errno));
 		goto out;
 	}
 	err = afs_stream_open(afs_job_archive(j), afs_job_index(j), dump, &s);
@@ -129,7 +130,7 @@ static enum afs_err stage(struct afs_job *j, uint32_t dump, char **out)
 				continue;
 			if (n < 0) {
 				err = afs_job_fail(j, errno == ENOSPC ? AFS_E_NOSPC : AFS_E_IO,
-						   "writing the staged database beside %s: %s", t->db_path, strerror(errno));
+						   "writing the staged database beside %s: %s", beside, strerror(errno));
 				goto out;
 			}
 			w += (size_t)n;
@@ -178,10 +179,9 @@ static enum afs_err check_header(struct afs_job *j, const char *path)
 
 /* Disk space beside the live database for the staged copy (twice, if its
  * page size must change) and the live database's growth. */
-static enum afs_err check_space(struct afs_job *j, uint64_t dump_size)
+static enum afs_err check_space(struct afs_job *j, const char *beside, uint64_t dump_size)
 {
-	const struct afs_target *t = afs_job_target(j);
-	char *d = strdup(t->db_path);
+	char *d = strdup(beside);
 	struct statvfs sv;
 	uint64_t need = 2 * dump_size + (1 << 20), have;
 	enum afs_err err = AFS_OK;
@@ -189,13 +189,13 @@ static enum afs_err check_space(struct afs_job *j, uint64_t dump_size)
 	if (!d)
 		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
 	if (statvfs(dirname(d), &sv) != 0) {
-		err = afs_job_fail(j, AFS_E_IO, "the directory of the database %s: %s", t->db_path, strerror(errno));
+		err = afs_job_fail(j, AFS_E_IO, "the directory of %s: %s", beside, strerror(errno));
 	} else {
 		have = (uint64_t)sv.f_bavail * sv.f_frsize;
 		if (have < need)
 			err = afs_job_fail(j, AFS_E_NOSPC,
 					   "not enough disk space beside %s: the restore needs %llu MB, %llu MB are free",
-					   t->db_path, (unsigned long long)(need >> 20), (unsigned long long)(have >> 20));
+					   beside, (unsigned long long)(need >> 20), (unsigned long long)(have >> 20));
 	}
 	free(d);
 	return err;
@@ -204,7 +204,7 @@ static enum afs_err check_space(struct afs_job *j, uint64_t dump_size)
 /* Rewrites the staged database with the live database's page size. */
 static enum afs_err match_page_size(struct afs_job *j, struct sq_state *s, sqlite3 *src, int want)
 {
-	char *copy = stage_name(afs_job_target(j)->db_path, "pagesize"), *sql = NULL;
+	char *copy = stage_name(s->beside, "pagesize"), *sql = NULL;
 	enum afs_err err = AFS_OK;
 	int fd;
 
@@ -247,9 +247,15 @@ static enum afs_err sq_verify(struct afs_job *j, uint32_t dump, void **state)
 	*state = s;
 	if (!s)
 		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
-	err = check_space(j, afs_index_node(afs_job_index(j), dump)->size);
+	if (t->db_path)
+		s->beside = strdup(t->db_path);
+	else if (asprintf(&s->beside, "%s/db.sqlite", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp") < 0)
+		s->beside = NULL;
+	if (!s->beside)
+		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+	err = check_space(j, s->beside, afs_index_node(afs_job_index(j), dump)->size);
 	if (err == AFS_OK)
-		err = stage(j, dump, &s->staged);
+		err = stage(j, s->beside, dump, &s->staged);
 	if (err == AFS_OK)
 		err = check_header(j, s->staged);
 	if (err != AFS_OK)
@@ -265,7 +271,7 @@ static enum afs_err sq_verify(struct afs_job *j, uint32_t dump, void **state)
 		goto out;
 	}
 	afs_job_log(j, "db.sqlite passes PRAGMA integrity_check");
-	if (stat(t->db_path, &st) == 0) {
+	if (t->db_path && stat(t->db_path, &st) == 0) {
 		if (sqlite3_open_v2(t->db_path, &live, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
 			err = afs_job_fail(j, AFS_E_IO, "cannot open the live database %s: %s", t->db_path,
 					   sqlite3_errmsg(live));
@@ -430,6 +436,7 @@ static void sq_release(void *state)
 	if (s->staged)
 		unlink(s->staged);
 	free(s->staged);
+	free(s->beside);
 	free(s);
 }
 

@@ -422,6 +422,9 @@ def t_control_refusals():
             check(e.errno == errno.EACCES, ".control read: errno %s" % errno.errorcode[e.errno])
         check(control(m, "restore") == 0, "restore refused")
         check(control(m, "restore") == errno.EBUSY, "second restore: not EBUSY")
+        with Mount(archive, *live.opts()) as other:  # another daemon, the same target
+            check(control(other, "restore") == errno.EBUSY, "a restore into a busy target from another mount: not EBUSY")
+            check("another restore" in status(other)["error"], "other mount: %r" % status(other)["error"])
         check(control(m, "verify") == errno.EBUSY, "verify during a restore: not EBUSY")
         check("already running" in status(m)["error"], "busy: .status error %r" % status(m)["error"])
         s = wait_final(m)
@@ -449,6 +452,8 @@ def t_cli_verify_and_restore():
     bad, _ = fixture("badcrc")
     r = subprocess.run([H.ARCHFS, "verify", bad], capture_output=True, text=True, timeout=120)
     check(r.returncode == 1 and "damaged.txt" in r.stderr, "verify of a bad CRC: %d %s" % (r.returncode, r.stderr))
+    r = subprocess.run([H.ARCHFS, "verify", corrupt_db_archive()], capture_output=True, text=True, timeout=120)
+    check(r.returncode == 1 and "integrity_check" in r.stderr, "verify of a damaged db.sqlite: %d %s" % (r.returncode, r.stderr))
     r = subprocess.run([H.ARCHFS, "restore", archive], capture_output=True, text=True, timeout=120,
                        env={k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "UPLOAD_FOLDER")})
     check(r.returncode == 2 and "no target" in r.stderr, "restore without a target: %d %s" % (r.returncode, r.stderr))
