@@ -258,6 +258,9 @@ int main(int argc, char *argv[])
 
 	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) != 0)
 		goto out;
+	/* fuse_opt made copies: hide database passwords from ps */
+	for (int i = 1; i < argc; i++)
+		afs_target_mask_password(argv[i]);
 	if (o.help) {
 		usage(stdout);
 		rc = 0;

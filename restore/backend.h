@@ -36,9 +36,17 @@ struct afs_db_backend {
 
 	/* Frees state and removes anything verify() staged; NULL is a no-op. */
 	void (*release)(void *state);
+
+	/* Optional: tells other sessions of the database that a restore runs
+	 * (flag_on, from the flag step; AFS_E_BUSY when another restore holds
+	 * the flag) and that it ended with outcome "done", "failed" or
+	 * "cancelled" (flag_off, whatever happened). */
+	enum afs_err (*flag_on)(struct afs_job *j, void *state);
+	void (*flag_off)(struct afs_job *j, void *state, const char *outcome);
 };
 
 extern const struct afs_db_backend afs_sqlite_backend;
+extern const struct afs_db_backend afs_pg_backend;
 
 /* The backend for a database kind, or NULL when archfs has none. */
 const struct afs_db_backend *afs_backend_for(enum afs_db_type kind);

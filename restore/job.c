@@ -60,7 +60,7 @@ struct afs_job {
 	unsigned wtotal, wdone, wcur;      /* phase weights: all, finished, current */
 	uint64_t phase_total, phase_done;
 	unsigned percent;
-	char *started_at, *finished_at, *error, *refusal, *snapshot;
+	char *started_at, *finished_at, *error, *refusal, *snapshot, *dump_info;
 	char *warnings[MAX_WARNINGS];
 	size_t nwarnings;
 	size_t nfixed;                     /* warnings[0..nfixed) outlive a run */
@@ -719,6 +719,8 @@ static enum afs_err pipeline(struct afs_job *j)
 		return err;
 
 	err = raise_flag(j);
+	if (err == AFS_OK && j->do_db && j->backend->flag_on)
+		err = j->backend->flag_on(j, j->backend_state);
 	if (err != AFS_OK)
 		return err;
 	if (!j->target->no_snapshot) {
@@ -774,6 +776,8 @@ static void finish(struct afs_job *j, enum afs_err err)
 	bool nothing_changed;
 	char stamp[32];
 
+	if (j->backend && j->backend_state && j->backend->flag_off)
+		j->backend->flag_off(j, j->backend_state, afs_state_name(st));
 	if (j->backend && j->backend_state)
 		j->backend->release(j->backend_state);
 	j->backend_state = NULL;
@@ -889,6 +893,8 @@ static void clear_run_locked(struct afs_job *j)
 	free(j->error);
 	free(j->refusal);
 	free(j->snapshot);
+	free(j->dump_info);
+	j->dump_info = NULL;
 	for (size_t i = j->nfixed; i < j->nwarnings; i++)
 		free(j->warnings[i]);
 	j->started_at = j->finished_at = j->error = j->refusal = j->snapshot = NULL;
@@ -964,6 +970,16 @@ void afs_job_note(struct afs_job *j, const char *fmt, ...)
 	va_end(ap);
 	pthread_mutex_lock(&j->mu);
 	j->nfixed = j->nwarnings;
+	pthread_mutex_unlock(&j->mu);
+}
+
+void afs_job_set_dump_info(struct afs_job *j, const char *json)
+{
+	char *copy = strdup(json);
+
+	pthread_mutex_lock(&j->mu);
+	free(j->dump_info);
+	j->dump_info = copy;
 	pthread_mutex_unlock(&j->mu);
 }
 
@@ -1100,6 +1116,7 @@ char *afs_job_status_json(struct afs_job *j)
 	v.target_url = t->display_url;
 	v.uploads = t->uploads;
 	v.manifest_json = j->has_manifest ? j->manifest.json : NULL;
+	v.dump_json = j->dump_info;
 	v.warnings = (const char *const *)j->warnings;
 	v.nwarnings = j->nwarnings;
 	out = afs_report_status(&v);

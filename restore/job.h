@@ -89,6 +89,10 @@ void afs_job_refuse(struct afs_job *j, const char *fmt, ...) __attribute__((form
 /* A warning that stays in .status across restores (a shadowed entry). */
 void afs_job_note(struct afs_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Details of the dump the backend verified (a JSON object text, copied),
+ * shown in .status "dump". */
+void afs_job_set_dump_info(struct afs_job *j, const char *json);
+
 /* The error of the last run or refusal (malloc'd), or NULL. */
 char *afs_job_error(struct afs_job *j);
 

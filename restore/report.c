@@ -35,7 +35,7 @@ static char *finish(cJSON *root, int fail)
 
 char *afs_report_status(const struct afs_status_view *v)
 {
-	cJSON *root = cJSON_CreateObject(), *target = NULL, *warn = cJSON_CreateArray(), *man = NULL;
+	cJSON *root = cJSON_CreateObject(), *target = NULL, *warn = cJSON_CreateArray(), *man = NULL, *dump = NULL;
 	int fail = !root || !warn;
 
 	if (v->target_type || v->uploads) {
@@ -49,6 +49,8 @@ char *afs_report_status(const struct afs_status_view *v)
 	}
 	if (v->manifest_json)
 		man = cJSON_Parse(v->manifest_json);
+	if (v->dump_json)
+		dump = cJSON_Parse(v->dump_json);
 	for (size_t i = 0; warn && i < v->nwarnings; i++)
 		fail |= !cJSON_AddItemToArray(warn, cJSON_CreateString(v->warnings[i]));
 	if (root) {
@@ -64,10 +66,12 @@ char *afs_report_status(const struct afs_status_view *v)
 		fail |= !cJSON_AddItemToObject(root, "snapshot", str_or_null(v->snapshot));
 		fail |= !cJSON_AddItemToObject(root, "target", target ? target : cJSON_CreateNull());
 		fail |= !cJSON_AddItemToObject(root, "manifest", man ? man : cJSON_CreateNull());
+		fail |= !cJSON_AddItemToObject(root, "dump", dump ? dump : cJSON_CreateNull());
 		fail |= !cJSON_AddItemToObject(root, "warnings", warn);
 	} else {
 		cJSON_Delete(target);
 		cJSON_Delete(man);
+		cJSON_Delete(dump);
 		cJSON_Delete(warn);
 	}
 	return finish(root, fail);
@@ -84,6 +88,30 @@ char *afs_report_flag(long pid, const char *archive, const char *started_at)
 		fail |= !cJSON_AddItemToObject(root, "started_at", str_or_null(started_at));
 	}
 	return finish(root, fail);
+}
+
+char *afs_report_notify(const char *event, long pid, const char *archive, const char *state)
+{
+	cJSON *root = cJSON_CreateObject();
+	int fail = !root;
+
+	if (root) {
+		fail |= !cJSON_AddStringToObject(root, "event", event);
+		fail |= !cJSON_AddNumberToObject(root, "pid", (double)pid);
+		fail |= !cJSON_AddItemToObject(root, "archive", str_or_null(archive));
+		fail |= !cJSON_AddItemToObject(root, "state", str_or_null(state));
+	}
+	if (fail) {
+		cJSON_Delete(root);
+		return NULL;
+	}
+	{
+		char *text = cJSON_PrintUnformatted(root), *out = text ? strdup(text) : NULL;
+
+		cJSON_free(text);
+		cJSON_Delete(root);
+		return out;
+	}
 }
 
 char *afs_report_snapshot_manifest(const char *created_at, enum afs_db_type type, const char *revision,

@@ -20,6 +20,7 @@ struct afs_status_view {
 	const char *archive, *started_at, *finished_at, *error, *snapshot;
 	const char *target_type, *target_url, *uploads; /* target_type NULL: no database target */
 	const char *manifest_json; /* the parsed manifest, re-serialised; NULL when absent */
+	const char *dump_json;     /* what the backend read from the dump's header; NULL when nothing */
 	const char *const *warnings;
 	size_t nwarnings;
 };
@@ -28,6 +29,10 @@ struct afs_status_view {
  * NULL when out of memory. */
 char *afs_report_status(const struct afs_status_view *v);
 char *afs_report_flag(long pid, const char *archive, const char *started_at);
+
+/* The payload of NOTIFY archfs_restore: {"event": "start"|"end", "pid",
+ * "archive", "state" (at the end: done, failed or cancelled)}. */
+char *afs_report_notify(const char *event, long pid, const char *archive, const char *state);
 
 /* The manifest of a snapshot: the application's keys, plus "archfs":
  * {"snapshot_of": source archive, "created": the upload paths the restore

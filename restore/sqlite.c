@@ -453,5 +453,5 @@ const struct afs_db_backend afs_sqlite_backend = {
 
 const struct afs_db_backend *afs_backend_for(enum afs_db_type kind)
 {
-	return kind == AFS_DB_SQLITE ? &afs_sqlite_backend : NULL;
+	return kind == AFS_DB_SQLITE ? &afs_sqlite_backend : kind == AFS_DB_POSTGRESQL ? &afs_pg_backend : NULL;
 }

@@ -218,3 +218,18 @@ enum afs_err afs_target_from_options(const struct afs_target_opts *o, struct afs
 	}
 	return err;
 }
+
+void afs_target_mask_password(char *s)
+{
+	for (char *p = strstr(s, "://"); p; p = strstr(p, "://")) {
+		char *auth = p + 3, *end = auth + strcspn(auth, "/?#"), *at = NULL, *colon;
+
+		for (char *q = auth; q < end; q++)
+			if (*q == '@')
+				at = q;
+		colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+		if (colon)
+			memset(colon + 1, 'x', (size_t)(at - colon - 1));
+		p = end;
+	}
+}

@@ -54,6 +54,10 @@ struct afs_target_opts {
 enum afs_err afs_target_from_options(const struct afs_target_opts *o, struct afs_target *t, char *msg,
 				     size_t msglen);
 
+/* Overwrites, in place, the password of every URL in s ("user:PASSWORD@")
+ * with 'x's: archfs masks its own argv so that ps shows no password. */
+void afs_target_mask_password(char *s);
+
 /* Frees the strings of t and zeroes it. */
 void afs_target_release(struct afs_target *t);
 

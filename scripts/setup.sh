@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config meson ninja-build libfuse3-dev fuse3 libzip-dev zlib1g-dev
       libcjson-dev libisal-dev libsqlite3-dev sqlite3 libpq-dev
-      python3 unzip zip attr util-linux bc)
+      python3 unzip zip attr util-linux bc
+      postgresql-15 postgresql-client-15 python3-psycopg2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -12,8 +13,14 @@ done
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # The tests start their own throwaway cluster: the package must not
+  # create or start the system one.
+  mkdir -p /etc/postgresql-common
+  [ -f /etc/postgresql-common/createcluster.conf ] ||
+    echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
   apt-get update -qq </dev/null
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+  apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold \
+    "${missing[@]}" </dev/null >/dev/null
 fi
 if [ ! -c /dev/fuse ]; then
   mknod -m 0666 /dev/fuse c 10 229 2>/dev/null || { echo "setup: /dev/fuse is missing and cannot be created" >&2; exit 1; }

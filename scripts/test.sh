@@ -65,7 +65,9 @@ PY
 integration() {
   local dir=$1 out last p f
   out=$(mktemp)
-  python3 tests/integration/run.py --archfs "$root/$dir/archfs" </dev/null 2>&1 | tee "$out"
+  # Debian's python3: python3-psycopg2 is installed for it, whatever
+  # python3 comes first in PATH.
+  /usr/bin/python3 tests/integration/run.py --archfs "$root/$dir/archfs" </dev/null 2>&1 | tee "$out"
   last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
   rm -f "$out"
   if [ -z "$last" ]; then
@@ -90,6 +92,17 @@ run_suite() {
   unit_tests "$dir"
   integration "$dir"
 }
+
+# A throwaway PostgreSQL cluster for the restore tests, on a Unix socket in
+# a temporary directory, stopped on every way out.
+pgdir=$(mktemp -d /tmp/archfs-pg.XXXXXX)
+trap 'scripts/pgcluster.sh stop "$pgdir"' EXIT
+if port=$(scripts/pgcluster.sh start "$pgdir"); then
+  export ARCHFS_PG_HOST=$pgdir ARCHFS_PG_PORT=$port
+  echo "== PostgreSQL test cluster on $pgdir port $port"
+else
+  note_fail "starting the PostgreSQL test cluster"
+fi
 
 # The plain tree decodes with ISA-L, the sanitizer tree with the zlib
 # fallback: every run tests both decoders.

@@ -1,0 +1,927 @@
+/* SPDX-License-Identifier: MIT */
+/* The PostgreSQL backend (the only libpq user).
+ *
+ * verify connects (a clear error for a wrong password, an unreachable
+ * server, a missing database), reads the dump's header, picks the newest
+ * pg_restore that can read it, lists its tables (pg_restore --list) and
+ * reads it to its end (pg_restore --file=/dev/null), every time streaming
+ * db.dump from the archive into the child's stdin.
+ *
+ * restore streams db.dump once more through `pg_restore --clean --if-exists
+ * --no-owner -f -` into psql, inside one transaction that first takes
+ * ACCESS EXCLUSIVE locks on every existing table the dump replaces, in one
+ * LOCK TABLE retried under a short lock_timeout (so it never waits while
+ * holding some of them: application transactions that read users then
+ * time_entries cannot deadlock with it).  COMMIT is relayed to psql only
+ * when pg_restore succeeded.  While it runs, this process watches
+ * pg_blocking_pids() of the restoring session: past --lock-wait seconds it
+ * terminates that session (the transaction rolls back) or, with
+ * --terminate-blockers, the blockers.
+ *
+ * The flag: a session advisory lock (AFS_PG_LOCK_KEY1, AFS_PG_LOCK_KEY2)
+ * held on this backend's own connection from the flag step to the end, and
+ * NOTIFY archfs_restore with a JSON payload at both ends.
+ *
+ * Passwords reach the children only as PGPASSWORD in their environment.
+ */
+#include <errno.h>
+#include <glob.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <libpq-fe.h>
+#include "backend.h"
+#include "index.h"
+#include "job.h"
+#include "proc.h"
+#include "report.h"
+#include "stream.h"
+#include "target.h"
+
+/* The advisory lock: pg_advisory_lock(1634886504, 1), "arch" and 1. */
+#define AFS_PG_LOCK_KEY1 1634886504
+#define AFS_PG_LOCK_KEY2 1
+#define LOCK_RETRY_TIMEOUT "100ms"
+#define MAX_ENV 12
+#define TAIL 1024
+#define CONNECT_TIMEOUT "10"
+
+struct dump_header {
+	int vmaj, vmin, vrev;
+	char *server_version;  /* the PostgreSQL version pg_dump read from */
+	char *pg_dump_version;
+};
+
+struct pg_state {
+	struct afs_job *j;
+	PGconn *conn;            /* our own session: checks, flag, watcher */
+	char *env[MAX_ENV + 1];  /* PGHOST=... for the children */
+	char *bindir;            /* of the chosen pg_restore */
+	int major;               /* its PostgreSQL major version */
+	struct dump_header hdr;
+	char **tables;           /* the dump's tables: schema, name, schema, name, ... */
+	size_t ntables;
+	enum afs_err toc_err;
+	uint32_t dump;
+	bool flagged;
+	/* one streaming pass over db.dump */
+	struct afs_stream *s;
+	uint64_t off;
+	bool track;              /* progress counts the bytes fed */
+	/* the watcher of the restoring session */
+	char appname[64];
+	int backend_pid;
+	time_t blocked_since, last_blocked;
+	bool committed;
+	char *blockers;          /* reason when the lock wait ran out */
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* The first line of libpq's error message, without "FATAL:  " noise. */
+static const char *pq_reason(PGconn *c, char *buf, size_t len)
+{
+	const char *m = c ? PQerrorMessage(c) : "out of memory";
+	size_t n;
+
+	if (strncmp(m, "connection to server ", 21) == 0 && strstr(m, "failed: "))
+		m = strstr(m, "failed: ") + 8;
+	n = strcspn(m, "\n");
+	snprintf(buf, len, "%.*s", (int)n, m);
+	return buf;
+}
+
+/* libpq wants postgresql:// or postgres://; SQLAlchemy adds a driver. */
+static char *libpq_url(const char *url)
+{
+	const char *plus = strchr(url, '+'), *sep = strstr(url, "://");
+	char *out;
+
+	if (plus && sep && plus < sep) {
+		if (asprintf(&out, "postgresql%s", sep) < 0)
+			return NULL;
+		return out;
+	}
+	return strdup(url);
+}
+
+static PGconn *connect_url(const char *url, const char *appname)
+{
+	const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL };
+	const char *vals[] = { url, CONNECT_TIMEOUT, appname, NULL };
+
+	return PQconnectdbParams(keys, vals, 1);
+}
+
+/* PGHOST=..., PGPASSWORD=... from the parsed connection options. */
+static enum afs_err make_env(struct pg_state *s)
+{
+	static const char *const map[][2] = {
+		{ "host", "PGHOST" }, { "hostaddr", "PGHOSTADDR" }, { "port", "PGPORT" },
+		{ "user", "PGUSER" }, { "password", "PGPASSWORD" }, { "dbname", "PGDATABASE" },
+		{ "sslmode", "PGSSLMODE" }, { "sslrootcert", "PGSSLROOTCERT" },
+	};
+	PQconninfoOption *opts = PQconninfo(s->conn);
+	size_t n = 0;
+
+	if (!opts)
+		return AFS_E_NOMEM;
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		for (size_t k = 0; k < sizeof(map) / sizeof(map[0]) && n < MAX_ENV - 1; k++) {
+			if (strcmp(o->keyword, map[k][0]) != 0 || !o->val || !o->val[0])
+				continue;
+			if (asprintf(&s->env[n], "%s=%s", map[k][1], o->val) < 0) {
+				s->env[n] = NULL;
+				PQconninfoFree(opts);
+				return AFS_E_NOMEM;
+			}
+			n++;
+		}
+	}
+	PQconninfoFree(opts);
+	return AFS_OK;
+}
+
+/* Runs a query expected to succeed; NULL with the reason in the job. */
+static PGresult *query(struct pg_state *s, const char *what, const char *sql, int nparams, const char *const *params)
+{
+	PGresult *r = PQexecParams(s->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	char why[512];
+
+	if (PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK)
+		return r;
+	afs_job_fail(s->j, AFS_E_FAILED, "%s: %s", what, pq_reason(s->conn, why, sizeof(why)));
+	PQclear(r);
+	return NULL;
+}
+
+/* ------------------------------------------------------ pg_restore */
+
+struct version_probe {
+	int major;
+};
+
+static void version_line(void *ctx, const char *line)
+{
+	struct version_probe *v = ctx;
+	const char *p = strstr(line, "(PostgreSQL) ");
+
+	if (p)
+		v->major = atoi(p + 13);
+}
+
+/* The major version of a pg_restore binary (0 when it does not run). */
+static int probe_major(const char *path)
+{
+	const char *argv[] = { path, "--version", NULL };
+	struct version_probe v = { 0 };
+	struct afs_proc_opts o = { .argv = argv, .line = version_line, .ctx = &v };
+	char tail[128];
+	int st;
+
+	if (access(path, X_OK) != 0 || afs_proc_run(&o, &st, tail, sizeof(tail)) != AFS_OK)
+		return 0;
+	return v.major;
+}
+
+/* Picks --pg-bindir, else the newest pg_restore of /usr/lib/postgresql/N/bin
+ * and PATH. */
+static enum afs_err pick_pg_restore(struct pg_state *s)
+{
+	const struct afs_target *t = afs_job_target(s->j);
+	char *best = NULL, *cand = NULL;
+	int best_major = 0;
+	glob_t g = { 0 };
+
+	if (t->pg_bindir) {
+		if (asprintf(&cand, "%s/pg_restore", t->pg_bindir) < 0)
+			return afs_job_fail(s->j, AFS_E_NOMEM, "out of memory");
+		best_major = probe_major(cand);
+		if (!best_major) {
+			free(cand);
+			return afs_job_fail(s->j, AFS_E_NOENT, "no working pg_restore in --pg-bindir %s", t->pg_bindir);
+		}
+		best = cand;
+	} else {
+		const char *path = getenv("PATH");
+		char *dirs = strdup(path ? path : "/usr/bin:/bin"), *save = NULL;
+
+		if (glob("/usr/lib/postgresql/*/bin/pg_restore", 0, NULL, &g) == 0) {
+			for (size_t i = 0; i < g.gl_pathc; i++) {
+				int m = probe_major(g.gl_pathv[i]);
+
+				if (m > best_major) {
+					free(best);
+					best = strdup(g.gl_pathv[i]);
+					best_major = m;
+				}
+			}
+		}
+		globfree(&g);
+		for (char *d = dirs ? strtok_r(dirs, ":", &save) : NULL; d; d = strtok_r(NULL, ":", &save)) {
+			int m;
+
+			if (asprintf(&cand, "%s/pg_restore", d) < 0)
+				break;
+			m = probe_major(cand);
+			if (m > best_major) {
+				free(best);
+				best = cand;
+				best_major = m;
+			} else {
+				free(cand);
+			}
+			cand = NULL;
+		}
+		free(dirs);
+		if (!best)
+			return afs_job_fail(s->j, AFS_E_NOENT,
+					    "no pg_restore found (install postgresql-client, or give --pg-bindir)");
+	}
+	s->bindir = strdup(dirname(best));
+	s->major = best_major;
+	free(best);
+	if (!s->bindir)
+		return afs_job_fail(s->j, AFS_E_NOMEM, "out of memory");
+	return AFS_OK;
+}
+
+static char *tool(struct pg_state *s, const char *name)
+{
+	char *p;
+
+	if (asprintf(&p, "%s/%s", s->bindir, name) < 0)
+		return NULL;
+	return p;
+}
+
+/* The newest custom-format archive version (1.N) pg_restore of a major
+ * version reads, and the major version a dump of 1.N needs. */
+static int max_minor_for(int major)
+{
+	return major >= 17 ? 99 : major == 16 ? 15 : major >= 12 ? 14 : major == 11 ? 13 : 12;
+}
+
+static int major_for_minor(int vmin)
+{
+	return vmin >= 15 ? vmin + 1 : vmin == 14 ? 12 : 11;
+}
+
+/* ---------------------------------------------------------- the dump */
+
+/* Custom-format integers: a sign byte, then intsize bytes little-endian. */
+static bool read_int(const unsigned char *b, size_t len, size_t *pos, int intsize, long long *out)
+{
+	unsigned long long v = 0;
+	int sign;
+
+	if (*pos + 1 + (size_t)intsize > len)
+		return false;
+	sign = b[(*pos)++];
+	for (int i = 0; i < intsize; i++)
+		v |= (unsigned long long)b[(*pos)++] << (8 * i);
+	*out = sign ? -(long long)v : (long long)v;
+	return true;
+}
+
+static bool read_str(const unsigned char *b, size_t len, size_t *pos, int intsize, char **out)
+{
+	long long n;
+
+	*out = NULL;
+	if (!read_int(b, len, pos, intsize, &n))
+		return false;
+	if (n < 0)
+		return true;
+	if ((unsigned long long)n > len - *pos)
+		return false;
+	*out = strndup((const char *)b + *pos, (size_t)n);
+	*pos += (size_t)n;
+	return *out != NULL;
+}
+
+/* Parses the header of a pg_dump custom-format archive (pg_backup_archiver.c
+ * ReadHead): magic, version, sizes, format, compression, creation time,
+ * database name, server and pg_dump versions. */
+static enum afs_err parse_header(struct afs_job *j, const unsigned char *b, size_t len, struct dump_header *h)
+{
+	size_t pos = 5;
+	int intsize, fmt;
+	long long v;
+	char *dbname = NULL;
+
+	if (len < 8 || memcmp(b, "PGDMP", 5) != 0)
+		return afs_job_fail(j, AFS_E_CORRUPT, "db.dump is not a pg_dump custom-format archive (no PGDMP)");
+	h->vmaj = b[pos++];
+	h->vmin = b[pos++];
+	h->vrev = (h->vmaj > 1 || (h->vmaj == 1 && h->vmin > 0)) ? b[pos++] : 0;
+	if (pos + 3 > len)
+		goto short_header;
+	intsize = b[pos++];
+	pos++; /* offset size */
+	fmt = b[pos++];
+	if (intsize < 1 || intsize > 8)
+		return afs_job_fail(j, AFS_E_CORRUPT, "db.dump: implausible integer size %d in its header", intsize);
+	if (fmt != 1)
+		return afs_job_fail(j, AFS_E_CORRUPT, "db.dump is a pg_dump archive of format %d, not custom (-Fc)", fmt);
+	if (h->vmaj != 1)
+		return afs_job_fail(j, AFS_E_UNSUPPORTED, "db.dump has archive version %d.%d, which no pg_restore reads",
+				    h->vmaj, h->vmin);
+	if (h->vmin >= 15)
+		pos++; /* compression algorithm */
+	else if (h->vmin >= 4 && !read_int(b, len, &pos, intsize, &v))
+		goto short_header;
+	else if (h->vmin >= 2 && h->vmin < 4)
+		pos++;
+	if (h->vmin >= 4) {
+		for (int i = 0; i < 7; i++)
+			if (!read_int(b, len, &pos, intsize, &v))
+				goto short_header;
+		if (!read_str(b, len, &pos, intsize, &dbname))
+			goto short_header;
+		free(dbname);
+	}
+	if (h->vmin >= 10 && (!read_str(b, len, &pos, intsize, &h->server_version) ||
+			      !read_str(b, len, &pos, intsize, &h->pg_dump_version)))
+		goto short_header;
+	return AFS_OK;
+short_header:
+	return afs_job_fail(j, AFS_E_CORRUPT, "db.dump: its header is cut short");
+}
+
+/* The input callback: the next bytes of db.dump. */
+static enum afs_err feed_dump(void *ctx, void *buf, size_t len, size_t *got)
+{
+	struct pg_state *s = ctx;
+	enum afs_err err;
+
+	if (afs_job_cancelled(s->j))
+		return AFS_E_CANCELLED;
+	err = afs_stream_pread(s->s, buf, len, s->off, got);
+	if (err == AFS_OK) {
+		s->off += *got;
+		if (s->track)
+			afs_job_advance(s->j, *got);
+		if (s->track && *got && afs_job_test_delay_ms())
+			sleep_ms(afs_job_test_delay_ms()); /* tests: a restore slow enough to watch */
+	}
+	return err;
+}
+
+/* One line of pg_restore --list: "ID; CATALOG OID TABLE schema name owner". */
+static void toc_line(void *ctx, const char *line)
+{
+	struct pg_state *c = ctx;
+	char schema[256], name[256];
+	unsigned id, cat, oid;
+	char **grown;
+
+	if (sscanf(line, "%u; %u %u TABLE %255s %255s", &id, &cat, &oid, schema, name) != 5 ||
+	    strcmp(schema, "DATA") == 0)
+		return;
+	grown = realloc(c->tables, (c->ntables + 2) * sizeof(*grown));
+	if (!grown) {
+		c->toc_err = AFS_E_NOMEM;
+		return;
+	}
+	c->tables = grown;
+	grown[c->ntables] = strdup(schema);
+	grown[c->ntables + 1] = strdup(name);
+	if (!grown[c->ntables] || !grown[c->ntables + 1])
+		c->toc_err = AFS_E_NOMEM;
+	c->ntables += 2;
+}
+
+static void pg_line(void *ctx, const char *line)
+{
+	struct pg_state *s = ctx;
+
+	afs_job_log(s->j, "pg: %s", line);
+}
+
+/* Reads the rest of db.dump after a child stopped early, so that its
+ * CRC-32 is checked. */
+static enum afs_err drain(struct pg_state *s)
+{
+	char *buf = malloc(1 << 20);
+	enum afs_err err = buf ? AFS_OK : AFS_E_NOMEM;
+	size_t got = 1;
+
+	while (err == AFS_OK && got)
+		err = feed_dump(s, buf, 1 << 20, &got);
+	free(buf);
+	return err;
+}
+
+/* Streams db.dump through a pg_restore run (argv); progress when track. */
+static enum afs_err stream_through(struct pg_state *s, const char *const *argv, void (*line)(void *, const char *),
+				   bool track, char *tail, size_t taillen)
+{
+	struct afs_proc_opts o = { .argv = argv, .input = feed_dump, .setenv = (const char *const *)s->env,
+				   .line = line, .ctx = s };
+	enum afs_err err;
+	int st;
+
+	s->off = 0;
+	s->track = track;
+	err = afs_stream_open(afs_job_archive(s->j), afs_job_index(s->j), s->dump, &s->s);
+	if (err != AFS_OK)
+		return afs_job_fail(s->j, err, "db.dump cannot be read: %s", afs_strerror(err));
+	err = afs_proc_run(&o, &st, tail, taillen);
+	if (err == AFS_OK && track)
+		err = drain(s); /* the CRC-32 is checked at the end of the entry */
+	afs_stream_close(s->s);
+	s->s = NULL;
+	return err;
+}
+
+static enum afs_err verify_dump(struct pg_state *s)
+{
+	char *pgr = tool(s, "pg_restore"), tail[TAIL];
+	const char *list_argv[] = { pgr, "--list", NULL };
+	const char *read_argv[] = { pgr, "--file=/dev/null", NULL };
+	enum afs_err err;
+
+	if (!pgr)
+		return afs_job_fail(s->j, AFS_E_NOMEM, "out of memory");
+	err = stream_through(s, list_argv, toc_line, false, tail, sizeof(tail));
+	if (err == AFS_OK && s->toc_err != AFS_OK)
+		err = afs_job_fail(s->j, s->toc_err, "out of memory");
+	if (err == AFS_OK) {
+		afs_job_log(s->j, "db.dump lists %zu tables", s->ntables / 2);
+		err = stream_through(s, read_argv, pg_line, true, tail, sizeof(tail));
+	}
+	if (err == AFS_E_FAILED)
+		afs_job_fail(s->j, AFS_E_CORRUPT, "pg_restore cannot read db.dump to its end: %s", tail);
+	else if (err == AFS_E_IO)
+		afs_job_fail(s->j, err, "%s", tail);
+	else if (err != AFS_OK && err != AFS_E_CANCELLED)
+		afs_job_fail(s->j, err, "db.dump in the archive cannot be read: %s", afs_strerror(err));
+	free(pgr);
+	return err;
+}
+
+/* -------------------------------------------------------------- verify */
+
+static enum afs_err read_header(struct pg_state *s)
+{
+	unsigned char buf[4096];
+	struct afs_stream *st = NULL;
+	size_t got = 0;
+	enum afs_err err = afs_stream_open(afs_job_archive(s->j), afs_job_index(s->j), s->dump, &st);
+
+	if (err == AFS_OK)
+		err = afs_stream_pread(st, buf, sizeof(buf), 0, &got);
+	afs_stream_close(st);
+	if (err != AFS_OK)
+		return afs_job_fail(s->j, err, "db.dump cannot be read: %s", afs_strerror(err));
+	return parse_header(s->j, buf, got, &s->hdr);
+}
+
+static void publish_dump_info(struct pg_state *s)
+{
+	char *json = NULL;
+
+	if (asprintf(&json,
+		     "{\"format\":\"custom\",\"archive_version\":\"%d.%d-%d\",\"server_version\":\"%s\","
+		     "\"pg_dump_version\":\"%s\",\"pg_restore\":\"%s/pg_restore\",\"pg_restore_major\":%d}",
+		     s->hdr.vmaj, s->hdr.vmin, s->hdr.vrev, s->hdr.server_version ? s->hdr.server_version : "",
+		     s->hdr.pg_dump_version ? s->hdr.pg_dump_version : "", s->bindir, s->major) >= 0) {
+		afs_job_set_dump_info(s->j, json);
+		free(json);
+	}
+}
+
+static enum afs_err pg_verify(struct afs_job *j, uint32_t dump, void **state)
+{
+	const struct afs_target *t = afs_job_target(j);
+	struct pg_state *s = calloc(1, sizeof(*s));
+	char why[512], *url = NULL;
+	enum afs_err err;
+
+	*state = s;
+	if (!s)
+		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+	s->j = j;
+	s->dump = dump;
+	afs_job_phase_bytes(j, 0);
+	err = read_header(s);
+	if (err == AFS_OK)
+		err = pick_pg_restore(s);
+	if (err != AFS_OK)
+		return err;
+	publish_dump_info(s);
+	afs_job_log(j, "db.dump: archive version %d.%d, made by pg_dump %s from PostgreSQL %s; using %s/pg_restore (%d)",
+		    s->hdr.vmaj, s->hdr.vmin, s->hdr.pg_dump_version ? s->hdr.pg_dump_version : "?",
+		    s->hdr.server_version ? s->hdr.server_version : "?", s->bindir, s->major);
+	if (s->hdr.vmin > max_minor_for(s->major))
+		return afs_job_fail(j, AFS_E_UNSUPPORTED,
+				    "db.dump has archive version %d.%d (pg_dump %s), which pg_restore %d cannot read: "
+				    "install PostgreSQL %d or newer client tools (postgresql-client-%d) or give --pg-bindir",
+				    s->hdr.vmaj, s->hdr.vmin, s->hdr.pg_dump_version ? s->hdr.pg_dump_version : "?",
+				    s->major, major_for_minor(s->hdr.vmin), major_for_minor(s->hdr.vmin));
+	if (t->url) {
+		url = libpq_url(t->url);
+		s->conn = url ? connect_url(url, "archfs") : NULL;
+		free(url);
+		if (!s->conn || PQstatus(s->conn) != CONNECTION_OK)
+			return afs_job_fail(j, AFS_E_FAILED, "cannot connect to %s: %s", t->display_url,
+					    pq_reason(s->conn, why, sizeof(why)));
+		if (make_env(s) != AFS_OK)
+			return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+		afs_job_log(j, "connected to %s (PostgreSQL %d)", t->display_url, PQserverVersion(s->conn) / 10000);
+	}
+	afs_job_phase_bytes(j, afs_index_node(afs_job_index(j), dump)->size);
+	err = verify_dump(s);
+	if (err == AFS_OK)
+		afs_job_log(j, "db.dump read to its end by pg_restore");
+	return err;
+}
+
+/* ------------------------------------------------------------ the flag */
+
+static void notify(struct pg_state *s, const char *event, const char *outcome)
+{
+	char *payload = afs_report_notify(event, (long)getpid(), afs_job_archive_path(s->j), outcome);
+	const char *params[] = { payload };
+	PGresult *r;
+
+	if (!payload)
+		return;
+	r = PQexecParams(s->conn, "SELECT pg_notify('archfs_restore', $1)", 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		afs_job_warn(s->j, "NOTIFY archfs_restore failed: %s", PQresultErrorMessage(r));
+	PQclear(r);
+	free(payload);
+}
+
+static enum afs_err pg_flag_on(struct afs_job *j, void *state)
+{
+	struct pg_state *s = state;
+	PGresult *r;
+	bool got;
+
+	if (!s->conn)
+		return AFS_OK;
+	r = query(s, "taking the restore's advisory lock",
+		  "SELECT pg_try_advisory_lock(" "1634886504" ", " "1" ")", 0, NULL);
+	if (!r)
+		return AFS_E_FAILED;
+	got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	if (!got)
+		return afs_job_fail(j, AFS_E_BUSY, "another restore holds the advisory lock (%d, %d) on this database",
+				    AFS_PG_LOCK_KEY1, AFS_PG_LOCK_KEY2);
+	s->flagged = true;
+	afs_job_log(j, "advisory lock (%d, %d) taken; NOTIFY archfs_restore", AFS_PG_LOCK_KEY1, AFS_PG_LOCK_KEY2);
+	notify(s, "start", NULL);
+	return AFS_OK;
+}
+
+static void pg_flag_off(struct afs_job *j, void *state, const char *outcome)
+{
+	struct pg_state *s = state;
+	PGresult *r;
+
+	if (!s || !s->conn || !s->flagged)
+		return;
+	notify(s, "end", outcome);
+	r = PQexec(s->conn, "SELECT pg_advisory_unlock(1634886504, 1)");
+	PQclear(r);
+	s->flagged = false;
+}
+
+/* ------------------------------------------------------------ snapshot */
+
+static enum afs_err pg_snapshot(struct afs_job *j, void *state, const char *path)
+{
+	struct pg_state *s = state;
+	char *pgd = tool(s, "pg_dump"), *out = NULL, tail[TAIL];
+	const char *argv[] = { pgd, "--format=custom", "--no-owner", NULL, NULL };
+	struct afs_proc_opts o = { .argv = argv, .setenv = (const char *const *)s->env, .line = pg_line, .ctx = s };
+	enum afs_err err;
+	int st;
+
+	if (!pgd || asprintf(&out, "--file=%s", path) < 0) {
+		free(pgd);
+		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+	}
+	argv[3] = out;
+	err = afs_proc_run(&o, &st, tail, sizeof(tail));
+	free(pgd);
+	free(out);
+	if (err != AFS_OK)
+		return afs_job_fail(j, AFS_E_FAILED, "pg_dump of the live database failed: %s", tail);
+	return AFS_OK;
+}
+
+/* ------------------------------------------------------------ restore */
+
+/* Appends "a"."b" for every table of the dump that exists in the live
+ * database to *sql; the count in *n. */
+static enum afs_err existing_tables(struct pg_state *s, char **list, size_t *n)
+{
+	PGresult *r;
+	char *sql = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	*list = NULL;
+	*n = 0;
+	f = open_memstream(&sql, &len);
+	if (!f)
+		return afs_job_fail(s->j, AFS_E_NOMEM, "out of memory");
+	fputs("SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c "
+	      "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND (false", f);
+	for (size_t i = 0; i + 1 < s->ntables; i += 2) {
+		char *a = PQescapeLiteral(s->conn, s->tables[i], strlen(s->tables[i]));
+		char *b = PQescapeLiteral(s->conn, s->tables[i + 1], strlen(s->tables[i + 1]));
+
+		if (a && b)
+			fprintf(f, " OR (n.nspname = %s AND c.relname = %s)", a, b);
+		PQfreemem(a);
+		PQfreemem(b);
+	}
+	fputs(") ORDER BY 1", f);
+	fclose(f);
+	if (!sql)
+		return afs_job_fail(s->j, AFS_E_NOMEM, "out of memory");
+	r = query(s, "listing the live tables", sql, 0, NULL);
+	free(sql);
+	if (!r)
+		return AFS_E_FAILED;
+	f = open_memstream(list, &len);
+	for (int i = 0; f && i < PQntuples(r); i++)
+		fprintf(f, "%s%s", i ? ", " : "", PQgetvalue(r, i, 0));
+	*n = (size_t)PQntuples(r);
+	PQclear(r);
+	if (f)
+		fclose(f);
+	return *list ? AFS_OK : afs_job_fail(s->j, AFS_E_NOMEM, "out of memory");
+}
+
+/* The statements that open the restore's transaction: every existing
+ * table the dump replaces locked at once, retried so that it never waits
+ * while holding some of them. */
+static char *preamble(const char *tables, size_t n)
+{
+	char *out = NULL;
+
+	if (n == 0)
+		return strdup("BEGIN;\n");
+	if (asprintf(&out,
+		     "BEGIN;\n"
+		     "SET lock_timeout = '" LOCK_RETRY_TIMEOUT "';\n"
+		     "DO $archfs$\n"
+		     "BEGIN\n"
+		     "  LOOP\n"
+		     "    BEGIN\n"
+		     "      LOCK TABLE %s IN ACCESS EXCLUSIVE MODE;\n"
+		     "      EXIT;\n"
+		     "    EXCEPTION WHEN lock_not_available THEN\n"
+		     "      PERFORM pg_sleep(0.02 + random() * 0.08);\n"
+		     "    END;\n"
+		     "  END LOOP;\n"
+		     "END\n"
+		     "$archfs$;\n"
+		     "SET lock_timeout = 0;\n",
+		     tables) < 0)
+		return NULL;
+	return out;
+}
+
+#define COMMITTED_MARK "archfs: committed"
+
+static void restore_line(void *ctx, const char *line)
+{
+	struct pg_state *s = ctx;
+
+	if (strcmp(line, COMMITTED_MARK) == 0) {
+		s->committed = true;
+		afs_job_committed(s->j);
+		return;
+	}
+	afs_job_log(s->j, "pg: %s", line);
+}
+
+/* Describes the sessions in the array literal pids ("{1,2}"). */
+static char *describe(struct pg_state *s, const char *pids)
+{
+	const char *params[] = { pids };
+	PGresult *r = PQexecParams(s->conn,
+				   "SELECT string_agg(format('%s (%s%s)', pid, coalesce(state, '?'), "
+				   "CASE WHEN application_name <> '' THEN ', ' || application_name ELSE '' END), ', ') "
+				   "FROM pg_stat_activity WHERE pid = ANY($1::int[])",
+				   1, NULL, params, NULL, NULL, 0);
+	char *out = strdup(PQresultStatus(r) == PGRES_TUPLES_OK && !PQgetisnull(r, 0, 0) ? PQgetvalue(r, 0, 0) : pids);
+
+	PQclear(r);
+	return out;
+}
+
+static void terminate(struct pg_state *s, const char *pids)
+{
+	const char *params[] = { pids };
+	PGresult *r = PQexecParams(s->conn, "SELECT pg_terminate_backend(p) FROM unnest($1::int[]) p", 1, NULL, params,
+				   NULL, NULL, 0);
+
+	PQclear(r);
+}
+
+/* Polled by the child runner: finds the restoring session, watches what
+ * blocks it, and ends it on cancel or when --lock-wait runs out. */
+static bool watch(void *ctx)
+{
+	struct pg_state *s = ctx;
+	const struct afs_target *t = afs_job_target(s->j);
+	char pidbuf[32];
+	const char *params[] = { s->appname, pidbuf };
+	time_t now = time(NULL);
+	PGresult *r;
+	bool stop = false;
+
+	if (s->committed)
+		return false;
+	if (s->backend_pid == 0) {
+		r = PQexecParams(s->conn, "SELECT pid FROM pg_stat_activity WHERE application_name = $1", 1, NULL,
+				 params, NULL, NULL, 0);
+		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+			s->backend_pid = atoi(PQgetvalue(r, 0, 0));
+		PQclear(r);
+	}
+	if (afs_job_cancelled(s->j)) {
+		stop = true;
+	} else if (s->backend_pid) {
+		snprintf(pidbuf, sizeof(pidbuf), "%d", s->backend_pid);
+		params[0] = pidbuf;
+		r = PQexecParams(s->conn, "SELECT pg_blocking_pids($1::int)::text", 1, NULL, params, NULL, NULL, 0);
+		if (PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "{}") != 0) {
+			char *who = NULL;
+
+			if (!s->blocked_since)
+				s->blocked_since = now;
+			s->last_blocked = now;
+			if (now - s->blocked_since >= (time_t)t->lock_wait) {
+				who = describe(s, PQgetvalue(r, 0, 0));
+				if (t->terminate_blockers) {
+					afs_job_warn(s->j, "terminated sessions %s: they blocked the restore for %u s",
+						     who ? who : "?", t->lock_wait);
+					terminate(s, PQgetvalue(r, 0, 0));
+					s->blocked_since = 0;
+				} else {
+					afs_job_fail(s->j, AFS_E_BUSY,
+						     "the restore waited %u s for locks held by sessions %s; nothing was "
+						     "changed (end them, raise --lock-wait, or use --terminate-blockers)",
+						     t->lock_wait, who ? who : "?");
+					s->blockers = who;
+					who = NULL;
+					stop = true;
+				}
+			}
+			free(who);
+		} else if (s->blocked_since && now - s->last_blocked > 2) {
+			s->blocked_since = 0; /* the retry loop leaves gaps: only a clear spell resets */
+		}
+		PQclear(r);
+	}
+	if (stop && s->backend_pid && !s->committed) {
+		snprintf(pidbuf, sizeof(pidbuf), "{%d}", s->backend_pid);
+		terminate(s, pidbuf); /* its transaction rolls back */
+	}
+	return stop;
+}
+
+static enum afs_err pg_restore_db(struct afs_job *j, void *state)
+{
+	struct pg_state *s = state;
+	char *pgr = tool(s, "pg_restore"), *psql = tool(s, "psql"), *tables = NULL, *pre = NULL, *app = NULL;
+	char tail[TAIL];
+	const char *restore_argv[] = { pgr, "--clean", "--if-exists", "--no-owner", "--file=-", NULL };
+	const char *psql_argv[] = { psql, "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--output=/dev/null",
+				    "--file=-", NULL };
+	char *env[MAX_ENV + 2] = { 0 };
+	size_t n = 0, ntab = 0;
+	struct afs_proc_opts o = { .argv = restore_argv, .pipe_to = psql_argv, .input = feed_dump, .line = restore_line,
+				   .cancelled = watch, .ctx = s,
+				   .relay_suffix = "COMMIT;\n\\echo " COMMITTED_MARK "\n" };
+	enum afs_err err;
+	int st;
+
+	if (!pgr || !psql) {
+		err = afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+		goto out;
+	}
+	err = existing_tables(s, &tables, &ntab);
+	if (err != AFS_OK)
+		goto out;
+	pre = preamble(tables, ntab);
+	snprintf(s->appname, sizeof(s->appname), "archfs-restore-%ld-%ld", (long)getpid(), (long)time(NULL));
+	if (!pre || asprintf(&app, "PGAPPNAME=%s", s->appname) < 0) {
+		app = NULL;
+		err = afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+		goto out;
+	}
+	for (; n < MAX_ENV && s->env[n]; n++)
+		env[n] = s->env[n];
+	env[n] = app;
+	o.setenv = (const char *const *)env;
+	o.relay_prefix = pre;
+	afs_job_log(j, "locking %zu existing tables, then pg_restore --clean --if-exists --no-owner | psql, "
+		       "in one transaction", ntab);
+	afs_job_phase_bytes(j, afs_index_node(afs_job_index(j), s->dump)->size);
+	s->backend_pid = 0;
+	s->blocked_since = 0;
+	s->off = 0;
+	s->track = true;
+	err = afs_stream_open(afs_job_archive(j), afs_job_index(j), s->dump, &s->s);
+	if (err != AFS_OK) {
+		afs_job_fail(j, err, "db.dump cannot be read: %s", afs_strerror(err));
+		goto out;
+	}
+	err = afs_proc_run(&o, &st, tail, sizeof(tail));
+	afs_stream_close(s->s);
+	s->s = NULL;
+	if (s->committed) {
+		err = AFS_OK; /* psql printed the mark after COMMIT succeeded */
+	} else if (err == AFS_E_CANCELLED) {
+		if (!s->blockers)
+			afs_job_log(j, "cancelled: the restore's transaction was rolled back");
+		else
+			err = AFS_E_BUSY;
+	} else if (err == AFS_OK) {
+		err = afs_job_fail(j, AFS_E_FAILED, "the restore did not commit: %s", tail[0] ? tail : "no reason given");
+	} else {
+		err = afs_job_fail(j, AFS_E_FAILED, "pg_restore | psql failed, the transaction was rolled back: %s",
+				   tail[0] ? tail : afs_strerror(err));
+	}
+out:
+	free(pgr);
+	free(psql);
+	free(tables);
+	free(pre);
+	free(app);
+	return err;
+}
+
+static enum afs_err pg_revision(struct afs_job *j, void *state, char **rev)
+{
+	struct pg_state *s = state;
+	PGresult *r;
+
+	*rev = NULL;
+	if (!s->conn)
+		return AFS_OK;
+	r = PQexec(s->conn, "SELECT version_num FROM alembic_version LIMIT 1");
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+		*rev = strdup(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return AFS_OK;
+}
+
+static void pg_release(void *state)
+{
+	struct pg_state *s = state;
+
+	if (!s)
+		return;
+	if (s->conn)
+		PQfinish(s->conn); /* also releases the advisory lock */
+	for (size_t i = 0; i < MAX_ENV && s->env[i]; i++) {
+		/* the password must not linger in freed memory */
+		memset(s->env[i], 0, strlen(s->env[i]));
+		free(s->env[i]);
+	}
+	for (size_t i = 0; i < s->ntables; i++)
+		free(s->tables[i]);
+	free(s->tables);
+	free(s->bindir);
+	free(s->hdr.server_version);
+	free(s->hdr.pg_dump_version);
+	free(s->blockers);
+	afs_stream_close(s->s);
+	free(s);
+}
+
+const struct afs_db_backend afs_pg_backend = {
+	.name = "postgresql",
+	.kind = AFS_DB_POSTGRESQL,
+	.dump_name = "db.dump",
+	.verify = pg_verify,
+	.snapshot = pg_snapshot,
+	.restore = pg_restore_db,
+	.revision = pg_revision,
+	.release = pg_release,
+	.flag_on = pg_flag_on,
+	.flag_off = pg_flag_off,
+};

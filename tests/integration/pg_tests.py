@@ -1,0 +1,328 @@
+# SPDX-License-Identifier: MIT
+"""Integration tests of the PostgreSQL restore against a real server: the
+throwaway cluster scripts/test.sh starts (ARCHFS_PG_HOST, ARCHFS_PG_PORT).
+Each test creates its own databases: a source whose pg_dump -Fc goes into
+an archive in the application's format, and a live target."""
+import json
+import os
+import select
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+import zipfile
+
+import psycopg2
+import psycopg2.extensions
+
+import harness as H
+from harness import Failure, Mount, check
+from restore_tests import FINAL, control, read, status, wait_final, wait_state
+
+LOCK_KEY = (1634886504, 1)
+PG_BIN = sorted(d for d in os.listdir("/usr/lib/postgresql"))[-1] if os.path.isdir("/usr/lib/postgresql") else None
+SCHEMA = """
+CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY);
+CREATE TABLE users (id SERIAL PRIMARY KEY, username TEXT NOT NULL UNIQUE, role TEXT);
+CREATE TABLE time_entries (id SERIAL PRIMARY KEY, user_id INTEGER REFERENCES users(id), notes TEXT);
+"""
+_counter = [0]
+
+
+def server():
+    host, port = os.environ.get("ARCHFS_PG_HOST"), os.environ.get("ARCHFS_PG_PORT")
+    check(host and port, "no PostgreSQL test cluster: run the tests through scripts/test.sh")
+    return host, port
+
+
+def connect(db, user="postgres", password=None):
+    host, port = server()
+    c = psycopg2.connect(host=host, port=port, user=user, dbname=db, password=password)
+    c.autocommit = True
+    return c
+
+
+def url(db, user="postgres", password=None):
+    host, port = server()
+    auth = user + (":" + urllib.parse.quote(password, safe="") if password else "")
+    return "postgresql://%s@/%s?host=%s&port=%s" % (auth, db, host, port)
+
+
+def tool(name):
+    return "/usr/lib/postgresql/%s/bin/%s" % (PG_BIN, name)
+
+
+def new_db(users, entries, prefix):
+    """A new database with the application's tables and rows; its name."""
+    _counter[0] += 1
+    name = "t%d_%d_%s" % (os.getpid(), _counter[0], prefix)
+    admin = connect("postgres")
+    admin.cursor().execute('CREATE DATABASE "%s"' % name)
+    admin.close()
+    c = connect(name)
+    cur = c.cursor()
+    cur.execute(SCHEMA)
+    cur.execute("INSERT INTO alembic_version VALUES (%s)", (prefix + "rev",))
+    cur.execute("INSERT INTO users (username, role) SELECT %s || g, 'user' FROM generate_series(1, %s) g",
+                (prefix, users))
+    cur.execute("INSERT INTO time_entries (user_id, notes) SELECT 1 + g %% %s, repeat(md5(g::text), 4) "
+                "FROM generate_series(1, %s) g", (users, entries))
+    c.close()
+    return name
+
+
+def pg_archive(users=25, entries=20000, dump_bytes=None):
+    """An archive of a fresh source database: (path, source db name)."""
+    src = new_db(users, entries, "new")
+    d = tempfile.mkdtemp(prefix="fx-pg-", dir=H.WORK)
+    dump = os.path.join(d, "db.dump")
+    host, port = server()
+    subprocess.run([tool("pg_dump"), "-Fc", "-h", host, "-p", port, "-U", "postgres", "-f", dump, src], check=True)
+    data = open(dump, "rb").read()
+    if dump_bytes is not None:
+        data = dump_bytes(data)
+    out = os.path.join(d, "timetracker_backup_20261120_101502.zip")
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", json.dumps({"alembic_revision": "newrev", "app_version": "4.2.0",
+                                                "created_at": "2026-11-20T10:15:02", "db_type": "postgresql"},
+                                               indent=2, sort_keys=True))
+        z.writestr("db.dump", data)
+        z.writestr("settings.json", "{}")
+    return out, src
+
+
+def content(db):
+    """Row checksums of every application table."""
+    c = connect(db)
+    cur = c.cursor()
+    out = {}
+    for t in ("alembic_version", "users", "time_entries"):
+        cur.execute("SELECT count(*), md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM %s x" % t)
+        out[t] = cur.fetchone()
+    c.close()
+    return out
+
+
+def target(db, *extra):
+    snapdir = tempfile.mkdtemp(prefix="snap-", dir=H.WORK)
+    return ["--database", url(db), "--snapshot-dir", snapdir, *extra], snapdir
+
+
+def lock_held(db):
+    c = connect(db)
+    cur = c.cursor()
+    cur.execute("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.objsubid = 2 "
+                "AND d.datname = %s", (LOCK_KEY[0], LOCK_KEY[1], db))
+    n = cur.fetchone()[0]
+    c.close()
+    return n > 0
+
+
+class OrmLoad:
+    """Sessions reading users then time_entries in one transaction, as every
+    ORM request does, in a loop; records what each transaction saw."""
+
+    def __init__(self, db, n=4):
+        self.db, self.stop, self.seen, self.errors = db, threading.Event(), {}, []
+        self.threads = [threading.Thread(target=self.run) for _ in range(n)]
+
+    def run(self):
+        c = connect(self.db)
+        c.autocommit = False
+        cur = c.cursor()
+        while not self.stop.is_set():
+            try:
+                cur.execute("SELECT count(*) FROM users")
+                u = cur.fetchone()[0]
+                cur.execute("SELECT count(*) FROM time_entries")
+                e = cur.fetchone()[0]
+                c.commit()
+                self.seen[(u, e)] = self.seen.get((u, e), 0) + 1
+            except Exception as exc:  # every error is a finding
+                self.errors.append(str(exc).strip())
+                c.rollback()
+            time.sleep(0.002)
+        c.close()
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+        return False
+
+
+SLOW = {"ARCHFS_TEST_DB_STEP_DELAY_MS": "40"}
+
+
+# ---------------------------------------------------------------- the tests
+
+def t_pg_restore_under_orm_load():
+    archive, src = pg_archive(entries=60000)
+    live = new_db(3, 10, "old")
+    want = content(src)
+    listener = connect(live)
+    listener.cursor().execute("LISTEN archfs_restore")
+    opts, snapdir = target(live)
+    samples, locks = [], []
+    with OrmLoad(live) as load:
+        time.sleep(0.3)
+        with Mount(archive, *opts, env=SLOW) as m:
+            check(control(m, "restore") == 0, "restore refused: %s" % status(m)["error"])
+            wait_state(m, "database", timeout=120)
+            while status(m)["state"] not in FINAL:
+                samples.append(read(m, ".restore_in_progress"))
+                locks.append(lock_held(live))
+                time.sleep(0.05)
+            s = wait_final(m)
+            check(s["state"] == "done", "state %s: %s" % (s["state"], s["error"]))
+            check(read(m, ".restore_in_progress") == "0\n", "still in progress after the end")
+            check(s["dump"]["archive_version"].startswith("1.") and s["dump"]["pg_restore_major"] >= 15,
+                  ".status dump: %s" % s["dump"])
+            check("password" not in json.dumps(s), ".status shows a password")
+    check(not load.errors, "the application's sessions saw errors: %s" % load.errors[:5])
+    old, new = (3, 10), (want["users"][0], want["time_entries"][0])
+    check(set(load.seen) <= {old, new}, "wrong answers during the restore: %s" % load.seen)
+    check(old in load.seen and new in load.seen, "the load saw only %s" % load.seen)
+    check(content(live) == want, "the live database differs from the archive's")
+    check("1\n" in samples, ".restore_in_progress never read 1 during the database step")
+    check(any(locks), "the advisory lock was never visible in pg_locks")
+    check(not lock_held(live), "the advisory lock outlived the restore")
+    listener.poll()
+    events = [json.loads(n.payload) for n in listener.notifies]
+    check([e["event"] for e in events] == ["start", "end"], "NOTIFY archfs_restore payloads: %s" % events)
+    check(events[1]["state"] == "done" and events[0]["archive"].endswith(".zip"), "NOTIFY payloads: %s" % events)
+    listener.close()
+
+
+def t_pg_failure_half_way_changes_nothing():
+    archive, src = pg_archive()
+    live = new_db(3, 10, "old")
+    c = connect(live)
+    c.cursor().execute("CREATE VIEW user_names AS SELECT username FROM users")  # the dump does not know it
+    c.close()
+    before = content(live)
+    opts, snapdir = target(live)
+    with Mount(archive, *opts) as m:
+        check(control(m, "restore") == 0, "restore refused")
+        s = wait_final(m)
+    check(s["state"] == "failed", "state %s" % s["state"])
+    check("cannot drop table" in s["error"] and "user_names" in s["error"], "error: %r" % s["error"])
+    check(content(live) == before, "the database changed")
+    check(not lock_held(live), "the advisory lock outlived the failed restore")
+
+
+def t_pg_snapshot_undoes_the_restore():
+    archive, src = pg_archive()
+    live = new_db(3, 10, "old")
+    before = content(live)
+    opts, snapdir = target(live)
+    with Mount(archive, *opts) as m:
+        check(control(m, "restore") == 0, "restore refused")
+        s = wait_final(m)
+        check(s["state"] == "done", "restore: %s" % s["error"])
+    check(content(live) == content(src), "the restore did not arrive")
+    snaps = [os.path.join(snapdir, n) for n in os.listdir(snapdir)]
+    check(len(snaps) == 1, "snapshots: %s" % snaps)
+    with zipfile.ZipFile(snaps[0]) as z:
+        check(z.read("db.dump")[:5] == b"PGDMP", "the snapshot's db.dump is not a custom-format dump")
+        check(json.loads(z.read("manifest.json"))["db_type"] == "postgresql", "snapshot manifest")
+    with Mount(snaps[0], "--database", url(live), "--no-snapshot") as m:
+        check(control(m, "restore") == 0, "restoring the snapshot refused")
+        s = wait_final(m)
+        check(s["state"] == "done", "restoring the snapshot: %s" % s["error"])
+    check(content(live) == before, "the database is not back to its content before the restore")
+
+
+def t_pg_lock_wait_and_terminate_blockers():
+    archive, src = pg_archive()
+    live = new_db(3, 10, "old")
+    before = content(live)
+    blocker = connect(live)
+    blocker.autocommit = False
+    cur = blocker.cursor()
+    cur.execute("SELECT count(*) FROM users")  # idle in transaction, holding a read lock
+    cur.execute("SELECT pg_backend_pid()")
+    pid = cur.fetchone()[0]
+    opts, _ = target(live, "--lock-wait", "3")
+    with Mount(archive, *opts) as m:
+        t0 = time.time()
+        check(control(m, "restore") == 0, "restore refused")
+        s = wait_final(m, timeout=60)
+        took = time.time() - t0
+    check(s["state"] == "failed", "lock wait: state %s" % s["state"])
+    check(str(pid) in s["error"] and "3 s" in s["error"], "lock wait: the reason does not name the blocker: %r" % s["error"])
+    check(took < 30, "lock wait: gave up only after %.0f s" % took)
+    check(content(live) == before, "lock wait: the database changed")
+    opts, _ = target(live, "--lock-wait", "2", "--terminate-blockers")
+    with Mount(archive, *opts) as m:
+        check(control(m, "restore") == 0, "restore refused")
+        s = wait_final(m, timeout=60)
+    check(s["state"] == "done", "--terminate-blockers: %s %s" % (s["state"], s["error"]))
+    check(any(str(pid) in w for w in s["warnings"]), "--terminate-blockers: no warning names the blocker: %s" % s["warnings"])
+    check(content(live) == content(src), "--terminate-blockers: the restore did not arrive")
+    try:
+        cur.execute("SELECT 1")
+        raise Failure("the blocking session survived --terminate-blockers")
+    except psycopg2.Error:
+        pass
+    blocker.close()
+
+
+def verify(archive, *opts):
+    r = subprocess.run([H.ARCHFS, "verify", archive, *opts], capture_output=True, text=True, timeout=120)
+    return r.returncode, r.stderr
+
+
+def t_pg_bad_dumps_refused_at_verify():
+    archive, _ = pg_archive()
+    live = new_db(3, 10, "old")
+    before = content(live)
+    trunc, _ = pg_archive(dump_bytes=lambda d: d[: len(d) * 2 // 3])
+    rc, err = verify(trunc, "--database", url(live))
+    check(rc == 1 and "pg_restore cannot read db.dump to its end" in err, "truncated dump: %d %s" % (rc, err[-500:]))
+
+    def as_1_15(d):
+        # archive version 1.15 stores the compression as one byte, not an int
+        intsize = d[8]
+        return d[:6] + bytes([15]) + d[7:11] + b"\x00" + d[11 + 1 + intsize:]
+    newer, _ = pg_archive(dump_bytes=as_1_15)
+    rc, err = verify(newer, "--database", url(live))
+    check(rc == 1 and "1.15" in err and "PostgreSQL 16" in err, "dump of version 1.15: %d %s" % (rc, err[-500:]))
+    check(content(live) == before, "a refused verify changed the database")
+    rc, err = verify(archive, "--database", url(live))
+    check(rc == 0, "verify of a sound archive: %s" % err[-500:])
+
+
+def t_pg_connection_errors_at_verify():
+    archive, _ = pg_archive()
+    live = new_db(3, 10, "old")
+    secret = "p@ss w/rd%"
+    rc, err = verify(archive, "--database", url(live, "app_pw", secret))
+    check(rc == 0, "percent-encoded password: %s" % err[-500:])
+    rc, err = verify(archive, "--database", url(live, "app_pw", "wrong-Secret"))
+    check(rc == 1 and "password authentication failed" in err, "wrong password: %d %s" % (rc, err[-300:]))
+    check("wrong-Secret" not in err, "the password is on stderr")
+    host, port = server()
+    rc, err = verify(archive, "--database", "postgresql://postgres@/%s?host=%s&port=1" % (live, host))
+    check(rc == 1 and "cannot connect" in err, "unreachable server: %d %s" % (rc, err[-300:]))
+    rc, err = verify(archive, "--database", url("no_such_database"))
+    check(rc == 1 and "does not exist" in err, "missing database: %d %s" % (rc, err[-300:]))
+    # the password reaches the children only in their environment
+    with Mount(archive, "--database", url(live, "app_pw", secret), "--no-snapshot") as m:
+        check(control(m, "restore") == 0, "restore refused")
+        seen = []
+        while status(m)["state"] not in FINAL:
+            ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+            seen.append("w/rd" in ps or "p%40ss" in ps)
+            time.sleep(0.02)
+        s = status(m)
+        check(s["state"] == "done", "restore with a password: %s" % s["error"])
+        check(not any(seen), "the password appeared on a command line")
+        check("w/rd" not in read(m, ".log") + read(m, ".status"), "the password is in .log or .status")
