@@ -5,8 +5,13 @@
 # with ISA-L and with zlib, against `unzip -p` of the same entry; mount time
 # of a 200,000-entry archive against `zipinfo -1`, and archfs's memory.
 #   usage: scripts/bench.sh [SIZE_MB]   (default 512)
+#          scripts/bench.sh pg [ROWS]   the PostgreSQL restore (scripts/bench-pg.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = pg ]; then
+  shift
+  exec scripts/bench-pg.sh "$@"
+fi
 size_mb=${1:-512}
 scripts/setup.sh </dev/null
 for v in isal zlib; do

@@ -217,6 +217,26 @@ def t_pg_failure_half_way_changes_nothing():
     check(content(live) == before, "the database changed")
     check(not lock_held(live), "the advisory lock outlived the failed restore")
 
+    # a migrate command that fails after the commit: rolled back from the snapshot
+    c = connect(live)
+    c.cursor().execute("DROP VIEW user_names")
+    c.close()
+    with Mount(archive, *opts, "--migrate", "echo 'no such revision' >&2; exit 1") as m:
+        check(control(m, "restore") == 0, "restore refused")
+        s = wait_final(m)
+    check(s["state"] == "failed" and "no such revision" in s["error"], "migrate: %s %r" % (s["state"], s["error"]))
+    check(content(live) == before, "migrate failure: the database is not back to its content before the restore")
+
+    # another restore holds the advisory lock (another host, say): refused, nothing changed
+    holder = connect(live)
+    holder.cursor().execute("SELECT pg_advisory_lock(%s, %s)", LOCK_KEY)
+    with Mount(archive, *opts) as m:
+        check(control(m, "restore") == 0, "restore refused")
+        s = wait_final(m)
+    holder.close()
+    check(s["state"] == "failed" and "advisory lock" in s["error"], "lock held elsewhere: %s %r" % (s["state"], s["error"]))
+    check(content(live) == before, "lock held elsewhere: the database changed")
+
 
 def t_pg_snapshot_undoes_the_restore():
     archive, src = pg_archive()
