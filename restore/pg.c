@@ -37,6 +37,7 @@
 #include "backend.h"
 #include "index.h"
 #include "job.h"
+#include "pgdump.h"
 #include "proc.h"
 #include "report.h"
 #include "stream.h"
@@ -50,19 +51,13 @@
 #define TAIL 1024
 #define CONNECT_TIMEOUT "10"
 
-struct dump_header {
-	int vmaj, vmin, vrev;
-	char *server_version;  /* the PostgreSQL version pg_dump read from */
-	char *pg_dump_version;
-};
-
 struct pg_state {
 	struct afs_job *j;
 	PGconn *conn;            /* our own session: checks, flag, watcher */
 	char *env[MAX_ENV + 1];  /* PGHOST=... for the children */
 	char *bindir;            /* of the chosen pg_restore */
 	int major;               /* its PostgreSQL major version */
-	struct dump_header hdr;
+	struct afs_pgdump_header hdr;
 	char **tables;           /* the dump's tables: schema, name, schema, name, ... */
 	size_t ntables;
 	enum afs_err toc_err;
@@ -266,99 +261,7 @@ static char *tool(struct pg_state *s, const char *name)
 	return p;
 }
 
-/* The newest custom-format archive version (1.N) pg_restore of a major
- * version reads, and the major version a dump of 1.N needs. */
-static int max_minor_for(int major)
-{
-	return major >= 17 ? 99 : major == 16 ? 15 : major >= 12 ? 14 : major == 11 ? 13 : 12;
-}
-
-static int major_for_minor(int vmin)
-{
-	return vmin >= 15 ? vmin + 1 : vmin == 14 ? 12 : 11;
-}
-
 /* ---------------------------------------------------------- the dump */
-
-/* Custom-format integers: a sign byte, then intsize bytes little-endian. */
-static bool read_int(const unsigned char *b, size_t len, size_t *pos, int intsize, long long *out)
-{
-	unsigned long long v = 0;
-	int sign;
-
-	if (*pos + 1 + (size_t)intsize > len)
-		return false;
-	sign = b[(*pos)++];
-	for (int i = 0; i < intsize; i++)
-		v |= (unsigned long long)b[(*pos)++] << (8 * i);
-	*out = sign ? -(long long)v : (long long)v;
-	return true;
-}
-
-static bool read_str(const unsigned char *b, size_t len, size_t *pos, int intsize, char **out)
-{
-	long long n;
-
-	*out = NULL;
-	if (!read_int(b, len, pos, intsize, &n))
-		return false;
-	if (n < 0)
-		return true;
-	if ((unsigned long long)n > len - *pos)
-		return false;
-	*out = strndup((const char *)b + *pos, (size_t)n);
-	*pos += (size_t)n;
-	return *out != NULL;
-}
-
-/* Parses the header of a pg_dump custom-format archive (pg_backup_archiver.c
- * ReadHead): magic, version, sizes, format, compression, creation time,
- * database name, server and pg_dump versions. */
-static enum afs_err parse_header(struct afs_job *j, const unsigned char *b, size_t len, struct dump_header *h)
-{
-	size_t pos = 5;
-	int intsize, fmt;
-	long long v;
-	char *dbname = NULL;
-
-	if (len < 8 || memcmp(b, "PGDMP", 5) != 0)
-		return afs_job_fail(j, AFS_E_CORRUPT, "db.dump is not a pg_dump custom-format archive (no PGDMP)");
-	h->vmaj = b[pos++];
-	h->vmin = b[pos++];
-	h->vrev = (h->vmaj > 1 || (h->vmaj == 1 && h->vmin > 0)) ? b[pos++] : 0;
-	if (pos + 3 > len)
-		goto short_header;
-	intsize = b[pos++];
-	pos++; /* offset size */
-	fmt = b[pos++];
-	if (intsize < 1 || intsize > 8)
-		return afs_job_fail(j, AFS_E_CORRUPT, "db.dump: implausible integer size %d in its header", intsize);
-	if (fmt != 1)
-		return afs_job_fail(j, AFS_E_CORRUPT, "db.dump is a pg_dump archive of format %d, not custom (-Fc)", fmt);
-	if (h->vmaj != 1)
-		return afs_job_fail(j, AFS_E_UNSUPPORTED, "db.dump has archive version %d.%d, which no pg_restore reads",
-				    h->vmaj, h->vmin);
-	if (h->vmin >= 15)
-		pos++; /* compression algorithm */
-	else if (h->vmin >= 4 && !read_int(b, len, &pos, intsize, &v))
-		goto short_header;
-	else if (h->vmin >= 2 && h->vmin < 4)
-		pos++;
-	if (h->vmin >= 4) {
-		for (int i = 0; i < 7; i++)
-			if (!read_int(b, len, &pos, intsize, &v))
-				goto short_header;
-		if (!read_str(b, len, &pos, intsize, &dbname))
-			goto short_header;
-		free(dbname);
-	}
-	if (h->vmin >= 10 && (!read_str(b, len, &pos, intsize, &h->server_version) ||
-			      !read_str(b, len, &pos, intsize, &h->pg_dump_version)))
-		goto short_header;
-	return AFS_OK;
-short_header:
-	return afs_job_fail(j, AFS_E_CORRUPT, "db.dump: its header is cut short");
-}
 
 /* The input callback: the next bytes of db.dump. */
 static enum afs_err feed_dump(void *ctx, void *buf, size_t len, size_t *got)
@@ -477,6 +380,7 @@ static enum afs_err verify_dump(struct pg_state *s)
 static enum afs_err read_header(struct pg_state *s)
 {
 	unsigned char buf[4096];
+	char why[256];
 	struct afs_stream *st = NULL;
 	size_t got = 0;
 	enum afs_err err = afs_stream_open(afs_job_archive(s->j), afs_job_index(s->j), s->dump, &st);
@@ -486,7 +390,10 @@ static enum afs_err read_header(struct pg_state *s)
 	afs_stream_close(st);
 	if (err != AFS_OK)
 		return afs_job_fail(s->j, err, "db.dump cannot be read: %s", afs_strerror(err));
-	return parse_header(s->j, buf, got, &s->hdr);
+	err = afs_pgdump_parse_header(buf, got, &s->hdr, why, sizeof(why));
+	if (err != AFS_OK)
+		return afs_job_fail(s->j, err, "db.dump: %s", why);
+	return AFS_OK;
 }
 
 static void publish_dump_info(struct pg_state *s)
@@ -515,7 +422,6 @@ static enum afs_err pg_verify(struct afs_job *j, uint32_t dump, void **state)
 		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
 	s->j = j;
 	s->dump = dump;
-	afs_job_phase_bytes(j, 0);
 	err = read_header(s);
 	if (err == AFS_OK)
 		err = pick_pg_restore(s);
@@ -525,12 +431,12 @@ static enum afs_err pg_verify(struct afs_job *j, uint32_t dump, void **state)
 	afs_job_log(j, "db.dump: archive version %d.%d, made by pg_dump %s from PostgreSQL %s; using %s/pg_restore (%d)",
 		    s->hdr.vmaj, s->hdr.vmin, s->hdr.pg_dump_version ? s->hdr.pg_dump_version : "?",
 		    s->hdr.server_version ? s->hdr.server_version : "?", s->bindir, s->major);
-	if (s->hdr.vmin > max_minor_for(s->major))
+	if (s->hdr.vmin > afs_pgdump_max_minor(s->major))
 		return afs_job_fail(j, AFS_E_UNSUPPORTED,
 				    "db.dump has archive version %d.%d (pg_dump %s), which pg_restore %d cannot read: "
 				    "install PostgreSQL %d or newer client tools (postgresql-client-%d) or give --pg-bindir",
 				    s->hdr.vmaj, s->hdr.vmin, s->hdr.pg_dump_version ? s->hdr.pg_dump_version : "?",
-				    s->major, major_for_minor(s->hdr.vmin), major_for_minor(s->hdr.vmin));
+				    s->major, afs_pgdump_major_for(s->hdr.vmin), afs_pgdump_major_for(s->hdr.vmin));
 	if (t->url) {
 		url = libpq_url(t->url);
 		s->conn = url ? connect_url(url, "archfs") : NULL;
@@ -542,8 +448,7 @@ static enum afs_err pg_verify(struct afs_job *j, uint32_t dump, void **state)
 			return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
 		afs_job_log(j, "connected to %s (PostgreSQL %d)", t->display_url, PQserverVersion(s->conn) / 10000);
 	}
-	afs_job_phase_bytes(j, afs_index_node(afs_job_index(j), dump)->size);
-	err = verify_dump(s);
+	err = verify_dump(s); /* progress: the verify step counts the dump's bytes */
 	if (err == AFS_OK)
 		afs_job_log(j, "db.dump read to its end by pg_restore");
 	return err;
@@ -906,8 +811,7 @@ static void pg_release(void *state)
 		free(s->tables[i]);
 	free(s->tables);
 	free(s->bindir);
-	free(s->hdr.server_version);
-	free(s->hdr.pg_dump_version);
+	afs_pgdump_header_release(&s->hdr);
 	free(s->blockers);
 	afs_stream_close(s->s);
 	free(s);

@@ -175,8 +175,14 @@ static void *relay(void *arg)
 static int spawn(pid_t *pid, const char *const *argv, char **env, int in_fd, int out_fd, int err_fd)
 {
 	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
 	int rc;
 
+	/* its own process group, so that a cancel reaches what it started too
+	 * (a shell's children, say): kill(-pid) */
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setpgroup(&attr, 0);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
 	posix_spawn_file_actions_init(&fa);
 	if (in_fd >= 0)
 		posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
@@ -184,8 +190,9 @@ static int spawn(pid_t *pid, const char *const *argv, char **env, int in_fd, int
 		posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
 	posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
-	rc = posix_spawnp(pid, argv[0], &fa, NULL, (char *const *)argv, env);
+	rc = posix_spawnp(pid, argv[0], &fa, &attr, (char *const *)argv, env);
 	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
 	return rc;
 }
 
@@ -272,18 +279,18 @@ enum afs_err afs_proc_run(const struct afs_proc_opts *o, int *status, char *tail
 		if (!killed && o->cancelled && o->cancelled(o->ctx)) {
 			for (int i = 0; i < 2; i++)
 				if (pids[i] > 0)
-					kill(pids[i], SIGTERM);
+					kill(-pids[i], SIGTERM);
 			if (r.first > 0)
-				kill(r.first, SIGTERM);
+				kill(-r.first, SIGTERM);
 			killed = true;
 			kill_at = now() + 2.0;
 		}
 		if (killed && kill_at && now() > kill_at) {
 			for (int i = 0; i < 2; i++)
 				if (pids[i] > 0)
-					kill(pids[i], SIGKILL);
+					kill(-pids[i], SIGKILL);
 			if (r.first > 0)
-				kill(r.first, SIGKILL);
+				kill(-r.first, SIGKILL);
 			kill_at = 0;
 		}
 		if (poll(&p, 1, 200) <= 0)

@@ -34,7 +34,8 @@ struct afs_proc_opts {
  * exited 0; AFS_E_FAILED when one exited otherwise or was killed by a
  * signal (*status holds the first failing wait status); the input
  * callback's error when it failed; AFS_E_CANCELLED when cancelled() asked
- * for it (the child got SIGTERM, then SIGKILL after two seconds);
+ * for it (each child runs in its own process group, and the whole group
+ * gets SIGTERM, then SIGKILL after two seconds);
  * AFS_E_IO when it could not be started.  tail receives the last lines of
  * its output (up to taillen - 1 bytes, NUL-terminated) for error messages. */
 enum afs_err afs_proc_run(const struct afs_proc_opts *o, int *status, char *tail, size_t taillen);

@@ -451,7 +451,3 @@ const struct afs_db_backend afs_sqlite_backend = {
 	.release = sq_release,
 };
 
-const struct afs_db_backend *afs_backend_for(enum afs_db_type kind)
-{
-	return kind == AFS_DB_SQLITE ? &afs_sqlite_backend : kind == AFS_DB_POSTGRESQL ? &afs_pg_backend : NULL;
-}

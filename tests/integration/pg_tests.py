@@ -5,7 +5,6 @@ Each test creates its own databases: a source whose pg_dump -Fc goes into
 an archive in the application's format, and a live target."""
 import json
 import os
-import select
 import subprocess
 import tempfile
 import threading
@@ -18,7 +17,7 @@ import psycopg2.extensions
 
 import harness as H
 from harness import Failure, Mount, check
-from restore_tests import FINAL, control, read, status, wait_final, wait_state
+from restore_tests import FINAL, control, read, run_command, status, wait_final, wait_state
 
 LOCK_KEY = (1634886504, 1)
 PG_BIN = sorted(d for d in os.listdir("/usr/lib/postgresql"))[-1] if os.path.isdir("/usr/lib/postgresql") else None
@@ -209,9 +208,7 @@ def t_pg_failure_half_way_changes_nothing():
     c.close()
     before = content(live)
     opts, snapdir = target(live)
-    with Mount(archive, *opts) as m:
-        check(control(m, "restore") == 0, "restore refused")
-        s = wait_final(m)
+    s = run_command(archive, opts)
     check(s["state"] == "failed", "state %s" % s["state"])
     check("cannot drop table" in s["error"] and "user_names" in s["error"], "error: %r" % s["error"])
     check(content(live) == before, "the database changed")
@@ -221,18 +218,14 @@ def t_pg_failure_half_way_changes_nothing():
     c = connect(live)
     c.cursor().execute("DROP VIEW user_names")
     c.close()
-    with Mount(archive, *opts, "--migrate", "echo 'no such revision' >&2; exit 1") as m:
-        check(control(m, "restore") == 0, "restore refused")
-        s = wait_final(m)
+    s = run_command(archive, [*opts, "--migrate", "echo 'no such revision' >&2; exit 1"])
     check(s["state"] == "failed" and "no such revision" in s["error"], "migrate: %s %r" % (s["state"], s["error"]))
     check(content(live) == before, "migrate failure: the database is not back to its content before the restore")
 
     # another restore holds the advisory lock (another host, say): refused, nothing changed
     holder = connect(live)
     holder.cursor().execute("SELECT pg_advisory_lock(%s, %s)", LOCK_KEY)
-    with Mount(archive, *opts) as m:
-        check(control(m, "restore") == 0, "restore refused")
-        s = wait_final(m)
+    s = run_command(archive, opts)
     holder.close()
     check(s["state"] == "failed" and "advisory lock" in s["error"], "lock held elsewhere: %s %r" % (s["state"], s["error"]))
     check(content(live) == before, "lock held elsewhere: the database changed")
@@ -243,10 +236,8 @@ def t_pg_snapshot_undoes_the_restore():
     live = new_db(3, 10, "old")
     before = content(live)
     opts, snapdir = target(live)
-    with Mount(archive, *opts) as m:
-        check(control(m, "restore") == 0, "restore refused")
-        s = wait_final(m)
-        check(s["state"] == "done", "restore: %s" % s["error"])
+    s = run_command(archive, opts)
+    check(s["state"] == "done", "restore: %s" % s["error"])
     check(content(live) == content(src), "the restore did not arrive")
     snaps = [os.path.join(snapdir, n) for n in os.listdir(snapdir)]
     check(len(snaps) == 1, "snapshots: %s" % snaps)
@@ -281,9 +272,7 @@ def t_pg_lock_wait_and_terminate_blockers():
     check(took < 30, "lock wait: gave up only after %.0f s" % took)
     check(content(live) == before, "lock wait: the database changed")
     opts, _ = target(live, "--lock-wait", "2", "--terminate-blockers")
-    with Mount(archive, *opts) as m:
-        check(control(m, "restore") == 0, "restore refused")
-        s = wait_final(m, timeout=60)
+    s = run_command(archive, opts)
     check(s["state"] == "done", "--terminate-blockers: %s %s" % (s["state"], s["error"]))
     check(any(str(pid) in w for w in s["warnings"]), "--terminate-blockers: no warning names the blocker: %s" % s["warnings"])
     check(content(live) == content(src), "--terminate-blockers: the restore did not arrive")

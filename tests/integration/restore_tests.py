@@ -3,7 +3,6 @@
 in WAL mode with other processes on it, the control files, the command line.
 Each test builds its own live target in a scratch directory."""
 import errno
-import hashlib
 import json
 import os
 import random
@@ -171,11 +170,16 @@ def wait_state(mnt, want, timeout=60):
     raise Failure("state %s not reached within %d s" % (want, timeout))
 
 
-def restore_and_wait(archive, live, *extra, command="restore", env=None):
-    """Mounts archive with live as the target, runs command, returns the final .status."""
-    with Mount(archive, *live.opts(*extra), env=env) as m:
+def run_command(archive, opts, command="restore", env=None):
+    """Mounts archive with archfs options opts, runs command, returns the final .status."""
+    with Mount(archive, *opts, env=env) as m:
         check(control(m, command) == 0, command + " refused: " + str(status(m)["error"]))
         return wait_final(m)
+
+
+def restore_and_wait(archive, live, *extra, command="restore", env=None):
+    """Mounts archive with live as the target, runs command, returns the final .status."""
+    return run_command(archive, live.opts(*extra), command, env)
 
 
 def check_uploads_merged(live, archive, src, before):

@@ -7,7 +7,6 @@ ends with "N passed, M failed" (exit 1 on any failure).
 """
 import argparse
 import errno
-import hashlib
 import os
 import random
 import shutil

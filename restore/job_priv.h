@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/* The inside of a restore job, shared by job.c (commands, state, progress,
+ * log: what every thread sees) and pipeline.c (the steps, on the job's own
+ * thread).  Nothing else includes this. */
+#ifndef AFS_JOB_PRIV_H
+#define AFS_JOB_PRIV_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "job.h"
+#include "manifest.h"
+
+#define MAX_WARNINGS 64
+
+/* Phase weights of the progress percentage, renormalised over the phases a
+ * command runs: verify reads every byte of the archive, the database and
+ * uploads steps write theirs. */
+enum { W_VERIFY = 25, W_SNAPSHOT = 15, W_DATABASE = 35, W_UPLOADS = 20, W_MIGRATE = 5 };
+
+struct afs_job {
+	pthread_mutex_t cmd_mu;            /* one command at a time */
+	pthread_mutex_t mu;
+	char *archive_path;
+	struct afs_archive *archive;       /* the job's archive */
+	const struct afs_index *index;
+	struct afs_archive *cur_archive;   /* what the steps read: the snapshot's during a rollback */
+	const struct afs_index *cur_index;
+	const struct afs_target *target;
+	struct afs_manifest manifest;
+	char *manifest_error;              /* why manifest.json is unusable, or NULL */
+	bool has_manifest;
+	void (*on_log)(void *ctx, const char *line);
+	void *on_log_ctx;
+
+	/* --- under mu --- */
+	enum afs_state state;
+	enum afs_cmd command;
+	bool running, joinable, cancel, committed, in_progress;
+	pthread_t thread;
+	unsigned wtotal, wdone, wcur;      /* phase weights: all, finished, current */
+	uint64_t phase_total, phase_done;
+	unsigned percent;
+	char *started_at, *finished_at, *error, *refusal, *snapshot, *dump_info;
+	char *warnings[MAX_WARNINGS];
+	size_t nwarnings;
+	size_t nfixed;                     /* warnings[0..nfixed) outlive a run */
+	char *log;
+	size_t loglen;
+
+	/* --- the pipeline thread's own --- */
+	bool do_db, do_uploads, do_migrate;
+	const struct afs_db_backend *backend;
+	void *backend_state;
+	uint32_t dump;                     /* node of the dump, AFS_NONE if none */
+	struct afs_uplan *plan;
+	int lock_db, lock_uploads;         /* flock()ed descriptors of the target */
+};
+
+/* "YYYY-MM-DDTHH:MM:SS", local time. */
+void afs_job_iso_now(char *buf, size_t len);
+
+/* Ends the current phase and starts st, which weighs weight in .progress. */
+void afs_job_set_state(struct afs_job *j, enum afs_state st, unsigned weight);
+
+/* Releases the flock()s taken on the target by afs_job_command(). */
+void afs_job_unlock_target(struct afs_job *j);
+
+/* "restore", "restore database", ... */
+const char *afs_cmd_name(enum afs_cmd c);
+
+/* The pipeline thread (pipeline.c): runs the command, then finishes the job. */
+void *afs_job_run(void *arg);
+
+#endif

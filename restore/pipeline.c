@@ -1,0 +1,507 @@
+/* SPDX-License-Identifier: MIT */
+/* The restore pipeline of SPEC.md section 5, on the job's own thread:
+ * verify, flag, snapshot, database, uploads, migrate, and the rollback from
+ * the snapshot when a step after the commit fails. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "archive.h"
+#include "backend.h"
+#include "index.h"
+#include "job.h"
+#include "job_priv.h"
+#include "proc.h"
+#include "report.h"
+#include "snapshot.h"
+#include "stream.h"
+#include "target.h"
+#include "uploads.h"
+
+#define READ_CHUNK (1 << 20)
+#define TAIL_LEN 512
+
+/* ------------------------------------------------------------ verify */
+
+
+/* Reads node id of the job's archive to its end (the stream checks the
+ * CRC-32 there), counting progress. */
+static enum afs_err read_entry(struct afs_job *j, uint32_t id, char *buf)
+{
+	struct afs_stream *s;
+	uint64_t off = 0;
+	size_t got;
+	enum afs_err err = afs_stream_open(j->cur_archive, j->cur_index, id, &s);
+
+	while (err == AFS_OK) {
+		if (afs_job_cancelled(j)) {
+			err = AFS_E_CANCELLED;
+			break;
+		}
+		got = 0;
+		err = afs_stream_pread(s, buf, READ_CHUNK, off, &got);
+		if (err != AFS_OK || got == 0)
+			break;
+		off += got;
+		afs_job_advance(j, got);
+	}
+	afs_stream_close(s);
+	if (err != AFS_OK && err != AFS_E_CANCELLED)
+		return afs_job_fail(j, err, "%s in the archive cannot be read: %s", afs_index_path(j->cur_index, id),
+				    afs_strerror(err));
+	return err;
+}
+
+/* Checks every entry's CRC-32 (the dump's is checked as the backend reads
+ * it) and that nothing under uploads/ is other than a file or directory. */
+static enum afs_err verify_entries(struct afs_job *j, bool backend_reads_dump)
+{
+	const struct afs_index *ix = j->cur_index;
+	uint64_t total = 0, files = 0;
+	enum afs_err err = AFS_OK;
+	char *buf;
+
+	for (uint32_t id = 1; id < afs_index_count(ix); id++) {
+		const struct afs_node *n = afs_index_node(ix, id);
+		const char *path = afs_index_path(ix, id);
+
+		if (strncmp(path, "uploads/", 8) == 0 && !S_ISREG(n->mode) && !S_ISDIR(n->mode))
+			return afs_job_fail(j, AFS_E_BADNAME, "%s in the archive is a %s: refusing to restore it", path,
+					    S_ISLNK(n->mode) ? "symlink" : "special file");
+		if (!S_ISDIR(n->mode))
+			total += n->size;
+	}
+	afs_job_phase_bytes(j, total);
+	buf = malloc(READ_CHUNK);
+	if (!buf)
+		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+	for (uint32_t id = 1; id < afs_index_count(ix) && err == AFS_OK; id++) {
+		if (S_ISDIR(afs_index_node(ix, id)->mode) || (backend_reads_dump && id == j->dump))
+			continue;
+		err = read_entry(j, id, buf);
+		files++;
+	}
+	free(buf);
+	if (err == AFS_OK)
+		afs_job_log(j, "CRC-32 of %llu entries checked", (unsigned long long)files);
+	return err;
+}
+
+/* Which database the archive holds: the manifest's db_type, else the dump
+ * file present.  Sets j->dump. */
+static enum afs_db_type archive_db_type(struct afs_job *j)
+{
+	uint32_t sq = AFS_NONE, pg = AFS_NONE;
+	enum afs_db_type kind = j->has_manifest ? j->manifest.db_type : AFS_DB_UNKNOWN;
+
+	afs_index_lookup(j->cur_index, "/db.sqlite", &sq);
+	afs_index_lookup(j->cur_index, "/db.dump", &pg);
+	if (kind == AFS_DB_UNKNOWN)
+		kind = sq != AFS_NONE ? AFS_DB_SQLITE : pg != AFS_NONE ? AFS_DB_POSTGRESQL : AFS_DB_UNKNOWN;
+	j->dump = kind == AFS_DB_SQLITE ? sq : kind == AFS_DB_POSTGRESQL ? pg : AFS_NONE;
+	if (j->dump != AFS_NONE && !S_ISREG(afs_index_node(j->cur_index, j->dump)->mode))
+		j->dump = AFS_NONE;
+	return kind;
+}
+
+static enum afs_err check_uploads_space(struct afs_job *j)
+{
+	struct statvfs sv;
+	uint64_t need = afs_uploads_bytes(j->plan) + (1 << 20), have;
+
+	if (statvfs(j->target->uploads, &sv) != 0)
+		return afs_job_fail(j, AFS_E_IO, "uploads directory %s: %s", j->target->uploads, strerror(errno));
+	have = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (have < need)
+		return afs_job_fail(j, AFS_E_NOSPC,
+				    "not enough disk space for the uploads in %s: %llu MB needed, %llu MB free",
+				    j->target->uploads, (unsigned long long)(need >> 20), (unsigned long long)(have >> 20));
+	return AFS_OK;
+}
+
+/* Step 1: everything is checked, nothing is changed. */
+static enum afs_err verify(struct afs_job *j)
+{
+	const struct afs_target *t = j->target;
+	enum afs_db_type kind;
+	uint32_t up;
+	char msg[512] = "";
+	enum afs_err err;
+
+	afs_job_log(j, "verifying %s", j->archive_path);
+	if (j->manifest_error)
+		return afs_job_fail(j, AFS_E_CORRUPT, "%s", j->manifest_error);
+	if (!j->has_manifest)
+		afs_job_warn(j, "the archive has no manifest.json: the database file present decides its type");
+	kind = archive_db_type(j);
+	if (j->command == AFS_CMD_VERIFY && t->kind == AFS_DB_UNKNOWN && j->dump != AFS_NONE &&
+	    afs_backend_for(kind)) {
+		j->do_db = true; /* no target: still check the dump itself */
+		j->backend = afs_backend_for(kind);
+	} else if (j->do_db) {
+		if (kind == AFS_DB_UNKNOWN || j->dump == AFS_NONE)
+			return afs_job_fail(j, AFS_E_CORRUPT, "the archive holds no database (%s)",
+					    kind == AFS_DB_SQLITE ? "db.sqlite is missing"
+					    : kind == AFS_DB_POSTGRESQL ? "db.dump is missing"
+					    : "neither db.sqlite nor db.dump");
+		if (kind != t->kind)
+			return afs_job_fail(j, AFS_E_INVAL, "the archive holds a %s database but the target is %s",
+					    afs_db_type_name(kind), afs_db_type_name(t->kind));
+		j->backend = afs_backend_for(kind);
+		if (!j->backend)
+			return afs_job_fail(j, AFS_E_UNSUPPORTED, "archfs cannot restore %s databases yet",
+					    afs_db_type_name(kind));
+		if (j->has_manifest && j->manifest.alembic_revision)
+			afs_job_log(j, "the archive's database is at Alembic revision %s", j->manifest.alembic_revision);
+	}
+	if (j->do_uploads) {
+		bool undoes = j->has_manifest && j->manifest.ncreated > 0; /* a snapshot removes paths */
+
+		if (!undoes && (afs_index_lookup(j->cur_index, "/uploads", &up) != AFS_OK ||
+				!S_ISDIR(afs_index_node(j->cur_index, up)->mode))) {
+			if (j->command == AFS_CMD_RESTORE_UPLOADS)
+				return afs_job_fail(j, AFS_E_NOENT, "the archive has no uploads/ directory");
+			afs_job_log(j, "the archive has no uploads/: the uploads directory is left as it is");
+			j->do_uploads = false;
+		}
+	}
+	err = verify_entries(j, j->do_db);
+	if (err != AFS_OK)
+		return err;
+	if (j->do_uploads) {
+		err = afs_uploads_plan(j->cur_archive, j->cur_index, t->uploads, &j->plan, msg, sizeof(msg));
+		if (err != AFS_OK)
+			return afs_job_fail(j, err, "uploads: %s", msg);
+		err = check_uploads_space(j);
+		if (err != AFS_OK)
+			return err;
+		afs_job_log(j, "uploads: %zu files replace live ones, %zu new paths, %llu bytes to write",
+			    afs_uploads_replaced_count(j->plan), afs_uploads_created_count(j->plan),
+			    (unsigned long long)afs_uploads_bytes(j->plan));
+	}
+	if (j->do_db) {
+		err = j->backend->verify(j, j->dump, &j->backend_state);
+		if (err != AFS_OK)
+			return err;
+	}
+	afs_job_log(j, "verified: the archive is sound and the target can take it");
+	return AFS_OK;
+}
+
+/* -------------------------------------------------------------- flag */
+
+/* Writes the flag file atomically (a temporary name, then rename). */
+static enum afs_err raise_flag(struct afs_job *j)
+{
+	const char *path = j->target->flag_file;
+	char *text = NULL, *tmp = NULL;
+	enum afs_err err = AFS_OK;
+	int fd = -1;
+
+	pthread_mutex_lock(&j->mu);
+	j->in_progress = true;
+	text = afs_report_flag((long)getpid(), j->archive_path, j->started_at);
+	pthread_mutex_unlock(&j->mu);
+	if (!path) {
+		free(text);
+		return AFS_OK;
+	}
+	if (!text || asprintf(&tmp, "%s.archfs-XXXXXX", path) < 0) {
+		free(text);
+		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+	}
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text) || fchmod(fd, 0644) != 0 ||
+	    fsync(fd) != 0 || rename(tmp, path) != 0)
+		err = afs_job_fail(j, AFS_E_IO, "cannot write the flag file %s: %s", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	if (err != AFS_OK && fd >= 0)
+		unlink(tmp);
+	free(tmp);
+	free(text);
+	if (err == AFS_OK)
+		afs_job_log(j, "flag file %s written", path);
+	return err;
+}
+
+static void lower_flag(struct afs_job *j)
+{
+	const char *path = j->target->flag_file;
+
+	if (path && unlink(path) != 0 && errno != ENOENT)
+		afs_job_warn(j, "cannot remove the flag file %s: %s", path, strerror(errno));
+}
+
+/* ------------------------------------------------------------ steps */
+
+static void merge_progress(void *ctx, uint64_t bytes)
+{
+	afs_job_advance(ctx, bytes);
+}
+
+/* Merges the uploads of the current archive, then removes the paths its
+ * manifest lists as created by the restore it undoes. */
+static enum afs_err merge_uploads(struct afs_job *j, const struct afs_uplan *plan,
+				  const struct afs_manifest *man)
+{
+	char msg[512] = "";
+	size_t left = 0;
+	enum afs_err err;
+
+	afs_job_phase_bytes(j, afs_uploads_bytes(plan));
+	err = afs_uploads_merge(plan, j->cur_archive, j->cur_index, merge_progress, j, msg, sizeof(msg));
+	if (err != AFS_OK)
+		return afs_job_fail(j, err, "uploads: %s", msg);
+	if (man && man->ncreated) {
+		afs_uploads_remove(j->target->uploads, (const char *const *)man->created, man->ncreated, &left);
+		afs_job_log(j, "uploads: removed %zu paths the undone restore had created%s", man->ncreated - left,
+			    left ? " (some could not be removed)" : "");
+		if (left)
+			afs_job_warn(j, "uploads: %zu paths the undone restore created could not be removed", left);
+	}
+	afs_job_log(j, "uploads merged: %llu bytes written", (unsigned long long)afs_uploads_bytes(plan));
+	return AFS_OK;
+}
+
+static void migrate_line(void *ctx, const char *line)
+{
+	afs_job_log(ctx, "migrate: %s", line);
+}
+
+static bool never_cancelled(void *ctx)
+{
+	return false; /* migrate runs after the commit: cancel is refused then */
+}
+
+static enum afs_err migrate(struct afs_job *j)
+{
+	const char *argv[] = { "/bin/sh", "-c", j->target->migrate, NULL };
+	char *env_url = NULL, tail[TAIL_LEN] = "";
+	const char *env[] = { NULL, NULL };
+	struct afs_proc_opts o = { .argv = argv, .setenv = env, .line = migrate_line, .cancelled = never_cancelled,
+				   .ctx = j };
+	enum afs_err err;
+	int status = 0;
+
+	if (asprintf(&env_url, "DATABASE_URL=%s", j->target->url) < 0)
+		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+	env[0] = env_url;
+	afs_job_log(j, "migrate: running the migrate command");
+	err = afs_proc_run(&o, &status, tail, sizeof(tail));
+	free(env_url);
+	if (err == AFS_E_IO)
+		return afs_job_fail(j, AFS_E_FAILED, "the migrate command could not be started");
+	if (err != AFS_OK) {
+		if (WIFEXITED(status))
+			return afs_job_fail(j, AFS_E_FAILED, "the migrate command exited with status %d: %s",
+					    WEXITSTATUS(status), tail[0] ? tail : "(no output)");
+		return afs_job_fail(j, AFS_E_FAILED, "the migrate command was killed by signal %d: %s",
+				    WIFSIGNALED(status) ? WTERMSIG(status) : 0, tail[0] ? tail : "(no output)");
+	}
+	afs_job_log(j, "migrate: done");
+	return AFS_OK;
+}
+
+/* Removes the paths plan created (what undoing its merge takes away). */
+static void remove_created(struct afs_job *j, const struct afs_uplan *plan, size_t *left)
+{
+	size_t n = afs_uploads_created_count(plan);
+	const char **paths = calloc(n ? n : 1, sizeof(*paths));
+
+	*left = n;
+	if (!paths)
+		return;
+	for (size_t i = 0; i < n; i++)
+		paths[i] = afs_uploads_created(plan, i);
+	afs_uploads_remove(j->target->uploads, paths, n, left);
+	free(paths);
+}
+
+/* Undoes a restore that failed after its commit: restores the snapshot's
+ * database and uploads, and removes the upload paths this restore created. */
+static void rollback(struct afs_job *j, bool db_changed, bool uploads_changed)
+{
+	struct afs_archive *a = NULL;
+	struct afs_index *ix = NULL;
+	struct afs_uplan *plan = NULL;
+	void *state = NULL;
+	char msg[512] = "";
+	uint32_t dump = AFS_NONE;
+	size_t left = 0;
+	enum afs_err err;
+
+	if (!j->snapshot) {
+		afs_job_warn(j, "rollback impossible without a snapshot (--no-snapshot): the target keeps what was "
+				"restored so far");
+		return;
+	}
+	afs_job_log(j, "rolling back from the snapshot %s", j->snapshot);
+	err = afs_archive_open(j->snapshot, &a, msg, sizeof(msg));
+	if (err == AFS_OK)
+		err = afs_index_build(a, &ix, msg, sizeof(msg));
+	if (err != AFS_OK) {
+		afs_job_warn(j, "rollback failed: the snapshot %s cannot be opened: %s", j->snapshot, msg);
+		goto out;
+	}
+	j->cur_archive = a;
+	j->cur_index = ix;
+	if (db_changed && j->backend) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "/%s", j->backend->dump_name);
+		if (afs_index_lookup(ix, name, &dump) != AFS_OK) {
+			afs_job_warn(j, "rollback: the snapshot holds no database; the database keeps the restored one");
+		} else if ((err = j->backend->verify(j, dump, &state)) != AFS_OK ||
+			   (err = j->backend->restore(j, state)) != AFS_OK) {
+			afs_job_warn(j, "rollback of the database failed: %s", afs_strerror(err));
+		} else {
+			afs_job_log(j, "rollback: the database is back to its content before the restore");
+		}
+	}
+	if (uploads_changed && j->plan) {
+		uint32_t up;
+
+		if (afs_index_lookup(ix, "/uploads", &up) == AFS_OK) {
+			err = afs_uploads_plan(a, ix, j->target->uploads, &plan, msg, sizeof(msg));
+			if (err == AFS_OK)
+				err = afs_uploads_merge(plan, a, ix, NULL, NULL, msg, sizeof(msg));
+			if (err != AFS_OK)
+				afs_job_warn(j, "rollback of the uploads failed: %s", msg);
+		}
+		remove_created(j, j->plan, &left);
+		if (left)
+			afs_job_warn(j, "rollback: %zu new upload paths could not be removed", left);
+		afs_job_log(j, "rollback: the uploads are back to their content before the restore");
+	}
+out:
+	if (j->backend && state)
+		j->backend->release(state);
+	afs_uploads_plan_free(plan);
+	j->cur_archive = j->archive;
+	j->cur_index = j->index;
+	afs_index_free(ix);
+	afs_archive_free(a);
+}
+
+/* The pipeline of SPEC.md section 5. */
+static enum afs_err pipeline(struct afs_job *j)
+{
+	bool db_changed = false, uploads_changed = false;
+	char *snap = NULL;
+	enum afs_err err;
+
+	afs_job_set_state(j, AFS_ST_VERIFYING, W_VERIFY);
+	err = verify(j);
+	if (err != AFS_OK || j->command == AFS_CMD_VERIFY)
+		return err;
+
+	err = raise_flag(j);
+	if (err == AFS_OK && j->do_db && j->backend->flag_on)
+		err = j->backend->flag_on(j, j->backend_state);
+	if (err != AFS_OK)
+		return err;
+	if (!j->target->no_snapshot) {
+		afs_job_set_state(j, AFS_ST_SNAPSHOT, W_SNAPSHOT);
+		err = afs_snapshot_write(j, j->do_db ? j->backend : NULL, j->backend_state,
+					 j->do_uploads ? j->plan : NULL, &snap);
+		if (err != AFS_OK)
+			return err;
+		pthread_mutex_lock(&j->mu);
+		j->snapshot = snap;
+		pthread_mutex_unlock(&j->mu);
+		afs_job_log(j, "snapshot written: %s", snap);
+	}
+	if (afs_job_cancelled(j))
+		return AFS_E_CANCELLED;
+
+	if (j->do_db) {
+		afs_job_set_state(j, AFS_ST_DATABASE, W_DATABASE);
+		err = j->backend->restore(j, j->backend_state);
+		pthread_mutex_lock(&j->mu);
+		db_changed = j->committed;
+		pthread_mutex_unlock(&j->mu);
+		if (err != AFS_OK)
+			goto fail;
+		afs_job_log(j, "database restored");
+	}
+	if (j->do_uploads) {
+		afs_job_set_state(j, AFS_ST_UPLOADS, W_UPLOADS);
+		if (!j->do_db)
+			afs_job_committed(j);
+		uploads_changed = true;
+		err = merge_uploads(j, j->plan, j->has_manifest ? &j->manifest : NULL);
+		if (err != AFS_OK)
+			goto fail;
+	}
+	if (j->do_migrate) {
+		afs_job_set_state(j, AFS_ST_MIGRATE, W_MIGRATE);
+		err = migrate(j);
+		if (err != AFS_OK)
+			goto fail;
+	}
+	return AFS_OK;
+fail:
+	if (db_changed || uploads_changed)
+		rollback(j, db_changed, uploads_changed);
+	return err;
+}
+
+/* Ends a run: the flag goes, the target is unlocked, the state is final. */
+static void finish(struct afs_job *j, enum afs_err err)
+{
+	enum afs_state st = err == AFS_OK ? AFS_ST_DONE : err == AFS_E_CANCELLED ? AFS_ST_CANCELLED : AFS_ST_FAILED;
+	bool nothing_changed;
+	char stamp[32];
+
+	if (j->backend && j->backend_state && j->backend->flag_off)
+		j->backend->flag_off(j, j->backend_state, afs_state_name(st));
+	if (j->backend && j->backend_state)
+		j->backend->release(j->backend_state);
+	j->backend_state = NULL;
+	afs_uploads_plan_free(j->plan);
+	j->plan = NULL;
+	pthread_mutex_lock(&j->mu);
+	nothing_changed = !j->committed;
+	if (err == AFS_E_CANCELLED && !j->error)
+		j->error = strdup("cancelled: nothing was changed");
+	else if (err != AFS_OK && !j->error)
+		j->error = strdup(afs_strerror(err));
+	pthread_mutex_unlock(&j->mu);
+	/* A snapshot of a target that was never changed undoes nothing. */
+	if (err != AFS_OK && nothing_changed && j->snapshot) {
+		unlink(j->snapshot);
+		pthread_mutex_lock(&j->mu);
+		free(j->snapshot);
+		j->snapshot = NULL;
+		pthread_mutex_unlock(&j->mu);
+	}
+	if (j->command != AFS_CMD_VERIFY)
+		lower_flag(j);
+	afs_job_unlock_target(j);
+	afs_job_iso_now(stamp, sizeof(stamp));
+	pthread_mutex_lock(&j->mu);
+	j->finished_at = strdup(stamp);
+	j->in_progress = false;
+	j->state = st;
+	if (st == AFS_ST_DONE)
+		j->percent = 100;
+	j->running = false;
+	pthread_mutex_unlock(&j->mu);
+	afs_job_log(j, "%s %s", afs_cmd_name(j->command),
+		    st == AFS_ST_DONE ? "done" : st == AFS_ST_CANCELLED ? "cancelled" : "failed");
+}
+
+void *afs_job_run(void *arg)
+{
+	struct afs_job *j = arg;
+
+	finish(j, pipeline(j));
+	return NULL;
+}
+

@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests of restore/pgdump.c: headers built byte by byte as pg_dump writes them. */
+#include <stdlib.h>
+#include <string.h>
+#include "pgdump.h"
+#include "testutil.h"
+
+struct buf {
+	unsigned char b[512];
+	size_t n;
+};
+
+static void put(struct buf *w, int byte)
+{
+	w->b[w->n++] = (unsigned char)byte;
+}
+
+/* ReadInt's format with 4-byte integers: sign, then little-endian magnitude. */
+static void put_int(struct buf *w, long v)
+{
+	unsigned long m = (unsigned long)(v < 0 ? -v : v);
+
+	put(w, v < 0);
+	for (int i = 0; i < 4; i++)
+		put(w, (int)((m >> (8 * i)) & 0xff));
+}
+
+static void put_str(struct buf *w, const char *s)
+{
+	put_int(w, (long)strlen(s));
+	memcpy(w->b + w->n, s, strlen(s));
+	w->n += strlen(s);
+}
+
+/* A header of archive version 1.vmin, format fmt, as pg_dump writes it. */
+static struct buf header(int vmaj, int vmin, int fmt)
+{
+	struct buf w = { .n = 0 };
+
+	memcpy(w.b, "PGDMP", 5);
+	w.n = 5;
+	put(&w, vmaj);
+	put(&w, vmin);
+	put(&w, 0);   /* revision */
+	put(&w, 4);   /* int size */
+	put(&w, 8);   /* offset size */
+	put(&w, fmt);
+	if (vmin >= 15)
+		put(&w, 1); /* compression algorithm: gzip */
+	else
+		put_int(&w, -1);
+	for (int i = 0; i < 7; i++)
+		put_int(&w, i == 5 ? 126 : i);
+	put_str(&w, "timetracker");
+	put_str(&w, "16.4 (Debian 16.4-1.pgdg120+1)");
+	put_str(&w, "16.4 (Debian 16.4-1.pgdg120+1)");
+	return w;
+}
+
+int main(void)
+{
+	struct afs_pgdump_header h;
+	char msg[256];
+	struct buf w;
+
+	for (int vmin = 14; vmin <= 15; vmin++) {
+		w = header(1, vmin, 1);
+		CHECK(afs_pgdump_parse_header(w.b, w.n, &h, msg, sizeof(msg)) == AFS_OK);
+		CHECK(h.vmaj == 1 && h.vmin == vmin && h.vrev == 0);
+		CHECK(h.server_version && strcmp(h.server_version, "16.4 (Debian 16.4-1.pgdg120+1)") == 0);
+		CHECK(h.pg_dump_version && strncmp(h.pg_dump_version, "16.4", 4) == 0);
+		afs_pgdump_header_release(&h);
+		CHECK(h.server_version == NULL);
+		/* every shorter prefix is refused, never read past */
+		for (size_t n = 0; n < w.n; n++) {
+			unsigned char *copy = malloc(n ? n : 1);
+
+			memcpy(copy, w.b, n);
+			msg[0] = '\0';
+			CHECK(afs_pgdump_parse_header(copy, n, &h, msg, sizeof(msg)) == AFS_E_CORRUPT);
+			CHECK(msg[0] != '\0');
+			afs_pgdump_header_release(&h);
+			free(copy);
+		}
+	}
+	/* junk after the header is fine: the first 4 KiB of a dump are given */
+	w = header(1, 14, 1);
+	memset(w.b + w.n, 0xAB, 100);
+	CHECK(afs_pgdump_parse_header(w.b, w.n + 100, &h, msg, sizeof(msg)) == AFS_OK);
+	afs_pgdump_header_release(&h);
+
+	w = header(1, 14, 3); /* tar format */
+	CHECK(afs_pgdump_parse_header(w.b, w.n, &h, msg, sizeof(msg)) == AFS_E_CORRUPT && strstr(msg, "format 3"));
+	afs_pgdump_header_release(&h);
+	w = header(2, 0, 1);
+	CHECK(afs_pgdump_parse_header(w.b, w.n, &h, msg, sizeof(msg)) == AFS_E_UNSUPPORTED);
+	afs_pgdump_header_release(&h);
+	w = header(1, 14, 1);
+	memcpy(w.b, "SQLite", 6);
+	CHECK(afs_pgdump_parse_header(w.b, w.n, &h, msg, sizeof(msg)) == AFS_E_CORRUPT && strstr(msg, "PGDMP"));
+	afs_pgdump_header_release(&h);
+	w = header(1, 14, 1);
+	w.b[8] = 200; /* an implausible integer size */
+	CHECK(afs_pgdump_parse_header(w.b, w.n, &h, msg, sizeof(msg)) == AFS_E_CORRUPT);
+	afs_pgdump_header_release(&h);
+	w = header(1, 14, 1);
+	w.b[w.n - 31] = 0x7f; /* a string length far past the end */
+	CHECK(afs_pgdump_parse_header(w.b, w.n, &h, msg, sizeof(msg)) == AFS_E_CORRUPT);
+	afs_pgdump_header_release(&h);
+
+	/* which pg_restore reads what: 15 stops at 1.14, 16 reads 1.15 */
+	CHECK(afs_pgdump_max_minor(15) == 14 && afs_pgdump_max_minor(16) == 15 && afs_pgdump_max_minor(17) >= 16);
+	CHECK(afs_pgdump_major_for(15) == 16 && afs_pgdump_major_for(16) == 17 && afs_pgdump_major_for(14) <= 15);
+	return tu_done("pgdump");
+}

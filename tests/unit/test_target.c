@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests of restore/target.c: database URLs, paths and the options. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "target.h"
+#include "testutil.h"
+
+static int has(const char *s, const char *part)
+{
+	return s && strstr(s, part) != NULL;
+}
+
+static int eq(const char *s, const char *want)
+{
+	return s && strcmp(s, want) == 0;
+}
+
+/* A PostgreSQL URL with a password: its display form drops the password. */
+static void check_pg(const char *url, const char *want_display)
+{
+	struct afs_target t = { 0 };
+	char msg[256] = "";
+
+	CHECK(afs_target_set_database(&t, url, msg, sizeof(msg)) == AFS_OK);
+	CHECK(t.kind == AFS_DB_POSTGRESQL);
+	CHECK(eq(t.url, url));
+	CHECK(t.db_path == NULL);
+	CHECK(t.display_url && !has(t.display_url, "secret"));
+	CHECK(has(t.display_url, "u@") && has(t.display_url, "h"));
+	if (want_display && !eq(t.display_url, want_display)) {
+		fprintf(stderr, "display of %s: '%s', want '%s'\n", url, t.display_url ? t.display_url : "(null)",
+			want_display);
+		CHECK(eq(t.display_url, want_display));
+	}
+	afs_target_release(&t);
+	CHECK(t.url == NULL && t.display_url == NULL && t.kind == AFS_DB_UNKNOWN);
+}
+
+/* afs_target_from_options expecting a refusal whose message names opt. */
+static void refused(const struct afs_target_opts *o, const char *opt, const char *secret)
+{
+	struct afs_target t;
+	char msg[512] = "";
+	enum afs_err err;
+
+	memset(&t, 0x5a, sizeof(t)); /* from_options zeroes t first */
+	err = afs_target_from_options(o, &t, msg, sizeof(msg));
+	CHECK(err != AFS_OK);
+	CHECK(msg[0] != '\0' && strchr(msg, '\n') == NULL);
+	if (!has(msg, opt)) {
+		fprintf(stderr, "message '%s' does not name %s\n", msg, opt);
+		CHECK(has(msg, opt));
+	}
+	if (secret)
+		CHECK(!has(msg, secret));
+	/* on error t is released */
+	CHECK(t.url == NULL && t.display_url == NULL && t.db_path == NULL && t.uploads == NULL &&
+	      t.migrate == NULL && t.flag_file == NULL && t.snapshot_dir == NULL && t.pg_bindir == NULL);
+	CHECK(t.kind == AFS_DB_UNKNOWN);
+	if (err == AFS_OK)
+		afs_target_release(&t);
+}
+
+int main(void)
+{
+	const char *tmp = tu_tmpdir();
+	struct afs_target t = { 0 };
+	struct afs_target_opts o;
+	char msg[512], cwd[4096], want[4600], path[4600], dbpath[4600];
+
+	/* ------------------------------------------------ database URLs */
+	CHECK(afs_target_set_database(&t, "sqlite:////abs/x.db", msg, sizeof(msg)) == AFS_OK);
+	CHECK(t.kind == AFS_DB_SQLITE && eq(t.db_path, "/abs/x.db") && eq(t.url, "sqlite:////abs/x.db"));
+	CHECK(eq(t.display_url, "sqlite:////abs/x.db"));
+	CHECK(afs_target_configured(&t));
+	afs_target_release(&t);
+
+	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+	snprintf(want, sizeof(want), "%s/rel.db", strcmp(cwd, "/") ? cwd : "");
+	CHECK(afs_target_set_database(&t, "sqlite:///rel.db", msg, sizeof(msg)) == AFS_OK);
+	CHECK(t.kind == AFS_DB_SQLITE && eq(t.db_path, want));
+	afs_target_release(&t);
+
+	/* made absolute against the current directory, whichever it is */
+	CHECK(chdir(tmp) == 0);
+	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+	snprintf(want, sizeof(want), "%s/d/rel.db", cwd);
+	CHECK(afs_target_set_database(&t, "sqlite:///d/rel.db", msg, sizeof(msg)) == AFS_OK);
+	CHECK(t.kind == AFS_DB_SQLITE && eq(t.db_path, want) && t.db_path[0] == '/');
+	afs_target_release(&t);
+
+	check_pg("postgresql://u:secret@h:5432/db", "postgresql://u@h:5432/db");
+	check_pg("postgres://u:secret@h:5432/db", "postgres://u@h:5432/db");
+	check_pg("postgresql+psycopg2://u:secret@h:5432/db", "postgresql+psycopg2://u@h:5432/db");
+	check_pg("postgresql://u:secret@h/db?sslmode=require", NULL);
+
+	/* a URL without a password is shown as given */
+	CHECK(afs_target_set_database(&t, "postgresql://u@h/db", msg, sizeof(msg)) == AFS_OK);
+	CHECK(t.kind == AFS_DB_POSTGRESQL && eq(t.display_url, "postgresql://u@h/db"));
+	afs_target_release(&t);
+
+	/* refusals leave t unchanged and never repeat the password */
+	CHECK(afs_target_set_database(&t, "sqlite:////abs/keep.db", msg, sizeof(msg)) == AFS_OK);
+	msg[0] = '\0';
+	CHECK(afs_target_set_database(&t, "mysql://u:pw@h/db", msg, sizeof(msg)) == AFS_E_INVAL);
+	CHECK(msg[0] != '\0' && !has(msg, "pw"));
+	CHECK(t.kind == AFS_DB_SQLITE && eq(t.db_path, "/abs/keep.db") && eq(t.url, "sqlite:////abs/keep.db"));
+	msg[0] = '\0';
+	CHECK(afs_target_set_database(&t, "sqlite:///", msg, sizeof(msg)) != AFS_OK);
+	CHECK(msg[0] != '\0');
+	CHECK(t.kind == AFS_DB_SQLITE && eq(t.db_path, "/abs/keep.db"));
+	msg[0] = '\0';
+	CHECK(afs_target_set_database(&t, "", msg, sizeof(msg)) == AFS_E_INVAL && msg[0] != '\0');
+	CHECK(afs_target_set_database(&t, "/just/a/path.db", msg, sizeof(msg)) == AFS_E_INVAL);
+	CHECK(afs_target_set_database(&t, "sqlite://x.db", msg, sizeof(msg)) == AFS_E_INVAL);
+	CHECK(eq(t.url, "sqlite:////abs/keep.db"));
+	/* replacing one database with another */
+	CHECK(afs_target_set_database(&t, "postgresql://u:secret@h/db", msg, sizeof(msg)) == AFS_OK);
+	CHECK(t.kind == AFS_DB_POSTGRESQL && t.db_path == NULL && !has(t.display_url, "secret"));
+	afs_target_release(&t);
+
+	/* ------------------------------------------------ paths */
+	char *field = NULL;
+	CHECK(afs_target_set_path(&field, "/a/b") == AFS_OK && eq(field, "/a/b"));
+	snprintf(want, sizeof(want), "%s/up", cwd);
+	CHECK(afs_target_set_path(&field, "up") == AFS_OK && eq(field, want));
+	free(field);
+
+	/* ------------------------------------------------ options */
+	CHECK(unsetenv("DATABASE_URL") == 0 && unsetenv("UPLOAD_FOLDER") == 0);
+	snprintf(path, sizeof(path), "%s/up", tmp);
+	CHECK(mkdir(path, 0755) == 0);
+	snprintf(dbpath, sizeof(dbpath), "sqlite:///%s/app.db", tmp);
+
+	memset(&o, 0, sizeof(o));
+	CHECK(afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK);
+	CHECK(t.kind == AFS_DB_UNKNOWN && t.url == NULL && t.uploads == NULL);
+	CHECK(t.lock_wait == AFS_LOCK_WAIT_DEFAULT);
+	CHECK(!t.no_snapshot && !t.terminate_blockers);
+	CHECK(!afs_target_configured(&t));
+	afs_target_release(&t);
+
+	o.no_snapshot = true;
+	o.terminate_blockers = true;
+	o.lock_wait = "5";
+	o.database = dbpath;
+	o.uploads = path;
+	o.migrate = "flask db upgrade";
+	CHECK(afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK);
+	CHECK(t.lock_wait == 5 && t.no_snapshot && t.terminate_blockers);
+	snprintf(want, sizeof(want), "%s/app.db", tmp);
+	CHECK(t.kind == AFS_DB_SQLITE && eq(t.db_path, want));
+	CHECK(eq(t.uploads, path) && eq(t.migrate, "flask db upgrade"));
+	CHECK(afs_target_configured(&t));
+	afs_target_release(&t);
+
+	o.lock_wait = "0";
+	CHECK(afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK && t.lock_wait == 0);
+	afs_target_release(&t);
+
+	const char *bad_waits[] = { "x", "-1", "", "5s", "1e3", "99999999999999999999999" };
+	for (size_t i = 0; i < sizeof(bad_waits) / sizeof(bad_waits[0]); i++) {
+		o.lock_wait = bad_waits[i];
+		refused(&o, "--lock-wait", NULL);
+	}
+	o.lock_wait = NULL;
+
+	/* the uploads tree only: configured, no database */
+	memset(&o, 0, sizeof(o));
+	o.uploads = "up"; /* relative, the current directory is tmp */
+	CHECK(afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK);
+	snprintf(want, sizeof(want), "%s/up", cwd);
+	CHECK(t.kind == AFS_DB_UNKNOWN && eq(t.uploads, want) && afs_target_configured(&t));
+	afs_target_release(&t);
+	CHECK(!afs_target_configured(&t));
+
+	o.uploads = "/no/such/uploads-dir";
+	refused(&o, "--uploads", NULL);
+	snprintf(want, sizeof(want), "%s/app.db", tmp); /* a file, not a directory */
+	tu_file("app.db", "", 0);
+	o.uploads = want;
+	refused(&o, "--uploads", NULL);
+
+	memset(&o, 0, sizeof(o));
+	o.migrate = "flask db upgrade";
+	refused(&o, "--migrate", NULL);
+	o.uploads = path; /* an uploads tree does not make a database */
+	refused(&o, "--migrate", NULL);
+
+	memset(&o, 0, sizeof(o));
+	o.database = "sqlite:////no/such/dir/app.db";
+	refused(&o, "--database", NULL);
+	o.database = "mysql://u:pw@h/db";
+	refused(&o, "--database", "pw");
+	o.database = dbpath;
+	o.uploads = path;
+	o.flag_file = "/no/such/dir/restore.flag";
+	refused(&o, "--flag-file", NULL);
+	o.flag_file = NULL;
+	o.snapshot_dir = "/no/such/dir";
+	refused(&o, "--snapshot-dir", NULL);
+	o.snapshot_dir = tmp;
+	o.flag_file = "restore.flag";
+	CHECK(afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK);
+	snprintf(want, sizeof(want), "%s/restore.flag", cwd);
+	CHECK(eq(t.flag_file, want) && eq(t.snapshot_dir, tmp));
+	afs_target_release(&t);
+
+	/* ------------------------------------------------ the environment */
+	memset(&o, 0, sizeof(o));
+	CHECK(setenv("DATABASE_URL", "sqlite:////tmp/x.db", 1) == 0);
+	CHECK(afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK);
+	CHECK(t.kind == AFS_DB_SQLITE && eq(t.db_path, "/tmp/x.db") && afs_target_configured(&t));
+	afs_target_release(&t);
+	o.migrate = "true"; /* the environment's database counts for --migrate */
+	CHECK(afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK && eq(t.migrate, "true"));
+	afs_target_release(&t);
+	o.migrate = NULL;
+
+	o.database = dbpath; /* the option beats the environment */
+	CHECK(afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK);
+	snprintf(want, sizeof(want), "%s/app.db", tmp);
+	CHECK(t.kind == AFS_DB_SQLITE && eq(t.db_path, want));
+	afs_target_release(&t);
+	o.database = NULL;
+
+	CHECK(setenv("DATABASE_URL", "", 1) == 0); /* empty counts as unset */
+	CHECK(afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK);
+	CHECK(t.kind == AFS_DB_UNKNOWN && t.url == NULL && !afs_target_configured(&t));
+	afs_target_release(&t);
+	o.migrate = "true";
+	refused(&o, "--migrate", NULL);
+	o.migrate = NULL;
+
+	CHECK(setenv("DATABASE_URL", "postgresql://u:secret@h/db", 1) == 0);
+	CHECK(afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK);
+	CHECK(t.kind == AFS_DB_POSTGRESQL && !has(t.display_url, "secret"));
+	afs_target_release(&t);
+	CHECK(setenv("DATABASE_URL", "mysql://u:pw@h/db", 1) == 0);
+	refused(&o, "--database", "pw");
+	CHECK(unsetenv("DATABASE_URL") == 0);
+
+	CHECK(setenv("UPLOAD_FOLDER", path, 1) == 0);
+	CHECK(afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK);
+	CHECK(eq(t.uploads, path) && afs_target_configured(&t));
+	afs_target_release(&t);
+	o.uploads = "/no/such/uploads-dir"; /* the option beats the environment */
+	refused(&o, "--uploads", NULL);
+	o.uploads = NULL;
+	CHECK(setenv("UPLOAD_FOLDER", "", 1) == 0);
+	CHECK(afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK);
+	CHECK(t.uploads == NULL && !afs_target_configured(&t));
+	afs_target_release(&t);
+	CHECK(unsetenv("UPLOAD_FOLDER") == 0);
+
+	CHECK(chdir("/") == 0); /* so that the temp dir can go */
+	return tu_done("target");
+}
