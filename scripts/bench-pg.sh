@@ -49,6 +49,10 @@ dump_mb=$(( $(stat -c %s "$work/db.dump") / 1000000 ))
 fresh() { psql -d postgres -c "CREATE DATABASE $1 TEMPLATE old"; }
 secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }; e=$(date +%s.%N); echo "$e - $s" | bc -l | xargs printf '%.1f'; }
 
+db=live0; fresh $db
+echo "archfs verify alone ..."
+t_verify=$(secs build-bench-isal/archfs verify "$work/backup.zip" \
+  --database "postgresql://postgres@/$db?host=$pg&port=$port")
 db=live1; fresh $db
 echo "archfs restore ..."
 t_archfs=$(secs build-bench-isal/archfs restore "$work/backup.zip" --no-snapshot \
@@ -71,6 +75,7 @@ Table data: $table_mb MB (time_entries with an index); db.dump: $dump_mb MB.
 | restore | seconds | archfs time / this time |
 |---|---|---|
 | archfs restore (verify reads the dump twice, then one streamed transaction) | $t_archfs | 1.00 |
+| of which: archfs verify alone (header, pg_restore --list, pg_restore --file=/dev/null) | $t_verify | $(ratio "$t_archfs" "$t_verify") |
 | plain pg_restore --clean of an extracted db.dump | $t_plain | $(ratio "$t_archfs" "$t_plain") |
 | application's way: unzip, then pg_restore --clean | $t_app | $(ratio "$t_archfs" "$t_app") |
 EOT

@@ -231,6 +231,27 @@ def t_pg_failure_half_way_changes_nothing():
     check(content(live) == before, "lock held elsewhere: the database changed")
 
 
+def t_pg_cancel_rolls_back():
+    archive, src = pg_archive(entries=300000)  # about 2 s of feeding at the test delay
+    live = new_db(3, 10, "old")
+    before = content(live)
+    opts, snapdir = target(live)
+    with Mount(archive, *opts, env=SLOW) as m:
+        check(control(m, "restore") == 0, "restore refused")
+        wait_state(m, "database", timeout=120)
+        time.sleep(0.2)
+        check(control(m, "cancel") == 0, "cancel refused during the database step: %s" % status(m)["error"])
+        s = wait_final(m)
+    check(s["state"] == "cancelled", "state %s (%s)" % (s["state"], s["error"]))
+    check(content(live) == before, "cancel: the database changed")
+    check(not lock_held(live), "cancel: the advisory lock stayed")
+    c = connect(live)
+    cur = c.cursor()
+    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'archfs-restore-%%'")
+    check(cur.fetchone()[0] == 0, "cancel: the restoring session is still there")
+    c.close()
+
+
 def t_pg_snapshot_undoes_the_restore():
     archive, src = pg_archive()
     live = new_db(3, 10, "old")
