@@ -14,11 +14,13 @@
 #include "job.h"
 #include "log.h"
 #include "ops.h"
+#include "seekidx.h"
 #include "target.h"
 #include "vfiles.h"
 #include <fuse_lowlevel.h> /* fuse_parse_cmdline() */
 
 enum { EXIT_MOUNT = 1, EXIT_USAGE = 2 };
+#define DEFAULT_SEEK_CACHE_MB 128
 enum { KEY_HELP, KEY_VERSION };
 
 struct options {
@@ -27,6 +29,7 @@ struct options {
 	bool help, version;
 	/* target options (SPEC.md section 4), stored by fuse_opt */
 	char *database, *uploads, *migrate, *flag_file, *snapshot_dir, *pg_bindir, *lock_wait;
+	char *seek_cache;
 	int no_snapshot, terminate_blockers;
 	char bad[256]; /* first usage error, reported after parsing */
 };
@@ -49,6 +52,7 @@ static const struct fuse_opt opt_spec[] = {
 	VALUE_OPT("snapshot-dir", "snapshot_dir", snapshot_dir),
 	VALUE_OPT("pg-bindir", "pg_bindir", pg_bindir),
 	VALUE_OPT("lock-wait", "lock_wait", lock_wait),
+	VALUE_OPT("seek-cache", "seek_cache", seek_cache),
 	FLAG_OPT("no-snapshot", "no_snapshot", no_snapshot),
 	FLAG_OPT("terminate-blockers", "terminate_blockers", terminate_blockers),
 	FUSE_OPT_KEY("-h", KEY_HELP),
@@ -110,6 +114,9 @@ static void usage(FILE *f)
 		"  --pg-bindir DIR        where pg_restore and pg_dump are (default: the newest)\n"
 		"  --lock-wait SECONDS    how long the database step may wait on other sessions' locks (60)\n"
 		"  --terminate-blockers   past --lock-wait, terminate the blocking sessions\n"
+		"\n"
+		"Mount options (each also as -o name=value):\n"
+		"  --seek-cache MB        memory for seek points into deflated entries (default 128)\n"
 		"\n"
 		"Options:\n"
 		"  -h, --help             show this help and exit\n"
@@ -238,6 +245,24 @@ static void free_options(struct options *o)
 	free(o->snapshot_dir);
 	free(o->pg_bindir);
 	free(o->lock_wait);
+	free(o->seek_cache);
+}
+
+/* --seek-cache MB in bytes, or 0 with a message for a bad value. */
+static size_t seek_cache_bytes(const char *v)
+{
+	char *end;
+	unsigned long mb;
+
+	if (!v)
+		return (size_t)DEFAULT_SEEK_CACHE_MB << 20;
+	errno = 0;
+	mb = strtoul(v, &end, 10);
+	if (errno || end == v || *end || v[0] == '-' || mb < 1 || mb > 1048576) {
+		fprintf(stderr, "archfs: --seek-cache: '%s' is not a number of megabytes (1 to 1048576)\n", v);
+		return 0;
+	}
+	return (size_t)mb << 20;
 }
 
 static void log_line(void *ctx, const char *line)
@@ -253,6 +278,7 @@ int main(int argc, char *argv[])
 	struct afs_target target = { 0 };
 	const char *archive, *mountpoint;
 	char msg[512], *full = NULL;
+	size_t seek_cap;
 	enum afs_err err;
 	int rc = EXIT_USAGE;
 
@@ -291,6 +317,11 @@ int main(int argc, char *argv[])
 	rc = make_target(&o, &target);
 	if (rc != 0)
 		goto out;
+	seek_cap = seek_cache_bytes(o.seek_cache);
+	if (!seek_cap) {
+		rc = EXIT_USAGE;
+		goto out;
+	}
 	rc = EXIT_MOUNT;
 	err = afs_archive_open(archive, &m.archive, msg, sizeof(msg));
 	if (err == AFS_OK)
@@ -301,6 +332,11 @@ int main(int argc, char *argv[])
 	}
 	if (check_mountpoint(mountpoint) != 0 || add_fsname(&args, archive) != 0)
 		goto out;
+	m.seek = afs_seekreg_new(afs_index_count(m.index), seek_cap);
+	if (!m.seek) {
+		fprintf(stderr, "archfs: out of memory\n");
+		goto out;
+	}
 	full = realpath(archive, NULL); /* the daemon leaves the current directory */
 	if (!full || afs_job_new(full, m.archive, m.index, &target, &m.job) != AFS_OK) {
 		fprintf(stderr, "archfs: out of memory\n");
@@ -311,6 +347,7 @@ int main(int argc, char *argv[])
 	rc = run_session(&args, &m, mountpoint);
 out:
 	afs_job_free(m.job); /* waits for a restore past its commit to end */
+	afs_seekreg_free(m.seek);
 	afs_index_free(m.index);
 	afs_archive_free(m.archive);
 	afs_target_release(&target);

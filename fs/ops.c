@@ -194,7 +194,7 @@ static int afs_open(const char *path, struct fuse_file_info *fi)
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
-	err = afs_stream_open(m->archive, m->index, id, &h->stream);
+	err = afs_stream_open_shared(m->archive, m->index, id, m->seek, &h->stream);
 	if (err != AFS_OK) {
 		free(h);
 		return -afs_errno(err);

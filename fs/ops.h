@@ -12,6 +12,7 @@ struct afs_mount {
 	struct afs_archive *archive;
 	struct afs_index *index;
 	struct afs_job *job;    /* the restore job behind the control files */
+	struct afs_seekreg *seek; /* seek points of deflated entries, shared by all handles */
 	time_t mounted_at;      /* mtime of the control files */
 	uid_t uid;              /* the mounting user owns every file */
 	gid_t gid;

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Entry content at any offset: stored entries by seeking the raw bytes,
- * deflated entries by inflating forward, never holding a whole entry. */
+ * deflated entries by inflating forward (the fast decoder, from offset 0
+ * on) or, for a read that jumps, from the nearest seek point (zlib, see
+ * seekidx.h); never holding a whole entry. */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,7 @@
 #include "index.h"
 #include "inflate.h"
 #include "log.h"
+#include "seekidx.h"
 #include "stream.h"
 
 #define IN_BUF (64 * 1024)
@@ -31,9 +34,24 @@ struct afs_stream {
 	struct afs_inflater *dec; /* created on first read of a deflated entry */
 	struct afs_inflate_io io;
 	unsigned char *in;     /* IN_BUF compressed bytes, then SKIP_BUF scratch */
+	/* reads that jump: seek points shared through the registry (or this
+	 * stream's own), and a zlib decoder resumed from them */
+	struct afs_seekreg *reg;
+	uint32_t id;
+	struct afs_seekidx *idx;
+	bool own_idx;
+	struct afs_zdec *z;
+	struct afs_raw *zraw;  /* its own raw stream of the entry */
+	uint64_t zraw_pos;     /* compressed offset zraw is at */
 };
 
 enum afs_err afs_stream_open(struct afs_archive *a, const struct afs_index *ix, uint32_t id, struct afs_stream **out)
+{
+	return afs_stream_open_shared(a, ix, id, NULL, out);
+}
+
+enum afs_err afs_stream_open_shared(struct afs_archive *a, const struct afs_index *ix, uint32_t id,
+				    struct afs_seekreg *reg, struct afs_stream **out)
 {
 	const struct afs_node *n = afs_index_node(ix, id);
 	struct afs_stream *s;
@@ -50,6 +68,8 @@ enum afs_err afs_stream_open(struct afs_archive *a, const struct afs_index *ix, 
 	s->method = n->method;
 	s->size = n->size;
 	s->crc_expected = n->crc;
+	s->reg = reg;
+	s->id = id;
 	*out = s;
 	return AFS_OK;
 }
@@ -59,6 +79,10 @@ void afs_stream_close(struct afs_stream *s)
 	if (!s)
 		return;
 	afs_inflater_free(s->dec);
+	afs_zdec_free(s->z);
+	if (s->own_idx)
+		afs_seekidx_free(s->idx);
+	afs_raw_close(s->zraw);
 	afs_raw_close(s->raw);
 	free(s->in);
 	free(s);
@@ -227,11 +251,74 @@ static enum afs_err inflate_to(struct afs_stream *s, unsigned char *out, size_t 
 	return account(s, out, len, start);
 }
 
-static enum afs_err deflate_read(struct afs_stream *s, unsigned char *buf, size_t len, uint64_t off, size_t *got)
+/* The zlib decoder's source: compressed bytes at off, from a raw stream
+ * of its own (the sequential decoder keeps its place in the other). */
+static enum afs_err zsource(void *ctx, uint64_t off, void *buf, size_t len, size_t *got)
+{
+	struct afs_stream *s = ctx;
+	enum afs_err err;
+
+	if (!s->zraw) {
+		err = afs_raw_open(s->a, s->entry, &s->zraw);
+		if (err != AFS_OK)
+			return err;
+		s->zraw_pos = 0;
+	}
+	if (off != s->zraw_pos) {
+		err = afs_raw_seek(s->zraw, off);
+		if (err != AFS_OK)
+			return err;
+		s->zraw_pos = off;
+	}
+	err = afs_raw_read(s->zraw, buf, len, got);
+	if (err == AFS_OK)
+		s->zraw_pos += *got;
+	return err;
+}
+
+/* A read that jumps: from the seek point at or before off (or from where
+ * the zlib decoder already is, when that is nearer), at most a span. */
+static enum afs_err jump_read(struct afs_stream *s, unsigned char *buf, size_t len, uint64_t off)
 {
 	enum afs_err err;
 
-	if (!s->dec || off < s->pos) {
+	if (!s->idx) {
+		s->idx = s->reg ? afs_seekreg_get(s->reg, s->id, s->size) : afs_seekidx_new(s->size);
+		s->own_idx = !s->reg;
+		if (!s->idx)
+			return AFS_E_NOMEM;
+	}
+	if (!s->z && (err = afs_zdec_new(s->idx, zsource, s, &s->z)) != AFS_OK)
+		return err;
+	if (off < afs_zdec_pos(s->z) || off - afs_zdec_pos(s->z) > AFS_SEEK_SPAN) {
+		err = afs_zdec_seek(s->z, off);
+		if (err != AFS_OK)
+			return err == AFS_E_CORRUPT ? corrupt(s, "a seek point does not fit the deflate data") : err;
+	}
+	err = afs_zdec_read(s->z, NULL, off - afs_zdec_pos(s->z));
+	if (err == AFS_OK)
+		err = afs_zdec_read(s->z, buf, len);
+	if (err == AFS_E_CORRUPT)
+		return corrupt(s, "malformed or truncated deflate data");
+	return err;
+}
+
+/* The sequential decoder serves reads that continue its pass (or start
+ * one at the beginning); a read that jumps back, or more than a span
+ * ahead, goes to the seek points, and the sequential pass stays where it
+ * was for when the reads come back to it. */
+static enum afs_err deflate_read(struct afs_stream *s, unsigned char *buf, size_t len, uint64_t off, size_t *got)
+{
+	enum afs_err err;
+	uint64_t from = s->dec ? s->pos : 0;
+
+	if (off < from || off - from > AFS_SEEK_SPAN) {
+		err = jump_read(s, buf, len, off);
+		if (err == AFS_OK)
+			*got = len;
+		return err;
+	}
+	if (!s->dec) {
 		err = inflate_restart(s);
 		if (err != AFS_OK)
 			return err;

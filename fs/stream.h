@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* Reading an entry's content at any offset: stored entries by seeking the
- * raw stream, deflated entries by inflating forward (a backward seek
- * restarts the inflater).  Nothing is ever loaded whole into memory.
+ * raw stream; deflated entries by inflating forward from offset 0 with the
+ * fast decoder while reads continue one pass, and from the nearest seek
+ * point (seekidx.h: about one span to inflate) for a read that jumps back
+ * or more than a span ahead.  Nothing is loaded whole into memory.
  *
- * CRC-32: the stream tracks the checksum of the bytes it has produced in
- * order from offset 0.  When that pass reaches the end of the entry and the
- * checksum differs from the archive's, the read returns AFS_E_CORRUPT (EIO)
+ * CRC-32: the stream tracks the checksum of the bytes its sequential pass
+ * has produced in order from offset 0.  When that pass reaches the end of
+ * the entry and the checksum differs from the archive's, the read returns
+ * AFS_E_CORRUPT (EIO)
  * and logs one line; so does a deflate stream that is malformed, ends early
  * or runs long.
  *
@@ -21,12 +24,19 @@
 
 struct afs_archive;
 struct afs_index;
+struct afs_seekreg;
 
 struct afs_stream;
 
-/* Opens the content of node id of ix (a file or symlink) in archive a. */
+/* Opens the content of node id of ix (a file or symlink) in archive a.
+ * Seek points for reads that jump are the stream's own. */
 enum afs_err afs_stream_open(struct afs_archive *a, const struct afs_index *ix, uint32_t id,
 			     struct afs_stream **out);
+
+/* The same, with seek points shared through reg by every stream of the
+ * entry (the mount's registry; see seekidx.h). */
+enum afs_err afs_stream_open_shared(struct afs_archive *a, const struct afs_index *ix, uint32_t id,
+				    struct afs_seekreg *reg, struct afs_stream **out);
 
 /* Reads up to len bytes at off into buf; *got < len only at the end of the
  * entry.  On error *got is 0 and the stream stays usable (a later read at

@@ -487,6 +487,8 @@ def t_target_options_refused():
     H.refused([archive, "MNT", "--lock-wait", "soon"], "bad --lock-wait")
     H.refused([archive, "MNT", "--migrate", "true"], "--migrate without a database")
     H.refused([archive, "MNT", "--snapshot-dir", live.db], "snapshot dir is a file")
+    H.refused([archive, "MNT", "--seek-cache", "0"], "bad --seek-cache")
+    H.refused([archive, "MNT", "-o", "seek_cache=lots"], "bad -o seek_cache")
     with Mount(archive, "-o", "database=postgresql://app:hunter2@localhost/app,uploads=" + live.uploads) as m:
         s = status(m)
         check(s["target"] == {"type": "postgresql", "url": "postgresql://app@localhost/app", "uploads": live.uploads},

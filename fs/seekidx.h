@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+/* Seek points into deflated entries, as zlib's zran.c example builds them:
+ * while an entry is inflated (with zlib, which reports deflate block
+ * boundaries), a point is recorded about every span bytes of output: the
+ * compressed offset and bit of a block boundary and the 32 KiB window of
+ * output before it.  A read at any offset then starts at the nearest point
+ * at or before it and inflates at most one span.
+ *
+ * Memory: a point keeps its window deflated (level 1) plus 40 bytes; an
+ * entry keeps at most one point per span, the span being at least
+ * AFS_SEEK_SPAN and growing so that no entry has more than
+ * AFS_SEEK_MAX_POINTS points; and all indexes of a registry together stop
+ * recording new points at the registry's cap (reads past the last point
+ * then inflate further, they do not fail).
+ *
+ * Thread safety: an index may be shared by any number of decoders on any
+ * threads (a mutex guards its points); one decoder serves one thread at a
+ * time.
+ */
+#ifndef AFS_SEEKIDX_H
+#define AFS_SEEKIDX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "err.h"
+
+#define AFS_SEEK_SPAN (1024 * 1024)
+#define AFS_SEEK_MAX_POINTS 4096
+
+struct afs_seekidx;
+struct afs_seekreg;
+
+/* A registry of the indexes of one archive's nodes (0 <= id < nodes), made
+ * as entries are first read and shared by every handle; cap bounds the
+ * bytes all their points hold. */
+struct afs_seekreg *afs_seekreg_new(uint32_t nodes, size_t cap);
+void afs_seekreg_free(struct afs_seekreg *r);
+
+/* The index of node id (an entry of size uncompressed bytes); NULL when out
+ * of memory.  Owned by the registry. */
+struct afs_seekidx *afs_seekreg_get(struct afs_seekreg *r, uint32_t id, uint64_t size);
+
+/* Bytes the points of every index of r hold. */
+size_t afs_seekreg_memory(struct afs_seekreg *r);
+
+/* An index of its own, for a stream opened without a registry. */
+struct afs_seekidx *afs_seekidx_new(uint64_t size);
+void afs_seekidx_free(struct afs_seekidx *x);
+
+/* Points recorded so far, and the bytes they hold. */
+size_t afs_seekidx_points(struct afs_seekidx *x);
+size_t afs_seekidx_memory(struct afs_seekidx *x);
+
+/* Where compressed bytes come from: up to len bytes at compressed offset
+ * off into buf (*got == 0 only at the end of the compressed data). */
+typedef enum afs_err (*afs_zsource)(void *ctx, uint64_t off, void *buf, size_t len, size_t *got);
+
+/* A zlib raw-deflate decoder over an index. */
+struct afs_zdec;
+
+enum afs_err afs_zdec_new(struct afs_seekidx *x, afs_zsource src, void *ctx, struct afs_zdec **out);
+void afs_zdec_free(struct afs_zdec *d);
+
+/* The uncompressed offset the decoder is at. */
+uint64_t afs_zdec_pos(const struct afs_zdec *d);
+
+/* Restarts the decoder at the last point at or before off (the start of
+ * the entry when there is none). */
+enum afs_err afs_zdec_seek(struct afs_zdec *d, uint64_t off);
+
+/* Inflates the next len bytes into out (NULL: discard them), recording
+ * points past the index's last one.  AFS_E_CORRUPT for malformed or
+ * truncated data. */
+enum afs_err afs_zdec_read(struct afs_zdec *d, unsigned char *out, size_t len);
+
+#endif
