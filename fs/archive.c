@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zip.h>
 #include "archive.h"
@@ -46,6 +47,13 @@ static enum afs_err map_zip_error(int ze)
 	case ZIP_ER_ENCRNOTSUPP: return AFS_E_UNSUPPORTED;
 	default: return AFS_E_IO;
 	}
+}
+
+void afs_archive_init_process(void)
+{
+	if (!getenv("TZ"))
+		setenv("TZ", ":/etc/localtime", 0);
+	tzset();
 }
 
 enum afs_err afs_archive_open(const char *path, struct afs_archive **out, char *msg, size_t msglen)

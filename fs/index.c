@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* The immutable path tree of an archive: built once at mount, read-only after.
  *
- * Memory: one struct afs_node (64 bytes) per file or directory, every path
- * once in a NUL-separated pool, and an open-addressing hash table of node
- * ids (4 bytes per slot, at most half full) keyed by full path.
+ * Memory: one struct afs_node (56 bytes) per file or directory, every path
+ * once in a NUL-separated pool, and an open-addressing hash table keyed by
+ * full path (8 bytes per slot: node id and 32 bits of the path's hash, so a
+ * probe touches a node only when the hashes agree; at most half full).
  *
  * Thread safety: nothing changes after afs_index_build() returns, so any
  * number of threads may read an index at once without locks.
@@ -24,73 +25,106 @@ struct afs_index {
 	uint32_t count, cap;
 	char *pool;
 	size_t pool_len, pool_cap;
-	uint32_t *slots; /* node ids, AFS_NONE when empty; size is a power of two */
+	struct slot *slots; /* size is a power of two */
 	uint32_t slot_mask;
+};
+
+struct slot {
+	uint32_t id;  /* node id, AFS_NONE when empty */
+	uint32_t tag; /* the high 32 bits of the path's hash */
 };
 
 /* Per-build scratch: the last child of each directory, to keep archive order. */
 struct builder {
 	struct afs_index *ix;
 	uint32_t *last_child;
+	uint32_t last_dir; /* the parent of the previous entry: archives list a directory's files together */
+	size_t last_dir_len; /* its path length; 0 when none yet */
 	int64_t dir_mtime;
 	char *msg;
 	size_t msglen;
 };
 
+#define HASH_INIT 1469598103934665603ULL /* FNV-1a: a prefix's hash is a step of the whole's */
+
+static inline uint64_t hash_step(uint64_t h, unsigned char c)
+{
+	return (h ^ c) * 1099511628211ULL;
+}
+
 static uint64_t hash_path(const char *s, size_t len)
 {
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	uint64_t h = HASH_INIT;
 
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 1099511628211ULL;
-	}
+	for (size_t i = 0; i < len; i++)
+		h = hash_step(h, (unsigned char)s[i]);
 	return h;
 }
 
-/* The slot holding path[0..len), or the empty slot where it would go. */
-static uint32_t *find_slot(const struct afs_index *ix, const char *path, size_t len)
+/* The slot holding path[0..len), whose hash is h, or the empty slot where
+ * it would go. */
+static struct slot *find_slot(const struct afs_index *ix, const char *path, size_t len, uint64_t h)
 {
-	uint32_t i = (uint32_t)hash_path(path, len) & ix->slot_mask;
+	uint32_t i = (uint32_t)h & ix->slot_mask, tag = (uint32_t)(h >> 32);
 
 	for (;;) {
-		uint32_t id = ix->slots[i];
-		if (id == AFS_NONE)
-			return &ix->slots[i];
-		const char *p = ix->pool + ix->nodes[id].path;
-		if (strncmp(p, path, len) == 0 && p[len] == '\0')
-			return &ix->slots[i];
+		struct slot *s = &ix->slots[i];
+		if (s->id == AFS_NONE)
+			return s;
+		if (s->tag == tag) {
+			const char *p = ix->pool + ix->nodes[s->id].path;
+			if (memcmp(p, path, len) == 0 && p[len] == '\0')
+				return s;
+		}
 		i = (i + 1) & ix->slot_mask;
 	}
 }
 
-static enum afs_err grow_slots(struct afs_index *ix)
+/* A table of at least 2 * n slots, all empty. */
+static enum afs_err alloc_slots(struct afs_index *ix, uint64_t n)
 {
-	uint32_t size = (ix->slot_mask + 1) * 2;
-	uint32_t *old = ix->slots;
-	uint32_t old_size = ix->slot_mask + 1;
+	uint64_t size = 64;
 
-	if (size == 0 || size > (UINT32_MAX / 2))
+	while (size < 2 * n)
+		size *= 2;
+	if (size > UINT32_MAX / 2 + 1)
 		return AFS_E_RANGE;
 	ix->slots = malloc((size_t)size * sizeof(*ix->slots));
-	if (!ix->slots) {
-		ix->slots = old;
+	if (!ix->slots)
 		return AFS_E_NOMEM;
-	}
 	memset(ix->slots, 0xff, (size_t)size * sizeof(*ix->slots));
-	ix->slot_mask = size - 1;
-	for (uint32_t i = 0; i < old_size; i++) {
-		if (old[i] == AFS_NONE)
+	ix->slot_mask = (uint32_t)(size - 1);
+	return AFS_OK;
+}
+
+/* Doubles the table, hashing every path again (a tag keeps only the high
+ * bits).  The table starts at twice the entry count, so this happens only
+ * when synthesised directories push it past half full. */
+static enum afs_err grow_slots(struct afs_index *ix)
+{
+	struct slot *old = ix->slots;
+	uint64_t old_size = (uint64_t)ix->slot_mask + 1;
+	enum afs_err err = alloc_slots(ix, old_size);
+
+	if (err != AFS_OK) {
+		ix->slots = old;
+		return err;
+	}
+	for (uint64_t i = 0; i < old_size; i++) {
+		if (old[i].id == AFS_NONE)
 			continue;
-		const char *p = ix->pool + ix->nodes[old[i]].path;
-		*find_slot(ix, p, strlen(p)) = old[i];
+		const char *p = ix->pool + ix->nodes[old[i].id].path;
+		size_t len = strlen(p);
+		*find_slot(ix, p, len, hash_path(p, len)) = old[i];
 	}
 	free(old);
 	return AFS_OK;
 }
 
-/* Appends a node for path[0..len) under parent; returns its id in *id. */
-static enum afs_err add_node(struct builder *b, const char *path, size_t len, uint32_t parent, uint32_t *id)
+/* Appends a node for path[0..len), whose hash is h, under parent; returns
+ * its id in *id. */
+static enum afs_err add_node(struct builder *b, const char *path, size_t len, uint64_t h, uint32_t parent,
+			     uint32_t *id)
 {
 	struct afs_index *ix = b->ix;
 	struct afs_node *n;
@@ -143,7 +177,7 @@ static enum afs_err add_node(struct builder *b, const char *path, size_t len, ui
 	n->mode = S_IFDIR | 0755;
 	n->mtime = b->dir_mtime;
 	b->last_child[*id] = AFS_NONE;
-	*find_slot(ix, path, len) = *id;
+	*find_slot(ix, path, len, h) = (struct slot){ .id = *id, .tag = (uint32_t)(h >> 32) };
 	if (*id != 0) {
 		struct afs_node *p = &ix->nodes[parent];
 		if (b->last_child[parent] == AFS_NONE)
@@ -200,21 +234,35 @@ static enum afs_err fail(struct builder *b, enum afs_err err, const char *name, 
 static enum afs_err add_parents(struct builder *b, const char *name, size_t len, uint32_t *parent)
 {
 	struct afs_index *ix = b->ix;
+	const char *slash = memrchr(name, '/', len);
+	size_t dlen = slash ? (size_t)(slash - name) : 0;
+	uint64_t h = HASH_INIT;
 	uint32_t cur = 0;
 
-	for (size_t i = 0; i < len; i++) {
-		if (name[i] != '/')
-			continue;
-		uint32_t id = *find_slot(ix, name, i);
-		if (id == AFS_NONE) {
-			enum afs_err err = add_node(b, name, i, cur, &id);
-			if (err != AFS_OK)
-				return err;
-		} else if (!S_ISDIR(ix->nodes[id].mode)) {
-			return fail(b, AFS_E_CONFLICT, name, "a parent path is also a file");
-		}
-		cur = id;
+	if (dlen == 0) {
+		*parent = 0;
+		return AFS_OK;
 	}
+	if (b->last_dir_len == dlen && memcmp(ix->pool + ix->nodes[b->last_dir].path, name, dlen) == 0) {
+		*parent = b->last_dir;
+		return AFS_OK;
+	}
+	for (size_t i = 0; i <= dlen; i++) {
+		if (name[i] == '/') {
+			uint32_t id = find_slot(ix, name, i, h)->id;
+			if (id == AFS_NONE) {
+				enum afs_err err = add_node(b, name, i, h, cur, &id);
+				if (err != AFS_OK)
+					return err;
+			} else if (!S_ISDIR(ix->nodes[id].mode)) {
+				return fail(b, AFS_E_CONFLICT, name, "a parent path is also a file");
+			}
+			cur = id;
+		}
+		h = hash_step(h, (unsigned char)name[i]);
+	}
+	b->last_dir = cur;
+	b->last_dir_len = dlen;
 	*parent = cur;
 	return AFS_OK;
 }
@@ -226,6 +274,7 @@ static enum afs_err add_entry(struct builder *b, uint64_t i, const struct afs_en
 	bool is_dir = (len > 0 && e->name[len - 1] == '/') || S_ISDIR(e->mode);
 	uint32_t parent, id;
 	enum afs_err err;
+	uint64_t h;
 
 	if (afs_index_check_name(e->name) != AFS_OK)
 		return fail(b, AFS_E_BADNAME, e->name, "unsafe name (absolute, '..', '.', empty or overlong component)");
@@ -238,14 +287,15 @@ static enum afs_err add_entry(struct builder *b, uint64_t i, const struct afs_en
 	err = add_parents(b, e->name, len, &parent);
 	if (err != AFS_OK)
 		return err;
-	id = *find_slot(ix, e->name, len);
+	h = hash_path(e->name, len);
+	id = find_slot(ix, e->name, len, h)->id;
 	if (id != AFS_NONE) {
 		struct afs_node *n = &ix->nodes[id];
 		if (!is_dir || n->entry != AFS_NONE)
 			return fail(b, AFS_E_CONFLICT, e->name,
 				    S_ISDIR(n->mode) && !is_dir ? "a file is also a directory" : "duplicate entry name");
 	} else {
-		err = add_node(b, e->name, len, parent, &id);
+		err = add_node(b, e->name, len, h, parent, &id);
 		if (err != AFS_OK)
 			return err;
 	}
@@ -297,14 +347,10 @@ enum afs_err afs_index_build(struct afs_archive *a, struct afs_index **out, char
 		err = AFS_E_NOMEM;
 		goto out;
 	}
-	b.ix->slots = malloc(64 * sizeof(uint32_t));
-	if (!b.ix->slots) {
-		err = AFS_E_NOMEM;
+	err = alloc_slots(b.ix, count + 1);
+	if (err != AFS_OK)
 		goto out;
-	}
-	memset(b.ix->slots, 0xff, 64 * sizeof(uint32_t));
-	b.ix->slot_mask = 63;
-	err = add_node(&b, "", 0, 0, &root);
+	err = add_node(&b, "", 0, HASH_INIT, 0, &root);
 	for (uint64_t i = 0; err == AFS_OK && i < count; i++) {
 		struct afs_entry_info e;
 		err = afs_archive_entry(a, i, &e);
@@ -343,18 +389,20 @@ enum afs_err afs_index_lookup(const struct afs_index *ix, const char *path, uint
 	while (*path == '/')
 		path++;
 	len = strlen(path);
-	*id = *find_slot(ix, path, len);
+	*id = find_slot(ix, path, len, hash_path(path, len))->id;
 	if (*id != AFS_NONE)
 		return AFS_OK;
 	/* Not found: ENOTDIR when some prefix is a file, as a real tree says. */
+	uint64_t h = HASH_INIT;
 	for (size_t i = 0; i < len; i++) {
-		if (path[i] != '/')
-			continue;
-		uint32_t p = *find_slot(ix, path, i);
-		if (p == AFS_NONE)
-			break;
-		if (!S_ISDIR(ix->nodes[p].mode))
-			return AFS_E_NOTDIR;
+		if (path[i] == '/') {
+			uint32_t p = find_slot(ix, path, i, h)->id;
+			if (p == AFS_NONE)
+				break;
+			if (!S_ISDIR(ix->nodes[p].mode))
+				return AFS_E_NOTDIR;
+		}
+		h = hash_step(h, (unsigned char)path[i]);
 	}
 	return AFS_E_NOENT;
 }

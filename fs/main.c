@@ -282,6 +282,7 @@ int main(int argc, char *argv[])
 	enum afs_err err;
 	int rc = EXIT_USAGE;
 
+	afs_archive_init_process();
 	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) != 0)
 		goto out;
 	/* fuse_opt made copies: hide database passwords from ps */

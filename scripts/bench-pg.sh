@@ -82,10 +82,4 @@ EOT
 )
 echo
 echo "$table"
-/usr/bin/python3 - docs/postgresql.md "$table" <<'PY'
-import re, sys
-p, table = sys.argv[1], sys.argv[2]
-s = open(p).read()
-s = re.sub(r"<!-- pg-bench -->.*<!-- /pg-bench -->", "<!-- pg-bench -->\n" + table + "\n<!-- /pg-bench -->", s, flags=re.S)
-open(p, "w").write(s)
-PY
+printf '%s\n' "$table" | scripts/doc-table.py docs/postgresql.md pg-bench

@@ -128,7 +128,7 @@ mount_fs() {
   for _ in $(seq 1 6000); do
     mountpoint -q "$mnt" && return 0
     kill -0 "$FS_PID" 2>/dev/null || { echo "$1 failed to mount $2" >&2; return 1; }
-    sleep 0.05
+    sleep 0.01
   done
   echo "$1 did not mount $2" >&2
   return 1
@@ -326,10 +326,4 @@ EOT
 )
 echo
 echo "$report"
-/usr/bin/python3 - docs/performance.md "$report" <<'PY'
-import re, sys
-p, table = sys.argv[1], sys.argv[2]
-s = open(p).read()
-s = re.sub(r"<!-- bench -->.*<!-- /bench -->", lambda m: "<!-- bench -->\n" + table + "\n<!-- /bench -->", s, flags=re.S)
-open(p, "w").write(s)
-PY
+printf '%s\n' "$report" | scripts/doc-table.py docs/performance.md bench

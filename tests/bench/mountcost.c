@@ -25,6 +25,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: mountcost ARCHIVE.zip\n");
 		return 2;
 	}
+	afs_archive_init_process(); /* as archfs does */
 	t0 = now();
 	if (afs_archive_open(argv[1], &a, msg, sizeof(msg)) != AFS_OK) {
 		fprintf(stderr, "mountcost: %s: %s\n", argv[1], msg);

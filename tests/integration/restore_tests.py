@@ -60,13 +60,8 @@ class Live:
         os.makedirs(self.snapdir)
         con = sqlite3.connect(self.db)
         con.execute("PRAGMA journal_mode=WAL")
-        con.executescript("""
-            CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY);
-            INSERT INTO alembic_version VALUES ('old000');
-            CREATE TABLE users (id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE, role TEXT);
-            CREATE TABLE time_entries (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id),
-                                       start TEXT, "end" TEXT, notes TEXT);
-        """)
+        con.executescript(mkarchive.SQLITE_SCHEMA)
+        con.execute("INSERT INTO alembic_version VALUES ('old000')")
         con.executemany("INSERT INTO users (username, role) VALUES (?, 'user')",
                         [("old%d" % i,) for i in range(OLD_USERS)])
         con.executemany("INSERT INTO time_entries (user_id, notes) VALUES (1, ?)",

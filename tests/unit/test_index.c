@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of fs/index.c: names, the tree, lookups and refused archives. */
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include "archive.h"
@@ -91,15 +92,48 @@ int main(void)
 	afs_index_free(ix);
 	afs_index_free(NULL);
 
+	/* Directories outnumbering entries (the hash table grows while
+	 * building), and a directory's files split by another directory's. */
+	char deep[200] = "";
+	for (int i = 0; i < 60; i++)
+		strcat(deep, i % 2 ? "b/" : "a/");
+	strcat(deep, "f");
+	struct tu_entry dg[] = {
+		{ deep, "d", 1, 0, 0, 0 },
+		{ "g/one", "1", 1, 0, 0, 0 },
+		{ "g/two", "2", 1, 0, 0, 0 },
+		{ "h/x", "x", 1, 0, 0, 0 },
+		{ "g/three", "3", 1, 0, 0, 0 },
+	};
+	ix = build("deep.zip", dg, 5, AFS_OK);
+	CHECK(ix != NULL && afs_index_count(ix) == 1 + 60 + 1 + 1 + 3 + 1 + 1);
+	for (size_t i = 2; i <= strlen(deep); i += 2) {
+		char prefix[200];
+		snprintf(prefix, sizeof(prefix), "/%.*s", (int)i - 1, deep);
+		CHECK(S_ISDIR(afs_index_node(ix, look(ix, prefix))->mode));
+	}
+	id = look(ix, deep);
+	CHECK(afs_index_node(ix, id)->size == 1 && strcmp(afs_index_path(ix, id), deep) == 0);
+	const char *gwant[] = { "one", "two", "three" };
+	k = 0;
+	for (uint32_t c = afs_index_node(ix, look(ix, "g"))->first_child; c != AFS_NONE;
+	     c = afs_index_node(ix, c)->next_sibling, k++)
+		CHECK(k < 3 && strcmp(afs_index_name(ix, c), gwant[k]) == 0 &&
+		      afs_index_node(ix, c)->parent == look(ix, "g"));
+	CHECK(k == 3);
+	afs_index_free(ix);
+
 	/* Refused archives. */
 	struct tu_entry abs[] = { { "/etc/passwd", "r", 1, 0, 0, 0 } };
 	struct tu_entry dd[] = { { "ok", "1", 1, 0, 0, 0 }, { "x/../../evil", "e", 1, 0, 0, 0 } };
 	struct tu_entry fd[] = { { "a", "1", 1, 0, 0, 0 }, { "a/b", "2", 1, 0, 0, 0 } };
 	struct tu_entry df[] = { { "a/b", "2", 1, 0, 0, 0 }, { "a", "1", 1, 0, 0, 0 } };
+	struct tu_entry gf[] = { { "d/a", "1", 1, 0, 0, 0 }, { "d/b", "2", 1, 0, 0, 0 }, { "d/a/x", "3", 1, 0, 0, 0 } };
 	CHECK(build("abs.zip", abs, 1, AFS_E_BADNAME) == NULL);
 	CHECK(build("dd.zip", dd, 2, AFS_E_BADNAME) == NULL);
 	CHECK(build("fd.zip", fd, 2, AFS_E_CONFLICT) == NULL);
 	CHECK(build("df.zip", df, 2, AFS_E_CONFLICT) == NULL);
+	CHECK(build("gf.zip", gf, 3, AFS_E_CONFLICT) == NULL);
 	/* Duplicates: libzip's writer refuses them, so rename one entry in place. */
 	struct tu_entry dup[] = { { "same", "1", 1, 0, 0, 0 }, { "samf", "2", 1, 0, 0, 0 } };
 	char *p = tu_zip("dup.zip", dup, 2);

@@ -72,6 +72,21 @@ static enum afs_err endless(void *ctx, void *buf, size_t len, size_t *got)
 	return AFS_OK;
 }
 
+/* Runs argv with o's cancel callback firing 0.3 s in; checks that the run
+ * ended cancelled and returns the seconds it took. */
+static double run_cancelled(struct afs_proc_opts *o, struct seen *s, const char *const *argv)
+{
+	char tail[256];
+	int status = -1;
+
+	o->argv = argv;
+	o->ctx = s;
+	s->after = 0.3;
+	s->start = now();
+	CHECK(afs_proc_run(o, &status, tail, sizeof(tail)) == AFS_E_CANCELLED);
+	return now() - s->start;
+}
+
 static int saw(const struct seen *s, const char *line)
 {
 	for (size_t i = 0; i < s->n; i++)
@@ -93,7 +108,7 @@ int main(void)
 	struct afs_proc_opts o;
 	char tail[256];
 	int status = -1;
-	double t0;
+	double t0, t;
 
 	/* ---- exit status, stdout and stderr lines, tail */
 	const char *const fail3[] = { "/bin/sh", "-c", "echo one; echo two >&2; exit 3", NULL };
@@ -187,37 +202,22 @@ int main(void)
 
 	/* ---- cancellation: SIGTERM at once */
 	const char *const sleep30[] = { "sleep", "30", NULL };
-	o.argv = sleep30;
 	o.cancelled = cancel_later;
-	o.ctx = &s;
-	s.after = 0.3;
-	s.start = t0 = now();
-	CHECK(afs_proc_run(&o, &status, tail, sizeof(tail)) == AFS_E_CANCELLED);
-	CHECK(now() - t0 >= 0.25);
-	CHECK(now() - t0 < 3.0);
+	t = run_cancelled(&o, &s, sleep30);
+	CHECK(t >= 0.25 && t < 3.0);
 	CHECK(s.polls >= 2);
 	reset(&s);
 
 	/* ... and SIGKILL two seconds later for a child that ignores SIGTERM */
 	const char *const stubborn[] = { "/bin/sh", "-c", "trap '' TERM; echo ready; exec sleep 30", NULL };
-	o.argv = stubborn;
-	o.ctx = &s;
-	s.after = 0.3;
-	s.start = t0 = now();
-	CHECK(afs_proc_run(&o, &status, tail, sizeof(tail)) == AFS_E_CANCELLED);
-	CHECK(now() - t0 >= 2.0);
-	CHECK(now() - t0 < 8.0);
+	t = run_cancelled(&o, &s, stubborn);
+	CHECK(t >= 2.0 && t < 8.0);
 	CHECK(saw(&s, "ready"));
 	reset(&s);
 
 	/* the whole process group is signalled: a shell's own child goes too */
 	const char *const nested[] = { "/bin/sh", "-c", "sleep 30; true", NULL };
-	o.argv = nested;
-	o.ctx = &s;
-	s.after = 0.3;
-	s.start = t0 = now();
-	CHECK(afs_proc_run(&o, &status, tail, sizeof(tail)) == AFS_E_CANCELLED);
-	CHECK(now() - t0 < 3.0);
+	CHECK(run_cancelled(&o, &s, nested) < 3.0);
 	reset(&s);
 
 	/* a cancel callback that never fires changes nothing */
