@@ -242,11 +242,22 @@ void afs_job_committed(struct afs_job *j)
 	afs_job_log(j, "committed: cancel is refused from now on");
 }
 
-unsigned afs_job_test_delay_ms(void)
+unsigned afs_job_test_delay_ms(enum afs_state step)
 {
-	const char *v = getenv("ARCHFS_TEST_DB_STEP_DELAY_MS");
+	const char *v = step == AFS_ST_DATABASE ? getenv("ARCHFS_TEST_DB_STEP_DELAY_MS")
+			: step == AFS_ST_UPLOADS ? getenv("ARCHFS_TEST_UPLOAD_DELAY_MS")
+						   : NULL;
 
 	return v ? (unsigned)strtoul(v, NULL, 10) : 0;
+}
+
+void afs_job_test_pause(enum afs_state step)
+{
+	unsigned ms = afs_job_test_delay_ms(step);
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	if (ms)
+		nanosleep(&ts, NULL);
 }
 
 const struct afs_target *afs_job_target(const struct afs_job *j) { return j->target; }

@@ -128,8 +128,14 @@ bool afs_job_cancelled(struct afs_job *j);
  * then on cancel is refused. */
 void afs_job_committed(struct afs_job *j);
 
-/* Milliseconds to sleep after each database copy step, from the
- * environment variable ARCHFS_TEST_DB_STEP_DELAY_MS (tests only; 0 unset). */
-unsigned afs_job_test_delay_ms(void);
+/* Tests only, to make a step slow enough to watch or kill: milliseconds
+ * from ARCHFS_TEST_DB_STEP_DELAY_MS for step AFS_ST_DATABASE (a pause after
+ * each database copy step) or ARCHFS_TEST_UPLOAD_DELAY_MS for
+ * AFS_ST_UPLOADS (a pause after each chunk of an upload is written, before
+ * the file is finished); 0 when unset. */
+unsigned afs_job_test_delay_ms(enum afs_state step);
+
+/* Sleeps for afs_job_test_delay_ms(step); returns at once when it is 0. */
+void afs_job_test_pause(enum afs_state step);
 
 #endif

@@ -77,13 +77,6 @@ struct pg_state {
 
 /* ------------------------------------------------------------ helpers */
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
 /* The first line of libpq's error message, without "FATAL:  " noise. */
 static const char *pq_reason(PGconn *c, char *buf, size_t len)
 {
@@ -276,8 +269,8 @@ static enum afs_err feed_dump(void *ctx, void *buf, size_t len, size_t *got)
 		s->off += *got;
 		if (s->track)
 			afs_job_advance(s->j, *got);
-		if (s->track && *got && afs_job_test_delay_ms())
-			sleep_ms(afs_job_test_delay_ms()); /* tests: a restore slow enough to watch */
+		if (s->track && *got)
+			afs_job_test_pause(AFS_ST_DATABASE);
 	}
 	return err;
 }

@@ -243,6 +243,7 @@ static void lower_flag(struct afs_job *j)
 static void merge_progress(void *ctx, uint64_t bytes)
 {
 	afs_job_advance(ctx, bytes);
+	afs_job_test_pause(AFS_ST_UPLOADS);
 }
 
 /* Merges the uploads of the current archive, then removes the paths its

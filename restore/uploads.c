@@ -2,6 +2,7 @@
 /* Safe merge of uploads/ into the live tree: plan (read-only checks), then
  * temp file + fsync + rename per file, walking with O_NOFOLLOW. */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -325,7 +326,22 @@ static int open_or_create(int rootfd, const char *rel, size_t len, mode_t mode)
 	return open_dir(rootfd, rel, len);
 }
 
-/* Writes node id to a temporary file in dfd and renames it to name. */
+/* Gives the unnamed (O_TMPFILE) file fd the name tmp in dfd: directly with
+ * AT_EMPTY_PATH when privileged, else through /proc/self/fd. */
+static int link_tmpfile(int fd, int dfd, const char *tmp)
+{
+	char proc[64];
+
+	if (linkat(fd, "", dfd, tmp, AT_EMPTY_PATH) == 0)
+		return 0;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	return linkat(AT_FDCWD, proc, dfd, tmp, AT_SYMLINK_FOLLOW);
+}
+
+/* Writes node id to a temporary file in dfd and renames it to name.  The
+ * file is unnamed (O_TMPFILE) until its bytes, mode, mtime and owner are
+ * final and synced, so a kill -9 while it is written leaves nothing behind;
+ * only then is it linked under a temporary name and renamed over name. */
 static enum afs_err write_one(int dfd, const char *name, struct afs_archive *a, const struct afs_index *ix,
 			      uint32_t id, char *buf, void (*progress)(void *, uint64_t), void *ctx, char *msg,
 			      size_t msglen)
@@ -338,11 +354,16 @@ static enum afs_err write_one(int dfd, const char *name, struct afs_archive *a, 
 	struct stat old, dir;
 	enum afs_err err;
 	uint64_t off = 0;
+	bool named = false; /* tmp exists in dfd */
 	int fd;
 
 	snprintf(tmp, sizeof(tmp), ".%.200s.archfs-%d-%u", name, (int)getpid(),
 		 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
-	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	fd = openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+		named = true; /* a file system without O_TMPFILE */
+		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	}
 	if (fd < 0) {
 		snprintf(msg, msglen, "creating a temporary file for %s: %s", name, strerror(errno));
 		return errno == ENOSPC ? AFS_E_NOSPC : AFS_E_IO;
@@ -391,6 +412,14 @@ static enum afs_err write_one(int dfd, const char *name, struct afs_archive *a, 
 		err = errno == ENOSPC ? AFS_E_NOSPC : AFS_E_IO;
 		goto out;
 	}
+	if (!named) {
+		if (link_tmpfile(fd, dfd, tmp) != 0) {
+			snprintf(msg, msglen, "naming the temporary file of %s: %s", name, strerror(errno));
+			err = errno == ENOSPC ? AFS_E_NOSPC : AFS_E_IO;
+			goto out;
+		}
+		named = true;
+	}
 	if (renameat(dfd, tmp, dfd, name) != 0) {
 		snprintf(msg, msglen, "renaming into %s: %s", name, strerror(errno));
 		err = AFS_E_IO;
@@ -398,7 +427,7 @@ static enum afs_err write_one(int dfd, const char *name, struct afs_archive *a, 
 out:
 	afs_stream_close(s);
 	close(fd);
-	if (err != AFS_OK)
+	if (err != AFS_OK && named)
 		unlinkat(dfd, tmp, 0);
 	return err;
 }

@@ -2,8 +2,10 @@
 /* Merging the archive's uploads/ tree into the live uploads directory,
  * safely (SPEC.md section 5, step 5):
  * - files absent from the archive are kept;
- * - each file is written to a temporary name in its directory, fsync'd and
- *   renamed into place, so no reader ever sees half a file;
+ * - each file is written unnamed (O_TMPFILE) in its directory, fsync'd,
+ *   then linked under a temporary name and renamed into place, so no reader
+ *   ever sees half a file and a kill -9 leaves no half-written one (file
+ *   systems without O_TMPFILE get a named temporary file from the start);
  * - no symlink in the destination is followed: the tree is walked with
  *   openat(O_NOFOLLOW) from the uploads root, and a symlink, device or fifo
  *   where the merge would write is refused at planning time;

@@ -392,6 +392,37 @@ def t_kill9_during_database_step():
     check(outcomes[0] == "old", "kill -9 early in the copy left %s" % outcomes)
 
 
+def t_kill9_during_uploads_step():
+    archive, src = fixture("app")
+    up = os.path.join(src, "uploads")
+    live = Live()
+    before = tree(live.uploads)
+    mount = Mount(archive, *live.opts(), env={"ARCHFS_TEST_UPLOAD_DELAY_MS": "100"})
+    with mount as m:
+        check(control(m, "restore") == 0, "restore refused")
+        wait_state(m, "uploads")
+        time.sleep(0.45)  # a pause of 0.1 s after each file's bytes, before it is finished
+        mount.proc.send_signal(signal.SIGKILL)
+        mount.proc.wait()
+        mount.killed = True
+    after = tree(live.uploads)
+    left = [p for p in after if ".archfs" in p]
+    check(not left, "after kill -9 in the uploads step: temporary files left: %s" % left)
+    merged = kept = 0
+    for rel, got in after.items():
+        if got[0] != "file":
+            continue
+        new = os.path.join(up, rel)
+        if os.path.exists(new) and got[4] == H.sha(new):
+            merged += 1
+        else:
+            check(got == before.get(rel), "after kill -9: uploads/%s is neither the old file nor the archive's" % rel)
+            kept += 1
+    news = sum(len(f) for _, _, f in os.walk(up))
+    check(0 < merged < news, "the kill did not land inside the uploads step: %d of %d merged" % (merged, news))
+    check(integrity(live.db) == "ok", "after kill -9 in the uploads step: integrity_check fails")
+
+
 def t_control_refusals():
     archive, _ = fixture("app")
     # browse-only mount: no target
