@@ -9,14 +9,13 @@
 #include <unistd.h>
 #include <time.h>
 #include "archive.h"
+#include "backups.h"
 #include "cli.h"
-#include "index.h"
-#include "job.h"
 #include "log.h"
 #include "ops.h"
 #include "seekidx.h"
 #include "target.h"
-#include "vfiles.h"
+#include "view.h"
 #include <fuse_lowlevel.h> /* fuse_parse_cmdline() */
 
 enum { EXIT_MOUNT = 1, EXIT_USAGE = 2 };
@@ -95,12 +94,15 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: archfs [options] ARCHIVE.zip MOUNTPOINT\n"
+		"       archfs [options] BACKUP_DIR MOUNTPOINT\n"
 		"       archfs verify ARCHIVE.zip [target options]\n"
 		"       archfs restore ARCHIVE.zip [target options]\n"
 		"\n"
 		"Mounts a backup archive read-only at MOUNTPOINT; with a target, writing\n"
-		"'restore' to MOUNTPOINT/.control restores it.  verify and restore run the\n"
-		"same restore without FUSE.\n"
+		"'restore' to MOUNTPOINT/.control restores it.  A directory of archives\n"
+		"mounts as one directory per archive (NAME.zip as NAME/, archives added\n"
+		"later included) and 'latest', a link to the newest.  verify and restore\n"
+		"run the same restore without FUSE.\n"
 		"\n"
 		"Target options (each also as -o name=value):\n"
 		"  --database URL         sqlite:////abs/path.db or postgresql://user:pw@host/db\n"
@@ -276,9 +278,11 @@ int main(int argc, char *argv[])
 	struct options o = { 0 };
 	struct afs_mount m = { .uid = getuid(), .gid = getgid(), .mounted_at = time(NULL) };
 	struct afs_target target = { 0 };
+	struct afs_seekreg *seek_pool = NULL;
 	const char *archive, *mountpoint;
 	char msg[512], *full = NULL;
 	size_t seek_cap;
+	struct stat ast;
 	enum afs_err err;
 	int rc = EXIT_USAGE;
 
@@ -324,33 +328,27 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	rc = EXIT_MOUNT;
-	err = afs_archive_open(archive, &m.archive, msg, sizeof(msg));
-	if (err == AFS_OK)
-		err = afs_index_build(m.archive, &m.index, msg, sizeof(msg));
+	seek_pool = afs_seekreg_new(0, seek_cap); /* one cap for every archive of the mount */
+	full = realpath(archive, NULL);           /* the daemon leaves the current directory */
+	if (!seek_pool || (!full && errno == ENOMEM)) {
+		fprintf(stderr, "archfs: out of memory\n");
+		goto out;
+	}
+	if (full && stat(full, &ast) == 0 && S_ISDIR(ast.st_mode))
+		err = afs_backups_new(full, &target, seek_pool, log_line, &m.backups, msg, sizeof(msg));
+	else
+		err = afs_view_open(full ? full : archive, &target, seek_pool, log_line, &m.view, msg, sizeof(msg));
 	if (err != AFS_OK) {
 		fprintf(stderr, "archfs: %s: %s\n", archive, msg);
 		goto out;
 	}
 	if (check_mountpoint(mountpoint) != 0 || add_fsname(&args, archive) != 0)
 		goto out;
-	m.seek = afs_seekreg_new(afs_index_count(m.index), seek_cap);
-	if (!m.seek) {
-		fprintf(stderr, "archfs: out of memory\n");
-		goto out;
-	}
-	full = realpath(archive, NULL); /* the daemon leaves the current directory */
-	if (!full || afs_job_new(full, m.archive, m.index, &target, &m.job) != AFS_OK) {
-		fprintf(stderr, "archfs: out of memory\n");
-		goto out;
-	}
-	afs_job_on_log(m.job, log_line, NULL);
-	afs_vfile_note_shadowed(m.job, m.index);
 	rc = run_session(&args, &m, mountpoint);
 out:
-	afs_job_free(m.job); /* waits for a restore past its commit to end */
-	afs_seekreg_free(m.seek);
-	afs_index_free(m.index);
-	afs_archive_free(m.archive);
+	afs_view_free(m.view); /* waits for a restore past its commit to end */
+	afs_backups_free(m.backups);
+	afs_seekreg_free(seek_pool);
 	afs_target_release(&target);
 	fuse_opt_free_args(&args);
 	free_options(&o);

@@ -6,14 +6,15 @@
 #include <fuse.h>
 #include <sys/types.h>
 
+struct afs_backups;
+struct afs_view;
+
 /* What one mount serves; passed to fuse_new() as private data.  Read-only
  * after the mount starts, so every FUSE thread may use it without locks. */
 struct afs_mount {
-	struct afs_archive *archive;
-	struct afs_index *index;
-	struct afs_job *job;    /* the restore job behind the control files */
-	struct afs_seekreg *seek; /* seek points of deflated entries, shared by all handles */
-	time_t mounted_at;      /* mtime of the control files */
+	struct afs_view *view;       /* the archive of a single-archive mount */
+	struct afs_backups *backups; /* or, in directory mode, the archives of a backups directory */
+	time_t mounted_at;           /* mtime of the control files */
 	uid_t uid;              /* the mounting user owns every file */
 	gid_t gid;
 };

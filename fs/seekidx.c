@@ -36,6 +36,7 @@ struct afs_seekreg {
 	struct afs_seekidx **idx;
 	uint32_t nodes;
 	size_t cap, used;
+	struct afs_seekreg *pool; /* whose cap and used bytes this one draws on: itself, or a shared one */
 };
 
 struct afs_zdec {
@@ -105,6 +106,15 @@ size_t afs_seekidx_memory(struct afs_seekidx *x)
 	return b;
 }
 
+struct afs_seekreg *afs_seekreg_new_shared(uint32_t nodes, struct afs_seekreg *pool)
+{
+	struct afs_seekreg *r = afs_seekreg_new(nodes, 0);
+
+	if (r)
+		r->pool = pool->pool;
+	return r;
+}
+
 struct afs_seekreg *afs_seekreg_new(uint32_t nodes, size_t cap)
 {
 	struct afs_seekreg *r = calloc(1, sizeof(*r));
@@ -119,6 +129,7 @@ struct afs_seekreg *afs_seekreg_new(uint32_t nodes, size_t cap)
 	pthread_mutex_init(&r->mu, NULL);
 	r->nodes = nodes;
 	r->cap = cap;
+	r->pool = r;
 	return r;
 }
 
@@ -151,6 +162,7 @@ size_t afs_seekreg_memory(struct afs_seekreg *r)
 {
 	size_t used;
 
+	r = r->pool;
 	pthread_mutex_lock(&r->mu);
 	used = r->used;
 	pthread_mutex_unlock(&r->mu);
@@ -164,6 +176,7 @@ static bool budget(struct afs_seekreg *r, size_t bytes)
 
 	if (!r)
 		return true;
+	r = r->pool;
 	pthread_mutex_lock(&r->mu);
 	ok = r->used + bytes <= r->cap;
 	if (ok)

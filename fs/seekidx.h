@@ -34,13 +34,18 @@ struct afs_seekreg;
  * as entries are first read and shared by every handle; cap bounds the
  * bytes all their points hold. */
 struct afs_seekreg *afs_seekreg_new(uint32_t nodes, size_t cap);
+/* The same, drawing on pool's cap (shared with pool and with every other
+ * registry made sharing it), so that the archives of one mount together
+ * stay under one cap; pool must outlive it. */
+struct afs_seekreg *afs_seekreg_new_shared(uint32_t nodes, struct afs_seekreg *pool);
 void afs_seekreg_free(struct afs_seekreg *r);
 
 /* The index of node id (an entry of size uncompressed bytes); NULL when out
  * of memory.  Owned by the registry. */
 struct afs_seekidx *afs_seekreg_get(struct afs_seekreg *r, uint32_t id, uint64_t size);
 
-/* Bytes the points of every index of r hold. */
+/* Bytes the points of every index of r hold (of every registry sharing its
+ * pool, for a shared one). */
 size_t afs_seekreg_memory(struct afs_seekreg *r);
 
 /* An index of its own, for a stream opened without a registry. */

@@ -19,6 +19,7 @@ import time
 import traceback
 
 import harness as H  # noqa: E402
+import dirmode_tests  # noqa: E402
 import restore_tests  # noqa: E402
 import pg_tests  # noqa: E402
 from harness import Failure, Mount, check, compare_tree, fixture, is_mounted, mkarchive, refused, sha  # noqa: E402,F401
@@ -225,7 +226,8 @@ def t_bad_invocations_refused():
     refused([a, a], "mount point is a file")
     refused(["--bogus", a, "MNT"], "unknown option")
     refused([a], "missing mount point argument")
-    refused([H.WORK, "MNT"], "archive is a directory")
+    refused(["/dev/null", "MNT"], "archive is a device")
+    refused([os.path.join(H.WORK, "missing-dir") + "/", "MNT"], "missing backups directory")
 
 
 def t_help_and_version():
@@ -256,7 +258,7 @@ def main():
     H.ARCHFS = os.path.abspath(args.archfs)
     H.WORK = args.work or tempfile.mkdtemp(prefix="archfs-it-")
     os.makedirs(H.WORK, exist_ok=True)
-    tests = [(n[2:], f) for mod in (globals(), vars(restore_tests), vars(pg_tests)) for n, f in mod.items()
+    tests = [(n[2:], f) for mod in (globals(), vars(dirmode_tests), vars(restore_tests), vars(pg_tests)) for n, f in mod.items()
              if n.startswith("t_") and callable(f) and args.k in n]
     passed = failed = 0
     try:

@@ -71,7 +71,8 @@ int main(void)
 	struct afs_seekidx *x = afs_seekreg_get(reg, id, SIZE);
 	size_t pts = afs_seekidx_points(x);
 	CHECK(pts >= 20 && pts <= SIZE / AFS_SEEK_SPAN);
-	CHECK(afs_seekreg_memory(reg) > 0 && afs_seekreg_memory(reg) <= 64u << 20);
+	size_t full = afs_seekreg_memory(reg); /* what this entry's points take */
+	CHECK(full > 0 && full <= 64u << 20);
 	/* random 4 KiB reads, backwards and forwards, from two streams sharing the points */
 	CHECK(afs_stream_open_shared(a, ix, id, reg, &s2) == AFS_OK);
 	for (int i = 0; i < 300; i++) {
@@ -94,6 +95,23 @@ int main(void)
 	CHECK(afs_seekidx_points(afs_seekreg_get(reg, id, SIZE)) == 0 && afs_seekreg_memory(reg) == 0);
 	afs_stream_close(s1);
 	afs_seekreg_free(reg);
+
+	/* registries sharing a pool share its cap: what one holds, the other cannot take */
+	struct afs_seekreg *pool = afs_seekreg_new(0, full + full / 2), *r1, *r2;
+	r1 = afs_seekreg_new_shared(afs_index_count(ix), pool);
+	r2 = afs_seekreg_new_shared(afs_index_count(ix), pool);
+	CHECK(pool && r1 && r2);
+	CHECK(afs_stream_open_shared(a, ix, id, r1, &s1) == AFS_OK && read_at(s1, data, SIZE - 4096, 4096));
+	size_t held = afs_seekreg_memory(pool);
+	CHECK(held >= full * 9 / 10 && afs_seekreg_memory(r1) == held && afs_seekreg_memory(r2) == held);
+	CHECK(afs_stream_open_shared(a, ix, id, r2, &s2) == AFS_OK && read_at(s2, data, SIZE - 4096, 4096));
+	CHECK(afs_seekreg_memory(pool) <= full + full / 2);
+	CHECK(afs_seekidx_points(afs_seekreg_get(r2, id, SIZE)) < afs_seekidx_points(afs_seekreg_get(r1, id, SIZE)));
+	afs_stream_close(s1);
+	afs_stream_close(s2);
+	afs_seekreg_free(r1);
+	afs_seekreg_free(r2);
+	afs_seekreg_free(pool);
 
 	/* without a registry the stream keeps points of its own */
 	CHECK(afs_stream_open(a, ix, id, &s1) == AFS_OK);

@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: MIT */
+/* A backups directory: one view per *.zip archive, opened on first use. */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "backups.h"
+#include "log.h"
+#include "view.h"
+
+#define SUFFIX ".zip"
+
+struct item {
+	char *name;            /* the file name without ".zip" */
+	char *path;            /* dir/name.zip */
+	struct stat st;        /* the file, at the last scan */
+	struct afs_view *view; /* NULL until first used */
+	enum afs_err failed;   /* why the last open failed; AFS_OK when it did not */
+	struct stat failed_st; /* the file as it was then */
+	bool shown;            /* in the directory at the last scan */
+};
+
+struct afs_backups {
+	pthread_mutex_t mu;
+	char *dir;
+	struct timespec dir_mtime; /* at the last scan */
+	struct timespec scanned_at; /* when the last scan began (CLOCK_REALTIME) */
+	struct item **items;       /* sorted by name */
+	size_t n, cap;
+	struct afs_view **retired; /* views of archives gone or replaced: open files may still use them */
+	size_t nretired;
+	bool warned_latest; /* about a latest.zip, once */
+	const struct afs_target *target;
+	struct afs_seekreg *pool;
+	void (*on_log)(void *ctx, const char *line);
+};
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+static int cmp_name(const char *a, const char *b, size_t blen)
+{
+	int c = strncmp(a, b, blen);
+
+	return c ? c : (a[blen] != '\0');
+}
+
+/* The item named name[0..len), or NULL with *pos where it would go. */
+static struct item *find(const struct afs_backups *b, const char *name, size_t len, size_t *pos)
+{
+	size_t lo = 0, hi = b->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = cmp_name(b->items[mid]->name, name, len);
+
+		if (c == 0)
+			return b->items[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (pos)
+		*pos = lo;
+	return NULL;
+}
+
+static struct item *insert(struct afs_backups *b, size_t pos, const char *file, size_t len)
+{
+	struct item *it = calloc(1, sizeof(*it));
+
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 16;
+		struct item **items = realloc(b->items, cap * sizeof(*items));
+
+		if (!items) {
+			free(it);
+			return NULL;
+		}
+		b->items = items;
+		b->cap = cap;
+	}
+	if (!it || !(it->name = strndup(file, len)) || asprintf(&it->path, "%s/%s", b->dir, file) < 0) {
+		if (it)
+			free(it->name);
+		free(it);
+		return NULL;
+	}
+	memmove(b->items + pos + 1, b->items + pos, (b->n - pos) * sizeof(*b->items));
+	b->items[pos] = it;
+	b->n++;
+	return it;
+}
+
+/* Keeps a view no longer reachable by name until the end: open files may
+ * still read through it.  Out of memory, it is leaked rather than freed. */
+static void retire(struct afs_backups *b, struct afs_view *v)
+{
+	struct afs_view **r = realloc(b->retired, (b->nretired + 1) * sizeof(*r));
+
+	if (!r)
+		return;
+	b->retired = r;
+	b->retired[b->nretired++] = v;
+}
+
+/* Reads the directory into the list; the caller holds b->mu. */
+static enum afs_err scan(struct afs_backups *b, char *msg, size_t msglen)
+{
+	struct dirent *de;
+	struct stat dst;
+	size_t k = 0;
+	DIR *d;
+
+	clock_gettime(CLOCK_REALTIME, &b->scanned_at);
+	if (stat(b->dir, &dst) != 0 || !(d = opendir(b->dir))) {
+		snprintf(msg, msglen, "%s", strerror(errno));
+		return AFS_E_IO;
+	}
+	b->dir_mtime = dst.st_mtim;
+	for (size_t i = 0; i < b->n; i++)
+		b->items[i]->shown = false;
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name), pos = 0;
+		struct item *it;
+		struct stat st;
+
+		if (de->d_name[0] == '.' || len <= strlen(SUFFIX) || strcmp(de->d_name + len - 4, SUFFIX) != 0)
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, 0) != 0 || !S_ISREG(st.st_mode))
+			continue;
+		len -= strlen(SUFFIX);
+		if (len == strlen(AFS_BACKUPS_LATEST) && memcmp(de->d_name, AFS_BACKUPS_LATEST, len) == 0) {
+			if (!b->warned_latest)
+				afs_log(AFS_LOG_WARN, "%s/%s: not shown: '" AFS_BACKUPS_LATEST "' names the newest archive",
+					b->dir, de->d_name);
+			b->warned_latest = true;
+			continue;
+		}
+		it = find(b, de->d_name, len, &pos);
+		if (!it && !(it = insert(b, pos, de->d_name, len)))
+			continue; /* out of memory: not shown this time */
+		if (it->view && !same_file(&it->st, &st)) {
+			retire(b, it->view); /* replaced under the same name: new lookups see the new file */
+			it->view = NULL;
+		}
+		it->st = st;
+		it->shown = true;
+	}
+	closedir(d);
+	for (size_t i = 0; i < b->n; i++) {
+		struct item *it = b->items[i];
+
+		if (it->shown) {
+			b->items[k++] = it;
+			continue;
+		}
+		if (it->view)
+			retire(b, it->view);
+		free(it->name);
+		free(it->path);
+		free(it);
+	}
+	b->n = k;
+	return AFS_OK;
+}
+
+enum afs_err afs_backups_new(const char *dir, const struct afs_target *t, struct afs_seekreg *pool,
+			     void (*on_log)(void *ctx, const char *line), struct afs_backups **out, char *msg,
+			     size_t msglen)
+{
+	struct afs_backups *b = calloc(1, sizeof(*b));
+	enum afs_err err;
+
+	*out = NULL;
+	if (!b || !(b->dir = strdup(dir))) {
+		free(b);
+		snprintf(msg, msglen, "out of memory");
+		return AFS_E_NOMEM;
+	}
+	pthread_mutex_init(&b->mu, NULL);
+	b->target = t;
+	b->pool = pool;
+	b->on_log = on_log;
+	err = scan(b, msg, msglen);
+	if (err != AFS_OK) {
+		afs_backups_free(b);
+		return err;
+	}
+	*out = b;
+	return AFS_OK;
+}
+
+void afs_backups_free(struct afs_backups *b)
+{
+	if (!b)
+		return;
+	for (size_t i = 0; i < b->n; i++) {
+		afs_view_free(b->items[i]->view);
+		free(b->items[i]->name);
+		free(b->items[i]->path);
+		free(b->items[i]);
+	}
+	for (size_t i = 0; i < b->nretired; i++)
+		afs_view_free(b->retired[i]);
+	free(b->retired);
+	free(b->items);
+	free(b->dir);
+	pthread_mutex_destroy(&b->mu);
+	free(b);
+}
+
+/* Whether the directory may have changed since the last scan: its mtime
+ * moved, or the scan began so soon after the mtime it saw that a later
+ * change could carry the same timestamp (file systems stamp with a clock
+ * of a few milliseconds' grain; a second is ample). */
+static bool stale(const struct afs_backups *b, const struct stat *st)
+{
+	const struct timespec *m = &b->dir_mtime, *s = &b->scanned_at;
+	double since = (double)(s->tv_sec - m->tv_sec) + (double)(s->tv_nsec - m->tv_nsec) / 1e9;
+
+	return st->st_mtim.tv_sec != m->tv_sec || st->st_mtim.tv_nsec != m->tv_nsec || since < 1.0;
+}
+
+void afs_backups_refresh(struct afs_backups *b)
+{
+	struct stat st;
+	char msg[256];
+
+	pthread_mutex_lock(&b->mu);
+	if (stat(b->dir, &st) != 0 || stale(b, &st)) {
+		if (scan(b, msg, sizeof(msg)) != AFS_OK)
+			afs_log(AFS_LOG_WARN, "%s: %s", b->dir, msg); /* the list stays as it was */
+	}
+	pthread_mutex_unlock(&b->mu);
+}
+
+void afs_backups_each(struct afs_backups *b, int (*fn)(void *ctx, const char *name, const struct stat *st),
+		      void *ctx)
+{
+	pthread_mutex_lock(&b->mu);
+	for (size_t i = 0; i < b->n; i++) {
+		if (fn(ctx, b->items[i]->name, &b->items[i]->st) != 0)
+			break;
+	}
+	pthread_mutex_unlock(&b->mu);
+}
+
+/* When an archive was made: the _YYYYMMDD_HHMMSS in its name (local time,
+ * as the application names them; *named is set), else its file's mtime. */
+static time_t made_at(const struct item *it, bool *named)
+{
+	for (const char *p = strchr(it->name, '_'); p; p = strchr(p + 1, '_')) {
+		struct tm tm = { 0 };
+
+		if (strspn(p + 1, "0123456789") == 8 && p[9] == '_' && strspn(p + 10, "0123456789") >= 6 &&
+		    sscanf(p + 1, "%4d%2d%2d_%2d%2d%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+			   &tm.tm_min, &tm.tm_sec) == 6) {
+			tm.tm_year -= 1900;
+			tm.tm_mon -= 1;
+			tm.tm_isdst = -1;
+			*named = true;
+			return mktime(&tm);
+		}
+	}
+	*named = false;
+	return it->st.st_mtim.tv_sec;
+}
+
+enum afs_err afs_backups_latest(struct afs_backups *b, char *buf, size_t len)
+{
+	const struct item *best = NULL;
+	bool best_named = false;
+	time_t best_at = 0;
+
+	/* Archives named with a timestamp outrank those without: another file
+	 * copied in later is not the newest backup. */
+	pthread_mutex_lock(&b->mu);
+	for (size_t i = 0; i < b->n; i++) {
+		bool named;
+		time_t at = made_at(b->items[i], &named);
+
+		/* ties: the last by name */
+		if (!best || named > best_named || (named == best_named && at >= best_at)) {
+			best = b->items[i];
+			best_at = at;
+			best_named = named;
+		}
+	}
+	if (best)
+		snprintf(buf, len, "%s", best->name);
+	pthread_mutex_unlock(&b->mu);
+	return best ? AFS_OK : AFS_E_NOENT;
+}
+
+enum afs_err afs_backups_stat(struct afs_backups *b, const char *name, size_t len, struct stat *st)
+{
+	struct item *it;
+
+	pthread_mutex_lock(&b->mu);
+	it = find(b, name, len, NULL);
+	if (it)
+		*st = it->st;
+	pthread_mutex_unlock(&b->mu);
+	return it ? AFS_OK : AFS_E_NOENT;
+}
+
+enum afs_err afs_backups_view(struct afs_backups *b, const char *name, size_t len, struct afs_view **out)
+{
+	enum afs_err err = AFS_OK;
+	struct item *it;
+	struct stat st;
+	char msg[512];
+
+	*out = NULL;
+	pthread_mutex_lock(&b->mu);
+	it = find(b, name, len, NULL);
+	if (!it) {
+		err = AFS_E_NOENT;
+		goto out;
+	}
+	if (it->view) {
+		*out = it->view;
+		goto out;
+	}
+	if (stat(it->path, &st) != 0) {
+		err = AFS_E_NOENT; /* gone since the last scan */
+		goto out;
+	}
+	if (it->failed != AFS_OK && same_file(&it->failed_st, &st)) {
+		err = it->failed;
+		goto out;
+	}
+	/* Opening holds the lock: a second caller waits for this open instead
+	 * of building the same index twice. */
+	err = afs_view_open(it->path, b->target, b->pool, b->on_log, &it->view, msg, sizeof(msg));
+	it->failed = err;
+	it->failed_st = st;
+	if (err != AFS_OK)
+		afs_log(AFS_LOG_ERR, "%s: %s", it->path, msg);
+	*out = it->view;
+out:
+	pthread_mutex_unlock(&b->mu);
+	return err;
+}
+
+void afs_backups_totals(struct afs_backups *b, uint64_t *count, uint64_t *bytes)
+{
+	pthread_mutex_lock(&b->mu);
+	*count = b->n;
+	*bytes = 0;
+	for (size_t i = 0; i < b->n; i++)
+		*bytes += (uint64_t)b->items[i]->st.st_size;
+	pthread_mutex_unlock(&b->mu);
+}

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/* A backups directory as a mount shows it (SPEC.md section 2, directory
+ * mode): one directory per *.zip archive in it, named without ".zip",
+ * archives that appear later shown without a remount, and `latest` naming
+ * the newest by the timestamp in its name (..._YYYYMMDD_HHMMSS.zip; those
+ * with one outrank those without), else by mtime.  Archives are opened when first used, so listing the directory
+ * costs a readdir and a stat per archive, and one bad archive does not
+ * keep the others from being mounted.
+ *
+ * Thread safety: every function may be called from any thread; a mutex
+ * guards the list.  Views handed out stay valid until afs_backups_free(),
+ * even when their archive disappears from the directory.
+ */
+#ifndef AFS_BACKUPS_H
+#define AFS_BACKUPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include "err.h"
+
+/* The link to the newest archive, beside the archives' directories. */
+#define AFS_BACKUPS_LATEST "latest"
+
+struct afs_backups;
+struct afs_seekreg;
+struct afs_target;
+struct afs_view;
+
+/* Scans dir (an absolute path) once.  Views restore into t, draw on pool's
+ * seek-point cap and send job log lines to on_log; t and pool are borrowed.
+ * On error (dir unreadable) *out is NULL and msg holds a one-line reason. */
+enum afs_err afs_backups_new(const char *dir, const struct afs_target *t, struct afs_seekreg *pool,
+			     void (*on_log)(void *ctx, const char *line), struct afs_backups **out, char *msg,
+			     size_t msglen);
+
+/* Frees every view (waiting for restores past their commit); NULL is a no-op. */
+void afs_backups_free(struct afs_backups *b);
+
+/* Scans again when the directory has changed since the last scan. */
+void afs_backups_refresh(struct afs_backups *b);
+
+/* Calls fn for every archive shown, in name order, with its name and the
+ * stat of its file, holding the lock: fn must not call into b. */
+void afs_backups_each(struct afs_backups *b, int (*fn)(void *ctx, const char *name, const struct stat *st),
+		      void *ctx);
+
+/* The name of the newest archive into buf; AFS_E_NOENT when there is none. */
+enum afs_err afs_backups_latest(struct afs_backups *b, char *buf, size_t len);
+
+/* The stat of the file of archive name[0..len); AFS_E_NOENT when none. */
+enum afs_err afs_backups_stat(struct afs_backups *b, const char *name, size_t len, struct stat *st);
+
+/* The view of archive name[0..len), opened on first use.  AFS_E_NOENT when
+ * there is no such archive; an archive that cannot be opened gives its
+ * error, logged once, until its file changes. */
+enum afs_err afs_backups_view(struct afs_backups *b, const char *name, size_t len, struct afs_view **out);
+
+/* How many archives are shown and their total size in bytes. */
+void afs_backups_totals(struct afs_backups *b, uint64_t *count, uint64_t *bytes);
+
+#endif

@@ -1,0 +1,103 @@
+# SPDX-License-Identifier: MIT
+"""Integration tests of directory mode: a backups directory mounted as one
+directory per archive, `latest`, archives that come and go while mounted,
+and a restore from one archive of it."""
+import errno
+import os
+import shutil
+import tempfile
+
+import harness as H
+import restore_tests as R
+from harness import Mount, check, fixture
+
+OLD = "timetracker_backup_20261120_101502"
+NEW = "timetracker_backup_20261121_090000"
+LATER = "timetracker_backup_20261122_080000"
+
+
+def backups_dir():
+    """A backups directory: two archives named by the application (the newer
+    one with the older mtime), a file that is not a ZIP, and a text file."""
+    d = tempfile.mkdtemp(prefix="backups-", dir=H.WORK)
+    a, _ = fixture("app")
+    b, _ = fixture("stored")
+    shutil.copy(a, os.path.join(d, OLD + ".zip"))
+    shutil.copy(b, os.path.join(d, NEW + ".zip"))
+    os.utime(os.path.join(d, NEW + ".zip"), (1500000000, 1500000000))
+    with open(os.path.join(d, "broken.zip"), "wb") as f:
+        f.write(b"not a zip at all")
+    with open(os.path.join(d, "notes.txt"), "w") as f:
+        f.write("not an archive\n")
+    return d
+
+
+def errno_of(fn, *args):
+    try:
+        fn(*args)
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+def t_dirmode_lists_archives_and_latest():
+    a, src = fixture("app")
+    b, srcb = fixture("stored")
+    d = backups_dir()
+    with Mount(d) as m:
+        check(sorted(os.listdir(m)) == sorted(["broken", "latest", OLD, NEW]), "top listing: %s" % os.listdir(m))
+        check(os.readlink(os.path.join(m, "latest")) == NEW, "latest -> %s, expected %s (by the name's timestamp)"
+              % (os.readlink(os.path.join(m, "latest")), NEW))
+        st = os.lstat(os.path.join(m, NEW))
+        check(int(st.st_mtime) == 1500000000 and st.st_mode & 0o777 == 0o755, "archive dir: mtime %d mode %o"
+              % (st.st_mtime, st.st_mode))
+        H.compare_tree(os.path.join(m, OLD), a, src)
+        H.compare_tree(os.path.join(m, "latest") + "/", b, srcb)
+        check(errno_of(os.listdir, os.path.join(m, "broken")) == errno.EIO, "a broken archive lists without EIO")
+        check(os.listdir(os.path.join(m, OLD, "uploads")), "the broken archive hides the others")
+        for what, fn, args in (("mkdir", os.mkdir, (os.path.join(m, "x"),)),
+                               ("rmdir", os.rmdir, (os.path.join(m, OLD),)),
+                               ("rename", os.rename, (os.path.join(m, OLD), os.path.join(m, "y"))),
+                               ("unlink", os.unlink, (os.path.join(m, "latest"),)),
+                               ("symlink", os.symlink, (OLD, os.path.join(m, "z")))):
+            check(errno_of(fn, *args) == errno.EROFS, "%s at the top: not EROFS" % what)
+        check(os.statvfs(m).f_files == 3, "statfs at the top: %d archives" % os.statvfs(m).f_files)
+        check(not os.path.exists(os.path.join(d, "x")), "the backups directory changed")
+
+
+def t_dirmode_archives_come_and_go():
+    a, src = fixture("app")
+    d = backups_dir()
+    with Mount(d) as m:
+        later = os.path.join(m, LATER)
+        check(not os.path.exists(later), "an archive not there yet exists")  # a lookup that fails first
+        shutil.copy(a, os.path.join(d, LATER + ".zip"))
+        check(os.path.isdir(later), "an archive added while mounted does not appear")
+        check(LATER in os.listdir(m), "an archive added while mounted is not listed")
+        check(os.readlink(os.path.join(m, "latest")) == LATER, "latest does not follow the newest archive")
+        check(H.sha(os.path.join(later, "db.sqlite")) == H.sha(os.path.join(src, "db.sqlite")),
+              "the added archive's db.sqlite differs from its source")
+        os.unlink(os.path.join(d, OLD + ".zip"))
+        check(OLD not in os.listdir(m), "a removed archive is still listed")
+        os.unlink(os.path.join(d, NEW + ".zip"))
+        os.unlink(os.path.join(d, LATER + ".zip"))
+        os.unlink(os.path.join(d, "broken.zip"))
+        check(os.listdir(m) == [], "an emptied directory lists %s" % os.listdir(m))
+    empty = tempfile.mkdtemp(prefix="backups-", dir=H.WORK)
+    with Mount(empty) as m:
+        check(os.listdir(m) == [], "an empty backups directory lists %s" % os.listdir(m))
+
+
+def t_dirmode_restore_from_one_archive():
+    a, src = fixture("app")
+    d = backups_dir()
+    live = R.Live()
+    with Mount(d, *live.opts()) as m:
+        old = os.path.join(m, OLD)
+        check(R.status(old)["archive"] == os.path.join(d, OLD + ".zip"), ".status of the wrong archive")
+        check(R.control(os.path.join(m, "broken"), "restore") == errno.EIO, "restore from a broken archive")
+        check(R.control(old, "restore") == 0, "restore refused: %s" % R.status(old)["error"])
+        s = R.wait_final(old)
+        check(s["state"] == "done", "restore from %s: %s (%s)" % (OLD, s["state"], s["error"]))
+        check(R.status(os.path.join(m, NEW))["state"] == "idle", "the other archive's job moved")
+    check(R.db_dump(live.db) == R.db_dump(os.path.join(src, "db.sqlite")), "the database is not the archive's")
