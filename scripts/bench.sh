@@ -13,12 +13,13 @@
 # Prints the tables and writes them into docs/performance.md.
 #   usage: scripts/bench.sh [SIZE_MB]   (default 1024: the size of db.dump and db.sqlite)
 #          scripts/bench.sh pg [ROWS]   the PostgreSQL restore (scripts/bench-pg.sh)
+#          scripts/bench.sh sqlite [SIZE_MB]   the SQLite restore (scripts/bench-sqlite.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${1:-}" = pg ]; then
-  shift
-  exec scripts/bench-pg.sh "$@"
-fi
+case ${1:-} in
+  pg) shift; exec scripts/bench-pg.sh "$@" ;;
+  sqlite) shift; exec scripts/bench-sqlite.sh "$@" ;;
+esac
 size_mb=${1:-1024}
 RANDOM_READS=2000
 SLOW_READS=20          # archivemount re-inflates from the start on every backward seek
