@@ -26,6 +26,7 @@ struct afs_archive {
 	uint64_t count;
 	uint64_t file_size;
 	int64_t file_mtime;
+	uint8_t *past_eof;  /* bit per entry, see afs_archive_entry_past_eof(); NULL: none */
 };
 
 struct afs_raw {
@@ -47,6 +48,169 @@ static enum afs_err map_zip_error(int ze)
 	case ZIP_ER_ENCRNOTSUPP: return AFS_E_UNSUPPORTED;
 	default: return AFS_E_IO;
 	}
+}
+
+static uint16_t le16(const unsigned char *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t le64(const unsigned char *p)
+{
+	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+#define EOCD_LEN 22
+#define EOCD64_LOC_LEN 20
+#define EOCD64_LEN 56
+#define CDIR_LEN 46
+#define LOCAL_LEN 30
+#define CDIR_MAX_REC (CDIR_LEN + 3 * 0xffff)
+#define CDIR_BUF (1024 * 1024)
+
+/* Finds the central directory as its end records state it: the last
+ * end-of-central-directory record in the file's tail whose directory fits
+ * before it, and the ZIP64 record when the classic one says so.  false when
+ * none agrees with libzip's entry count. */
+static bool find_cdir(int fd, uint64_t fsize, uint64_t count, uint64_t *cd_off, uint64_t *cd_len)
+{
+	unsigned char tail[EOCD_LEN + 0xffff + EOCD64_LOC_LEN], rec[EOCD64_LEN];
+	size_t n = fsize < sizeof(tail) ? (size_t)fsize : sizeof(tail);
+	uint64_t base = fsize - n;
+
+	if (pread(fd, tail, n, (off_t)base) != (ssize_t)n)
+		return false;
+	for (size_t i = n >= EOCD_LEN ? n - EOCD_LEN + 1 : 0; i-- > 0;) {
+		const unsigned char *e = tail + i;
+		uint64_t at = base + i, entries = le16(e + 10), len = le32(e + 12), off = le32(e + 16);
+
+		if (le32(e) != 0x06054b50)
+			continue;
+		if ((entries == 0xffff || len == 0xffffffff || off == 0xffffffff) && i >= EOCD64_LOC_LEN &&
+		    le32(e - EOCD64_LOC_LEN) == 0x07064b50) {
+			uint64_t at64 = le64(e - EOCD64_LOC_LEN + 8);
+
+			if (at64 > fsize - EOCD64_LEN ||
+			    pread(fd, rec, EOCD64_LEN, (off_t)at64) != EOCD64_LEN || le32(rec) != 0x06064b50)
+				continue;
+			entries = le64(rec + 32);
+			len = le64(rec + 40);
+			off = le64(rec + 48);
+			at = at64;
+		}
+		if (entries == count && off <= at && len <= at - off) {
+			*cd_off = off;
+			*cd_len = len;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The local header offset and compressed size of one central-directory
+ * record, ZIP64 extra field applied. */
+static void cdir_ranges(const unsigned char *r, uint64_t *local, uint64_t *comp)
+{
+	uint16_t name = le16(r + 28), extra = le16(r + 30);
+	const unsigned char *x = r + CDIR_LEN + name, *end = x + extra;
+	uint64_t size = le32(r + 24);
+
+	*comp = le32(r + 20);
+	*local = le32(r + 42);
+	while (end - x >= 4) {
+		uint16_t id = le16(x), dlen = le16(x + 2);
+		const unsigned char *d = x + 4, *dend = d + dlen;
+
+		if (dlen > end - d)
+			break;
+		if (id == 0x0001) {
+			if (size == 0xffffffff && dend - d >= 8)
+				d += 8;
+			if (*comp == 0xffffffff && dend - d >= 8) {
+				*comp = le64(d);
+				d += 8;
+			}
+			if (*local == 0xffffffff && dend - d >= 8)
+				*local = le64(d);
+			break;
+		}
+		x = dend;
+	}
+}
+
+/* Marks every entry whose local header and compressed data reach past the
+ * end of the file (see afs_archive_entry_past_eof()).  The central
+ * directory is walked once, in order as libzip numbers the entries, through
+ * a buffer of CDIR_BUF bytes (a record is at most CDIR_LEN + 3 * 65535).  A
+ * directory this walk cannot follow marks nothing: libzip accepted it, and
+ * a read of a bad entry still fails when libzip opens it. */
+static enum afs_err mark_past_eof(struct afs_archive *a, const char *path)
+{
+	enum afs_err err = AFS_OK;
+	unsigned char *buf = NULL;
+	uint64_t cd_off, cd_len, done = 0; /* bytes of the directory consumed */
+	size_t have = 0, pos = 0;          /* bytes in buf, and the next record's place */
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return AFS_OK;
+	if (!find_cdir(fd, a->file_size, a->count, &cd_off, &cd_len))
+		goto out;
+	if (!(buf = malloc(CDIR_BUF))) {
+		err = AFS_E_NOMEM;
+		goto out;
+	}
+	for (uint64_t i = 0; i < a->count; i++) {
+		const unsigned char *r;
+		uint64_t local, comp;
+		size_t len;
+
+		if (have - pos < CDIR_MAX_REC && done + have < cd_len) { /* refill */
+			size_t want = CDIR_BUF - (have - pos);
+			ssize_t n;
+
+			memmove(buf, buf + pos, have - pos);
+			done += pos;
+			have -= pos;
+			pos = 0;
+			if (want > cd_len - done - have)
+				want = (size_t)(cd_len - done - have);
+			n = pread(fd, buf + have, want, (off_t)(cd_off + done + have));
+			if (n != (ssize_t)want)
+				break;
+			have += want;
+		}
+		r = buf + pos;
+		if (have - pos < CDIR_LEN || le32(r) != 0x02014b50)
+			break;
+		len = CDIR_LEN + (size_t)le16(r + 28) + le16(r + 30) + le16(r + 32);
+		if (have - pos < len)
+			break;
+		cdir_ranges(r, &local, &comp);
+		if (local > a->file_size || a->file_size - local < LOCAL_LEN ||
+		    a->file_size - local - LOCAL_LEN < comp) {
+			if (!a->past_eof && !(a->past_eof = calloc(a->count / 8 + 1, 1))) {
+				err = AFS_E_NOMEM;
+				goto out;
+			}
+			a->past_eof[i / 8] |= (uint8_t)(1u << (i % 8));
+		}
+		pos += len;
+	}
+out:
+	free(buf);
+	close(fd);
+	return err;
+}
+
+bool afs_archive_entry_past_eof(const struct afs_archive *a, uint64_t i)
+{
+	return a->past_eof && i < a->count && (a->past_eof[i / 8] >> (i % 8) & 1);
 }
 
 void afs_archive_init_process(void)
@@ -98,11 +262,17 @@ enum afs_err afs_archive_open(const char *path, struct afs_archive **out, char *
 	a->count = (uint64_t)zip_get_num_entries(a->zip, 0);
 	a->file_size = (uint64_t)st.st_size;
 	a->file_mtime = st.st_mtim.tv_sec;
+	err = mark_past_eof(a, path);
+	if (err != AFS_OK) {
+		snprintf(msg, msglen, "out of memory");
+		goto out;
+	}
 	pthread_mutex_init(&a->lock, NULL);
 out:
 	if (err != AFS_OK) {
 		if (a->zip)
 			zip_discard(a->zip);
+		free(a->past_eof);
 		free(a);
 		return err;
 	}
@@ -116,6 +286,7 @@ void afs_archive_free(struct afs_archive *a)
 		return;
 	zip_discard(a->zip); /* read-only: nothing to write back */
 	pthread_mutex_destroy(&a->lock);
+	free(a->past_eof);
 	free(a);
 }
 

@@ -62,6 +62,13 @@ int64_t afs_archive_file_mtime(const struct afs_archive *a);
 /* Fills *out with entry i (0 <= i < count).  AFS_E_INVAL for i out of range. */
 enum afs_err afs_archive_entry(struct afs_archive *a, uint64_t i, struct afs_entry_info *out);
 
+/* True when entry i's local header and compressed data cannot fit in the
+ * archive file: its central-directory record points past the end.  libzip
+ * reads a local header only when the entry is opened; afs_archive_open()
+ * checks every entry's range at once, so such an entry is known before its
+ * first read (which must then fail, cleanly). */
+bool afs_archive_entry_past_eof(const struct afs_archive *a, uint64_t i);
+
 /* A raw byte stream over the compressed data of one entry. */
 struct afs_raw;
 

@@ -30,9 +30,6 @@ struct afs_inflater;
 /* A decoder positioned at the start of a raw deflate stream. */
 enum afs_err afs_inflater_new(struct afs_inflater **out);
 
-/* Back to the start of a new stream. */
-void afs_inflater_reset(struct afs_inflater *d);
-
 /* Decodes as much as the buffers allow. */
 enum afs_inflate_rc afs_inflater_run(struct afs_inflater *d, struct afs_inflate_io *io);
 

@@ -22,12 +22,6 @@ enum afs_err afs_inflater_new(struct afs_inflater **out)
 	return AFS_OK;
 }
 
-void afs_inflater_reset(struct afs_inflater *d)
-{
-	isal_inflate_reset(&d->st);
-	d->st.crc_flag = ISAL_DEFLATE;
-}
-
 enum afs_inflate_rc afs_inflater_run(struct afs_inflater *d, struct afs_inflate_io *io)
 {
 	/* ISA-L counts in uint32_t: feed at most 1 GiB per call. */

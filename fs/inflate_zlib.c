@@ -23,11 +23,6 @@ enum afs_err afs_inflater_new(struct afs_inflater **out)
 	return AFS_OK;
 }
 
-void afs_inflater_reset(struct afs_inflater *d)
-{
-	inflateReset(&d->z);
-}
-
 enum afs_inflate_rc afs_inflater_run(struct afs_inflater *d, struct afs_inflate_io *io)
 {
 	/* zlib counts in uInt: feed at most 1 GiB per call. */

@@ -45,6 +45,7 @@ struct afs_zdec {
 	void *ctx;
 	z_stream strm;
 	bool ended;           /* the deflate stream ended */
+	bool src_end;         /* the source has no more compressed bytes */
 	uint64_t out;         /* uncompressed offset */
 	uint64_t in_next;     /* compressed offset of the next byte to read from src */
 	uint8_t last_byte;    /* the byte before strm.next_in */
@@ -297,6 +298,7 @@ enum afs_err afs_zdec_seek(struct afs_zdec *d, uint64_t off)
 		return AFS_E_NOMEM;
 	d->strm.avail_in = 0;
 	d->ended = false;
+	d->src_end = false;
 	if (!have) {
 		d->out = 0;
 		d->in_next = 0;
@@ -331,18 +333,22 @@ enum afs_err afs_zdec_read(struct afs_zdec *d, unsigned char *out, size_t len)
 
 			if (d->ended)
 				return AFS_E_CORRUPT; /* the stream ends before the entry's size */
-			if (s->avail_in == 0) {
+			if (s->avail_in == 0 && !d->src_end) {
 				size_t got = 0;
 				enum afs_err err = d->src(d->ctx, d->in_next, d->in, IN_BUF, &got);
 
 				if (err != AFS_OK)
 					return err;
-				if (got == 0)
-					return AFS_E_CORRUPT; /* truncated */
+				d->src_end = got == 0;
 				s->next_in = d->in;
 				s->avail_in = (uInt)got;
 				d->in_next += got;
 			}
+			/* With the source spent, zlib may still owe output from bits
+			 * it already holds (the rest of a match): only a call that
+			 * makes nothing and stops inside a block means truncation.
+			 * At a block boundary (data_type 128) one more call either
+			 * moves on or stops inside the next block. */
 			rc = inflate(s, Z_BLOCK);
 			d->out += before - s->avail_out;
 			if (s->next_in > d->in)
@@ -351,6 +357,8 @@ enum afs_err afs_zdec_read(struct afs_zdec *d, unsigned char *out, size_t len)
 				d->ended = true;
 			} else if (rc != Z_OK && rc != Z_BUF_ERROR) {
 				return AFS_E_CORRUPT;
+			} else if (d->src_end && s->avail_in == 0 && before == s->avail_out && !(s->data_type & 128)) {
+				return AFS_E_CORRUPT; /* truncated */
 			} else if ((s->data_type & 128) && !(s->data_type & 64)) {
 				/* at a block boundary: a point may be recorded here */
 				maybe_add_point(d, d->in_next - s->avail_in);

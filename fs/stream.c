@@ -28,7 +28,8 @@ struct afs_stream {
 	uint64_t pos;          /* offset the raw stream / inflater is at */
 	uint32_t crc;          /* CRC-32 of [0, crc_pos) */
 	uint64_t crc_pos;
-	bool failed;           /* sticky: the entry failed its end-of-pass check */
+	enum afs_err err;      /* sticky: once a read fails, every later read fails alike */
+	bool past_eof;         /* the archive file is too short for the entry's data */
 	bool dec_end;            /* the deflate stream has ended */
 	bool raw_eof;
 	struct afs_inflater *dec; /* created on first read of a deflated entry */
@@ -70,6 +71,7 @@ enum afs_err afs_stream_open_shared(struct afs_archive *a, const struct afs_inde
 	s->crc_expected = n->crc;
 	s->reg = reg;
 	s->id = id;
+	s->past_eof = afs_archive_entry_past_eof(a, n->entry);
 	*out = s;
 	return AFS_OK;
 }
@@ -91,7 +93,6 @@ void afs_stream_close(struct afs_stream *s)
 static enum afs_err corrupt(struct afs_stream *s, const char *why)
 {
 	afs_log(AFS_LOG_ERR, "%s: %s", s->path, why);
-	s->failed = true;
 	return AFS_E_CORRUPT;
 }
 
@@ -106,7 +107,6 @@ static enum afs_err account(struct afs_stream *s, const unsigned char *buf, size
 		if (s->crc_pos == s->size && s->crc != s->crc_expected) {
 			afs_log(AFS_LOG_ERR, "%s: CRC-32 mismatch (archive says %08x, data gives %08x)", s->path,
 				s->crc_expected, s->crc);
-			s->failed = true;
 			return AFS_E_CORRUPT;
 		}
 	}
@@ -154,8 +154,9 @@ static enum afs_err stored_read(struct afs_stream *s, unsigned char *buf, size_t
 	return account(s, buf, done, off);
 }
 
-/* Restarts the inflater at the start of the entry. */
-static enum afs_err inflate_restart(struct afs_stream *s)
+/* Starts the inflater at the start of the entry.  The raw stream is opened
+ * first: a decoder exists only with a raw stream to feed it. */
+static enum afs_err inflate_start(struct afs_stream *s)
 {
 	enum afs_err err;
 
@@ -164,18 +165,16 @@ static enum afs_err inflate_restart(struct afs_stream *s)
 		if (!s->in)
 			return AFS_E_NOMEM;
 	}
-	if (!s->dec) {
-		err = afs_inflater_new(&s->dec);
-		if (err != AFS_OK)
-			return err;
-	} else {
-		afs_inflater_reset(s->dec);
-	}
+	err = raw_at(s, 0);
+	if (err != AFS_OK)
+		return err;
+	err = afs_inflater_new(&s->dec);
+	if (err != AFS_OK)
+		return err;
 	s->io.avail_in = 0;
 	s->dec_end = false;
 	s->pos = 0;
-	err = raw_at(s, 0);
-	return err;
+	return AFS_OK;
 }
 
 /* Gives the inflater more compressed bytes when it has used up what it had. */
@@ -319,7 +318,7 @@ static enum afs_err deflate_read(struct afs_stream *s, unsigned char *buf, size_
 		return err;
 	}
 	if (!s->dec) {
-		err = inflate_restart(s);
+		err = inflate_start(s);
 		if (err != AFS_OK)
 			return err;
 	}
@@ -341,17 +340,24 @@ enum afs_err afs_stream_pread(struct afs_stream *s, void *buf, size_t len, uint6
 	enum afs_err err;
 
 	*got = 0;
-	if (s->failed)
-		return AFS_E_CORRUPT;
+	if (s->err != AFS_OK)
+		return s->err;
 	if (off >= s->size || len == 0)
 		return AFS_OK;
+	if (s->past_eof) {
+		s->err = corrupt(s, "its data would lie past the end of the archive file");
+		return s->err;
+	}
 	if (len > s->size - off)
 		len = (size_t)(s->size - off);
 	if (s->method == AFS_METHOD_STORE)
 		err = stored_read(s, buf, len, off, got);
 	else
 		err = deflate_read(s, buf, len, off, got);
-	if (err != AFS_OK)
+	if (err != AFS_OK) {
 		*got = 0;
+		if (err != AFS_E_NOMEM) /* a decoder or raw stream left mid-way is not reused */
+			s->err = err;
+	}
 	return err;
 }

@@ -39,9 +39,11 @@ enum afs_err afs_stream_open_shared(struct afs_archive *a, const struct afs_inde
 				    struct afs_seekreg *reg, struct afs_stream **out);
 
 /* Reads up to len bytes at off into buf; *got < len only at the end of the
- * entry.  On error *got is 0 and the stream stays usable (a later read at
- * another offset may succeed), except that corrupt data (a checksum
- * mismatch, a malformed deflate stream) is sticky: AFS_E_CORRUPT from then on. */
+ * entry.  On error *got is 0.  Every error but AFS_E_NOMEM is sticky: a
+ * stream whose read failed (corrupt data, a checksum mismatch, an entry
+ * whose data lies past the end of the file, a failed read of the archive)
+ * returns the same error from then on, at any offset; open a new stream to
+ * try again. */
 enum afs_err afs_stream_pread(struct afs_stream *s, void *buf, size_t len, uint64_t off, size_t *got);
 
 /* Closes the stream; NULL is a no-op. */
