@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* pg_dump custom-format headers, as pg_backup_archiver.c ReadHead() reads them. */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -47,6 +48,8 @@ static bool read_int(const unsigned char *b, size_t len, size_t *pos, int intsiz
 	sign = b[(*pos)++];
 	for (int i = 0; i < intsize; i++)
 		v |= (unsigned long long)b[(*pos)++] << (8 * i);
+	if (v > LLONG_MAX) /* more than pg_dump, which writes C ints, ever writes */
+		return false;
 	*out = sign ? -(long long)v : (long long)v;
 	return true;
 }

@@ -107,6 +107,15 @@ int main(void)
 	w.b[w.n - 31] = 0x7f; /* a string length far past the end */
 	CHECK(afs_pgdump_parse_header(w.b, w.n, &h, msg, sizeof(msg)) == AFS_E_CORRUPT);
 	afs_pgdump_header_release(&h);
+	/* an 8-byte integer of magnitude 2^63 with the minus sign (a fuzz find:
+	 * negating it was undefined) is refused like any implausible value */
+	{
+		static const unsigned char minus_2pow63[] = { 'P', 'G', 'D', 'M', 'P', 1, 14, 0, 8, 8, 1,
+							      1, 0, 0, 0, 0, 0, 0, 0, 0x80 };
+		CHECK(afs_pgdump_parse_header(minus_2pow63, sizeof(minus_2pow63), &h, msg, sizeof(msg)) ==
+		      AFS_E_CORRUPT);
+		afs_pgdump_header_release(&h);
+	}
 
 	/* which pg_restore reads what: 15 stops at 1.14, 16 reads 1.15 */
 	CHECK(afs_pgdump_max_minor(15) == 14 && afs_pgdump_max_minor(16) == 15 && afs_pgdump_max_minor(17) >= 16);
