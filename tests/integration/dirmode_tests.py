@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 import tempfile
+import zipfile
 
 import harness as H
 import restore_tests as R
@@ -101,3 +102,22 @@ def t_dirmode_restore_from_one_archive():
         check(s["state"] == "done", "restore from %s: %s (%s)" % (OLD, s["state"], s["error"]))
         check(R.status(os.path.join(m, NEW))["state"] == "idle", "the other archive's job moved")
     check(R.db_dump(live.db) == R.db_dump(os.path.join(src, "db.sqlite")), "the database is not the archive's")
+
+
+def t_dirmode_entry_past_eof_spares_the_others():
+    """One archive with an entry past the end of its file: reading it is EIO,
+    and every other archive of the mount still reads (the daemon used to die,
+    taking all of them)."""
+    a, src = fixture("app")
+    bad, _ = fixture("zip64-offset-past-eof")
+    d = tempfile.mkdtemp(prefix="backups-", dir=H.WORK)
+    shutil.copy(a, os.path.join(d, OLD + ".zip"))
+    shutil.copy(bad, os.path.join(d, NEW + ".zip"))
+    with Mount(d) as m:
+        for _ in range(2):
+            check(errno_of(lambda p: open(p, "rb").read(), os.path.join(m, NEW, "uploads/damaged.txt")) == errno.EIO,
+                  "an entry past the end of its file reads without EIO")
+        check(H.is_mounted(m), "the mount is gone")
+        H.compare_tree(os.path.join(m, OLD), a, src)
+        with zipfile.ZipFile(bad) as zf, open(os.path.join(m, NEW, "db.sqlite"), "rb") as f:
+            check(f.read() == zf.read("db.sqlite"), "the damaged archive's other entries must still read")

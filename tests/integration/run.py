@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 import traceback
+import zipfile
 
 import harness as H  # noqa: E402
 import dirmode_tests  # noqa: E402
@@ -33,7 +34,6 @@ def t_app_tree_matches_source():
 
 
 def t_manifest_and_settings_bytes():
-    import zipfile
     a, _ = fixture("app")
     with Mount(a) as m, zipfile.ZipFile(a) as zf:
         for n in ("manifest.json", "settings.json"):
@@ -210,6 +210,32 @@ def t_corrupt_entries_give_eio():
                   v + ": other entries must still read")
             why = "CRC-32 mismatch" if v == "badcrc" else "deflate"
             check("archfs: uploads/damaged.txt: " + why in mount.stderr(), v + ": no log line: " + mount.stderr())
+
+
+def t_entry_past_eof_fails_cleanly():
+    """A fuzz find: an entry whose local header lies past the end of the file
+    killed the daemon on its first read.  Now every read of it is EIO, again
+    and again, the mount stays up and every other entry reads."""
+    for v in ("offset-past-eof", "zip64-offset-past-eof"):
+        a, src = fixture(v)
+        mount = Mount(a)
+        with mount as m:
+            bad = os.path.join(m, "uploads/damaged.txt")
+            size = zipfile.ZipFile(a).getinfo("uploads/damaged.txt").file_size
+            check(size > 70000 and os.stat(bad).st_size == size, v + ": size %d" % os.stat(bad).st_size)
+            for off in (0, 0, 70000):
+                fd = os.open(bad, os.O_RDONLY)
+                try:
+                    os.pread(fd, 4096, off)
+                    raise Failure(v + ": an entry past the end of the file read without error")
+                except OSError as err:
+                    check(err.errno == errno.EIO, "%s: errno %s, expected EIO" % (v, errno.errorcode.get(err.errno)))
+                finally:
+                    os.close(fd)
+            check(is_mounted(m), v + ": the mount is gone")
+            compare_tree(m, a, src)
+            check("archfs: uploads/damaged.txt: its data would lie past the end of the archive file"
+                  in mount.stderr(), v + ": no log line: " + mount.stderr())
 
 
 def t_hostile_archives_refused():
