@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <zip.h>
+#include "afile.h"
 #include "archive.h"
 
 #define EXTRA_EXT_TIMESTAMP 0x5455 /* Info-ZIP extended timestamp */
@@ -506,32 +507,6 @@ enum afs_err afs_zipw_add_file(struct afs_zipw *w, const char *name, const char 
 	return zipw_add(w, name, zip_source_file(w->zip, src, 0, -1 /* to the end */), mode, mtime);
 }
 
-/* fsyncs path's file and its directory so the rename is durable. */
-static int sync_path(const char *path)
-{
-	char *dir = strdup(path), *slash;
-	int fd, rc = -1;
-
-	if (!dir)
-		return -1;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		rc = fsync(fd);
-		close(fd);
-	}
-	slash = strrchr(dir, '/');
-	if (slash)
-		*(slash == dir ? slash + 1 : slash) = '\0';
-	fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (fsync(fd) != 0)
-			rc = -1;
-		close(fd);
-	}
-	free(dir);
-	return rc;
-}
-
 enum afs_err afs_zipw_close(struct afs_zipw *w, char *msg, size_t msglen)
 {
 	enum afs_err err = w->err;
@@ -545,8 +520,7 @@ enum afs_err afs_zipw_close(struct afs_zipw *w, char *msg, size_t msglen)
 		snprintf(msg, msglen, "%s", zip_strerror(w->zip));
 		zip_discard(w->zip);
 		unlink(w->path);
-	} else if (sync_path(w->path) != 0) {
-		err = AFS_E_IO;
+	} else if ((err = afs_fsync_path(w->path)) != AFS_OK) { /* libzip renamed its file into place */
 		snprintf(msg, msglen, "fsync: %s", strerror(errno));
 		unlink(w->path);
 	}

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "afile.h"
 #include "proc.h"
 
 extern char **environ;
@@ -104,17 +105,9 @@ static void *feed(void *arg)
 		f->err = f->o->input(f->o->ctx, buf, FEED_CHUNK, &got);
 		if (f->err != AFS_OK || got == 0)
 			break;
-		for (size_t w = 0; w < got;) {
-			ssize_t n = write(f->fd, buf + w, got - w);
-
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0)
-				goto out; /* EPIPE: the child is done reading */
-			w += (size_t)n;
-		}
+		if (afs_write_all(f->fd, buf, got) != AFS_OK)
+			break; /* EPIPE: the child is done reading */
 	}
-out:
 	close(f->fd);
 	free(buf);
 	return NULL;
@@ -127,28 +120,14 @@ struct relay {
 	int status;    /* the first child's wait status, reaped here */
 };
 
-static bool write_all(int fd, const char *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return false;
-		p += n;
-		len -= (size_t)n;
-	}
-	return true;
-}
-
 /* The relay thread: prefix, the first child's output, and the suffix only
  * when the first child exited 0. */
 static void *relay(void *arg)
 {
 	struct relay *r = arg;
 	char *buf = malloc(FEED_CHUNK);
-	bool ok = buf && (!r->o->relay_prefix || write_all(r->to, r->o->relay_prefix, strlen(r->o->relay_prefix)));
+	bool ok = buf && (!r->o->relay_prefix ||
+			  afs_write_all(r->to, r->o->relay_prefix, strlen(r->o->relay_prefix)) == AFS_OK);
 	ssize_t n;
 
 	while (buf) {
@@ -158,13 +137,13 @@ static void *relay(void *arg)
 		if (n <= 0)
 			break;
 		if (ok)
-			ok = write_all(r->to, buf, (size_t)n); /* keep draining after EPIPE */
+			ok = afs_write_all(r->to, buf, (size_t)n) == AFS_OK; /* keep draining after EPIPE */
 	}
 	close(r->from);
 	while (waitpid(r->first, &r->status, 0) < 0 && errno == EINTR)
 		;
 	if (ok && WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0 && r->o->relay_suffix)
-		write_all(r->to, r->o->relay_suffix, strlen(r->o->relay_suffix));
+		afs_write_all(r->to, r->o->relay_suffix, strlen(r->o->relay_suffix));
 	close(r->to);
 	free(buf);
 	return NULL;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "afile.h"
 #include "archive.h"
 #include "index.h"
 #include "stream.h"
@@ -326,47 +327,25 @@ static int open_or_create(int rootfd, const char *rel, size_t len, mode_t mode)
 	return open_dir(rootfd, rel, len);
 }
 
-/* Gives the unnamed (O_TMPFILE) file fd the name tmp in dfd: directly with
- * AT_EMPTY_PATH when privileged, else through /proc/self/fd. */
-static int link_tmpfile(int fd, int dfd, const char *tmp)
-{
-	char proc[64];
-
-	if (linkat(fd, "", dfd, tmp, AT_EMPTY_PATH) == 0)
-		return 0;
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	return linkat(AT_FDCWD, proc, dfd, tmp, AT_SYMLINK_FOLLOW);
-}
-
-/* Writes node id to a temporary file in dfd and renames it to name.  The
- * file is unnamed (O_TMPFILE) until its bytes, mode, mtime and owner are
- * final and synced, so a kill -9 while it is written leaves nothing behind;
- * only then is it linked under a temporary name and renamed over name. */
+/* Writes node id to a temporary file in dfd and publishes it as name
+ * (afile.h): unnamed until its bytes, mode, mtime and owner are final and
+ * synced, so a kill -9 while it is written leaves nothing behind. */
 static enum afs_err write_one(int dfd, const char *name, struct afs_archive *a, const struct afs_index *ix,
 			      uint32_t id, char *buf, void (*progress)(void *, uint64_t), void *ctx, char *msg,
 			      size_t msglen)
 {
-	static unsigned counter;
 	const struct afs_node *n = afs_index_node(ix, id);
 	struct timespec ts[2] = { { n->mtime, 0 }, { n->mtime, 0 } };
 	struct afs_stream *s = NULL;
-	char tmp[300];
+	struct afs_afile f;
 	struct stat old, dir;
 	enum afs_err err;
 	uint64_t off = 0;
-	bool named = false; /* tmp exists in dfd */
-	int fd;
 
-	snprintf(tmp, sizeof(tmp), ".%.200s.archfs-%d-%u", name, (int)getpid(),
-		 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
-	fd = openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
-	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
-		named = true; /* a file system without O_TMPFILE */
-		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	}
-	if (fd < 0) {
+	err = afs_afile_hold(&f, dfd, name);
+	if (err != AFS_OK) {
 		snprintf(msg, msglen, "creating a temporary file for %s: %s", name, strerror(errno));
-		return errno == ENOSPC ? AFS_E_NOSPC : AFS_E_IO;
+		return err;
 	}
 	err = afs_stream_open(a, ix, id, &s);
 	while (err == AFS_OK) {
@@ -379,17 +358,10 @@ static enum afs_err write_one(int dfd, const char *name, struct afs_archive *a, 
 		}
 		if (got == 0)
 			break;
-		for (size_t w = 0; w < got;) {
-			ssize_t k = write(fd, buf + w, got - w);
-
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k < 0) {
-				snprintf(msg, msglen, "writing %s: %s", name, strerror(errno));
-				err = errno == ENOSPC ? AFS_E_NOSPC : AFS_E_IO;
-				goto out;
-			}
-			w += (size_t)k;
+		err = afs_write_all(f.fd, buf, got);
+		if (err != AFS_OK) {
+			snprintf(msg, msglen, "writing %s: %s", name, strerror(errno));
+			goto out;
 		}
 		off += got;
 		if (progress)
@@ -403,32 +375,23 @@ static enum afs_err write_one(int dfd, const char *name, struct afs_archive *a, 
 				       : fstat(dfd, &dir) == 0				  ? &dir
 											  : NULL;
 
-		if (o && fchown(fd, o->st_uid, o->st_gid) != 0) {
+		if (o && fchown(f.fd, o->st_uid, o->st_gid) != 0) {
 			/* not fatal: the file stays owned by root */
 		}
 	}
-	if (fchmod(fd, (n->mode & 07777) & SAFE_BITS) != 0 || futimens(fd, ts) != 0 || fdatasync(fd) != 0) {
+	if (fchmod(f.fd, (n->mode & 07777) & SAFE_BITS) != 0 || futimens(f.fd, ts) != 0) {
 		snprintf(msg, msglen, "finishing %s: %s", name, strerror(errno));
 		err = errno == ENOSPC ? AFS_E_NOSPC : AFS_E_IO;
 		goto out;
 	}
-	if (!named) {
-		if (link_tmpfile(fd, dfd, tmp) != 0) {
-			snprintf(msg, msglen, "naming the temporary file of %s: %s", name, strerror(errno));
-			err = errno == ENOSPC ? AFS_E_NOSPC : AFS_E_IO;
-			goto out;
-		}
-		named = true;
-	}
-	if (renameat(dfd, tmp, dfd, name) != 0) {
-		snprintf(msg, msglen, "renaming into %s: %s", name, strerror(errno));
-		err = AFS_E_IO;
-	}
+	afs_stream_close(s);
+	err = afs_afile_commit(&f);
+	if (err != AFS_OK)
+		snprintf(msg, msglen, "publishing %s: %s", name, strerror(errno));
+	return err;
 out:
 	afs_stream_close(s);
-	close(fd);
-	if (err != AFS_OK && named)
-		unlinkat(dfd, tmp, 0);
+	afs_afile_rollback(&f);
 	return err;
 }
 
@@ -465,7 +428,7 @@ enum afs_err afs_uploads_merge(const struct afs_uplan *p, struct afs_archive *a,
 		}
 		if (!it->is_dir)
 			err = write_one(dfd, name, a, ix, it->node, buf, progress, ctx, msg, msglen);
-		if (err == AFS_OK && fsync(dfd) != 0) {
+		if (err == AFS_OK && it->is_dir && fsync(dfd) != 0) { /* a file's commit synced dfd */
 			snprintf(msg, msglen, "fsync of the directory of %s: %s", it->rel, strerror(errno));
 			err = AFS_E_IO;
 		}
