@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Target configuration: database URLs and paths, made absolute at parse time
  * (the daemon changes directory to / when it detaches). */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "target.h"
+
+#define SNAPSHOT_PREFIX "archfs_pre_restore_"
 
 enum afs_err afs_target_set_path(char **field, const char *path)
 {
@@ -55,6 +59,27 @@ static char *strip_password(const char *url)
 	return out;
 }
 
+/* The refusal of a relative SQLite URL: SQLAlchemy resolves sqlite:///NAME
+ * against the process's working directory and Flask-SQLAlchemy against the
+ * application's instance folder; archfs runs in neither, so it names the
+ * absolute form (against its own directory) for the user to confirm. */
+static enum afs_err relative_sqlite(const char *url, const char *rel, const char *query, char *msg, size_t msglen)
+{
+	char *abs = NULL;
+
+	if (afs_target_set_path(&abs, rel) != AFS_OK) {
+		snprintf(msg, msglen, "out of memory");
+		return AFS_E_NOMEM;
+	}
+	snprintf(msg, msglen,
+		 "'%s' is a relative path (three slashes), which the application resolves against its own folder "
+		 "(Flask-SQLAlchemy: its instance folder) and archfs cannot know: give the absolute path (four "
+		 "slashes), e.g. sqlite:///%s%s for %s in the current directory",
+		 url, abs, query, rel);
+	free(abs);
+	return AFS_E_INVAL;
+}
+
 enum afs_err afs_target_set_database(struct afs_target *t, const char *url, char *msg, size_t msglen)
 {
 	static const char *const pg_schemes[] = { "postgresql://", "postgres://", "postgresql+psycopg2://" };
@@ -74,6 +99,11 @@ enum afs_err afs_target_set_database(struct afs_target *t, const char *url, char
 		copy = strndup(p, len);
 		if (!copy)
 			return AFS_E_NOMEM;
+		if (copy[0] != '/') {
+			err = relative_sqlite(url, copy, p + len, msg, msglen);
+			free(copy);
+			return err;
+		}
 		err = afs_target_set_path(&path, copy);
 		free(copy);
 		copy = NULL;
@@ -172,12 +202,13 @@ enum afs_err afs_target_from_options(const struct afs_target_opts *o, struct afs
 	t->lock_wait = AFS_LOCK_WAIT_DEFAULT;
 	t->no_snapshot = o->no_snapshot;
 	t->terminate_blockers = o->terminate_blockers;
+	t->create = o->create;
 	if (db) {
-		char sub[400];
+		char sub[1024];
 
 		err = afs_target_set_database(t, db, sub, sizeof(sub));
 		if (err != AFS_OK)
-			snprintf(msg, msglen, "--database: %s", sub);
+			snprintf(msg, msglen, "--database%s: %s", o->database ? "" : " (from $DATABASE_URL)", sub);
 		else if (t->db_path)
 			err = check_dir("--database", t->db_path, true, msg, msglen);
 	}
@@ -190,6 +221,10 @@ enum afs_err afs_target_from_options(const struct afs_target_opts *o, struct afs
 		err = check_dir("--snapshot-dir", t->snapshot_dir, false, msg, msglen);
 	if (err == AFS_OK && o->pg_bindir && (err = afs_target_set_path(&t->pg_bindir, o->pg_bindir)) == AFS_OK)
 		err = check_dir("--pg-bindir", t->pg_bindir, false, msg, msglen);
+	if (err == AFS_OK && o->create && t->kind == AFS_DB_UNKNOWN) {
+		snprintf(msg, msglen, "--create needs a database (--database or DATABASE_URL)");
+		err = AFS_E_INVAL;
+	}
 	if (err == AFS_OK && o->migrate) {
 		if (t->kind == AFS_DB_UNKNOWN) {
 			snprintf(msg, msglen, "--migrate needs a database (--database or DATABASE_URL)");
@@ -232,4 +267,117 @@ void afs_target_mask_password(char *s)
 			memset(colon + 1, 'x', (size_t)(at - colon - 1));
 		p = end;
 	}
+}
+
+/* True when the file name in dir starts like a SQLite database. */
+static bool is_sqlite(int dir, const char *name)
+{
+	char head[16];
+	int fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	bool yes;
+
+	if (fd < 0)
+		return false;
+	yes = read(fd, head, sizeof(head)) == (ssize_t)sizeof(head) && memcmp(head, "SQLite format 3", 16) == 0;
+	close(fd);
+	return yes;
+}
+
+/* The regular file of dir (not self, not hidden, not a snapshot) whose
+ * owner and mode a new database takes: a SQLite database first, then the
+ * first by name.  False when there is none. */
+static bool pick_sibling(int dir, const char *self, char *name, size_t namelen, struct stat *out)
+{
+	DIR *d = fdopendir(dup(dir));
+	struct dirent *e;
+	bool found = false, found_db = false;
+
+	if (!d)
+		return false;
+	while ((e = readdir(d))) {
+		struct stat st;
+		bool db;
+
+		if (e->d_name[0] == '.' || strcmp(e->d_name, self) == 0 ||
+		    strncmp(e->d_name, SNAPSHOT_PREFIX, strlen(SNAPSHOT_PREFIX)) == 0 || strlen(e->d_name) >= namelen)
+			continue;
+		if (fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+			continue;
+		db = is_sqlite(dir, e->d_name);
+		if (found && (found_db && !db))
+			continue;
+		if (found && found_db == db && strcmp(e->d_name, name) > 0)
+			continue;
+		snprintf(name, namelen, "%s", e->d_name);
+		*out = st;
+		found = true;
+		found_db = db;
+	}
+	closedir(d);
+	return found;
+}
+
+enum afs_err afs_target_create_file(const char *path, struct afs_newfile *how, char *msg, size_t msglen)
+{
+	char *dcopy = strdup(path), *bcopy = strdup(path);
+	const char *dname, *base;
+	struct stat like, st;
+	enum afs_err err = AFS_OK;
+	int dir = -1, fd = -1;
+
+	memset(how, 0, sizeof(*how));
+	if (!dcopy || !bcopy) {
+		snprintf(msg, msglen, "out of memory");
+		err = AFS_E_NOMEM;
+		goto out;
+	}
+	dname = dirname(dcopy);
+	base = basename(bcopy);
+	dir = open(dname, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0) {
+		snprintf(msg, msglen, "%s: %s", dname, strerror(errno));
+		err = AFS_E_IO;
+		goto out;
+	}
+	how->mode = 0600;
+	how->uid = geteuid();
+	how->gid = getegid();
+	if (pick_sibling(dir, base, how->like, sizeof(how->like), &like)) {
+		how->mode = like.st_mode & 0666;
+		how->uid = like.st_uid;
+		how->gid = like.st_gid;
+	}
+	fd = openat(dir, base, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(msg, msglen, "cannot create %s: %s", path, strerror(errno));
+		err = errno == EEXIST ? AFS_E_CONFLICT : AFS_E_IO;
+		goto out;
+	}
+	if (fstat(fd, &st) != 0) {
+		snprintf(msg, msglen, "%s: %s", path, strerror(errno));
+		err = AFS_E_IO;
+		goto out;
+	}
+	if ((st.st_uid != how->uid || st.st_gid != how->gid) && fchown(fd, how->uid, how->gid) != 0) {
+		/* not root: the group may still be given when archfs's user is in it */
+		how->owner_kept = true;
+		how->uid = st.st_uid;
+		if (st.st_gid != how->gid && fchown(fd, (uid_t)-1, how->gid) != 0)
+			how->gid = st.st_gid;
+	}
+	if (fchmod(fd, how->mode) != 0 || fsync(fd) != 0 || fsync(dir) != 0) {
+		snprintf(msg, msglen, "%s: %s", path, strerror(errno));
+		err = AFS_E_IO;
+	}
+out:
+	if (fd >= 0) {
+		close(fd);
+		if (err != AFS_OK)
+			unlinkat(dir, base, 0);
+	}
+	if (dir >= 0)
+		close(dir);
+	free(dcopy);
+	free(bcopy);
+	return err;
 }

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include "err.h"
 #include "manifest.h"
 
@@ -21,15 +22,18 @@ struct afs_target {
 	char *pg_bindir;        /* NULL: the newest installed */
 	bool no_snapshot;
 	bool terminate_blockers;
+	bool create;            /* --create: a missing database is created, not refused */
 	unsigned lock_wait;     /* seconds another session's lock may stall the database step */
 };
 
 #define AFS_LOCK_WAIT_DEFAULT 60
 
-/* Sets t's database from url (sqlite:///relative, sqlite:////absolute,
- * postgresql://, postgres://, postgresql+psycopg2://).  A relative SQLite
- * path is made absolute against the current directory.  On error t is
- * unchanged and msg says why without repeating the password. */
+/* Sets t's database from url (sqlite:////absolute/path, postgresql://,
+ * postgres://, postgresql+psycopg2://).  A relative SQLite URL
+ * (sqlite:///name.db, three slashes) is refused with AFS_E_INVAL and a
+ * message naming the absolute form against the current directory: the
+ * application resolves it against its own folder, which archfs cannot know.
+ * On error t is unchanged and msg says why without repeating the password. */
 enum afs_err afs_target_set_database(struct afs_target *t, const char *url, char *msg, size_t msglen);
 
 /* Replaces *field with an absolute copy of path (made against the current
@@ -42,7 +46,7 @@ bool afs_target_configured(const struct afs_target *t);
 /* The target options as given on the command line (NULL: not given). */
 struct afs_target_opts {
 	const char *database, *uploads, *migrate, *flag_file, *snapshot_dir, *pg_bindir, *lock_wait;
-	bool no_snapshot, terminate_blockers;
+	bool no_snapshot, terminate_blockers, create;
 };
 
 /* Fills t (zeroed first) from o, with the environment fallbacks
@@ -53,6 +57,25 @@ struct afs_target_opts {
  * released and msg holds a one-line reason naming the option. */
 enum afs_err afs_target_from_options(const struct afs_target_opts *o, struct afs_target *t, char *msg,
 				     size_t msglen);
+
+/* How afs_target_create_file() made a new database file. */
+struct afs_newfile {
+	mode_t mode;      /* permission bits it got */
+	uid_t uid;
+	gid_t gid;
+	char like[256];   /* the file of the directory they were taken from; "" when there was none (0600) */
+	bool owner_kept;  /* like's owner could not be given (archfs is not root): the file is archfs's user's */
+};
+
+/* Creates path, which must not exist (AFS_E_CONFLICT if it does), as an
+ * empty file with the mode (less execute and special bits) and owner of
+ * another regular file of its directory, or 0600 and archfs's own user
+ * when there is none.  The other file is chosen among the directory's
+ * visible regular files that are not archfs's own (snapshots, staged
+ * copies), SQLite databases first, then by name; symlinks are not
+ * followed.  The file is 0600 from the moment it exists; the directory is
+ * fsync'd.  On error nothing is left behind and msg says why. */
+enum afs_err afs_target_create_file(const char *path, struct afs_newfile *how, char *msg, size_t msglen);
 
 /* Overwrites, in place, the password of every URL in s ("user:PASSWORD@")
  * with 'x's: archfs masks its own argv so that ps shows no password. */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of restore/target.c: database URLs, paths and the options. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,7 @@ static void check_pg(const char *url, const char *want_display)
 static void refused(const struct afs_target_opts *o, const char *opt, const char *secret)
 {
 	struct afs_target t;
-	char msg[512] = "";
+	char msg[1024] = "";
 	enum afs_err err;
 
 	memset(&t, 0x5a, sizeof(t)); /* from_options zeroes t first */
@@ -64,12 +65,100 @@ static void refused(const struct afs_target_opts *o, const char *opt, const char
 		afs_target_release(&t);
 }
 
+/* Writes dir/name with data and its NUL and mode (and owner when uid is not -1). */
+static void put(const char *dir, const char *name, const char *data, mode_t mode, int uid)
+{
+	char p[4600];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	f = fopen(p, "w");
+	CHECK(f != NULL);
+	if (!f)
+		return;
+	CHECK(fwrite(data, 1, strlen(data) + 1, f) == strlen(data) + 1);
+	fclose(f);
+	CHECK(chmod(p, mode) == 0);
+	if (uid >= 0)
+		CHECK(chown(p, (uid_t)uid, (gid_t)uid) == 0);
+}
+
+/* Creates dir/app.db with afs_target_create_file and checks what it got. */
+static void created_like(const char *dir, mode_t mode, uid_t uid, gid_t gid, const char *like)
+{
+	struct afs_newfile how;
+	struct stat st;
+	char p[4600], msg[512] = "";
+
+	snprintf(p, sizeof(p), "%s/app.db", dir);
+	CHECK(afs_target_create_file(p, &how, msg, sizeof(msg)) == AFS_OK);
+	CHECK(stat(p, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0);
+	if ((st.st_mode & 07777) != mode || st.st_uid != uid || st.st_gid != gid || !eq(how.like, like)) {
+		fprintf(stderr, "%s: mode %04o owner %u:%u like '%s', want %04o %u:%u '%s'\n", p,
+			(unsigned)(st.st_mode & 07777), (unsigned)st.st_uid, (unsigned)st.st_gid, how.like,
+			(unsigned)mode, (unsigned)uid, (unsigned)gid, like);
+		CHECK(0);
+	}
+	CHECK(how.mode == mode && how.uid == uid && how.gid == gid && !how.owner_kept);
+}
+
+/* afs_target_create_file: the new database file's mode and owner. */
+static void test_create_file(const char *tmp)
+{
+	char dir[2048], p[4600], msg[512] = "";
+	struct afs_newfile how;
+	struct stat st;
+	bool root = geteuid() == 0;
+	mode_t old = umask(077); /* the mode copied is not the umask's */
+
+	/* a directory with no other file: 0600, archfs's user */
+	snprintf(dir, sizeof(dir), "%s/cf-empty", tmp);
+	CHECK(mkdir(dir, 0755) == 0);
+	put(dir, ".hidden", "x", 0666, -1);
+	put(dir, "archfs_pre_restore_20261120_101502.zip", "PK", 0644, -1); /* archfs's own */
+	snprintf(p, sizeof(p), "%s/elsewhere", tmp);
+	put(tmp, "elsewhere", "x", 0664, -1);
+	snprintf(p, sizeof(p), "%s/link.db", dir);
+	CHECK(symlink("../elsewhere", p) == 0); /* not followed */
+	snprintf(p, sizeof(p), "%s/sub", dir);
+	CHECK(mkdir(p, 0777) == 0);
+	created_like(dir, 0600, geteuid(), getegid(), "");
+
+	/* it must not exist: an existing file is left as it was */
+	snprintf(p, sizeof(p), "%s/app.db", dir);
+	CHECK(chmod(p, 0640) == 0);
+	CHECK(afs_target_create_file(p, &how, msg, sizeof(msg)) == AFS_E_CONFLICT);
+	CHECK(has(msg, p) && stat(p, &st) == 0 && (st.st_mode & 0777) == 0640);
+
+	/* a SQLite database of the directory wins over other files and names */
+	snprintf(dir, sizeof(dir), "%s/cf-db", tmp);
+	CHECK(mkdir(dir, 0755) == 0);
+	put(dir, "a-notes.txt", "notes", 0644, -1);
+	put(dir, "old.db", "SQLite format 3", 0640, root ? 65534 : -1); /* with its NUL: a SQLite header */
+	put(dir, "z.db", "not a database", 0600, -1);
+	created_like(dir, 0640, root ? 65534 : geteuid(), root ? 65534 : getegid(), "old.db");
+
+	/* else the first file by name; execute and special bits are not copied */
+	snprintf(dir, sizeof(dir), "%s/cf-files", tmp);
+	CHECK(mkdir(dir, 0755) == 0);
+	put(dir, "b.cfg", "b", 0600, -1);
+	put(dir, "a.sh", "#!/bin/sh", 06775, root ? 65534 : -1);
+	created_like(dir, 0664, root ? 65534 : geteuid(), root ? 65534 : getegid(), "a.sh");
+
+	/* a directory that is not there: an error, nothing made */
+	snprintf(p, sizeof(p), "%s/cf-none/app.db", tmp);
+	msg[0] = '\0';
+	CHECK(afs_target_create_file(p, &how, msg, sizeof(msg)) != AFS_OK && has(msg, "cf-none"));
+	CHECK(stat(p, &st) != 0);
+	umask(old);
+}
+
 int main(void)
 {
 	const char *tmp = tu_tmpdir();
 	struct afs_target t = { 0 };
 	struct afs_target_opts o;
-	char msg[512], cwd[4096], want[4600], path[4600], dbpath[4600];
+	char msg[1024], cwd[4096], want[4600], path[4600], dbpath[4600];
 
 	/* ------------------------------------------------ database URLs */
 	CHECK(afs_target_set_database(&t, "sqlite:////abs/x.db", msg, sizeof(msg)) == AFS_OK);
@@ -78,18 +167,28 @@ int main(void)
 	CHECK(afs_target_configured(&t));
 	afs_target_release(&t);
 
-	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
-	snprintf(want, sizeof(want), "%s/rel.db", strcmp(cwd, "/") ? cwd : "");
-	CHECK(afs_target_set_database(&t, "sqlite:///rel.db", msg, sizeof(msg)) == AFS_OK);
-	CHECK(t.kind == AFS_DB_SQLITE && eq(t.db_path, want));
-	afs_target_release(&t);
-
-	/* made absolute against the current directory, whichever it is */
+	/* a relative SQLite URL (three slashes) is refused: the application
+	 * resolves it against its own folder, which archfs cannot know; the
+	 * message names the absolute form against the current directory */
 	CHECK(chdir(tmp) == 0);
 	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
-	snprintf(want, sizeof(want), "%s/d/rel.db", cwd);
-	CHECK(afs_target_set_database(&t, "sqlite:///d/rel.db", msg, sizeof(msg)) == AFS_OK);
-	CHECK(t.kind == AFS_DB_SQLITE && eq(t.db_path, want) && t.db_path[0] == '/');
+	snprintf(want, sizeof(want), "sqlite:////%s/rel.db ", cwd + 1);
+	msg[0] = '\0';
+	CHECK(afs_target_set_database(&t, "sqlite:///rel.db", msg, sizeof(msg)) == AFS_E_INVAL);
+	CHECK(t.kind == AFS_DB_UNKNOWN && t.db_path == NULL && t.url == NULL);
+	CHECK(has(msg, "'sqlite:///rel.db'") && has(msg, want) && has(msg, "relative") &&
+	      has(msg, "instance folder") && has(msg, "cannot know") && !strchr(msg, '\n'));
+	snprintf(want, sizeof(want), "sqlite:////%s/d/rel.db?timeout=5 ", cwd + 1);
+	CHECK(afs_target_set_database(&t, "sqlite:///d/rel.db?timeout=5", msg, sizeof(msg)) == AFS_E_INVAL);
+	CHECK(has(msg, want));
+	CHECK(afs_target_set_database(&t, "sqlite:///./app.db", msg, sizeof(msg)) == AFS_E_INVAL);
+	CHECK(afs_target_set_database(&t, "sqlite:///~/app.db", msg, sizeof(msg)) == AFS_E_INVAL);
+	CHECK(t.url == NULL);
+	/* the same file, absolute (four slashes), is taken */
+	snprintf(want, sizeof(want), "sqlite:////%s/rel.db", cwd + 1);
+	CHECK(afs_target_set_database(&t, want, msg, sizeof(msg)) == AFS_OK);
+	snprintf(want, sizeof(want), "%s/rel.db", cwd);
+	CHECK(t.kind == AFS_DB_SQLITE && eq(t.db_path, want));
 	afs_target_release(&t);
 
 	check_pg("postgresql://u:secret@h:5432/db", "postgresql://u@h:5432/db");
@@ -209,6 +308,23 @@ int main(void)
 	CHECK(eq(t.flag_file, want) && eq(t.snapshot_dir, tmp));
 	afs_target_release(&t);
 
+	/* --create: kept, and meaningless without a database */
+	memset(&o, 0, sizeof(o));
+	o.database = dbpath;
+	CHECK(afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK && !t.create);
+	afs_target_release(&t);
+	o.create = true;
+	CHECK(afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK && t.create);
+	afs_target_release(&t);
+	o.database = NULL;
+	o.uploads = path;
+	refused(&o, "--create", NULL);
+	/* a relative SQLite URL is refused before anything is mounted */
+	memset(&o, 0, sizeof(o));
+	o.database = "sqlite:///app.db";
+	refused(&o, "--database", NULL);
+	refused(&o, "sqlite:////", NULL);
+
 	/* ------------------------------------------------ the environment */
 	memset(&o, 0, sizeof(o));
 	CHECK(setenv("DATABASE_URL", "sqlite:////tmp/x.db", 1) == 0);
@@ -241,6 +357,9 @@ int main(void)
 	afs_target_release(&t);
 	CHECK(setenv("DATABASE_URL", "mysql://u:pw@h/db", 1) == 0);
 	refused(&o, "--database", "pw");
+	CHECK(setenv("DATABASE_URL", "sqlite:///app.db", 1) == 0); /* as a Flask app's .env often has it */
+	refused(&o, "$DATABASE_URL", NULL);
+	refused(&o, "sqlite:////", NULL);
 	CHECK(unsetenv("DATABASE_URL") == 0);
 
 	CHECK(setenv("UPLOAD_FOLDER", path, 1) == 0);
@@ -255,6 +374,8 @@ int main(void)
 	CHECK(t.uploads == NULL && !afs_target_configured(&t));
 	afs_target_release(&t);
 	CHECK(unsetenv("UPLOAD_FOLDER") == 0);
+
+	test_create_file(tmp);
 
 	CHECK(chdir("/") == 0); /* so that the temp dir can go */
 	return tu_done("target");
