@@ -29,7 +29,7 @@ struct options {
 	/* target options (SPEC.md section 4), stored by fuse_opt */
 	char *database, *uploads, *migrate, *flag_file, *snapshot_dir, *pg_bindir, *lock_wait;
 	char *seek_cache;
-	int no_snapshot, terminate_blockers;
+	int no_snapshot, terminate_blockers, create;
 	char bad[256]; /* first usage error, reported after parsing */
 };
 
@@ -54,6 +54,7 @@ static const struct fuse_opt opt_spec[] = {
 	VALUE_OPT("seek-cache", "seek_cache", seek_cache),
 	FLAG_OPT("no-snapshot", "no_snapshot", no_snapshot),
 	FLAG_OPT("terminate-blockers", "terminate_blockers", terminate_blockers),
+	FLAG_OPT("create", "create", create),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -105,8 +106,12 @@ static void usage(FILE *f)
 		"run the same restore without FUSE.\n"
 		"\n"
 		"Target options (each also as -o name=value):\n"
-		"  --database URL         sqlite:////abs/path.db or postgresql://user:pw@host/db\n"
-		"                         (default: $DATABASE_URL)\n"
+		"  --database URL         sqlite:////abs/path.db (four slashes: an absolute path)\n"
+		"                         or postgresql://user:pw@host/db (default: $DATABASE_URL);\n"
+		"                         sqlite:///name.db (three slashes) is relative to the\n"
+		"                         application's folder, which archfs cannot know: refused\n"
+		"  --create               restore into a new database when the target does not\n"
+		"                         exist (without it a missing database is refused)\n"
 		"  --uploads DIR          the live uploads directory (default: $UPLOAD_FOLDER)\n"
 		"  --migrate CMD          run after the database step, via /bin/sh -c, with\n"
 		"                         DATABASE_URL set (e.g. 'flask db upgrade')\n"
@@ -225,9 +230,9 @@ static int make_target(const struct options *o, struct afs_target *t)
 	const struct afs_target_opts to = {
 		.database = o->database, .uploads = o->uploads, .migrate = o->migrate, .flag_file = o->flag_file,
 		.snapshot_dir = o->snapshot_dir, .pg_bindir = o->pg_bindir, .lock_wait = o->lock_wait,
-		.no_snapshot = o->no_snapshot, .terminate_blockers = o->terminate_blockers,
+		.no_snapshot = o->no_snapshot, .terminate_blockers = o->terminate_blockers, .create = o->create,
 	};
-	char msg[512];
+	char msg[1024];
 
 	if (afs_target_from_options(&to, t, msg, sizeof(msg)) != AFS_OK) {
 		fprintf(stderr, "archfs: %s\n", msg);

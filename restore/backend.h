@@ -4,16 +4,37 @@
 #ifndef AFS_BACKEND_H
 #define AFS_BACKEND_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "err.h"
 #include "manifest.h"
 
 struct afs_job;
 
+/* What the live database is, as inspect() found it. */
+struct afs_db_info {
+	bool exists;
+	uint64_t size;   /* bytes: the file, or pg_database_size() */
+	char *name;      /* what the user knows it by: the absolute file path, or the PostgreSQL database's name */
+	char *revision;  /* its alembic_version, NULL when it has none */
+};
+
+/* Frees the strings of info and zeroes it. */
+void afs_db_info_release(struct afs_db_info *info);
+
 struct afs_db_backend {
 	const char *name;      /* "sqlite" */
 	enum afs_db_type kind;
 	const char *dump_name; /* the archive entry holding the dump: "db.sqlite" */
+
+	/* Looks at the live database without changing anything: whether it
+	 * exists, its size and its Alembic revision.  A database that does not
+	 * exist is not an error here (exists is false); one that cannot be
+	 * looked at (a wrong password, an unreachable server, a directory
+	 * where the file should be) is, with a one-line reason in msg (the job
+	 * is not told: the caller decides). */
+	enum afs_err (*inspect)(struct afs_job *j, struct afs_db_info *info, char *msg, size_t msglen);
 
 	/* Reads the dump (index node dump of the job's archive) to its end and
 	 * checks it, and checks the live target can take it (disk space).
@@ -21,8 +42,18 @@ struct afs_db_backend {
 	 * calls need in *state (also on error: release() frees it). */
 	enum afs_err (*verify)(struct afs_job *j, uint32_t dump, void **state);
 
+	/* Creates the live database that inspect() found missing (--create),
+	 * after verify() and the flag: an empty SQLite file with the mode and
+	 * owner of its directory's other files, or CREATE DATABASE. */
+	enum afs_err (*create)(struct afs_job *j, void *state);
+
+	/* Removes the database create() made, when the restore ends without
+	 * committing anything into it; a no-op when create() was not called. */
+	void (*discard)(struct afs_job *j, void *state);
+
 	/* Copies the live database into a new file at path, for the
-	 * pre-restore snapshot.  AFS_E_NOENT when there is no live database. */
+	 * pre-restore snapshot.  AFS_E_NOENT when there is no live database
+	 * (also when create() just made an empty one). */
 	enum afs_err (*snapshot)(struct afs_job *j, void *state, const char *path);
 
 	/* Replaces the live database with the verified dump as one atomic

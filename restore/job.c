@@ -260,6 +260,23 @@ void afs_job_test_pause(enum afs_state step)
 		nanosleep(&ts, NULL);
 }
 
+void afs_db_info_release(struct afs_db_info *info)
+{
+	free(info->name);
+	free(info->revision);
+	memset(info, 0, sizeof(*info));
+}
+
+bool afs_job_target_missing(struct afs_job *j)
+{
+	bool missing;
+
+	pthread_mutex_lock(&j->mu);
+	missing = j->tinfo_known && !j->tinfo.exists;
+	pthread_mutex_unlock(&j->mu);
+	return missing;
+}
+
 const struct afs_target *afs_job_target(const struct afs_job *j) { return j->target; }
 struct afs_archive *afs_job_archive(const struct afs_job *j) { return j->cur_archive; }
 const struct afs_index *afs_job_index(const struct afs_job *j) { return j->cur_index; }
@@ -392,7 +409,7 @@ static void clear_run_locked(struct afs_job *j)
 		free(j->warnings[i]);
 	j->started_at = j->finished_at = j->error = j->refusal = j->snapshot = NULL;
 	j->nwarnings = j->nfixed;
-	j->cancel = j->committed = j->in_progress = false;
+	j->cancel = j->committed = j->in_progress = j->created = false;
 	j->wtotal = j->wdone = j->wcur = 0;
 	j->phase_total = j->phase_done = 0;
 	j->percent = 0;
@@ -411,6 +428,7 @@ void afs_job_free(struct afs_job *j)
 	for (size_t i = 0; i < j->nfixed; i++)
 		free(j->warnings[i]);
 	afs_manifest_release(&j->manifest);
+	afs_db_info_release(&j->tinfo);
 	free(j->manifest_error);
 	free(j->log);
 	free(j->archive_path);
@@ -608,6 +626,12 @@ char *afs_job_status_json(struct afs_job *j)
 	v.target_type = t->kind != AFS_DB_UNKNOWN ? afs_db_type_name(t->kind) : NULL;
 	v.target_url = t->display_url;
 	v.uploads = t->uploads;
+	v.target_path = t->db_path;
+	v.target_exists = j->tinfo_known ? j->tinfo.exists : -1;
+	v.target_size = j->tinfo.size;
+	v.target_revision = j->tinfo.revision;
+	v.target_create = t->create;
+	v.target_created = j->created;
 	v.manifest_json = j->has_manifest ? j->manifest.json : NULL;
 	v.dump_json = j->dump_info;
 	v.warnings = (const char *const *)j->warnings;

@@ -109,6 +109,10 @@ const struct afs_index *afs_job_index(const struct afs_job *j);
 /* The path of the archive the job was created for. */
 const char *afs_job_archive_path(const struct afs_job *j);
 
+/* True when this run found that the live database does not exist (and
+ * --create will make it): verify must not try to open it. */
+bool afs_job_target_missing(struct afs_job *j);
+
 /* One line in .log (and the daemon's log). */
 void afs_job_log(struct afs_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A line in .log and in .status warnings. */

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include "backend.h"
 #include "job.h"
 #include "manifest.h"
 
@@ -47,6 +48,9 @@ struct afs_job {
 	size_t nfixed;                     /* warnings[0..nfixed) outlive a run */
 	char *log;
 	size_t loglen;
+	struct afs_db_info tinfo;          /* the live database as the last run found it */
+	bool tinfo_known;                  /* tinfo holds something (a run looked) */
+	bool created;                      /* this run created the database (--create) */
 
 	/* --- the pipeline thread's own --- */
 	bool do_db, do_uploads, do_migrate;

@@ -54,6 +54,9 @@
 struct pg_state {
 	struct afs_job *j;
 	PGconn *conn;            /* our own session: checks, flag, watcher */
+	PGconn *admin;           /* --create: a session on the maintenance database */
+	char *dbname;            /* --create: the database to create */
+	bool created;            /* create() made it: discard() may drop it */
 	char *env[MAX_ENV + 1];  /* PGHOST=... for the children */
 	char *bindir;            /* of the chosen pg_restore */
 	int major;               /* its PostgreSQL major version */
@@ -110,6 +113,67 @@ static PGconn *connect_url(const char *url, const char *appname)
 	const char *vals[] = { url, CONNECT_TIMEOUT, appname, NULL };
 
 	return PQconnectdbParams(keys, vals, 1);
+}
+
+/* The maintenance databases tried, in order, to look for or create a
+ * database the target URL names but the server does not have. */
+static const char *const maintenance_dbs[] = { "postgres", "template1" };
+
+/* A session on database db of the server url names (same host, user,
+ * password and options; "dbname" given a second time is a plain name). */
+static PGconn *connect_other(const char *url, const char *db, const char *appname)
+{
+	const char *keys[] = { "dbname", "connect_timeout", "application_name", "dbname", NULL };
+	const char *vals[] = { url, CONNECT_TIMEOUT, appname, db, NULL };
+
+	return PQconnectdbParams(keys, vals, 1);
+}
+
+/* A session on the first maintenance database that accepts one, or NULL. */
+static PGconn *connect_admin(const char *url)
+{
+	for (size_t i = 0; i < sizeof(maintenance_dbs) / sizeof(maintenance_dbs[0]); i++) {
+		PGconn *c = connect_other(url, maintenance_dbs[i], "archfs");
+
+		if (c && PQstatus(c) == CONNECTION_OK)
+			return c;
+		PQfinish(c);
+	}
+	return NULL;
+}
+
+/* 1 when the server of admin has database name, 0 when not, -1 when the
+ * question failed. */
+static int database_exists(PGconn *admin, const char *name)
+{
+	const char *params[] = { name };
+	PGresult *r = PQexecParams(admin, "SELECT 1 FROM pg_database WHERE datname = $1", 1, NULL, params, NULL, NULL, 0);
+	int n = PQresultStatus(r) == PGRES_TUPLES_OK ? PQntuples(r) > 0 : -1;
+
+	PQclear(r);
+	return n;
+}
+
+/* The single value of a one-row query, malloc'd, or NULL. */
+static char *query_value(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	char *v = NULL;
+
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+		v = strdup(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return v;
+}
+
+/* True when a one-value query answers "t". */
+static bool query_value_ok(PGconn *c, const char *sql)
+{
+	char *v = query_value(c, sql);
+	bool yes = v && strcmp(v, "t") == 0;
+
+	free(v);
+	return yes;
 }
 
 /* PGHOST=..., PGPASSWORD=... from the parsed connection options. */
@@ -403,6 +467,147 @@ static void publish_dump_info(struct pg_state *s)
 	}
 }
 
+/* ------------------------------------------------------------- inspect */
+
+/* --create and the database is missing: a session on the maintenance
+ * database that create() will use, and the role's right to create one
+ * (checked now, so that a refusal changes nothing). */
+static enum afs_err check_can_create(struct pg_state *s)
+{
+	const struct afs_target *t = afs_job_target(s->j);
+	char *url = libpq_url(t->url), *role = NULL;
+	PGconn *probe = url ? connect_url(url, "archfs") : NULL;
+	bool may;
+
+	s->dbname = probe && PQdb(probe) ? strdup(PQdb(probe)) : NULL;
+	PQfinish(probe);
+	s->admin = url && s->dbname ? connect_admin(url) : NULL;
+	free(url);
+	if (!s->dbname)
+		return afs_job_fail(s->j, AFS_E_NOMEM, "out of memory");
+	if (!s->admin)
+		return afs_job_fail(s->j, AFS_E_FAILED,
+				    "--create: cannot connect to a maintenance database (postgres, template1) of %s",
+				    t->display_url);
+	role = query_value(s->admin, "SELECT current_user");
+	may = query_value_ok(s->admin, "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user");
+	if (!may) {
+		afs_job_fail(s->j, AFS_E_ACCES,
+			     "--create: the role %s may not create databases (it has no CREATEDB): create the database "
+			     "%s first, or connect as a role that may",
+			     role ? role : "?", s->dbname);
+		free(role);
+		return AFS_E_ACCES;
+	}
+	afs_job_log(s->j, "--create: the role %s may create the database %s", role ? role : "?", s->dbname);
+	free(role);
+	return AFS_OK;
+}
+
+static enum afs_err pg_create(struct afs_job *j, void *state)
+{
+	struct pg_state *s = state;
+	const struct afs_target *t = afs_job_target(j);
+	char *ident = PQescapeIdentifier(s->admin, s->dbname, strlen(s->dbname)), *sql = NULL, *url = NULL, why[512];
+	PGresult *r;
+
+	if (!ident || asprintf(&sql, "CREATE DATABASE %s", ident) < 0) {
+		PQfreemem(ident);
+		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+	}
+	PQfreemem(ident);
+	r = PQexec(s->admin, sql);
+	free(sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		PQclear(r);
+		return afs_job_fail(j, AFS_E_FAILED, "--create: CREATE DATABASE %s failed: %s", s->dbname,
+				    pq_reason(s->admin, why, sizeof(why)));
+	}
+	PQclear(r);
+	s->created = true;
+	afs_job_log(j, "created the database %s", s->dbname);
+	url = libpq_url(t->url);
+	s->conn = url ? connect_url(url, "archfs") : NULL;
+	free(url);
+	if (!s->conn || PQstatus(s->conn) != CONNECTION_OK)
+		return afs_job_fail(j, AFS_E_FAILED, "cannot connect to the new database %s: %s", t->display_url,
+				    pq_reason(s->conn, why, sizeof(why)));
+	if (make_env(s) != AFS_OK)
+		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+	return AFS_OK;
+}
+
+static void pg_discard(struct afs_job *j, void *state)
+{
+	struct pg_state *s = state;
+	char *ident, *sql = NULL, why[512];
+	PGresult *r;
+
+	if (!s || !s->created)
+		return;
+	s->created = false;
+	if (s->conn)
+		PQfinish(s->conn); /* a database with a session cannot be dropped */
+	s->conn = NULL;
+	ident = PQescapeIdentifier(s->admin, s->dbname, strlen(s->dbname));
+	if (!ident || asprintf(&sql, "DROP DATABASE IF EXISTS %s", ident) < 0)
+		sql = NULL;
+	PQfreemem(ident);
+	r = sql ? PQexec(s->admin, sql) : NULL;
+	if (PQresultStatus(r) == PGRES_COMMAND_OK)
+		afs_job_log(j, "dropped the database %s, created for this restore: nothing was restored into it",
+			    s->dbname);
+	else
+		afs_job_warn(j, "the database %s, created for this restore, could not be dropped: %s", s->dbname,
+			     pq_reason(s->admin, why, sizeof(why)));
+	PQclear(r);
+	free(sql);
+}
+
+static enum afs_err pg_inspect(struct afs_job *j, struct afs_db_info *info, char *msg, size_t msglen)
+{
+	const struct afs_target *t = afs_job_target(j);
+	char *url = libpq_url(t->url), *size = NULL, why[512];
+	PGconn *c = url ? connect_url(url, "archfs") : NULL, *admin = NULL;
+	enum afs_err err = AFS_OK;
+	int has;
+
+	memset(info, 0, sizeof(*info));
+	if (!c) {
+		snprintf(msg, msglen, "out of memory");
+		err = AFS_E_NOMEM;
+		goto out;
+	}
+	info->name = strdup(PQdb(c) ? PQdb(c) : "?");
+	if (!info->name) {
+		snprintf(msg, msglen, "out of memory");
+		err = AFS_E_NOMEM;
+		goto out;
+	}
+	if (PQstatus(c) == CONNECTION_OK) {
+		info->exists = true;
+		size = query_value(c, "SELECT pg_database_size(current_database())");
+		info->size = size ? strtoull(size, NULL, 10) : 0;
+		if (query_value_ok(c, "SELECT to_regclass('alembic_version') IS NOT NULL"))
+			info->revision = query_value(c, "SELECT version_num FROM alembic_version LIMIT 1");
+		goto out;
+	}
+	/* a database that is not there, or a server that will not talk to us? */
+	pq_reason(c, why, sizeof(why));
+	admin = connect_admin(url);
+	has = admin ? database_exists(admin, info->name) : -1;
+	if (has != 0) {
+		snprintf(msg, msglen, "cannot connect to %s: %s", t->display_url, why);
+		err = AFS_E_FAILED;
+	}
+out:
+	PQfinish(admin);
+	PQfinish(c);
+	free(size);
+	free(url);
+	return err;
+}
+
 static enum afs_err pg_verify(struct afs_job *j, uint32_t dump, void **state)
 {
 	const struct afs_target *t = afs_job_target(j);
@@ -430,7 +635,11 @@ static enum afs_err pg_verify(struct afs_job *j, uint32_t dump, void **state)
 				    "install PostgreSQL %d or newer client tools (postgresql-client-%d) or give --pg-bindir",
 				    s->hdr.vmaj, s->hdr.vmin, s->hdr.pg_dump_version ? s->hdr.pg_dump_version : "?",
 				    s->major, afs_pgdump_major_for(s->hdr.vmin), afs_pgdump_major_for(s->hdr.vmin));
-	if (t->url) {
+	if (t->url && afs_job_target_missing(j)) {
+		err = check_can_create(s);
+		if (err != AFS_OK)
+			return err;
+	} else if (t->url) {
 		url = libpq_url(t->url);
 		s->conn = url ? connect_url(url, "archfs") : NULL;
 		free(url);
@@ -511,6 +720,10 @@ static enum afs_err pg_snapshot(struct afs_job *j, void *state, const char *path
 	enum afs_err err;
 	int st;
 
+	if (s->created) {
+		free(pgd);
+		return AFS_E_NOENT; /* an empty database of our own making */
+	}
 	if (!pgd || asprintf(&out, "--file=%s", path) < 0) {
 		free(pgd);
 		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
@@ -795,6 +1008,9 @@ static void pg_release(void *state)
 		return;
 	if (s->conn)
 		PQfinish(s->conn); /* also releases the advisory lock */
+	if (s->admin)
+		PQfinish(s->admin);
+	free(s->dbname);
 	for (size_t i = 0; i < MAX_ENV && s->env[i]; i++) {
 		/* the password must not linger in freed memory */
 		memset(s->env[i], 0, strlen(s->env[i]));
@@ -814,7 +1030,10 @@ const struct afs_db_backend afs_pg_backend = {
 	.name = "postgresql",
 	.kind = AFS_DB_POSTGRESQL,
 	.dump_name = "db.dump",
+	.inspect = pg_inspect,
 	.verify = pg_verify,
+	.create = pg_create,
+	.discard = pg_discard,
 	.snapshot = pg_snapshot,
 	.restore = pg_restore_db,
 	.revision = pg_revision,

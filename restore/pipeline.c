@@ -124,6 +124,57 @@ static enum afs_err check_uploads_space(struct afs_job *j)
 	return AFS_OK;
 }
 
+/* "315.2 MB (330501120 bytes)". */
+static void size_text(uint64_t n, char *buf, size_t len)
+{
+	snprintf(buf, len, "%.1f MB (%llu bytes)", (double)n / (1 << 20), (unsigned long long)n);
+}
+
+/* Looks at the live database before anything else, so that the first lines
+ * of a run name what a restore replaces (also in .status); refuses a
+ * database that does not exist unless --create asks for a new one. */
+static enum afs_err inspect_target(struct afs_job *j, bool after)
+{
+	const struct afs_target *t = j->target;
+	const struct afs_db_backend *be = afs_backend_for(t->kind);
+	const char *type = afs_db_type_name(t->kind);
+	struct afs_db_info info = { 0 };
+	char size[64], msg[512] = "";
+	enum afs_err err;
+
+	if (!be || !be->inspect)
+		return AFS_OK;
+	err = be->inspect(j, &info, msg, sizeof(msg));
+	if (err != AFS_OK) {
+		afs_db_info_release(&info);
+		if (after) {
+			afs_job_log(j, "the database cannot be looked at after the restore: %s", msg);
+			return err;
+		}
+		return afs_job_fail(j, err, "%s", msg);
+	}
+	pthread_mutex_lock(&j->mu);
+	afs_db_info_release(&j->tinfo);
+	j->tinfo = info; /* owned by the job now; only this thread changes it */
+	j->tinfo_known = true;
+	pthread_mutex_unlock(&j->mu);
+	if (info.exists) {
+		size_text(info.size, size, sizeof(size));
+		afs_job_log(j, "target%s: %s database %s, %s, Alembic revision %s%s", after ? " now" : "", type, info.name,
+			    size, info.revision ? info.revision : "none", after ? "" : " (what a restore replaces)");
+		return AFS_OK;
+	}
+	if (after)
+		return AFS_OK;
+	if (!t->create)
+		return afs_job_fail(j, AFS_E_NOENT,
+				    "the %s database %s does not exist: nothing was changed (check --database, or add "
+				    "--create to restore into a new database)",
+				    type, info.name);
+	afs_job_log(j, "target: %s database %s does not exist: --create, a restore creates it", type, info.name);
+	return AFS_OK;
+}
+
 /* Step 1: everything is checked, nothing is changed. */
 static enum afs_err verify(struct afs_job *j)
 {
@@ -134,6 +185,11 @@ static enum afs_err verify(struct afs_job *j)
 	enum afs_err err;
 
 	afs_job_log(j, "verifying %s", j->archive_path);
+	if (j->do_db && t->kind != AFS_DB_UNKNOWN) {
+		err = inspect_target(j, false);
+		if (err != AFS_OK)
+			return err;
+	}
 	if (j->manifest_error)
 		return afs_job_fail(j, AFS_E_CORRUPT, "%s", j->manifest_error);
 	if (!j->has_manifest)
@@ -403,6 +459,14 @@ static enum afs_err pipeline(struct afs_job *j)
 		return err;
 
 	err = raise_flag(j);
+	if (err == AFS_OK && j->do_db && afs_job_target_missing(j)) {
+		err = j->backend->create(j, j->backend_state);
+		if (err == AFS_OK) {
+			pthread_mutex_lock(&j->mu);
+			j->created = true;
+			pthread_mutex_unlock(&j->mu);
+		}
+	}
 	if (err == AFS_OK && j->do_db && j->backend->flag_on)
 		err = j->backend->flag_on(j, j->backend_state);
 	if (err != AFS_OK)
@@ -457,18 +521,29 @@ fail:
 static void finish(struct afs_job *j, enum afs_err err)
 {
 	enum afs_state st = err == AFS_OK ? AFS_ST_DONE : err == AFS_E_CANCELLED ? AFS_ST_CANCELLED : AFS_ST_FAILED;
-	bool nothing_changed;
+	bool nothing_changed, created;
 	char stamp[32];
 
 	if (j->backend && j->backend_state && j->backend->flag_off)
 		j->backend->flag_off(j, j->backend_state, afs_state_name(st));
+	pthread_mutex_lock(&j->mu);
+	nothing_changed = !j->committed;
+	created = j->created;
+	pthread_mutex_unlock(&j->mu);
+	if (created && nothing_changed) {
+		j->backend->discard(j, j->backend_state);
+		pthread_mutex_lock(&j->mu);
+		j->created = false;
+		pthread_mutex_unlock(&j->mu);
+	}
 	if (j->backend && j->backend_state)
 		j->backend->release(j->backend_state);
 	j->backend_state = NULL;
+	if (!nothing_changed && j->do_db)
+		inspect_target(j, true); /* .status shows the database as it is now */
 	afs_uploads_plan_free(j->plan);
 	j->plan = NULL;
 	pthread_mutex_lock(&j->mu);
-	nothing_changed = !j->committed;
 	if (err == AFS_E_CANCELLED && !j->error)
 		j->error = strdup("cancelled: nothing was changed");
 	else if (err != AFS_OK && !j->error)

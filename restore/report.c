@@ -45,6 +45,17 @@ char *afs_report_status(const struct afs_status_view *v)
 			fail |= !cJSON_AddItemToObject(target, "type", str_or_null(v->target_type));
 			fail |= !cJSON_AddItemToObject(target, "url", str_or_null(v->target_url));
 			fail |= !cJSON_AddItemToObject(target, "uploads", str_or_null(v->uploads));
+			if (v->target_type) {
+				fail |= !cJSON_AddItemToObject(target, "path", str_or_null(v->target_path));
+				fail |= !cJSON_AddItemToObject(target, "exists", v->target_exists < 0 ? cJSON_CreateNull()
+									      : cJSON_CreateBool(v->target_exists));
+				fail |= !cJSON_AddItemToObject(target, "size", v->target_exists == 1
+									    ? cJSON_CreateNumber((double)v->target_size)
+									    : cJSON_CreateNull());
+				fail |= !cJSON_AddItemToObject(target, "revision", str_or_null(v->target_revision));
+				fail |= !cJSON_AddBoolToObject(target, "create", v->target_create);
+				fail |= !cJSON_AddBoolToObject(target, "created", v->target_created);
+			}
 		}
 	}
 	if (v->manifest_json)

@@ -5,6 +5,7 @@
 #ifndef AFS_REPORT_H
 #define AFS_REPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "manifest.h"
@@ -19,6 +20,11 @@ struct afs_status_view {
 	uint64_t bytes_done, bytes_total;
 	const char *archive, *started_at, *finished_at, *error, *snapshot;
 	const char *target_type, *target_url, *uploads; /* target_type NULL: no database target */
+	const char *target_path;     /* SQLite: the database file's absolute path */
+	const char *target_revision; /* its alembic_version; NULL: none, or not looked at yet */
+	int target_exists;           /* 1, 0, or -1: not looked at yet (no run since the mount) */
+	uint64_t target_size;        /* bytes, when target_exists is 1 */
+	bool target_create, target_created; /* --create given; this run created the database */
 	const char *manifest_json; /* the parsed manifest, re-serialised; NULL when absent */
 	const char *dump_json;     /* what the backend read from the dump's header; NULL when nothing */
 	const char *const *warnings;

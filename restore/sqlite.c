@@ -36,6 +36,9 @@ struct sq_state {
 	char *staged; /* the verified copy of the archive's database, or NULL */
 	char *beside; /* staged files go beside this path: the live database, or
 		       * a name in $TMPDIR when verifying without a target */
+	bool created; /* create() made the live file: discard() may remove it */
+	dev_t dev;    /* and which file that was */
+	ino_t ino;
 };
 
 static void sleep_ms(unsigned ms)
@@ -352,11 +355,12 @@ static enum afs_err copy_db(struct afs_job *j, sqlite3 *to, sqlite3 *from, bool 
 static enum afs_err sq_snapshot(struct afs_job *j, void *state, const char *path)
 {
 	const char *live_path = afs_job_target(j)->db_path;
+	const struct sq_state *s = state;
 	sqlite3 *live = NULL, *out = NULL;
 	enum afs_err err;
 	struct stat st;
 
-	if (stat(live_path, &st) != 0)
+	if ((s && s->created) || stat(live_path, &st) != 0)
 		return AFS_E_NOENT;
 	if (sqlite3_open_v2(live_path, &live, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
 	    sqlite3_open_v2(path, &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
@@ -407,23 +411,103 @@ out:
 	return err;
 }
 
+/* The alembic_version of the database file at path (malloc'd), or NULL
+ * when it has none or cannot be read. */
+static char *alembic_revision(const char *path)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	char *rev = NULL;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, "SELECT version_num FROM alembic_version LIMIT 1", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+		rev = strdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rev;
+}
+
 static enum afs_err sq_revision(struct afs_job *j, void *state, char **rev)
 {
 	const char *live_path = afs_job_target(j)->db_path;
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
 	struct stat sb;
 
 	*rev = NULL;
-	if (stat(live_path, &sb) != 0)
-		return AFS_OK;
-	if (sqlite3_open_v2(live_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-	    sqlite3_prepare_v2(db, "SELECT version_num FROM alembic_version LIMIT 1", -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-		*rev = strdup((const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
-	sqlite3_close(db);
+	if (stat(live_path, &sb) == 0)
+		*rev = alembic_revision(live_path);
 	return AFS_OK;
+}
+
+static enum afs_err sq_inspect(struct afs_job *j, struct afs_db_info *info, char *msg, size_t msglen)
+{
+	const char *path = afs_job_target(j)->db_path;
+	struct stat st;
+
+	memset(info, 0, sizeof(*info));
+	info->name = strdup(path);
+	if (!info->name) {
+		snprintf(msg, msglen, "out of memory");
+		return AFS_E_NOMEM;
+	}
+	if (stat(path, &st) != 0) {
+		if (errno == ENOENT)
+			return AFS_OK;
+		snprintf(msg, msglen, "the database %s: %s", path, strerror(errno));
+		return errno == ENOTDIR ? AFS_E_NOTDIR : AFS_E_IO;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(msg, msglen, "the database %s is not a regular file", path);
+		return S_ISDIR(st.st_mode) ? AFS_E_ISDIR : AFS_E_INVAL;
+	}
+	info->exists = true;
+	info->size = (uint64_t)st.st_size;
+	info->revision = alembic_revision(path);
+	return AFS_OK;
+}
+
+static enum afs_err sq_create(struct afs_job *j, void *state)
+{
+	struct sq_state *s = state;
+	const char *path = afs_job_target(j)->db_path;
+	struct afs_newfile how;
+	struct stat st;
+	char msg[512] = "";
+	enum afs_err err = afs_target_create_file(path, &how, msg, sizeof(msg));
+
+	if (err != AFS_OK)
+		return afs_job_fail(j, err, "--create: %s", msg);
+	if (stat(path, &st) == 0) {
+		s->dev = st.st_dev;
+		s->ino = st.st_ino;
+	}
+	s->created = true;
+	if (how.like[0])
+		afs_job_log(j, "created the database %s: mode %04o, owner %lu:%lu, as %s in its directory", path,
+			    (unsigned)how.mode, (unsigned long)how.uid, (unsigned long)how.gid, how.like);
+	else
+		afs_job_log(j, "created the database %s: mode 0600, owner %lu:%lu (its directory has no other files)",
+			    path, (unsigned long)how.uid, (unsigned long)how.gid);
+	if (how.owner_kept)
+		afs_job_warn(j, "%s could not be given the owner of %s (archfs is not root): it is owned by %lu:%lu",
+			     path, how.like, (unsigned long)how.uid, (unsigned long)how.gid);
+	return AFS_OK;
+}
+
+static void sq_discard(struct afs_job *j, void *state)
+{
+	struct sq_state *s = state;
+	const char *path = afs_job_target(j)->db_path;
+	struct stat st;
+
+	if (!s || !s->created)
+		return;
+	s->created = false;
+	/* only the file create() made: a file put there since is not ours */
+	if (stat(path, &st) == 0 && st.st_dev == s->dev && st.st_ino == s->ino && unlink(path) == 0)
+		afs_job_log(j, "removed %s, created for this restore: nothing was restored into it", path);
+	else
+		afs_job_warn(j, "%s, created for this restore, could not be removed", path);
 }
 
 static void sq_release(void *state)
@@ -443,7 +527,10 @@ const struct afs_db_backend afs_sqlite_backend = {
 	.name = "sqlite",
 	.kind = AFS_DB_SQLITE,
 	.dump_name = "db.sqlite",
+	.inspect = sq_inspect,
 	.verify = sq_verify,
+	.create = sq_create,
+	.discard = sq_discard,
 	.snapshot = sq_snapshot,
 	.restore = sq_restore,
 	.revision = sq_revision,
