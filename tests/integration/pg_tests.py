@@ -356,3 +356,90 @@ def t_pg_connection_errors_at_verify():
         check(s["state"] == "done", "restore with a password: %s" % s["error"])
         check(not any(seen), "the password appeared on a command line")
         check("w/rd" not in read(m, ".log") + read(m, ".status"), "the password is in .log or .status")
+
+
+def db_exists(name):
+    c = connect("postgres")
+    cur = c.cursor()
+    cur.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,))
+    n = cur.fetchone()[0]
+    c.close()
+    return n == 1
+
+
+def t_pg_missing_database_and_create():
+    archive, src = pg_archive()
+    want = content(src)
+    _counter[0] += 1
+    name = "t%d_%d_created" % (os.getpid(), _counter[0])
+    # without --create: refused at verify, CLI and mount, nothing created or written
+    opts, snapdir = target(name)
+    for command in ("verify", "restore"):
+        r = subprocess.run([H.ARCHFS, command, archive, *opts], capture_output=True, text=True, timeout=120)
+        last = r.stderr.strip().splitlines()[-1]
+        check(r.returncode == 1 and "the postgresql database %s does not exist" % name in last and "--create" in last,
+              "%s into a missing database: %d %r" % (command, r.returncode, last))
+    with Mount(archive, *opts) as m:
+        check(control(m, "restore") == 0, "restore refused at the write")
+        s = wait_final(m)
+        check(s["state"] == "failed" and "%s does not exist" % name in s["error"], "mount: %s %r" % (s["state"], s["error"]))
+        check(s["target"]["exists"] is False and s["snapshot"] is None, "mount: .status target %s" % s["target"])
+    check(not db_exists(name) and os.listdir(snapdir) == [], "a refused restore created the database or a snapshot")
+
+    # a role that may not create databases: refused at verify, even with --create
+    admin = connect("postgres")
+    admin.cursor().execute("DROP ROLE IF EXISTS archfs_nocreate")
+    admin.cursor().execute("CREATE ROLE archfs_nocreate LOGIN NOCREATEDB")
+    admin.close()
+    r = subprocess.run([H.ARCHFS, "restore", archive, "--database", url(name, "archfs_nocreate"), "--create",
+                        "--snapshot-dir", snapdir], capture_output=True, text=True, timeout=120)
+    check(r.returncode == 1 and "archfs_nocreate may not create databases" in r.stderr,
+          "--create without CREATEDB: %d %s" % (r.returncode, r.stderr[-400:]))
+    check(not db_exists(name) and os.listdir(snapdir) == [], "--create without CREATEDB created something")
+
+    # --create on the command line: created, restored, reported
+    r = subprocess.run([H.ARCHFS, "verify", archive, *opts, "--create"], capture_output=True, text=True, timeout=120)
+    check(r.returncode == 0 and not db_exists(name), "verify --create: %d %s" % (r.returncode, r.stderr[-400:]))
+    r = subprocess.run([H.ARCHFS, "restore", archive, *opts, "--create"], capture_output=True, text=True, timeout=120)
+    check(r.returncode == 0, "restore --create: %d %s" % (r.returncode, r.stderr[-600:]))
+    check(db_exists(name) and content(name) == want, "restore --create: the new database's rows differ")
+    check(any("target: postgresql database %s does not exist: --create" % name in x for x in r.stderr.splitlines()[:6]),
+          "the first lines do not name the target: %s" % r.stderr.splitlines()[:6])
+    check("created the database %s" % name in r.stderr and "Alembic revision newrev" in r.stderr,
+          "creation or result not reported: %s" % r.stderr[-800:])
+
+    # through a mount with -o create
+    _counter[0] += 1
+    name2 = "t%d_%d_created" % (os.getpid(), _counter[0])
+    opts2, snapdir2 = target(name2)
+    with Mount(archive, "-o", "create", *opts2) as m:
+        check(control(m, "restore") == 0, "restore refused")
+        s = wait_final(m, timeout=120)
+        check(s["state"] == "done", "restore -o create: %s %s" % (s["state"], s["error"]))
+        t = s["target"]
+        check(t["created"] is True and t["exists"] is True and t["revision"] == "newrev" and t["size"] > 0,
+              ".status target: %s" % t)
+        check("created the database %s" % name2 in read(m, ".log"), ".log: " + read(m, ".log")[-600:])
+    check(content(name2) == want, "restore -o create: the rows differ")
+    # an existing database is reported with its size and revision, and --create changes nothing for it
+    r = subprocess.run([H.ARCHFS, "verify", archive, *opts2, "--create"], capture_output=True, text=True, timeout=120)
+    check(r.returncode == 0 and "target: postgresql database %s, " % name2 in r.stderr and
+          "Alembic revision newrev (what a restore replaces)" in r.stderr, "existing: %s" % r.stderr[-600:])
+
+
+def t_pg_create_then_cancel_drops_it():
+    archive, src = pg_archive(entries=300000)  # about 2 s of feeding at the test delay
+    _counter[0] += 1
+    name = "t%d_%d_created" % (os.getpid(), _counter[0])
+    opts, snapdir = target(name, "--create")
+    with Mount(archive, *opts, env=SLOW) as m:
+        check(control(m, "restore") == 0, "restore refused")
+        wait_state(m, "database", timeout=120)
+        check(db_exists(name) and status(m)["target"]["created"] is True, "the database was not created first")
+        time.sleep(0.2)
+        check(control(m, "cancel") == 0, "cancel refused: %s" % status(m)["error"])
+        s = wait_final(m)
+        check(s["state"] == "cancelled" and s["target"]["created"] is False, "cancel: %s %s" % (s["state"], s["target"]))
+        check("dropped the database %s, created for this restore" % name in read(m, ".log"), ".log: " + read(m, ".log")[-600:])
+    check(not db_exists(name), "cancel: the database created for the restore is still there")
+    check(os.listdir(snapdir) == [], "cancel: a snapshot was left: %s" % os.listdir(snapdir))

@@ -517,6 +517,207 @@ def t_target_options_refused():
     H.refused([archive, "MNT", "-o", "seek_cache=lots"], "bad -o seek_cache")
     with Mount(archive, "-o", "database=postgresql://app:hunter2@localhost/app,uploads=" + live.uploads) as m:
         s = status(m)
-        check(s["target"] == {"type": "postgresql", "url": "postgresql://app@localhost/app", "uploads": live.uploads},
+        check(s["target"] == {"type": "postgresql", "url": "postgresql://app@localhost/app", "uploads": live.uploads,
+                              "path": None, "exists": None, "size": None, "revision": None, "create": False,
+                              "created": False},
               "-o target: %s" % s["target"])
         check("hunter2" not in read(m, ".status") + read(m, ".log"), "the password is shown")
+
+
+# ------------------------------------------- the target must exist (issue 20)
+
+def listing(*dirs):
+    """Every path below dirs, with its size: what "nothing was written" compares."""
+    out = {}
+    for top in dirs:
+        for d, subdirs, files in os.walk(top):
+            for n in subdirs + files:
+                p = os.path.join(d, n)
+                out[p] = os.lstat(p).st_size
+    return out
+
+
+def archfs(*args, cwd=None, env=None):
+    return subprocess.run([H.ARCHFS, *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=env,
+                          stdin=subprocess.DEVNULL)
+
+
+def new_target():
+    """A live directory without a database: app.db is the file a restore would create."""
+    live = Live()
+    os.unlink(live.db)
+    return live
+
+
+def rows(path):
+    con = sqlite3.connect(path)
+    try:
+        return (con.execute("SELECT count(*), min(username) FROM users").fetchone(),
+                con.execute("SELECT count(*) FROM time_entries").fetchone()[0],
+                con.execute("SELECT version_num FROM alembic_version").fetchone()[0])
+    finally:
+        con.close()
+
+
+def t_missing_sqlite_database_refused():
+    archive, src = fixture("app")
+    live = new_target()
+    before = listing(live.dir)
+    for command in ("restore", "verify"):
+        r = archfs(command, archive, *live.opts())
+        last = r.stderr.strip().splitlines()[-1]
+        check(r.returncode == 1, "%s into a missing database: exit %d: %s" % (command, r.returncode, r.stderr))
+        check("%s failed: the sqlite database %s does not exist" % (command, live.db) in last and "--create" in last,
+              "%s: the last line does not name the missing file: %r" % (command, last))
+        check(listing(live.dir) == before, "%s: something was written: %s" % (
+            command, sorted(set(listing(live.dir)) ^ set(before))))
+        check(not os.path.exists(live.db), "%s created the database" % command)
+    # the same through a mount: the command is accepted, verify refuses it
+    with Mount(archive, *live.opts()) as m:
+        for command in ("restore", "verify", "restore database"):
+            check(control(m, command) == 0, "%s refused at the write" % command)
+            s = wait_final(m)
+            check(s["state"] == "failed", "%s: state %s" % (command, s["state"]))
+            check(live.db in s["error"] and "does not exist" in s["error"], "%s: error %r" % (command, s["error"]))
+            check(s["snapshot"] is None and not os.path.exists(live.flag), "%s: snapshot or flag left" % command)
+            t = s["target"]
+            check(t["path"] == live.db and t["exists"] is False and t["size"] is None and not t["created"],
+                  "%s: .status target %s" % (command, t))
+            check(listing(live.dir) == before, "%s through the mount: something was written: %s" % (
+                command, sorted(set(listing(live.dir)) ^ set(before))))
+        log = read(m, ".log")
+        check("the sqlite database %s does not exist" % live.db in log, ".log lacks the refusal: " + log[-800:])
+    check(not os.path.exists(live.db) and live.snapshots() == [], "the mount created the database or a snapshot")
+    # a directory where the file should be: refused, not written into
+    os.mkdir(live.db)
+    r = archfs("restore", archive, *live.opts("--create"))
+    check(r.returncode == 1 and "%s is not a regular file" % live.db in r.stderr, "a directory as the database: %d %s" % (
+        r.returncode, r.stderr[-400:]))
+    check(os.listdir(live.db) == [] and live.snapshots() == [], "a directory as the database: written into")
+
+
+def t_relative_sqlite_url_refused():
+    archive, src = fixture("app")
+    live = new_target()
+    before = listing(live.dir)
+    absolute = "sqlite:////%s/app.db" % live.dir.lstrip("/")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "UPLOAD_FOLDER")}
+    cases = [
+        (["restore", archive, "--database", "sqlite:///app.db"], "--database", env),
+        (["verify", archive, "--database", "sqlite:///app.db"], "--database", env),
+        (["restore", archive, "-o", "database=sqlite:///app.db"], "--database", env),
+        (["restore", archive, "--uploads", live.uploads], "$DATABASE_URL", dict(env, DATABASE_URL="sqlite:///app.db")),
+    ]
+    for args, names, e in cases:
+        r = archfs(*args, cwd=live.dir, env=e)
+        lines = r.stderr.strip().splitlines()
+        check(r.returncode == 2 and len(lines) == 1, "%s: exit %d, stderr %r" % (args, r.returncode, r.stderr))
+        check(names in lines[0] and "'sqlite:///app.db'" in lines[0] and absolute + " " in lines[0],
+              "%s: the message does not name the absolute form %s: %r" % (args, absolute, lines[0]))
+        check("instance folder" in lines[0] and "cannot know" in lines[0], "%s: the message does not say why: %r" % (
+            args, lines[0]))
+        check(r.stdout == "", "%s: progress was printed: %r" % (args, r.stdout))
+        check(listing(live.dir) == before, "%s: something was written" % (args,))
+    # a mount with it is refused before anything is mounted
+    for opts, e in ((["--database", "sqlite:///app.db"], env), (["-o", "database=sqlite:///app.db"], env),
+                    (["--uploads", live.uploads], dict(env, DATABASE_URL="sqlite:///app.db"))):
+        mnt = tempfile.mkdtemp(prefix="mnt-", dir=H.WORK)
+        r = subprocess.run([H.ARCHFS, *opts, archive, mnt], capture_output=True, text=True, timeout=30, cwd=live.dir,
+                           env=e, stdin=subprocess.DEVNULL)
+        mounted = H.is_mounted(mnt)
+        if mounted:
+            subprocess.run(["fusermount3", "-u", mnt])
+        lines = r.stderr.strip().splitlines()
+        check(r.returncode == 2 and not mounted and len(lines) == 1 and absolute + " " in lines[0],
+              "mount %s: exit %d, mounted %s, %r" % (opts, r.returncode, mounted, r.stderr))
+        check(listing(live.dir) == before, "mount %s: something was written" % opts)
+    # the absolute form it names is taken
+    r = archfs("restore", archive, "--database", absolute, "--create", "--snapshot-dir", live.snapdir, cwd="/")
+    check(r.returncode == 0 and rows(live.db) == rows(os.path.join(src, "db.sqlite")),
+          "restore with the named absolute form: %d %s" % (r.returncode, r.stderr[-400:]))
+
+
+def t_create_new_sqlite_database():
+    archive, src = fixture("app")
+    want = rows(os.path.join(src, "db.sqlite"))
+    # the directory's other database gives the new one its mode and owner
+    live = new_target()
+    other = os.path.join(live.dir, "other.db")
+    mkarchive.make_sqlite(other)
+    os.chmod(other, 0o640)
+    os.chown(other, 65534, 65534)
+    r = archfs("verify", archive, *live.opts("--create"))
+    check(r.returncode == 0, "verify --create: %d %s" % (r.returncode, r.stderr[-400:]))
+    check("does not exist: --create" in r.stderr and not os.path.exists(live.db), "verify --create created it: %s" % r.stderr)
+    r = archfs("restore", archive, *live.opts("--create"))
+    check(r.returncode == 0, "restore --create: %d %s" % (r.returncode, r.stderr[-600:]))
+    st = os.stat(live.db)
+    check(stat.S_IMODE(st.st_mode) == 0o640 and (st.st_uid, st.st_gid) == (65534, 65534),
+          "the new database: mode %o owner %d:%d, expected 640 65534:65534" % (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
+    check(rows(live.db) == want and integrity(live.db) == "ok", "the new database's rows: %s" % (rows(live.db),))
+    first = r.stderr.splitlines()[:6]
+    check(any("target: sqlite database %s does not exist: --create" % live.db in x for x in first),
+          "the first lines do not name the target: %s" % first)
+    check("created the database %s: mode 0640, owner 65534:65534, as other.db" % live.db in r.stderr,
+          "the creation is not reported: %s" % r.stderr[-800:])
+    check("target now: sqlite database %s" % live.db in r.stderr and "revision a1b2c3d4e5f6" in r.stderr,
+          "the restored target is not reported: %s" % r.stderr[-800:])
+
+    # no other file: 0600, and through a mount (-o create), reported in .status
+    live = new_target()
+    with Mount(archive, "-o", "database=sqlite:///%s,create" % live.db, "--uploads", live.uploads,
+               "--snapshot-dir", live.snapdir) as m:
+        s = status(m)
+        check(s["target"]["create"] is True and s["target"]["created"] is False, "before: %s" % s["target"])
+        check(control(m, "restore") == 0, "restore refused")
+        s = wait_final(m)
+        check(s["state"] == "done", "restore -o create: %s %s" % (s["state"], s["error"]))
+        t = s["target"]
+        check(t["created"] is True and t["exists"] is True and t["path"] == live.db, ".status target: %s" % t)
+        check(t["size"] == os.path.getsize(live.db) and t["revision"] == "a1b2c3d4e5f6", ".status target: %s" % t)
+        check("created the database %s: mode 0600" % live.db in read(m, ".log"), ".log: " + read(m, ".log")[-800:])
+    st = os.stat(live.db)
+    check(stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == os.getuid(), "mode %o owner %d" % (
+        stat.S_IMODE(st.st_mode), st.st_uid))
+    check(rows(live.db) == want, "rows after restore -o create: %s" % (rows(live.db),))
+
+    # cancelled after the file was made: it goes again, and so does the snapshot
+    archive, src = big_fixture()
+    live = new_target()
+    before = listing(live.dir)
+    with Mount(archive, *live.opts("--create"), env=SLOW) as m:
+        check(control(m, "restore database") == 0, "restore refused")
+        wait_state(m, "database")
+        time.sleep(0.2)
+        check(control(m, "cancel") == 0, "cancel refused: %s" % status(m)["error"])
+        s = wait_final(m)
+        check(s["state"] == "cancelled" and s["target"]["created"] is False, "cancel: %s %s" % (s["state"], s["target"]))
+        check("removed %s, created for this restore" % live.db in read(m, ".log"), "cancel: " + read(m, ".log")[-800:])
+    check(listing(live.dir) == before, "cancel after --create left %s" % sorted(set(listing(live.dir)) ^ set(before)))
+
+
+def t_target_reported_before_the_restore():
+    archive, src = fixture("app")
+    live = Live()
+    size = os.path.getsize(live.db)
+    r = archfs("verify", archive, *live.opts())
+    check(r.returncode == 0, "verify: %s" % r.stderr[-400:])
+    first = r.stderr.splitlines()[:5]
+    want = "target: sqlite database %s, %.1f MB (%d bytes), Alembic revision old000" % (live.db, size / 1048576, size)
+    check(any(want in x for x in first), "the first lines do not show %r: %s" % (want, first))
+    with Mount(archive, *live.opts()) as m:
+        check(status(m)["target"]["exists"] is None, "looked at before any command: %s" % status(m)["target"])
+        check(control(m, "verify") == 0, "verify refused")
+        s = wait_final(m)
+        t = s["target"]
+        check(s["state"] == "done" and t["path"] == live.db and t["exists"] is True and t["size"] == size and
+              t["revision"] == "old000" and t["created"] is False, ".status target after verify: %s" % t)
+        log = read(m, ".log").splitlines()
+        check(any(want in x for x in log[:5]), ".log's first lines: %s" % log[:5])
+    # a database without alembic_version says so
+    con = sqlite3.connect(live.db)
+    con.execute("DROP TABLE alembic_version")
+    con.commit()
+    con.close()
+    r = archfs("verify", archive, *live.opts())
+    check(r.returncode == 0 and "Alembic revision none" in r.stderr, "no alembic_version: %s" % r.stderr[-400:])
