@@ -272,7 +272,7 @@ bool afs_job_target_missing(struct afs_job *j)
 	bool missing;
 
 	pthread_mutex_lock(&j->mu);
-	missing = j->tinfo_known && !j->tinfo.exists;
+	missing = j->tinfo_known && !j->tinfo.exists && !j->created;
 	pthread_mutex_unlock(&j->mu);
 	return missing;
 }

@@ -110,7 +110,8 @@ const struct afs_index *afs_job_index(const struct afs_job *j);
 const char *afs_job_archive_path(const struct afs_job *j);
 
 /* True when this run found that the live database does not exist (and
- * --create will make it): verify must not try to open it. */
+ * --create will make it) and it has not been created yet: verify must not
+ * try to open it. */
 bool afs_job_target_missing(struct afs_job *j);
 
 /* One line in .log (and the daemon's log). */

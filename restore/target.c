@@ -324,6 +324,7 @@ enum afs_err afs_target_create_file(const char *path, struct afs_newfile *how, c
 	struct stat like, st;
 	enum afs_err err = AFS_OK;
 	int dir = -1, fd = -1;
+	bool found;
 
 	memset(how, 0, sizeof(*how));
 	if (!dcopy || !bcopy) {
@@ -340,13 +341,9 @@ enum afs_err afs_target_create_file(const char *path, struct afs_newfile *how, c
 		goto out;
 	}
 	how->mode = 0600;
-	how->uid = geteuid();
-	how->gid = getegid();
-	if (pick_sibling(dir, base, how->like, sizeof(how->like), &like)) {
+	found = pick_sibling(dir, base, how->like, sizeof(how->like), &like);
+	if (found)
 		how->mode = like.st_mode & 0666;
-		how->uid = like.st_uid;
-		how->gid = like.st_gid;
-	}
 	fd = openat(dir, base, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		snprintf(msg, msglen, "cannot create %s: %s", path, strerror(errno));
@@ -358,6 +355,10 @@ enum afs_err afs_target_create_file(const char *path, struct afs_newfile *how, c
 		err = AFS_E_IO;
 		goto out;
 	}
+	/* without another file it keeps what the kernel gave it: archfs's
+	 * user, and the directory's group when the directory is setgid */
+	how->uid = found ? like.st_uid : st.st_uid;
+	how->gid = found ? like.st_gid : st.st_gid;
 	if ((st.st_uid != how->uid || st.st_gid != how->gid) && fchown(fd, how->uid, how->gid) != 0) {
 		/* not root: the group may still be given when archfs's user is in it */
 		how->owner_kept = true;

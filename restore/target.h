@@ -70,7 +70,7 @@ struct afs_newfile {
 /* Creates path, which must not exist (AFS_E_CONFLICT if it does), as an
  * empty file with the mode (less execute and special bits) and owner of
  * another regular file of its directory, or 0600 and archfs's own user
- * when there is none.  The other file is chosen among the directory's
+ * (and the directory's group if it is setgid) when there is none.  The other file is chosen among the directory's
  * visible regular files that are not archfs's own (snapshots, staged
  * copies), SQLite databases first, then by name; symlinks are not
  * followed.  The file is 0600 from the moment it exists; the directory is

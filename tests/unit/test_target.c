@@ -145,6 +145,13 @@ static void test_create_file(const char *tmp)
 	put(dir, "a.sh", "#!/bin/sh", 06775, root ? 65534 : -1);
 	created_like(dir, 0664, root ? 65534 : geteuid(), root ? 65534 : getegid(), "a.sh");
 
+	/* a setgid directory's group is kept when there is no other file */
+	if (root) {
+		snprintf(dir, sizeof(dir), "%s/cf-setgid", tmp);
+		CHECK(mkdir(dir, 0755) == 0 && chown(dir, 0, 65534) == 0 && chmod(dir, 02775) == 0);
+		created_like(dir, 0600, 0, 65534, "");
+	}
+
 	/* a directory that is not there: an error, nothing made */
 	snprintf(p, sizeof(p), "%s/cf-none/app.db", tmp);
 	msg[0] = '\0';
