@@ -387,13 +387,17 @@ def t_pg_missing_database_and_create():
     check(not db_exists(name) and os.listdir(snapdir) == [], "a refused restore created the database or a snapshot")
 
     # a role that may not create databases: refused at verify, even with --create
+    role = "archfs_nocreate_%d" % os.getpid()
     admin = connect("postgres")
-    admin.cursor().execute("DROP ROLE IF EXISTS archfs_nocreate")
-    admin.cursor().execute("CREATE ROLE archfs_nocreate LOGIN NOCREATEDB")
-    admin.close()
-    r = subprocess.run([H.ARCHFS, "restore", archive, "--database", url(name, "archfs_nocreate"), "--create",
-                        "--snapshot-dir", snapdir], capture_output=True, text=True, timeout=120)
-    check(r.returncode == 1 and "archfs_nocreate may not create databases" in r.stderr,
+    admin.cursor().execute("DROP ROLE IF EXISTS %s" % role)
+    admin.cursor().execute("CREATE ROLE %s LOGIN NOCREATEDB" % role)
+    try:
+        r = subprocess.run([H.ARCHFS, "restore", archive, "--database", url(name, role), "--create",
+                            "--snapshot-dir", snapdir], capture_output=True, text=True, timeout=120)
+    finally:
+        admin.cursor().execute("DROP ROLE %s" % role)
+        admin.close()
+    check(r.returncode == 1 and "%s may not create databases" % role in r.stderr,
           "--create without CREATEDB: %d %s" % (r.returncode, r.stderr[-400:]))
     check(not db_exists(name) and os.listdir(snapdir) == [], "--create without CREATEDB created something")
 
