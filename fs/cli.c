@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "archive.h"
+#include "args.h"
 #include "cli.h"
 #include "index.h"
 #include "job.h"
@@ -126,5 +127,75 @@ out:
 	afs_index_free(ix);
 	afs_archive_free(a);
 	free(full);
+	return rc;
+}
+
+bool afs_cli_is_command(const struct afs_args *a)
+{
+	return a->npos == 2 && (strcmp(a->pos[0], "verify") == 0 || strcmp(a->pos[0], "restore") == 0);
+}
+
+int afs_cli_command(const struct afs_args *a)
+{
+	struct afs_target t = { 0 };
+	char msg[1024];
+	int rc;
+
+	if (a->nfuse > 0 || a->seek_cache) {
+		fprintf(stderr, "archfs: %s: option '%s' only applies to a mount\n", a->pos[0],
+			a->nfuse > 0 ? a->fuse[0] : "--seek-cache");
+		return 2;
+	}
+	if (afs_target_from_options(&a->target, &t, msg, sizeof(msg)) != AFS_OK) {
+		fprintf(stderr, "archfs: %s\n", msg);
+		return 2;
+	}
+	rc = afs_cli_run(a->pos[0], a->pos[1], &t);
+	afs_target_release(&t);
+	return rc;
+}
+
+static void cli_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: archfs-cli verify ARCHIVE.zip [target options]\n"
+		"       archfs-cli restore ARCHIVE.zip [target options]\n"
+		"\n"
+		"archfs verify and archfs restore, in a program that needs no FUSE library:\n"
+		"for hosts and containers without /dev/fuse.  The target options are\n"
+		"archfs's (see archfs --help and archfs(1)): --database URL, --uploads DIR,\n"
+		"--migrate CMD, --flag-file PATH, --snapshot-dir DIR, --no-snapshot,\n"
+		"--create, --pg-bindir DIR, --lock-wait SECONDS, --terminate-blockers,\n"
+		"each also as -o name=value.\n"
+		"\n"
+		"Exit status: 0 on success, 1 archive or restore error, 2 usage error.\n");
+}
+
+int afs_cli_main(int argc, char *argv[])
+{
+	struct afs_args a;
+	enum afs_err err;
+	int rc = 2;
+
+	afs_archive_init_process();
+	err = afs_args_parse(&a, argc, argv);
+	for (int i = 1; i < argc; i++) /* the values are copies now: hide passwords from ps */
+		afs_target_mask_password(argv[i]);
+	if (err == AFS_E_NOMEM) {
+		fprintf(stderr, "archfs: out of memory\n");
+		rc = 1;
+	} else if (a.help) {
+		cli_usage(stdout);
+		rc = 0;
+	} else if (a.version) {
+		printf("archfs-cli %s\n", AFS_VERSION);
+		rc = 0;
+	} else if (err != AFS_OK || !afs_cli_is_command(&a)) {
+		fprintf(stderr, "archfs: %s\n",
+			a.bad[0] ? a.bad : "usage: archfs-cli verify|restore ARCHIVE.zip [target options] (see --help)");
+	} else {
+		rc = afs_cli_command(&a);
+	}
+	afs_args_release(&a);
 	return rc;
 }

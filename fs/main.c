@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* archfs: options, checks before mounting, and the FUSE session. */
 #include <errno.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include <unistd.h>
 #include <time.h>
 #include "archive.h"
+#include "args.h"
 #include "backups.h"
 #include "cli.h"
 #include "log.h"
@@ -20,76 +20,6 @@
 
 enum { EXIT_MOUNT = 1, EXIT_USAGE = 2 };
 #define DEFAULT_SEEK_CACHE_MB 128
-enum { KEY_HELP, KEY_VERSION };
-
-struct options {
-	char *args[3];  /* ARCHIVE MOUNTPOINT, or verify|restore ARCHIVE */
-	int nonopts;
-	bool help, version;
-	/* target options (SPEC.md section 4), stored by fuse_opt */
-	char *database, *uploads, *migrate, *flag_file, *snapshot_dir, *pg_bindir, *lock_wait;
-	char *seek_cache;
-	int no_snapshot, terminate_blockers, create;
-	char bad[256]; /* first usage error, reported after parsing */
-};
-
-/* --name VALUE, --name=VALUE and -o name=VALUE (also with '_' for '-'). */
-#define VALUE_OPT(name, alt, field)                                                            \
-	{ "--" name " %s", offsetof(struct options, field), 0 },                              \
-	{ "--" name "=%s", offsetof(struct options, field), 0 },                              \
-	{ name "=%s", offsetof(struct options, field), 0 },                                   \
-	{ alt "=%s", offsetof(struct options, field), 0 }
-#define FLAG_OPT(name, alt, field)                                                             \
-	{ "--" name, offsetof(struct options, field), 1 }, { name, offsetof(struct options, field), 1 }, \
-	{ alt, offsetof(struct options, field), 1 }
-
-static const struct fuse_opt opt_spec[] = {
-	VALUE_OPT("database", "database", database),
-	VALUE_OPT("uploads", "uploads", uploads),
-	VALUE_OPT("migrate", "migrate", migrate),
-	VALUE_OPT("flag-file", "flag_file", flag_file),
-	VALUE_OPT("snapshot-dir", "snapshot_dir", snapshot_dir),
-	VALUE_OPT("pg-bindir", "pg_bindir", pg_bindir),
-	VALUE_OPT("lock-wait", "lock_wait", lock_wait),
-	VALUE_OPT("seek-cache", "seek_cache", seek_cache),
-	FLAG_OPT("no-snapshot", "no_snapshot", no_snapshot),
-	FLAG_OPT("terminate-blockers", "terminate_blockers", terminate_blockers),
-	FLAG_OPT("create", "create", create),
-	FUSE_OPT_KEY("-h", KEY_HELP),
-	FUSE_OPT_KEY("--help", KEY_HELP),
-	FUSE_OPT_KEY("-V", KEY_VERSION),
-	FUSE_OPT_KEY("--version", KEY_VERSION),
-	FUSE_OPT_END,
-};
-
-static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
-{
-	struct options *o = data;
-
-	switch (key) {
-	case KEY_HELP:
-		o->help = true;
-		return 0;
-	case KEY_VERSION:
-		o->version = true;
-		return 0;
-	case FUSE_OPT_KEY_NONOPT:
-		if (o->nonopts < 2)
-			o->args[o->nonopts] = strdup(arg);
-		else if (!o->bad[0])
-			snprintf(o->bad, sizeof(o->bad), "unexpected argument '%s'", arg);
-		o->nonopts++;
-		return 0;
-	case FUSE_OPT_KEY_OPT:
-		if (strncmp(arg, "--", 2) == 0) {
-			if (!o->bad[0])
-				snprintf(o->bad, sizeof(o->bad), "unknown option '%s' (see archfs --help)", arg);
-			return 0;
-		}
-		return 1; /* -f, -d, -s and -o items: libfuse checks them */
-	}
-	return 1;
-}
 
 static void usage(FILE *f)
 {
@@ -103,7 +33,8 @@ static void usage(FILE *f)
 		"'restore' to MOUNTPOINT/.control restores it.  A directory of archives\n"
 		"mounts as one directory per archive (NAME.zip as NAME/, archives added\n"
 		"later included) and 'latest', a link to the newest.  verify and restore\n"
-		"run the same restore without FUSE.\n"
+		"run the same restore without FUSE (also as archfs-cli, which needs no\n"
+		"FUSE library).\n"
 		"\n"
 		"Target options (each also as -o name=value):\n"
 		"  --database URL         sqlite:////abs/path.db (four slashes: an absolute path)\n"
@@ -224,37 +155,6 @@ out:
 	return rc;
 }
 
-/* The target from the options and the environment; 0 or an exit code. */
-static int make_target(const struct options *o, struct afs_target *t)
-{
-	const struct afs_target_opts to = {
-		.database = o->database, .uploads = o->uploads, .migrate = o->migrate, .flag_file = o->flag_file,
-		.snapshot_dir = o->snapshot_dir, .pg_bindir = o->pg_bindir, .lock_wait = o->lock_wait,
-		.no_snapshot = o->no_snapshot, .terminate_blockers = o->terminate_blockers, .create = o->create,
-	};
-	char msg[1024];
-
-	if (afs_target_from_options(&to, t, msg, sizeof(msg)) != AFS_OK) {
-		fprintf(stderr, "archfs: %s\n", msg);
-		return EXIT_USAGE;
-	}
-	return 0;
-}
-
-static void free_options(struct options *o)
-{
-	for (int i = 0; i < 3; i++)
-		free(o->args[i]);
-	free(o->database);
-	free(o->uploads);
-	free(o->migrate);
-	free(o->flag_file);
-	free(o->snapshot_dir);
-	free(o->pg_bindir);
-	free(o->lock_wait);
-	free(o->seek_cache);
-}
-
 /* --seek-cache MB in bytes, or 0 with a message for a bad value. */
 static size_t seek_cache_bytes(const char *v)
 {
@@ -279,24 +179,28 @@ static void log_line(void *ctx, const char *line)
 
 int main(int argc, char *argv[])
 {
-	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct options o = { 0 };
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct afs_args o;
 	struct afs_mount m = { .uid = getuid(), .gid = getgid(), .mounted_at = time(NULL) };
 	struct afs_target target = { 0 };
 	struct afs_seekreg *seek_pool = NULL;
 	const char *archive, *mountpoint;
-	char msg[512], *full = NULL;
+	char msg[1024], *full = NULL;
 	size_t seek_cap;
 	struct stat ast;
 	enum afs_err err;
 	int rc = EXIT_USAGE;
 
 	afs_archive_init_process();
-	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) != 0)
-		goto out;
-	/* fuse_opt made copies: hide database passwords from ps */
+	err = afs_args_parse(&o, argc, argv);
+	/* the values are copies now: hide database passwords from ps */
 	for (int i = 1; i < argc; i++)
 		afs_target_mask_password(argv[i]);
+	if (err == AFS_E_NOMEM) {
+		fprintf(stderr, "archfs: out of memory\n");
+		rc = EXIT_MOUNT;
+		goto out;
+	}
 	if (o.help) {
 		usage(stdout);
 		rc = 0;
@@ -307,38 +211,34 @@ int main(int argc, char *argv[])
 		rc = 0;
 		goto out;
 	}
-	if (!o.bad[0] && o.nonopts == 2 && (strcmp(o.args[0], "verify") == 0 || strcmp(o.args[0], "restore") == 0)) {
-		if (args.argc > 1) {
-			fprintf(stderr, "archfs: %s: option '%s' only applies to a mount\n", o.args[0], args.argv[1]);
-			goto out;
-		}
-		rc = make_target(&o, &target);
-		if (rc == 0)
-			rc = afs_cli_run(o.args[0], o.args[1], &target);
+	if (err == AFS_OK && afs_cli_is_command(&o)) {
+		rc = afs_cli_command(&o);
 		goto out;
 	}
-	if (o.bad[0] || o.nonopts != 2) {
+	if (err != AFS_OK || o.npos != 2) {
 		fprintf(stderr, "archfs: %s\n",
 			o.bad[0] ? o.bad : "usage: archfs [options] ARCHIVE.zip MOUNTPOINT (see archfs --help)");
 		goto out;
 	}
-	archive = o.args[0];
-	mountpoint = o.args[1];
-	rc = make_target(&o, &target);
-	if (rc != 0)
-		goto out;
-	seek_cap = seek_cache_bytes(o.seek_cache);
-	if (!seek_cap) {
-		rc = EXIT_USAGE;
+	archive = o.pos[0];
+	mountpoint = o.pos[1];
+	if (afs_target_from_options(&o.target, &target, msg, sizeof(msg)) != AFS_OK) {
+		fprintf(stderr, "archfs: %s\n", msg);
 		goto out;
 	}
+	seek_cap = seek_cache_bytes(o.seek_cache);
+	if (!seek_cap)
+		goto out;
 	rc = EXIT_MOUNT;
+	if (fuse_opt_add_arg(&args, argv[0]) != 0)
+		goto nomem;
+	for (int i = 0; i < o.nfuse; i++)
+		if (fuse_opt_add_arg(&args, o.fuse[i]) != 0)
+			goto nomem;
 	seek_pool = afs_seekreg_new(0, seek_cap); /* one cap for every archive of the mount */
 	full = realpath(archive, NULL);           /* the daemon leaves the current directory */
-	if (!seek_pool || (!full && errno == ENOMEM)) {
-		fprintf(stderr, "archfs: out of memory\n");
-		goto out;
-	}
+	if (!seek_pool || (!full && errno == ENOMEM))
+		goto nomem;
 	if (full && stat(full, &ast) == 0 && S_ISDIR(ast.st_mode))
 		err = afs_backups_new(full, &target, seek_pool, log_line, &m.backups, msg, sizeof(msg));
 	else
@@ -350,13 +250,16 @@ int main(int argc, char *argv[])
 	if (check_mountpoint(mountpoint) != 0 || add_fsname(&args, archive) != 0)
 		goto out;
 	rc = run_session(&args, &m, mountpoint);
+	goto out;
+nomem:
+	fprintf(stderr, "archfs: out of memory\n");
 out:
 	afs_view_free(m.view); /* waits for a restore past its commit to end */
 	afs_backups_free(m.backups);
 	afs_seekreg_free(seek_pool);
 	afs_target_release(&target);
 	fuse_opt_free_args(&args);
-	free_options(&o);
+	afs_args_release(&o);
 	free(full);
 	return rc;
 }

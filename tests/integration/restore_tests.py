@@ -502,6 +502,31 @@ def t_cli_verify_and_restore():
     check(r.returncode == 0, "restore with -o options: %d %s" % (r.returncode, r.stderr))
 
 
+def t_cli_without_fuse():
+    """archfs-cli: the same verify and restore in a program that loads no
+    FUSE library, for hosts and containers without it."""
+    cli = os.path.join(os.path.dirname(H.ARCHFS), "archfs-cli")
+    libs = subprocess.run(["ldd", cli], capture_output=True, text=True).stdout
+    check("libzip" in libs and "fuse" not in libs, "archfs-cli loads: %s" % libs)
+    archive, src = fixture("app")
+    r = subprocess.run([cli, "verify", archive], capture_output=True, text=True, timeout=120)
+    check(r.returncode == 0 and r.stdout.splitlines()[-1] == "100 done", "verify: %d %s" % (r.returncode, r.stderr))
+    live = Live()
+    before = live.state()
+    r = subprocess.run([cli, "restore", "--database=sqlite:///" + live.db, archive, "-o",
+                        "uploads=%s,snapshot_dir=%s" % (live.uploads, live.snapdir)],
+                       capture_output=True, text=True, timeout=120)
+    check(r.returncode == 0, "restore: %d %s" % (r.returncode, r.stderr))
+    check(db_dump(live.db) == db_dump(os.path.join(src, "db.sqlite")), "archfs-cli restore: the database differs")
+    check_uploads_merged(live, archive, src, before[1])
+    for args, why in ((["verify", archive, "-f"], "only applies to a mount"),
+                      (["verify", archive, "--seek-cache", "5"], "only applies to a mount"),
+                      (["mount", archive], "usage"), ([], "usage"), (["verify", archive, "--bogus"], "--bogus")):
+        r = subprocess.run([cli] + args, capture_output=True, text=True, timeout=30)
+        lines = r.stderr.strip().splitlines()
+        check(r.returncode == 2 and len(lines) == 1 and why in lines[0], "%s: %d %r" % (args, r.returncode, r.stderr))
+
+
 def t_target_options_refused():
     archive, _ = fixture("app")
     live = Live()
