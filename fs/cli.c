@@ -9,6 +9,7 @@
 #include "archive.h"
 #include "args.h"
 #include "cli.h"
+#include "db.h"
 #include "index.h"
 #include "job.h"
 #include "target.h"
@@ -150,6 +151,7 @@ int afs_cli_command(const struct afs_args *a)
 		fprintf(stderr, "archfs: %s\n", msg);
 		return 2;
 	}
+	t.backends = afs_db_backends;
 	rc = afs_cli_run(a->pos[0], a->pos[1], &t);
 	afs_target_release(&t);
 	return rc;

@@ -11,6 +11,7 @@
 #include "args.h"
 #include "backups.h"
 #include "cli.h"
+#include "db.h"
 #include "log.h"
 #include "ops.h"
 #include "seekidx.h"
@@ -226,6 +227,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "archfs: %s\n", msg);
 		goto out;
 	}
+	target.backends = afs_db_backends;
 	seek_cap = seek_cache_bytes(o.seek_cache);
 	if (!seek_cap)
 		goto out;

@@ -76,10 +76,8 @@ struct afs_db_backend {
 	void (*flag_off)(struct afs_job *j, void *state, const char *outcome);
 };
 
-extern const struct afs_db_backend afs_sqlite_backend;
-extern const struct afs_db_backend afs_pg_backend;
-
-/* The backend for a database kind, or NULL when archfs has none. */
-const struct afs_db_backend *afs_backend_for(enum afs_db_type kind);
+/* The backend for a database kind in table (NULL-terminated, as
+ * struct afs_target's backends), or NULL when it has none. */
+const struct afs_db_backend *afs_backend_for(const struct afs_db_backend *const *table, enum afs_db_type kind);
 
 #endif

@@ -242,23 +242,28 @@ void afs_job_committed(struct afs_job *j)
 	afs_job_log(j, "committed: cancel is refused from now on");
 }
 
-unsigned afs_job_test_delay_ms(enum afs_state step)
+#if AFS_TEST_HOOKS
+static unsigned env_ms(const char *name)
 {
-	const char *v = step == AFS_ST_DATABASE ? getenv("ARCHFS_TEST_DB_STEP_DELAY_MS")
-			: step == AFS_ST_UPLOADS ? getenv("ARCHFS_TEST_UPLOAD_DELAY_MS")
-						   : NULL;
+	const char *v = getenv(name);
 
 	return v ? (unsigned)strtoul(v, NULL, 10) : 0;
 }
 
-void afs_job_test_pause(enum afs_state step)
+unsigned afs_job_test_delay_ms(const struct afs_job *j, enum afs_state step)
 {
-	unsigned ms = afs_job_test_delay_ms(step);
+	return step == AFS_ST_DATABASE ? j->test_db_delay_ms : step == AFS_ST_UPLOADS ? j->test_upload_delay_ms : 0;
+}
+
+void afs_job_test_pause(const struct afs_job *j, enum afs_state step)
+{
+	unsigned ms = afs_job_test_delay_ms(j, step);
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 
 	if (ms)
 		nanosleep(&ts, NULL);
 }
+#endif
 
 void afs_db_info_release(struct afs_db_info *info)
 {
@@ -328,9 +333,12 @@ void afs_job_unlock_target(struct afs_job *j)
 
 /* ---------------------------------------------------------- the job */
 
-const struct afs_db_backend *afs_backend_for(enum afs_db_type kind)
+const struct afs_db_backend *afs_backend_for(const struct afs_db_backend *const *table, enum afs_db_type kind)
 {
-	return kind == AFS_DB_SQLITE ? &afs_sqlite_backend : kind == AFS_DB_POSTGRESQL ? &afs_pg_backend : NULL;
+	for (; table && *table; table++)
+		if ((*table)->kind == kind)
+			return *table;
+	return NULL;
 }
 
 
@@ -355,6 +363,10 @@ enum afs_err afs_job_new(const char *archive_path, struct afs_archive *a, const 
 	j->target = t;
 	j->lock_db = j->lock_uploads = -1;
 	j->dump = AFS_NONE;
+#if AFS_TEST_HOOKS
+	j->test_db_delay_ms = env_ms("ARCHFS_TEST_DB_STEP_DELAY_MS");
+	j->test_upload_delay_ms = env_ms("ARCHFS_TEST_UPLOAD_DELAY_MS");
+#endif
 	if (afs_index_lookup(ix, "/manifest.json", &id) == AFS_OK && S_ISREG(afs_index_node(ix, id)->mode)) {
 		const struct afs_node *n = afs_index_node(ix, id);
 		struct afs_stream *s = NULL;

@@ -133,14 +133,26 @@ bool afs_job_cancelled(struct afs_job *j);
  * then on cancel is refused. */
 void afs_job_committed(struct afs_job *j);
 
-/* Tests only, to make a step slow enough to watch or kill: milliseconds
- * from ARCHFS_TEST_DB_STEP_DELAY_MS for step AFS_ST_DATABASE (a pause after
- * each database copy step) or ARCHFS_TEST_UPLOAD_DELAY_MS for
- * AFS_ST_UPLOADS (a pause after each chunk of an upload is written, before
- * the file is finished); 0 when unset. */
-unsigned afs_job_test_delay_ms(enum afs_state step);
+/* Test hooks, compiled in only with meson's -Dtest_hooks=true (the test
+ * command's builds; release builds have none), to make a step slow enough
+ * to watch or kill: milliseconds from ARCHFS_TEST_DB_STEP_DELAY_MS for step
+ * AFS_ST_DATABASE (a pause after each database copy step) or
+ * ARCHFS_TEST_UPLOAD_DELAY_MS for AFS_ST_UPLOADS (a pause after each chunk
+ * of an upload is written, before the file is finished); 0 when unset.
+ * The environment is read once, when the job is made. */
+#if AFS_TEST_HOOKS
+unsigned afs_job_test_delay_ms(const struct afs_job *j, enum afs_state step);
 
-/* Sleeps for afs_job_test_delay_ms(step); returns at once when it is 0. */
-void afs_job_test_pause(enum afs_state step);
+/* Sleeps for afs_job_test_delay_ms(j, step); returns at once when it is 0. */
+void afs_job_test_pause(const struct afs_job *j, enum afs_state step);
+#else
+static inline unsigned afs_job_test_delay_ms(const struct afs_job *j, enum afs_state step)
+{
+	return 0;
+}
+static inline void afs_job_test_pause(const struct afs_job *j, enum afs_state step)
+{
+}
+#endif
 
 #endif

@@ -31,6 +31,9 @@ struct afs_job {
 	struct afs_manifest manifest;
 	char *manifest_error;              /* why manifest.json is unusable, or NULL */
 	bool has_manifest;
+#if AFS_TEST_HOOKS
+	unsigned test_db_delay_ms, test_upload_delay_ms; /* see afs_job_test_delay_ms() */
+#endif
 	void (*on_log)(void *ctx, const char *line);
 	void *on_log_ctx;
 

@@ -34,7 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <libpq-fe.h>
-#include "backend.h"
+#include "db.h"
 #include "index.h"
 #include "job.h"
 #include "pgdump.h"
@@ -334,7 +334,7 @@ static enum afs_err feed_dump(void *ctx, void *buf, size_t len, size_t *got)
 		if (s->track)
 			afs_job_advance(s->j, *got);
 		if (s->track && *got)
-			afs_job_test_pause(AFS_ST_DATABASE);
+			afs_job_test_pause(s->j, AFS_ST_DATABASE);
 	}
 	return err;
 }

@@ -136,7 +136,7 @@ static void size_text(uint64_t n, char *buf, size_t len)
 static enum afs_err inspect_target(struct afs_job *j, bool after)
 {
 	const struct afs_target *t = j->target;
-	const struct afs_db_backend *be = afs_backend_for(t->kind);
+	const struct afs_db_backend *be = afs_backend_for(t->backends, t->kind);
 	const char *type = afs_db_type_name(t->kind);
 	struct afs_db_info info = { 0 };
 	char size[64], msg[512] = "";
@@ -196,9 +196,9 @@ static enum afs_err verify(struct afs_job *j)
 		afs_job_warn(j, "the archive has no manifest.json: the database file present decides its type");
 	kind = archive_db_type(j);
 	if (j->command == AFS_CMD_VERIFY && t->kind == AFS_DB_UNKNOWN && j->dump != AFS_NONE &&
-	    afs_backend_for(kind)) {
+	    afs_backend_for(t->backends, kind)) {
 		j->do_db = true; /* no target: still check the dump itself */
-		j->backend = afs_backend_for(kind);
+		j->backend = afs_backend_for(t->backends, kind);
 	} else if (j->do_db) {
 		if (kind == AFS_DB_UNKNOWN || j->dump == AFS_NONE)
 			return afs_job_fail(j, AFS_E_CORRUPT, "the archive holds no database (%s)",
@@ -208,7 +208,7 @@ static enum afs_err verify(struct afs_job *j)
 		if (kind != t->kind)
 			return afs_job_fail(j, AFS_E_INVAL, "the archive holds a %s database but the target is %s",
 					    afs_db_type_name(kind), afs_db_type_name(t->kind));
-		j->backend = afs_backend_for(kind);
+		j->backend = afs_backend_for(t->backends, kind);
 		if (!j->backend)
 			return afs_job_fail(j, AFS_E_UNSUPPORTED, "archfs cannot restore %s databases yet",
 					    afs_db_type_name(kind));
@@ -299,7 +299,7 @@ static void lower_flag(struct afs_job *j)
 static void merge_progress(void *ctx, uint64_t bytes)
 {
 	afs_job_advance(ctx, bytes);
-	afs_job_test_pause(AFS_ST_UPLOADS);
+	afs_job_test_pause(ctx, AFS_ST_UPLOADS);
 }
 
 /* Merges the uploads of the current archive, then removes the paths its

@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sqlite3.h>
-#include "backend.h"
+#include "db.h"
 #include "index.h"
 #include "job.h"
 #include "stream.h"
@@ -301,7 +301,7 @@ out:
  * the destination, committed by the last step. */
 static enum afs_err copy_db(struct afs_job *j, sqlite3 *to, sqlite3 *from, bool track)
 {
-	unsigned delay = afs_job_test_delay_ms(AFS_ST_DATABASE);
+	unsigned delay = afs_job_test_delay_ms(j, AFS_ST_DATABASE);
 	int pages = delay ? TEST_STEP_PAGES : STEP_PAGES, psize = page_size(from), rc;
 	const struct afs_target *t = afs_job_target(j);
 	time_t busy_since = 0;
@@ -343,7 +343,7 @@ static enum afs_err copy_db(struct afs_job *j, sqlite3 *to, sqlite3 *from, bool 
 				sqlite3_backup_finish(b); /* rolls the destination back */
 				return AFS_E_CANCELLED;
 			}
-			afs_job_test_pause(AFS_ST_DATABASE);
+			afs_job_test_pause(j, AFS_ST_DATABASE);
 		}
 	}
 	rc = sqlite3_backup_finish(b);

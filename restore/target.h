@@ -10,6 +10,8 @@
 #include "err.h"
 #include "manifest.h"
 
+struct afs_db_backend;
+
 struct afs_target {
 	enum afs_db_type kind;  /* AFS_DB_UNKNOWN when no database is configured */
 	char *url;              /* the URL as given (may hold a password: never print it) */
@@ -24,6 +26,10 @@ struct afs_target {
 	bool terminate_blockers;
 	bool create;            /* --create: a missing database is created, not refused */
 	unsigned lock_wait;     /* seconds another session's lock may stall the database step */
+	/* The database backends a restore can use, NULL-terminated: set by the
+	 * program (afs_db_backends, restore/db/db.h), or a test's fakes.  The
+	 * engine knows them only through this table. */
+	const struct afs_db_backend *const *backends;
 };
 
 #define AFS_LOCK_WAIT_DEFAULT 60
