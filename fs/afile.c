@@ -70,6 +70,7 @@ enum afs_err afs_afile_hold_path(struct afs_afile *f, const char *path)
 
 	f->fd = -1;
 	f->own_dfd = false;
+	f->named = false;
 	if (!dir)
 		return AFS_E_NOMEM;
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

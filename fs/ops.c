@@ -14,6 +14,7 @@
 #include "archive.h"
 #include "backups.h"
 #include "index.h"
+#include "log.h"
 #include "ops.h"
 #include "stream.h"
 #include "vfiles.h"
@@ -28,6 +29,7 @@
 struct handle {
 	pthread_mutex_t lock;
 	struct afs_stream *stream;
+	bool logged;         /* its sticky error has been logged */
 	enum afs_vfile vfile;
 	struct afs_job *job; /* .control: the job its commands go to */
 	char *text;
@@ -380,6 +382,10 @@ static int afs_read(const char *path, char *buf, size_t size, off_t off, struct 
 	}
 	pthread_mutex_lock(&h->lock);
 	err = afs_stream_pread(h->stream, buf, size, (uint64_t)off, &got);
+	if (err != AFS_OK && !h->logged) { /* the library logs nothing: one line a handle */
+		afs_log(AFS_LOG_ERR, "%s: %s", path + 1, afs_stream_error(h->stream, err));
+		h->logged = err != AFS_E_NOMEM;
+	}
 	pthread_mutex_unlock(&h->lock);
 	return err == AFS_OK ? (int)got : -afs_errno(err);
 }

@@ -4,13 +4,13 @@
  * on) or, for a read that jumps, from the nearest seek point (zlib, see
  * seekidx.h); never holding a whole entry. */
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include "archive.h"
 #include "index.h"
 #include "inflate.h"
-#include "log.h"
 #include "seekidx.h"
 #include "stream.h"
 
@@ -19,7 +19,6 @@
 
 struct afs_stream {
 	struct afs_archive *a;
-	const char *path;      /* for log lines; owned by the index */
 	uint32_t entry;
 	uint16_t method;
 	uint64_t size;
@@ -29,6 +28,7 @@ struct afs_stream {
 	uint32_t crc;          /* CRC-32 of [0, crc_pos) */
 	uint64_t crc_pos;
 	enum afs_err err;      /* sticky: once a read fails, every later read fails alike */
+	char why[128];         /* what the first failed read found; "" until then */
 	bool past_eof;         /* the archive file is too short for the entry's data */
 	bool dec_end;            /* the deflate stream has ended */
 	bool raw_eof;
@@ -64,7 +64,6 @@ enum afs_err afs_stream_open_shared(struct afs_archive *a, const struct afs_inde
 	if (!s)
 		return AFS_E_NOMEM;
 	s->a = a;
-	s->path = afs_index_path(ix, id);
 	s->entry = n->entry;
 	s->method = n->method;
 	s->size = n->size;
@@ -92,7 +91,7 @@ void afs_stream_close(struct afs_stream *s)
 
 static enum afs_err corrupt(struct afs_stream *s, const char *why)
 {
-	afs_log(AFS_LOG_ERR, "%s: %s", s->path, why);
+	snprintf(s->why, sizeof(s->why), "%s", why);
 	return AFS_E_CORRUPT;
 }
 
@@ -105,8 +104,8 @@ static enum afs_err account(struct afs_stream *s, const unsigned char *buf, size
 		s->crc = afs_crc32(s->crc, buf + skip, n - skip);
 		s->crc_pos = off + n;
 		if (s->crc_pos == s->size && s->crc != s->crc_expected) {
-			afs_log(AFS_LOG_ERR, "%s: CRC-32 mismatch (archive says %08x, data gives %08x)", s->path,
-				s->crc_expected, s->crc);
+			snprintf(s->why, sizeof(s->why), "CRC-32 mismatch (archive says %08x, data gives %08x)",
+				 s->crc_expected, s->crc);
 			return AFS_E_CORRUPT;
 		}
 	}
@@ -360,4 +359,9 @@ enum afs_err afs_stream_pread(struct afs_stream *s, void *buf, size_t len, uint6
 			s->err = err;
 	}
 	return err;
+}
+
+const char *afs_stream_error(const struct afs_stream *s, enum afs_err err)
+{
+	return s && err != AFS_OK && err == s->err && s->why[0] ? s->why : afs_strerror(err);
 }

@@ -46,6 +46,13 @@ enum afs_err afs_stream_open_shared(struct afs_archive *a, const struct afs_inde
  * try again. */
 enum afs_err afs_stream_pread(struct afs_stream *s, void *buf, size_t len, uint64_t off, size_t *got);
 
+/* Why a read of s returned err, for the caller's log line or message: what
+ * the stream found ("CRC-32 mismatch (archive says ..., data gives ...)",
+ * "malformed deflate data") when err is its sticky error, else
+ * afs_strerror(err); s may be NULL (an open that failed).  Valid until
+ * afs_stream_close().  The stream itself logs nothing. */
+const char *afs_stream_error(const struct afs_stream *s, enum afs_err err);
+
 /* Closes the stream; NULL is a no-op. */
 void afs_stream_close(struct afs_stream *s);
 

@@ -379,7 +379,7 @@ enum afs_err afs_job_new(const char *archive_path, struct afs_archive *a, const 
 		if (err == AFS_OK)
 			err = afs_manifest_parse(text, got, &j->manifest, msg, sizeof(msg));
 		else
-			snprintf(msg, sizeof(msg), "manifest.json cannot be read: %s", afs_strerror(err));
+			snprintf(msg, sizeof(msg), "manifest.json cannot be read: %s", afs_stream_error(s, err));
 		if (err == AFS_OK)
 			j->has_manifest = true;
 		else

@@ -70,6 +70,7 @@ struct pg_state {
 	struct afs_stream *s;
 	uint64_t off;
 	bool track;              /* progress counts the bytes fed */
+	char read_why[128];      /* why the last pass's stream failed, for the message */
 	/* the watcher of the restoring session */
 	char appname[64];
 	int backend_pid;
@@ -401,6 +402,7 @@ static enum afs_err stream_through(struct pg_state *s, const char *const *argv, 
 	err = afs_proc_run(&o, &st, tail, taillen);
 	if (err == AFS_OK && track)
 		err = drain(s); /* the CRC-32 is checked at the end of the entry */
+	snprintf(s->read_why, sizeof(s->read_why), "%s", afs_stream_error(s->s, err));
 	afs_stream_close(s->s);
 	s->s = NULL;
 	return err;
@@ -427,7 +429,7 @@ static enum afs_err verify_dump(struct pg_state *s)
 	else if (err == AFS_E_IO)
 		afs_job_fail(s->j, err, "%s", tail);
 	else if (err != AFS_OK && err != AFS_E_CANCELLED)
-		afs_job_fail(s->j, err, "db.dump in the archive cannot be read: %s", afs_strerror(err));
+		afs_job_fail(s->j, err, "db.dump in the archive cannot be read: %s", s->read_why);
 	free(pgr);
 	return err;
 }
@@ -444,9 +446,11 @@ static enum afs_err read_header(struct pg_state *s)
 
 	if (err == AFS_OK)
 		err = afs_stream_pread(st, buf, sizeof(buf), 0, &got);
+	if (err != AFS_OK)
+		afs_job_fail(s->j, err, "db.dump cannot be read: %s", afs_stream_error(st, err));
 	afs_stream_close(st);
 	if (err != AFS_OK)
-		return afs_job_fail(s->j, err, "db.dump cannot be read: %s", afs_strerror(err));
+		return err;
 	err = afs_pgdump_parse_header(buf, got, &s->hdr, why, sizeof(why));
 	if (err != AFS_OK)
 		return afs_job_fail(s->j, err, "db.dump: %s", why);

@@ -11,6 +11,7 @@
 #include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "afile.h"
 #include "archive.h"
 #include "backend.h"
 #include "index.h"
@@ -50,10 +51,10 @@ static enum afs_err read_entry(struct afs_job *j, uint32_t id, char *buf)
 		off += got;
 		afs_job_advance(j, got);
 	}
-	afs_stream_close(s);
 	if (err != AFS_OK && err != AFS_E_CANCELLED)
-		return afs_job_fail(j, err, "%s in the archive cannot be read: %s", afs_index_path(j->cur_index, id),
-				    afs_strerror(err));
+		afs_job_fail(j, err, "%s in the archive cannot be read: %s", afs_index_path(j->cur_index, id),
+			     afs_stream_error(s, err));
+	afs_stream_close(s);
 	return err;
 }
 
@@ -255,9 +256,9 @@ static enum afs_err verify(struct afs_job *j)
 static enum afs_err raise_flag(struct afs_job *j)
 {
 	const char *path = j->target->flag_file;
-	char *text = NULL, *tmp = NULL;
-	enum afs_err err = AFS_OK;
-	int fd = -1;
+	struct afs_afile f;
+	enum afs_err err;
+	char *text;
 
 	pthread_mutex_lock(&j->mu);
 	j->in_progress = true;
@@ -267,19 +268,20 @@ static enum afs_err raise_flag(struct afs_job *j)
 		free(text);
 		return AFS_OK;
 	}
-	if (!text || asprintf(&tmp, "%s.archfs-XXXXXX", path) < 0) {
-		free(text);
+	if (!text)
 		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
-	}
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text) || fchmod(fd, 0644) != 0 ||
-	    fsync(fd) != 0 || rename(tmp, path) != 0)
-		err = afs_job_fail(j, AFS_E_IO, "cannot write the flag file %s: %s", path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	if (err != AFS_OK && fd >= 0)
-		unlink(tmp);
-	free(tmp);
+	/* written whole and synced before it appears: readers never see half */
+	err = afs_afile_hold_path(&f, path);
+	if (err == AFS_OK)
+		err = afs_write_all(f.fd, text, strlen(text));
+	if (err == AFS_OK && fchmod(f.fd, 0644) != 0) /* every process may read the flag */
+		err = AFS_E_IO;
+	if (err == AFS_OK)
+		err = afs_afile_commit(&f);
+	else
+		afs_afile_rollback(&f);
+	if (err != AFS_OK)
+		afs_job_fail(j, err, "cannot write the flag file %s: %s", path, strerror(errno));
 	free(text);
 	if (err == AFS_OK)
 		afs_job_log(j, "flag file %s written", path);

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sqlite3.h>
+#include "afile.h"
 #include "db.h"
 #include "index.h"
 #include "job.h"
@@ -126,23 +127,15 @@ static enum afs_err stage(struct afs_job *j, const char *beside, uint32_t dump, 
 		err = afs_stream_pread(s, buf, COPY_CHUNK, off, &got);
 		if (err != AFS_OK || got == 0)
 			break;
-		for (size_t w = 0; w < got;) {
-			ssize_t n = write(fd, buf + w, got - w);
-
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0) {
-				err = afs_job_fail(j, errno == ENOSPC ? AFS_E_NOSPC : AFS_E_IO,
-						   "writing the staged database beside %s: %s", beside, strerror(errno));
-				goto out;
-			}
-			w += (size_t)n;
+		if ((err = afs_write_all(fd, buf, got)) != AFS_OK) {
+			afs_job_fail(j, err, "writing the staged database beside %s: %s", beside, strerror(errno));
+			goto out;
 		}
 		off += got;
 		afs_job_advance(j, got);
 	}
 	if (err != AFS_OK && err != AFS_E_CANCELLED)
-		afs_job_fail(j, err, "db.sqlite in the archive cannot be read: %s", afs_strerror(err));
+		afs_job_fail(j, err, "db.sqlite in the archive cannot be read: %s", afs_stream_error(s, err));
 out:
 	afs_stream_close(s);
 	free(buf);

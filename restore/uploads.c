@@ -353,7 +353,7 @@ static enum afs_err write_one(int dfd, const char *name, struct afs_archive *a, 
 
 		err = afs_stream_pread(s, buf, COPY_CHUNK, off, &got);
 		if (err != AFS_OK) {
-			snprintf(msg, msglen, "reading %s from the archive: %s", afs_index_path(ix, id), afs_strerror(err));
+			snprintf(msg, msglen, "reading %s from the archive: %s", afs_index_path(ix, id), afs_stream_error(s, err));
 			break;
 		}
 		if (got == 0)
