@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT */
+/* What one mount serves: a single archive or a backups directory, and who
+ * owns its files.  No FUSE here: the resolver and the unit tests use it. */
+#ifndef AFS_MOUNT_H
+#define AFS_MOUNT_H
+
+#include <sys/types.h>
+#include <time.h>
+
+struct afs_backups;
+struct afs_view;
+
+/* Passed to fuse_new() as private data.  Read-only after the mount starts,
+ * so every FUSE thread may use it without locks. */
+struct afs_mount {
+	struct afs_view *view;       /* the archive of a single-archive mount */
+	struct afs_backups *backups; /* or, in directory mode, the archives of a backups directory */
+	time_t mounted_at;           /* mtime of the control files, the top and `latest` */
+	uid_t uid;                   /* the mounting user owns every file */
+	gid_t gid;
+};
+
+#endif
