@@ -1,5 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* A backups directory: one view per *.zip archive, opened on first use. */
+/* A backups directory: one view per *.zip archive, opened on first use.
+ *
+ * Locking: mu guards the list and every item's fields.  An archive is
+ * opened outside mu: its item is marked opening (which keeps the item
+ * allocated even if a scan drops it from the list), others asking for the
+ * same archive wait on the condition variable opened, and every other
+ * call goes on.  Lock order: only mu; no lock of b is held while calling
+ * afs_view_open() or the test hook. */
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -22,10 +29,13 @@ struct item {
 	enum afs_err failed;   /* why the last open failed; AFS_OK when it did not */
 	struct stat failed_st; /* the file as it was then */
 	bool shown;            /* in the directory at the last scan */
+	bool opening;          /* a thread is opening it, without mu */
+	bool dropped;          /* gone from the list while opening: the opener frees it */
 };
 
 struct afs_backups {
 	pthread_mutex_t mu;
+	pthread_cond_t opened; /* an open has ended (with mu) */
 	char *dir;
 	struct timespec dir_mtime; /* at the last scan */
 	struct timespec scanned_at; /* when the last scan began (CLOCK_REALTIME) */
@@ -37,6 +47,8 @@ struct afs_backups {
 	const struct afs_target *target;
 	struct afs_seekreg *pool;
 	void (*on_log)(void *ctx, const char *line);
+	void (*on_open)(void *ctx, const char *name); /* the test hook */
+	void *on_open_ctx;
 };
 
 static bool same_file(const struct stat *a, const struct stat *b)
@@ -112,6 +124,13 @@ static void retire(struct afs_backups *b, struct afs_view *v)
 	b->retired[b->nretired++] = v;
 }
 
+static void item_free(struct item *it)
+{
+	free(it->name);
+	free(it->path);
+	free(it);
+}
+
 /* Reads the directory into the list; the caller holds b->mu. */
 static enum afs_err scan(struct afs_backups *b, char *msg, size_t msglen)
 {
@@ -165,9 +184,11 @@ static enum afs_err scan(struct afs_backups *b, char *msg, size_t msglen)
 		}
 		if (it->view)
 			retire(b, it->view);
-		free(it->name);
-		free(it->path);
-		free(it);
+		if (it->opening) {
+			it->dropped = true; /* its opener still uses it */
+			continue;
+		}
+		item_free(it);
 	}
 	b->n = k;
 	return AFS_OK;
@@ -187,6 +208,7 @@ enum afs_err afs_backups_new(const char *dir, const struct afs_target *t, struct
 		return AFS_E_NOMEM;
 	}
 	pthread_mutex_init(&b->mu, NULL);
+	pthread_cond_init(&b->opened, NULL);
 	b->target = t;
 	b->pool = pool;
 	b->on_log = on_log;
@@ -205,15 +227,14 @@ void afs_backups_free(struct afs_backups *b)
 		return;
 	for (size_t i = 0; i < b->n; i++) {
 		afs_view_free(b->items[i]->view);
-		free(b->items[i]->name);
-		free(b->items[i]->path);
-		free(b->items[i]);
+		item_free(b->items[i]);
 	}
 	for (size_t i = 0; i < b->nretired; i++)
 		afs_view_free(b->retired[i]);
 	free(b->retired);
 	free(b->items);
 	free(b->dir);
+	pthread_cond_destroy(&b->opened);
 	pthread_mutex_destroy(&b->mu);
 	free(b);
 }
@@ -313,16 +334,59 @@ enum afs_err afs_backups_stat(struct afs_backups *b, const char *name, size_t le
 	return it ? AFS_OK : AFS_E_NOENT;
 }
 
+/* The item of name[0..len) with no open in progress: waits for one; the
+ * caller holds b->mu.  NULL when there is no such archive. */
+static struct item *find_settled(struct afs_backups *b, const char *name, size_t len)
+{
+	struct item *it;
+
+	while ((it = find(b, name, len, NULL)) && it->opening)
+		pthread_cond_wait(&b->opened, &b->mu); /* the list may change meanwhile: look again */
+	return it;
+}
+
+/* Opens the archive of it, marked opening, without holding b->mu (held on
+ * entry and on return); the file was st when the open began.  Keeps the
+ * view in it, unless a scan meanwhile saw the file replaced or gone: then
+ * the view is retired (its caller still uses it) and the next lookup opens
+ * the file anew. */
+static enum afs_err open_item(struct afs_backups *b, struct item *it, const struct stat *st, struct afs_view **out)
+{
+	void (*hook)(void *ctx, const char *name) = b->on_open;
+	void *hook_ctx = b->on_open_ctx;
+	struct stat scanned = it->st;
+	enum afs_err err;
+	char msg[512];
+
+	pthread_mutex_unlock(&b->mu);
+	if (hook)
+		hook(hook_ctx, it->name);
+	err = afs_view_open(it->path, b->target, b->pool, b->on_log, out, msg, sizeof(msg));
+	if (err != AFS_OK)
+		afs_log(AFS_LOG_ERR, "%s: %s", it->path, msg);
+	pthread_mutex_lock(&b->mu);
+	it->opening = false;
+	it->failed = err;
+	it->failed_st = *st;
+	if (*out && (it->dropped || !same_file(&it->st, &scanned)))
+		retire(b, *out);
+	else
+		it->view = *out;
+	if (it->dropped)
+		item_free(it);
+	pthread_cond_broadcast(&b->opened);
+	return err;
+}
+
 enum afs_err afs_backups_view(struct afs_backups *b, const char *name, size_t len, struct afs_view **out)
 {
 	enum afs_err err = AFS_OK;
 	struct item *it;
 	struct stat st;
-	char msg[512];
 
 	*out = NULL;
 	pthread_mutex_lock(&b->mu);
-	it = find(b, name, len, NULL);
+	it = find_settled(b, name, len);
 	if (!it) {
 		err = AFS_E_NOENT;
 		goto out;
@@ -339,17 +403,21 @@ enum afs_err afs_backups_view(struct afs_backups *b, const char *name, size_t le
 		err = it->failed;
 		goto out;
 	}
-	/* Opening holds the lock: a second caller waits for this open instead
-	 * of building the same index twice. */
-	err = afs_view_open(it->path, b->target, b->pool, b->on_log, &it->view, msg, sizeof(msg));
-	it->failed = err;
-	it->failed_st = st;
-	if (err != AFS_OK)
-		afs_log(AFS_LOG_ERR, "%s: %s", it->path, msg);
-	*out = it->view;
+	/* One open per archive: a second caller for it waits in find_settled()
+	 * instead of building the same index twice. */
+	it->opening = true;
+	err = open_item(b, it, &st, out);
 out:
 	pthread_mutex_unlock(&b->mu);
 	return err;
+}
+
+void afs_backups_on_open(struct afs_backups *b, void (*fn)(void *ctx, const char *name), void *ctx)
+{
+	pthread_mutex_lock(&b->mu);
+	b->on_open = fn;
+	b->on_open_ctx = ctx;
+	pthread_mutex_unlock(&b->mu);
 }
 
 void afs_backups_totals(struct afs_backups *b, uint64_t *count, uint64_t *bytes)

@@ -7,9 +7,14 @@
  * costs a readdir and a stat per archive, and one bad archive does not
  * keep the others from being mounted.
  *
- * Thread safety: every function may be called from any thread; a mutex
- * guards the list.  Views handed out stay valid until afs_backups_free(),
- * even when their archive disappears from the directory.
+ * Thread safety: every function but afs_backups_free() may be called from
+ * any thread; a mutex guards the list and is held only while the list is
+ * read or changed (a scan is such a change).  Opening an archive and
+ * building its index run outside it, under that archive's own "opening"
+ * mark: callers for the same archive wait for that open and share its
+ * view, while listings, stats, `latest` and every other archive are served
+ * meanwhile.  Views handed out stay valid until afs_backups_free(), even
+ * when their archive disappears from the directory.
  */
 #ifndef AFS_BACKUPS_H
 #define AFS_BACKUPS_H
@@ -34,7 +39,8 @@ enum afs_err afs_backups_new(const char *dir, const struct afs_target *t, struct
 			     void (*on_log)(void *ctx, const char *line), struct afs_backups **out, char *msg,
 			     size_t msglen);
 
-/* Frees every view (waiting for restores past their commit); NULL is a no-op. */
+/* Frees every view (waiting for restores past their commit); NULL is a
+ * no-op.  No other call into b may be running or follow. */
 void afs_backups_free(struct afs_backups *b);
 
 /* Scans again when the directory has changed since the last scan. */
@@ -51,12 +57,19 @@ enum afs_err afs_backups_latest(struct afs_backups *b, char *buf, size_t len);
 /* The stat of the file of archive name[0..len); AFS_E_NOENT when none. */
 enum afs_err afs_backups_stat(struct afs_backups *b, const char *name, size_t len, struct stat *st);
 
-/* The view of archive name[0..len), opened on first use.  AFS_E_NOENT when
- * there is no such archive; an archive that cannot be opened gives its
- * error, logged once, until its file changes. */
+/* The view of archive name[0..len), opened on first use (by the first
+ * caller; others asking for it meanwhile wait for that open).  AFS_E_NOENT
+ * when there is no such archive; an archive that cannot be opened gives
+ * its error, logged once, until its file changes. */
 enum afs_err afs_backups_view(struct afs_backups *b, const char *name, size_t len, struct afs_view **out);
 
 /* How many archives are shown and their total size in bytes. */
 void afs_backups_totals(struct afs_backups *b, uint64_t *count, uint64_t *bytes);
+
+/* For tests: fn(ctx, name) is called whenever archive name is about to be
+ * opened, on the opening thread, with no lock of b held (it may block, and
+ * call into b for other archives).  NULL turns it off.  The daemon never
+ * sets it. */
+void afs_backups_on_open(struct afs_backups *b, void (*fn)(void *ctx, const char *name), void *ctx);
 
 #endif

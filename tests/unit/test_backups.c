@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of fs/backups.c: which files a backups directory shows, the
- * newest archive, archives opened on first use, and a directory that
- * changes while it is mounted. */
+ * newest archive, archives opened on first use, a directory that changes
+ * while it is mounted, and an open that keeps nothing else waiting. */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -44,6 +45,154 @@ static const char *latest(struct afs_backups *b)
 	if (afs_backups_latest(b, name, sizeof(name)) != AFS_OK)
 		return "(none)";
 	return name;
+}
+
+/* The test hook: holds the open of one archive until the test lets it go. */
+struct gate {
+	const char *name;
+	int entered[2]; /* the opener writes a byte when it is held */
+	int release[2]; /* the test writes a byte to let it go on */
+	int calls;      /* opens of name begun */
+};
+
+static void gate_hook(void *ctx, const char *name)
+{
+	struct gate *g = ctx;
+	char c = 0;
+
+	if (strcmp(name, g->name) != 0)
+		return;
+	g->calls++;
+	CHECK(write(g->entered[1], &c, 1) == 1);
+	CHECK(read(g->release[0], &c, 1) == 1);
+}
+
+static void gate_init(struct gate *g, const char *name)
+{
+	memset(g, 0, sizeof(*g));
+	g->name = name;
+	CHECK(pipe(g->entered) == 0 && pipe(g->release) == 0);
+}
+
+static void gate_wait(struct gate *g)
+{
+	char c;
+
+	CHECK(read(g->entered[0], &c, 1) == 1);
+}
+
+static void gate_open(struct gate *g)
+{
+	char c = 0;
+
+	CHECK(write(g->release[1], &c, 1) == 1);
+}
+
+static void gate_close(struct gate *g)
+{
+	close(g->entered[0]);
+	close(g->entered[1]);
+	close(g->release[0]);
+	close(g->release[1]);
+}
+
+/* afs_backups_view() of one archive on a thread of its own. */
+struct opener {
+	pthread_t t;
+	struct afs_backups *b;
+	const char *name;
+	struct afs_view *v;
+	enum afs_err err;
+};
+
+static void *open_main(void *arg)
+{
+	struct opener *o = arg;
+
+	o->err = afs_backups_view(o->b, o->name, strlen(o->name), &o->v);
+	return NULL;
+}
+
+static void opener_start(struct opener *o, struct afs_backups *b, const char *name)
+{
+	memset(o, 0, sizeof(*o));
+	o->b = b;
+	o->name = name;
+	CHECK(pthread_create(&o->t, NULL, open_main, o) == 0);
+}
+
+/* While one archive's open is held in the hook, the listing, stats,
+ * latest, a rescan and other archives are served; a second caller for the
+ * held archive shares its one open.  Without the fix these calls would
+ * wait for the held open forever (and the test time out). */
+static void open_keeps_nothing_waiting(const char *dir, const struct afs_target *target, struct afs_seekreg *pool,
+				       const struct tu_entry *e)
+{
+	struct afs_backups *b = NULL;
+	struct opener first, second;
+	struct afs_view *v = NULL;
+	struct gate g;
+	struct stat st;
+	uint64_t count, bytes;
+	char msg[256];
+
+	tu_zip("held.zip", e, 2);
+	tu_zip("other.zip", e, 2);
+	CHECK(afs_backups_new(dir, target, pool, NULL, &b, msg, sizeof(msg)) == AFS_OK);
+	gate_init(&g, "held");
+	afs_backups_on_open(b, gate_hook, &g);
+
+	opener_start(&first, b, "held");
+	gate_wait(&g); /* held.zip is being opened now, and stays so */
+	CHECK(strstr(listing(b), "held other") != NULL);
+	CHECK(afs_backups_stat(b, "held", 4, &st) == AFS_OK);
+	CHECK(afs_backups_view(b, "other", 5, &v) == AFS_OK && v);
+	afs_backups_totals(b, &count, &bytes);
+	CHECK(count >= 2);
+	CHECK(strcmp(latest(b), "(none)") != 0);
+	afs_backups_refresh(b);
+	opener_start(&second, b, "held"); /* waits for the first open, or finds its view */
+	gate_open(&g);
+	CHECK(pthread_join(first.t, NULL) == 0 && pthread_join(second.t, NULL) == 0);
+	CHECK(first.err == AFS_OK && first.v && second.err == AFS_OK && second.v == first.v);
+	CHECK(g.calls == 1);
+	CHECK(afs_backups_view(b, "held", 4, &v) == AFS_OK && v == first.v);
+
+	gate_close(&g);
+
+	/* replaced while it is being opened: the caller keeps the view it got,
+	 * the next lookup opens the new file */
+	tu_zip("swap.zip", e, 2);
+	afs_backups_refresh(b);
+	gate_init(&g, "swap");
+	afs_backups_on_open(b, gate_hook, &g);
+	opener_start(&first, b, "swap");
+	gate_wait(&g);
+	tu_zip("swap.zip", e, 1);
+	afs_backups_refresh(b);
+	gate_open(&g);
+	CHECK(pthread_join(first.t, NULL) == 0 && first.err == AFS_OK && first.v);
+	gate_open(&g); /* lets the next open through at once */
+	CHECK(afs_backups_view(b, "swap", 4, &v) == AFS_OK && v && v != first.v);
+	CHECK(g.calls == 2 && afs_index_count(v->index) == 2); /* the root and manifest.json */
+	gate_close(&g);
+
+	/* gone while it is being opened: the open fails, the name is gone */
+	char *gone = tu_zip("gone.zip", e, 2);
+	afs_backups_refresh(b);
+	gate_init(&g, "gone");
+	afs_backups_on_open(b, gate_hook, &g);
+	opener_start(&first, b, "gone");
+	gate_wait(&g);
+	CHECK(unlink(gone) == 0);
+	afs_backups_refresh(b);
+	CHECK(strstr(listing(b), "gone") == NULL);
+	gate_open(&g);
+	CHECK(pthread_join(first.t, NULL) == 0 && first.err != AFS_OK && !first.v);
+	CHECK(afs_backups_view(b, "gone", 4, &v) == AFS_E_NOENT);
+	afs_backups_on_open(b, NULL, NULL);
+	afs_backups_free(b);
+	gate_close(&g);
 }
 
 static void set_mtime(const char *path, time_t t)
@@ -128,6 +277,8 @@ int main(void)
 	CHECK(strcmp(latest(b), "copy") == 0);
 	afs_backups_free(b);
 	afs_backups_free(NULL);
+
+	open_keeps_nothing_waiting(dir, &target, pool, e);
 
 	b = NULL;
 	CHECK(afs_backups_new("/nonexistent/archfs-backups", &target, pool, NULL, &b, msg, sizeof(msg)) == AFS_E_IO);
