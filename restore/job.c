@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The restore job: command handling, state, progress and log (the part
- * every thread sees), and the pipeline itself (the job's own thread). */
+/* The restore job: command handling, state, progress and log, which every
+ * thread sees under the job's mutex.  The steps themselves run on the
+ * job's own thread in pipeline.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The restore job of one mounted archive: the pipeline of SPEC.md section 5
+/* The restore job of one mounted archive: the pipeline of docs/restore.md
  * (verify, flag, snapshot, database, uploads, migrate) on its own thread,
  * with a state machine, byte-based progress, cancellation and a log.
  *

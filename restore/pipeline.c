@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The restore pipeline of SPEC.md section 5, on the job's own thread:
+/* The restore pipeline of docs/restore.md, on the job's own thread:
  * verify, flag, snapshot, database, uploads, migrate, and the rollback from
  * the snapshot when a step after the commit fails. */
 #include <errno.h>
@@ -448,7 +448,7 @@ out:
 	afs_archive_free(a);
 }
 
-/* The pipeline of SPEC.md section 5. */
+/* The pipeline of docs/restore.md. */
 static enum afs_err pipeline(struct afs_job *j)
 {
 	bool db_changed = false, uploads_changed = false;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The JSON that the restore writes: .status, the flag file and the
- * manifest of a pre-restore snapshot.  With fs/manifest.c (which reads
+ * manifest of a pre-restore snapshot.  With restore/manifest.c (which reads
  * manifests) this is the only user of cJSON. */
 #ifndef AFS_REPORT_H
 #define AFS_REPORT_H

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The pre-restore snapshot (SPEC.md section 5, step 3): the current target
+/* The pre-restore snapshot (docs/restore.md section 3): the current target
  * written as an archive in the application's own format, so that mounting
  * it and running `restore` undoes the restore.  It holds manifest.json, the
  * live database as the backend dumps it, and the upload files the merge

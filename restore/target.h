@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Where a restore goes: the database URL, the live uploads tree and the
- * options of SPEC.md section 4, parsed and checked once. */
+ * options of docs/restore.md section 0, parsed and checked once. */
 #ifndef AFS_TARGET_H
 #define AFS_TARGET_H
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Merging the archive's uploads/ tree into the live uploads directory,
- * safely (SPEC.md section 5, step 5):
+ * safely (docs/restore.md section 5):
  * - files absent from the archive are kept;
  * - each file is written unnamed (O_TMPFILE) in its directory, fsync'd,
  *   then linked under a temporary name and renamed into place, so no reader

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of fs/afile.c: atomic publication, rollback, write-all. */
+/* Unit tests of fs/base/afile.c: atomic publication, rollback, write-all. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

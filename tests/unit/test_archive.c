@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of fs/archive.c: entry values, raw streams, refused files. */
+/* Unit tests of fs/archive/archive.c: entry values, raw streams, refused files. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of fs/args.c: archfs's options in every form, libfuse's left alone. */
+/* Unit tests of fs/cli/args.c: archfs's options in every form, libfuse's left alone. */
 #include <string.h>
 #include "args.h"
 #include "testutil.h"

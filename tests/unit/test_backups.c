@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of fs/backups.c: which files a backups directory shows, the
+/* Unit tests of fs/mount/backups.c: which files a backups directory shows, the
  * newest archive, archives opened on first use, a directory that changes
  * while it is mounted, and an open that keeps nothing else waiting. */
 #include <pthread.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of fs/err.c: every code has a message and the right errno. */
+/* Unit tests of fs/base/err.c: every code has a message and the right errno. */
 #include <errno.h>
 #include <string.h>
 #include "err.h"

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of fs/index.c: names, the tree, lookups and refused archives. */
+/* Unit tests of fs/archive/index.c: names, the tree, lookups and refused archives. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of fs/log.c: one prefixed line per message, debug only when asked. */
+/* Unit tests of fs/base/log.c: one prefixed line per message, debug only when asked. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of fs/manifest.c against the application's manifest.json. */
+/* Unit tests of restore/manifest.c against the application's manifest.json. */
 #include <string.h>
 #include "manifest.h"
 #include "testutil.h"

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of restore/pgdump.c: headers built byte by byte as pg_dump writes them. */
+/* Unit tests of restore/db/pgdump.c: headers built byte by byte as pg_dump writes them. */
 #include <stdlib.h>
 #include <string.h>
 #include "pgdump.h"

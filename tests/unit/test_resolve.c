@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of fs/resolve.c: what each path of a single-archive mount and
+/* Unit tests of fs/mount/resolve.c: what each path of a single-archive mount and
  * of a backups directory names, and the attributes, links, listings and
  * permissions each place gets, without mounting. */
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of fs/seekidx.c through fs/stream.c: reads that jump land on
+/* Unit tests of fs/archive/seekidx.c through fs/archive/stream.c: reads that jump land on
  * seek points, give the right bytes, share points across streams, and stay
  * within the memory cap. */
 #include <stdio.h>

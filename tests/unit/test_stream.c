@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of fs/stream.c: reads at any offset, CRC-32 and corrupt data. */
+/* Unit tests of fs/archive/stream.c: reads at any offset, CRC-32 and corrupt data. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of the control-file grammar (afs_cmd_parse), the state names,
- * and the names and modes of the virtual files (fs/vfiles.c). */
+ * and the names and modes of the virtual files (fs/mount/vfiles.c). */
 #include <string.h>
 #include <sys/stat.h>
 #include "job.h"

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The control and status files at the top of a mount (SPEC.md section 3):
+/* The control and status files at the top of a mount (docs/restore.md, Status files):
  * names, modes and contents, as bytes in and bytes out.  No FUSE here: the
  * FUSE operations call these, and the unit tests too. */
 #ifndef AFS_VFILES_H

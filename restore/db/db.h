@@ -6,8 +6,8 @@
 
 #include "backend.h"
 
-extern const struct afs_db_backend afs_sqlite_backend; /* restore/sqlite.c */
-extern const struct afs_db_backend afs_pg_backend;     /* restore/pg.c */
+extern const struct afs_db_backend afs_sqlite_backend; /* restore/db/sqlite.c */
+extern const struct afs_db_backend afs_pg_backend;     /* restore/db/pg.c */
 
 /* Every backend above, NULL-terminated. */
 extern const struct afs_db_backend *const afs_db_backends[];

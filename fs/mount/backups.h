@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* A backups directory as a mount shows it (SPEC.md section 2, directory
+/* A backups directory as a mount shows it (docs/architecture.md, Directory
  * mode): one directory per *.zip archive in it, named without ".zip",
  * archives that appear later shown without a remount, and `latest` naming
  * the newest by the timestamp in its name (..._YYYYMMDD_HHMMSS.zip; those

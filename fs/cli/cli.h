@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* `archfs verify ARCHIVE` and `archfs restore ARCHIVE`: the restore job
- * without FUSE (SPEC.md section 6), for hosts without /dev/fuse. */
+ * without FUSE (README.md, docs/restore.md), for hosts without /dev/fuse. */
 #ifndef AFS_CLI_H
 #define AFS_CLI_H
 
