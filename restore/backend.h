@@ -76,8 +76,5 @@ struct afs_db_backend {
 	void (*flag_off)(struct afs_job *j, void *state, const char *outcome);
 };
 
-/* The backend for a database kind in table (NULL-terminated, as
- * struct afs_target's backends), or NULL when it has none. */
-const struct afs_db_backend *afs_backend_for(const struct afs_db_backend *const *table, enum afs_db_type kind);
 
 #endif

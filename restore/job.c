@@ -19,7 +19,6 @@
 #include "index.h"
 #include "job.h"
 #include "job_priv.h"
-#include "log.h"
 #include "manifest.h"
 #include "report.h"
 #include "stream.h"
@@ -138,8 +137,7 @@ static void vlog(struct afs_job *j, bool warn, const char *fmt, va_list ap)
 			j->warnings[j->nwarnings++] = copy;
 	}
 	pthread_mutex_unlock(&j->mu);
-	afs_log(warn ? AFS_LOG_WARN : AFS_LOG_DEBUG, "%s", line);
-	if (j->on_log)
+	if (j->on_log) /* the engine logs nowhere else: its caller decides */
 		j->on_log(j->on_log_ctx, line);
 }
 
@@ -333,15 +331,6 @@ void afs_job_unlock_target(struct afs_job *j)
 }
 
 /* ---------------------------------------------------------- the job */
-
-const struct afs_db_backend *afs_backend_for(const struct afs_db_backend *const *table, enum afs_db_type kind)
-{
-	for (; table && *table; table++)
-		if ((*table)->kind == kind)
-			return *table;
-	return NULL;
-}
-
 
 enum afs_err afs_job_new(const char *archive_path, struct afs_archive *a, const struct afs_index *ix,
 			 const struct afs_target *t, struct afs_job **out)

@@ -131,13 +131,23 @@ static void size_text(uint64_t n, char *buf, size_t len)
 	snprintf(buf, len, "%.1f MB (%llu bytes)", (double)n / (1 << 20), (unsigned long long)n);
 }
 
+/* The backend for a database kind in table (NULL-terminated, as struct
+ * afs_target's backends), or NULL when it has none. */
+static const struct afs_db_backend *backend_for(const struct afs_db_backend *const *table, enum afs_db_type kind)
+{
+	for (; table && *table; table++)
+		if ((*table)->kind == kind)
+			return *table;
+	return NULL;
+}
+
 /* Looks at the live database before anything else, so that the first lines
  * of a run name what a restore replaces (also in .status); refuses a
  * database that does not exist unless --create asks for a new one. */
 static enum afs_err inspect_target(struct afs_job *j, bool after)
 {
 	const struct afs_target *t = j->target;
-	const struct afs_db_backend *be = afs_backend_for(t->backends, t->kind);
+	const struct afs_db_backend *be = backend_for(t->backends, t->kind);
 	const char *type = afs_db_type_name(t->kind);
 	struct afs_db_info info = { 0 };
 	char size[64], msg[512] = "";
@@ -197,9 +207,9 @@ static enum afs_err verify(struct afs_job *j)
 		afs_job_warn(j, "the archive has no manifest.json: the database file present decides its type");
 	kind = archive_db_type(j);
 	if (j->command == AFS_CMD_VERIFY && t->kind == AFS_DB_UNKNOWN && j->dump != AFS_NONE &&
-	    afs_backend_for(t->backends, kind)) {
+	    backend_for(t->backends, kind)) {
 		j->do_db = true; /* no target: still check the dump itself */
-		j->backend = afs_backend_for(t->backends, kind);
+		j->backend = backend_for(t->backends, kind);
 	} else if (j->do_db) {
 		if (kind == AFS_DB_UNKNOWN || j->dump == AFS_NONE)
 			return afs_job_fail(j, AFS_E_CORRUPT, "the archive holds no database (%s)",
@@ -209,7 +219,7 @@ static enum afs_err verify(struct afs_job *j)
 		if (kind != t->kind)
 			return afs_job_fail(j, AFS_E_INVAL, "the archive holds a %s database but the target is %s",
 					    afs_db_type_name(kind), afs_db_type_name(t->kind));
-		j->backend = afs_backend_for(t->backends, kind);
+		j->backend = backend_for(t->backends, kind);
 		if (!j->backend)
 			return afs_job_fail(j, AFS_E_UNSUPPORTED, "archfs cannot restore %s databases yet",
 					    afs_db_type_name(kind));
