@@ -56,9 +56,18 @@ struct afs_db_backend {
 	 * (also when create() just made an empty one). */
 	enum afs_err (*snapshot)(struct afs_job *j, void *state, const char *path);
 
-	/* Replaces the live database with the verified dump as one atomic
-	 * change, calling afs_job_committed() when it is made; checks
-	 * afs_job_cancelled() until then.  Progress: bytes written. */
+	/* Optional: migrates a staged copy of the verified dump before the swap
+	 * (--migrate): stages it where verify() has not already, calls
+	 * afs_job_migrate() with that copy's URL, and checks the result; the
+	 * live database is not touched, and restore() then swaps in the
+	 * migrated copy.  Cancellable (afs_job_migrate() stops the command).
+	 * Without it, the pipeline migrates the live database after the swap. */
+	enum afs_err (*migrate)(struct afs_job *j, void *state);
+
+	/* Replaces the live database with the verified dump (migrated, after
+	 * migrate()) as one atomic change, calling afs_job_committed() when it
+	 * is made; checks afs_job_cancelled() until then.  Progress: bytes
+	 * written. */
 	enum afs_err (*restore)(struct afs_job *j, void *state);
 
 	/* The live database's Alembic revision in *rev (malloc'd; NULL when

@@ -133,6 +133,14 @@ bool afs_job_cancelled(struct afs_job *j);
  * then on cancel is refused. */
 void afs_job_committed(struct afs_job *j);
 
+/* Runs the target's --migrate command through /bin/sh -c with
+ * DATABASE_URL=database_url and ARCHFS_ARCHIVE_REVISION set to the
+ * archive's Alembic revision (empty when unknown), its output lines in the
+ * job's log.  Before the commit a cancel stops it (its process group is
+ * killed): AFS_E_CANCELLED.  A command that fails gives AFS_E_FAILED with
+ * its status and last output in the job's error. */
+enum afs_err afs_job_migrate(struct afs_job *j, const char *database_url);
+
 /* Test hooks, compiled in only with meson's -Dtest_hooks=true (the test
  * command's builds; release builds have none), to make a step slow enough
  * to watch or kill: milliseconds from ARCHFS_TEST_DB_STEP_DELAY_MS for step

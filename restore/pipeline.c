@@ -343,27 +343,42 @@ static void migrate_line(void *ctx, const char *line)
 	afs_job_log(ctx, "migrate: %s", line);
 }
 
-static bool never_cancelled(void *ctx)
+/* Before the commit a cancel stops the command; after it nothing may. */
+static bool migrate_cancelled(void *ctx)
 {
-	return false; /* migrate runs after the commit: cancel is refused then */
+	struct afs_job *j = ctx;
+	bool committed;
+
+	pthread_mutex_lock(&j->mu);
+	committed = j->committed;
+	pthread_mutex_unlock(&j->mu);
+	return !committed && afs_job_cancelled(j);
 }
 
-static enum afs_err migrate(struct afs_job *j)
+enum afs_err afs_job_migrate(struct afs_job *j, const char *database_url)
 {
 	const char *argv[] = { "/bin/sh", "-c", j->target->migrate, NULL };
-	char *env_url = NULL, tail[TAIL_LEN] = "";
-	const char *env[] = { NULL, NULL };
-	struct afs_proc_opts o = { .argv = argv, .setenv = env, .line = migrate_line, .cancelled = never_cancelled,
+	const char *rev = j->has_manifest && j->manifest.alembic_revision ? j->manifest.alembic_revision : "";
+	char *env_url = NULL, *env_rev = NULL, tail[TAIL_LEN] = "";
+	const char *env[] = { NULL, NULL, NULL };
+	struct afs_proc_opts o = { .argv = argv, .setenv = env, .line = migrate_line, .cancelled = migrate_cancelled,
 				   .ctx = j };
 	enum afs_err err;
 	int status = 0;
 
-	if (asprintf(&env_url, "DATABASE_URL=%s", j->target->url) < 0)
+	if (asprintf(&env_url, "DATABASE_URL=%s", database_url) < 0 ||
+	    asprintf(&env_rev, "ARCHFS_ARCHIVE_REVISION=%s", rev) < 0) {
+		free(env_url);
 		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+	}
 	env[0] = env_url;
+	env[1] = env_rev;
 	afs_job_log(j, "migrate: running the migrate command");
 	err = afs_proc_run(&o, &status, tail, sizeof(tail));
 	free(env_url);
+	free(env_rev);
+	if (err == AFS_E_CANCELLED)
+		return afs_job_fail(j, err, "cancelled during the migration: nothing was changed");
 	if (err == AFS_E_IO)
 		return afs_job_fail(j, AFS_E_FAILED, "the migrate command could not be started");
 	if (err != AFS_OK) {
@@ -461,7 +476,7 @@ out:
 /* The pipeline of docs/restore.md. */
 static enum afs_err pipeline(struct afs_job *j)
 {
-	bool db_changed = false, uploads_changed = false;
+	bool db_changed = false, uploads_changed = false, migrated;
 	char *snap = NULL;
 	enum afs_err err;
 
@@ -497,6 +512,18 @@ static enum afs_err pipeline(struct afs_job *j)
 	if (afs_job_cancelled(j))
 		return AFS_E_CANCELLED;
 
+	/* A backend that can migrates a staged copy now, before the swap: the
+	 * application sees the old database, then the migrated one. */
+	migrated = false;
+	if (j->do_migrate && j->backend->migrate) {
+		afs_job_set_state(j, AFS_ST_MIGRATE, W_MIGRATE);
+		err = j->backend->migrate(j, j->backend_state);
+		if (err != AFS_OK)
+			return err;
+		migrated = true;
+		if (afs_job_cancelled(j))
+			return AFS_E_CANCELLED;
+	}
 	if (j->do_db) {
 		afs_job_set_state(j, AFS_ST_DATABASE, W_DATABASE);
 		err = j->backend->restore(j, j->backend_state);
@@ -516,9 +543,9 @@ static enum afs_err pipeline(struct afs_job *j)
 		if (err != AFS_OK)
 			goto fail;
 	}
-	if (j->do_migrate) {
+	if (j->do_migrate && !migrated) { /* after the swap: the live database */
 		afs_job_set_state(j, AFS_ST_MIGRATE, W_MIGRATE);
-		err = migrate(j);
+		err = afs_job_migrate(j, j->target->url);
 		if (err != AFS_OK)
 			goto fail;
 	}

@@ -11,6 +11,7 @@
  * before the commit leaves the old one (SQLite's journal or WAL recovers).
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -404,6 +405,41 @@ out:
 	return err;
 }
 
+static char *alembic_revision(const char *path);
+
+/* --migrate on the staged copy, before the swap (backend.h): the live
+ * database is not touched until sq_restore() copies the migrated file in. */
+static enum afs_err sq_migrate(struct afs_job *j, void *state)
+{
+	struct sq_state *s = state;
+	char *url = NULL, msg[256] = "", *ok = NULL, *rev = NULL;
+	sqlite3 *db = NULL;
+	enum afs_err err;
+
+	if (asprintf(&url, "sqlite:///%s", s->staged) < 0) /* staged is absolute: sqlite:////... */
+		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+	err = afs_job_migrate(j, url);
+	free(url);
+	if (err != AFS_OK)
+		return err;
+	if (sqlite3_open_v2(s->staged, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		err = afs_job_fail(j, AFS_E_IO, "the migrated copy cannot be opened: %s", sqlite3_errmsg(db));
+		goto out;
+	}
+	ok = integrity(db, msg, sizeof(msg));
+	if (!ok || strcmp(ok, "ok") != 0) {
+		err = afs_job_fail(j, AFS_E_CORRUPT, "the migrated copy fails PRAGMA integrity_check: %s", ok ? ok : msg);
+		goto out;
+	}
+	rev = alembic_revision(s->staged);
+	afs_job_log(j, "the migrated copy passes PRAGMA integrity_check, at Alembic revision %s", rev ? rev : "none");
+out:
+	free(rev);
+	free(ok);
+	sqlite3_close(db);
+	return err;
+}
+
 /* The alembic_version of the database file at path (malloc'd), or NULL
  * when it has none or cannot be read. */
 static char *alembic_revision(const char *path)
@@ -509,8 +545,15 @@ static void sq_release(void *state)
 
 	if (!s)
 		return;
-	if (s->staged)
+	if (s->staged) { /* and what a migration's connections may have left beside it */
+		static const char *const side[] = { "-journal", "-wal", "-shm" };
+		char path[PATH_MAX];
+
 		unlink(s->staged);
+		for (size_t i = 0; i < sizeof(side) / sizeof(side[0]); i++)
+			if ((size_t)snprintf(path, sizeof(path), "%s%s", s->staged, side[i]) < sizeof(path))
+				unlink(path);
+	}
 	free(s->staged);
 	free(s->beside);
 	free(s);
@@ -525,6 +568,7 @@ const struct afs_db_backend afs_sqlite_backend = {
 	.create = sq_create,
 	.discard = sq_discard,
 	.snapshot = sq_snapshot,
+	.migrate = sq_migrate,
 	.restore = sq_restore,
 	.revision = sq_revision,
 	.release = sq_release,

@@ -255,7 +255,11 @@ def t_restore_sqlite_wal_under_reader():
     check(old_key in r["seen"] and new_key in r["seen"], "the reader saw only %s" % r["seen"])
     check(db_dump(live.db) == db_dump(os.path.join(src, "db.sqlite")), "the live database differs from the archive's")
     check(integrity(live.db) == "ok", "integrity_check after the restore")
-    check(open(marker).read().strip() == "sqlite:///" + live.db, "the migrate command did not run with DATABASE_URL")
+    # the migration ran on a staged copy beside the live database, before the swap, and the copy is gone
+    staged = open(marker).read().strip()
+    check(staged.startswith("sqlite:///" + os.path.dirname(live.db) + "/.") and ".archfs-" in staged,
+          "the migrate command did not run against a staged copy: DATABASE_URL=%r" % staged)
+    check(not os.path.exists(staged[len("sqlite:///"):]), "the staged copy was left behind: " + staged)
     check_uploads_merged(live, archive, src, before[1])
     pcts = [int(p.split()[0]) for p, _ in samples]
     check(all(a <= b for a, b in zip(pcts, pcts[1:])), ".progress went backwards: %s" % pcts)
@@ -341,14 +345,20 @@ def t_failures_change_nothing():
     H.refused([bad, "MNT", *live.opts()], "dotdot mount")
     check(live.state() == before, "dotdot: the target changed")
 
-    # a migrate command that exits 1: failed, rolled back from the snapshot, reason in .status
+    # a migrate command that exits 1: it ran on a staged copy before the swap, so nothing changed at
+    # all (the live database byte for byte), no snapshot or staged file is left, reason in .status
     live = Live()
     before = live.state()
+    raw = open(live.db, "rb").read()
+    listing = sorted(os.listdir(os.path.dirname(live.db)))
     s = restore_and_wait(archive, live, "--migrate", "echo 'alembic: no such revision' >&2; exit 1")
     check(s["state"] == "failed", "migrate exit 1: state %s" % s["state"])
     check("status 1" in s["error"] and "no such revision" in s["error"], "migrate exit 1: error %r" % s["error"])
-    check(live.state() == before, "migrate exit 1: the target is not back to its content before the restore")
-    check(len(live.snapshots()) == 1, "migrate exit 1: the snapshot must stay")
+    check(live.state() == before and open(live.db, "rb").read() == raw,
+          "migrate exit 1: the live database changed")
+    check(sorted(os.listdir(os.path.dirname(live.db))) == listing,
+          "migrate exit 1: files left beside the database: %s" % sorted(os.listdir(os.path.dirname(live.db))))
+    check(len(live.snapshots()) == 0, "migrate exit 1: nothing changed, so no snapshot is kept")
 
     # cancel during the database step
     archive, src = big_fixture()
