@@ -5,7 +5,8 @@ set -euo pipefail
 pkgs=(build-essential pkg-config meson ninja-build libfuse3-dev fuse3 libzip-dev zlib1g-dev
       libcjson-dev libisal-dev libsqlite3-dev sqlite3 libpq-dev
       python3 unzip zip attr util-linux bc
-      postgresql-15 postgresql-client-15 python3-psycopg2)
+      postgresql-15 postgresql-client-15 python3-psycopg2
+      python3-flask python3-flask-sqlalchemy python3-flask-migrate gunicorn)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
