@@ -18,6 +18,13 @@
  * terminates that session (the transaction rolls back) or, with
  * --terminate-blockers, the blockers.
  *
+ * With --migrate, migrate restores db.dump into a staging database of
+ * archfs's own (<db>__archfs_staging, marked by its comment), runs the
+ * migrate command against it, and restore streams `pg_dump --clean
+ * --if-exists` of the migrated staging database into the same locked
+ * transaction instead of db.dump; staging is dropped after the swap, on
+ * failure and on cancel.
+ *
  * The flag: a session advisory lock (AFS_PG_LOCK_KEY1, AFS_PG_LOCK_KEY2)
  * held on this backend's own connection from the flag step to the end, and
  * NOTIFY archfs_restore with a JSON payload at both ends.
@@ -77,6 +84,12 @@ struct pg_state {
 	time_t blocked_since, last_blocked;
 	bool committed;
 	char *blockers;          /* reason when the lock wait ran out */
+	/* --migrate: the staging database the dump is restored into and
+	 * migrated in before the swap */
+	char *staging;           /* its name, set by verify */
+	char *staging_mark;      /* its COMMENT ON DATABASE: "archfs staging for <db>" */
+	bool staging_made;       /* it exists and is ours: dropped by restore() or release() */
+	bool migrated;           /* restore() swaps in pg_dump of staging, not db.dump */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -385,12 +398,20 @@ static enum afs_err drain(struct pg_state *s)
 	return err;
 }
 
-/* Streams db.dump through a pg_restore run (argv); progress when track. */
+static bool stream_cancelled(void *ctx)
+{
+	struct pg_state *s = ctx;
+
+	return afs_job_cancelled(s->j);
+}
+
+/* Streams db.dump through a pg_restore run (argv), stopped on cancel;
+ * progress when track. */
 static enum afs_err stream_through(struct pg_state *s, const char *const *argv, void (*line)(void *, const char *),
 				   bool track, char *tail, size_t taillen)
 {
 	struct afs_proc_opts o = { .argv = argv, .input = feed_dump, .setenv = (const char *const *)s->env,
-				   .line = line, .ctx = s };
+				   .line = line, .cancelled = stream_cancelled, .ctx = s };
 	enum afs_err err;
 	int st;
 
@@ -612,6 +633,161 @@ out:
 	return err;
 }
 
+/* ------------------------------------------------------------- staging */
+
+#define STAGING_SUFFIX "__archfs_staging"
+#define STAGING_MARK "archfs staging for "
+#define PG_NAME_MAX 63 /* NAMEDATALEN - 1 */
+
+/* The staging database's name for the live database db: db and a suffix,
+ * db cut at a character boundary so that the whole fits in 63 bytes. */
+static char *staging_name(const char *db)
+{
+	size_t keep = strlen(db), max = PG_NAME_MAX - strlen(STAGING_SUFFIX);
+	char *out;
+
+	if (keep > max) {
+		keep = max;
+		while (keep > 0 && ((unsigned char)db[keep] & 0xC0) == 0x80)
+			keep--; /* db[keep] is the first byte cut: not inside a character */
+	}
+	if (asprintf(&out, "%.*s%s", (int)keep, db, STAGING_SUFFIX) < 0)
+		return NULL;
+	return out;
+}
+
+/* "dbname='name'" for a child's --dbname; host, user and password come
+ * from its environment. */
+static char *dbname_conninfo(const char *name)
+{
+	char *out = malloc(2 * strlen(name) + 16), *o = out;
+
+	if (!out)
+		return NULL;
+	o += sprintf(o, "dbname='");
+	for (const char *p = name; *p; p++) {
+		if (*p == '\'' || *p == '\\')
+			*o++ = '\\';
+		*o++ = *p;
+	}
+	strcpy(o, "'");
+	return out;
+}
+
+/* url (the target's, as given: its scheme, e.g. postgresql+psycopg2://, is
+ * kept) with the database name of its path replaced by db, percent-encoded;
+ * user, password, host, port and query are unchanged. */
+static char *url_with_db(const char *url, const char *db)
+{
+	const char *auth = strstr(url, "://"), *q, *path;
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	if (!auth)
+		return NULL;
+	auth += 3;
+	q = auth + strcspn(auth, "?#");
+	for (const char *p = auth; p < q; p++)
+		if (*p == '@')
+			auth = p + 1; /* past user:password@ */
+	path = auth + strcspn(auth, "/?#");
+	f = open_memstream(&out, &len);
+	if (!f)
+		return NULL;
+	fprintf(f, "%.*s/", (int)(path - url), url);
+	for (const unsigned char *p = (const unsigned char *)db; *p; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("-._~", *p))
+			fputc(*p, f);
+		else
+			fprintf(f, "%%%02X", *p);
+	}
+	fputs(q, f);
+	fclose(f);
+	return out;
+}
+
+/* The comment of database name in *comment ("" when it has none): 1 when
+ * it exists, 0 when not (*comment NULL), -1 when the question failed. */
+static int database_comment(PGconn *c, const char *name, char **comment)
+{
+	const char *params[] = { name };
+	PGresult *r = PQexecParams(c,
+				   "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database "
+				   "WHERE datname = $1",
+				   1, NULL, params, NULL, NULL, 0);
+	int n = -1;
+
+	*comment = NULL;
+	if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+		n = PQntuples(r) > 0;
+		if (n) {
+			*comment = strdup(PQgetvalue(r, 0, 0));
+			if (!*comment)
+				n = -1;
+		}
+	}
+	PQclear(r);
+	return n;
+}
+
+/* The Alembic revision of the database of c (malloc'd), or NULL. */
+static char *revision_of(PGconn *c)
+{
+	if (!query_value_ok(c, "SELECT to_regclass('alembic_version') IS NOT NULL"))
+		return NULL;
+	return query_value(c, "SELECT version_num FROM alembic_version LIMIT 1");
+}
+
+/* verify with --migrate: the role may create the staging database, and a
+ * database of its name is either absent or archfs's own (a leftover that
+ * migrate drops).  c is a session on the server; db the live database. */
+static enum afs_err check_staging(struct pg_state *s, PGconn *c, const char *db)
+{
+	char *role = NULL, *comment = NULL, *live_rev = NULL;
+	enum afs_err err = AFS_OK;
+	int has;
+
+	s->staging = staging_name(db);
+	if (!s->staging || asprintf(&s->staging_mark, STAGING_MARK "%s", db) < 0) {
+		s->staging_mark = NULL;
+		return afs_job_fail(s->j, AFS_E_NOMEM, "out of memory");
+	}
+	role = query_value(c, "SELECT current_user");
+	if (!query_value_ok(c, "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")) {
+		err = afs_job_fail(s->j, AFS_E_ACCES,
+				   "--migrate needs a role that may create databases (CREATEDB) for the staging database "
+				   "%s, and the role %s may not: grant it (ALTER ROLE %s CREATEDB) or connect as a role "
+				   "that may",
+				   s->staging, role ? role : "?", role ? role : "?");
+		goto out;
+	}
+	has = database_comment(c, s->staging, &comment);
+	if (has < 0) {
+		err = afs_job_fail(s->j, AFS_E_FAILED, "--migrate: cannot look for the staging database %s", s->staging);
+		goto out;
+	}
+	if (has && strcmp(comment, s->staging_mark) != 0) {
+		err = afs_job_fail(s->j, AFS_E_CONFLICT,
+				   "--migrate: a database named %s exists and is not archfs's staging database (its "
+				   "comment is not '%s'): archfs will not drop it; rename or drop it yourself",
+				   s->staging, s->staging_mark);
+		goto out;
+	}
+	if (has)
+		afs_job_log(s->j, "--migrate: the staging database %s is a leftover of an earlier run that did not "
+			    "finish: the restore drops it", s->staging);
+	live_rev = s->conn ? revision_of(s->conn) : NULL;
+	afs_job_log(s->j, "--migrate: live at %s; the role %s may create the staging database %s, where the dump "
+		    "is restored and migrated before the swap", live_rev ? live_rev : "none", role ? role : "?",
+		    s->staging);
+out:
+	free(live_rev);
+	free(comment);
+	free(role);
+	return err;
+}
+
 static enum afs_err pg_verify(struct afs_job *j, uint32_t dump, void **state)
 {
 	const struct afs_target *t = afs_job_target(j);
@@ -653,6 +829,13 @@ static enum afs_err pg_verify(struct afs_job *j, uint32_t dump, void **state)
 		if (make_env(s) != AFS_OK)
 			return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
 		afs_job_log(j, "connected to %s (PostgreSQL %d)", t->display_url, PQserverVersion(s->conn) / 10000);
+	}
+	if (t->url && t->migrate) {
+		PGconn *c = s->conn ? s->conn : s->admin;
+
+		err = check_staging(s, c, s->conn ? PQdb(s->conn) : s->dbname);
+		if (err != AFS_OK)
+			return err;
 	}
 	err = verify_dump(s); /* progress: the verify step counts the dump's bytes */
 	if (err == AFS_OK)
@@ -739,6 +922,225 @@ static enum afs_err pg_snapshot(struct afs_job *j, void *state, const char *path
 	if (err != AFS_OK)
 		return afs_job_fail(j, AFS_E_FAILED, "pg_dump of the live database failed: %s", tail);
 	return AFS_OK;
+}
+
+/* ------------------------------------------------------------- migrate */
+
+/* Runs a statement on c; AFS_OK or the job's error "what: reason". */
+static enum afs_err exec_on(struct pg_state *s, PGconn *c, const char *what, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	char why[512];
+	enum afs_err err = AFS_OK;
+
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		err = afs_job_fail(s->j, AFS_E_FAILED, "%s: %s", what, pq_reason(c, why, sizeof(why)));
+	PQclear(r);
+	return err;
+}
+
+/* "DROP DATABASE IF EXISTS name", ending its sessions (a killed migrate
+ * command's may linger) where the server can (13 and newer). */
+static char *drop_sql(PGconn *c, const char *name)
+{
+	char *ident = PQescapeIdentifier(c, name, strlen(name)), *sql = NULL;
+
+	if (ident && asprintf(&sql, "DROP DATABASE IF EXISTS %s%s", ident,
+			      PQserverVersion(c) >= 130000 ? " WITH (FORCE)" : "") < 0)
+		sql = NULL;
+	PQfreemem(ident);
+	return sql;
+}
+
+/* Drops the staging database this run made, if it still exists; a
+ * failure is a warning (the next run drops it as a leftover). */
+static void drop_staging(struct pg_state *s, const char *why)
+{
+	PGconn *c = s->conn ? s->conn : s->admin;
+	char *sql, reason[512];
+	PGresult *r;
+
+	if (!s->staging_made || !c)
+		return;
+	s->staging_made = false;
+	sql = drop_sql(c, s->staging);
+	r = sql ? PQexec(c, sql) : NULL;
+	if (PQresultStatus(r) == PGRES_COMMAND_OK)
+		afs_job_log(s->j, "dropped the staging database %s%s", s->staging, why);
+	else
+		afs_job_warn(s->j, "the staging database %s could not be dropped (the next restore drops it): %s",
+			     s->staging, pq_reason(c, reason, sizeof(reason)));
+	PQclear(r);
+	free(sql);
+}
+
+/* Replaces the table list restore() locks by every table of the migrated
+ * staging database (c): the tables pg_dump --clean drops and recreates,
+ * including those the migration added and the archive does not have. */
+static enum afs_err staging_tables(struct pg_state *s, PGconn *c)
+{
+	PGresult *r = PQexec(c, "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+				"WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' "
+				"AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1, 2");
+	char why[512];
+	size_t n;
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		PQclear(r);
+		return afs_job_fail(s->j, AFS_E_FAILED, "listing the staging database's tables: %s",
+				    pq_reason(c, why, sizeof(why)));
+	}
+	for (size_t i = 0; i < s->ntables; i++)
+		free(s->tables[i]);
+	free(s->tables);
+	n = (size_t)PQntuples(r) * 2;
+	s->tables = calloc(n ? n : 1, sizeof(*s->tables));
+	s->ntables = s->tables ? n : 0;
+	for (size_t i = 0; s->tables && i < n; i++)
+		if (!(s->tables[i] = strdup(PQgetvalue(r, (int)(i / 2), (int)(i % 2)))))
+			s->toc_err = AFS_E_NOMEM;
+	PQclear(r);
+	if (!s->tables || s->toc_err != AFS_OK)
+		return afs_job_fail(s->j, AFS_E_NOMEM, "out of memory");
+	return AFS_OK;
+}
+
+/* --migrate before the swap (backend.h): drops a leftover staging database
+ * of archfs's, creates and marks a new one, restores db.dump into it (the
+ * stream through pg_restore, as verify reads it), runs the migrate command
+ * against it and lists its tables for restore().  The live database is not
+ * touched; on failure or cancel staging is dropped at once. */
+static enum afs_err pg_migrate(struct afs_job *j, void *state)
+{
+	struct pg_state *s = state;
+	const struct afs_target *t = afs_job_target(j);
+	char *comment = NULL, *ident = NULL, *lit = NULL, *sql = NULL, *pgr = tool(s, "pg_restore"), *dbarg = NULL;
+	char *conn_arg = NULL, *lurl = libpq_url(t->url), *surl = NULL, *arch_rev = NULL, *live_rev = NULL;
+	char *new_rev = NULL, tail[TAIL], why[512];
+	const char *argv[] = { pgr, "--no-owner", "--exit-on-error", NULL, NULL };
+	PGconn *sc = NULL;
+	enum afs_err err = AFS_OK;
+	int has;
+
+	if (!s->conn || !s->staging)
+		return afs_job_fail(j, AFS_E_INVAL, "--migrate: no staging database was prepared at verify");
+	if (!pgr || !lurl || !(dbarg = dbname_conninfo(s->staging)) || asprintf(&conn_arg, "--dbname=%s", dbarg) < 0) {
+		conn_arg = NULL;
+		err = afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+		goto out;
+	}
+	argv[3] = conn_arg;
+	has = database_comment(s->conn, s->staging, &comment);
+	if (has < 0) {
+		err = afs_job_fail(j, AFS_E_FAILED, "--migrate: cannot look for the staging database %s: %s", s->staging,
+				   pq_reason(s->conn, why, sizeof(why)));
+		goto out;
+	}
+	if (has && strcmp(comment, s->staging_mark) != 0) {
+		err = afs_job_fail(j, AFS_E_CONFLICT,
+				   "--migrate: a database named %s exists and is not archfs's staging database: archfs "
+				   "will not drop it", s->staging);
+		goto out;
+	}
+	if (has) {
+		afs_job_log(j, "dropping the staging database %s, a leftover of an earlier run that did not finish",
+			    s->staging);
+		sql = drop_sql(s->conn, s->staging);
+		err = sql ? exec_on(s, s->conn, "dropping the leftover staging database", sql)
+			  : afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+		free(sql);
+		sql = NULL;
+		if (err != AFS_OK)
+			goto out;
+	}
+	ident = PQescapeIdentifier(s->conn, s->staging, strlen(s->staging));
+	lit = PQescapeLiteral(s->conn, s->staging_mark, strlen(s->staging_mark));
+	if (!ident || !lit || asprintf(&sql, "CREATE DATABASE %s", ident) < 0) {
+		sql = NULL;
+		err = afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+		goto out;
+	}
+	err = exec_on(s, s->conn, "--migrate: CREATE DATABASE of the staging database failed", sql);
+	free(sql);
+	sql = NULL;
+	if (err != AFS_OK)
+		goto out;
+	s->staging_made = true;
+	if (asprintf(&sql, "COMMENT ON DATABASE %s IS %s", ident, lit) < 0) {
+		sql = NULL;
+		err = afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+		goto out;
+	}
+	err = exec_on(s, s->conn, "--migrate: marking the staging database", sql);
+	if (err != AFS_OK)
+		goto out;
+	afs_job_log(j, "created the staging database %s; restoring db.dump into it", s->staging);
+	afs_job_phase_bytes(j, afs_index_node(afs_job_index(j), s->dump)->size);
+	err = stream_through(s, argv, pg_line, true, tail, sizeof(tail));
+	if (err == AFS_E_FAILED)
+		err = afs_job_fail(j, AFS_E_FAILED, "pg_restore into the staging database failed: %s", tail);
+	else if (err == AFS_E_IO)
+		err = afs_job_fail(j, err, "%s", tail);
+	else if (err != AFS_OK && err != AFS_E_CANCELLED)
+		err = afs_job_fail(j, err, "db.dump in the archive cannot be read: %s", s->read_why);
+	if (err != AFS_OK)
+		goto out;
+	sc = connect_other(lurl, s->staging, "archfs");
+	if (!sc || PQstatus(sc) != CONNECTION_OK) {
+		err = afs_job_fail(j, AFS_E_FAILED, "cannot connect to the staging database %s: %s", s->staging,
+				   pq_reason(sc, why, sizeof(why)));
+		goto out;
+	}
+	arch_rev = revision_of(sc);
+	live_rev = revision_of(s->conn);
+	PQfinish(sc); /* the migrate command has staging to itself */
+	sc = NULL;
+	afs_job_log(j, "archive at %s, live at %s: migrating a staged copy before the swap", arch_rev ? arch_rev : "none",
+		    live_rev ? live_rev : "none");
+	surl = url_with_db(t->url, s->staging);
+	if (!surl) {
+		err = afs_job_fail(j, AFS_E_INVAL, "--migrate: the URL of the staging database cannot be made from %s",
+				   t->display_url);
+		goto out;
+	}
+	err = afs_job_migrate(j, surl);
+	if (err != AFS_OK)
+		goto out;
+	sc = connect_other(lurl, s->staging, "archfs");
+	if (!sc || PQstatus(sc) != CONNECTION_OK) {
+		err = afs_job_fail(j, AFS_E_FAILED, "cannot connect to the migrated staging database %s: %s", s->staging,
+				   pq_reason(sc, why, sizeof(why)));
+		goto out;
+	}
+	err = staging_tables(s, sc);
+	if (err != AFS_OK)
+		goto out;
+	new_rev = revision_of(sc);
+	s->migrated = true;
+	afs_job_log(j, "the migrated staging database is at Alembic revision %s, with %zu tables",
+		    new_rev ? new_rev : "none", s->ntables / 2);
+out:
+	PQfinish(sc);
+	if (err != AFS_OK)
+		drop_staging(s, err == AFS_E_CANCELLED ? ": cancelled, nothing was changed"
+						      : ": the restore stopped before the swap, nothing was changed");
+	if (surl)
+		memset(surl, 0, strlen(surl)); /* it may hold the password */
+	if (lurl)
+		memset(lurl, 0, strlen(lurl));
+	free(surl);
+	free(lurl);
+	free(comment);
+	PQfreemem(ident);
+	PQfreemem(lit);
+	free(sql);
+	free(pgr);
+	free(dbarg);
+	free(conn_arg);
+	free(arch_rev);
+	free(live_rev);
+	free(new_rev);
+	return err;
 }
 
 /* ------------------------------------------------------------ restore */
@@ -920,9 +1322,10 @@ static bool watch(void *ctx)
 static enum afs_err pg_restore_db(struct afs_job *j, void *state)
 {
 	struct pg_state *s = state;
-	char *pgr = tool(s, "pg_restore"), *psql = tool(s, "psql"), *tables = NULL, *pre = NULL, *app = NULL;
-	char tail[TAIL];
+	char *pgr = tool(s, "pg_restore"), *psql = tool(s, "psql"), *pgd = tool(s, "pg_dump"), *tables = NULL;
+	char *pre = NULL, *app = NULL, *dbarg = NULL, *conn_arg = NULL, tail[TAIL];
 	const char *restore_argv[] = { pgr, "--clean", "--if-exists", "--no-owner", "--file=-", NULL };
+	const char *dump_argv[] = { pgd, "--clean", "--if-exists", "--no-owner", "--format=plain", NULL, NULL };
 	const char *psql_argv[] = { psql, "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--output=/dev/null",
 				    "--file=-", NULL };
 	char *env[MAX_ENV + 2] = { 0 };
@@ -933,9 +1336,19 @@ static enum afs_err pg_restore_db(struct afs_job *j, void *state)
 	enum afs_err err;
 	int st;
 
-	if (!pgr || !psql) {
+	if (!pgr || !psql || !pgd) {
 		err = afs_job_fail(j, AFS_E_NOMEM, "out of memory");
 		goto out;
+	}
+	if (s->migrated) { /* the migrated staging database, not db.dump */
+		if (!(dbarg = dbname_conninfo(s->staging)) || asprintf(&conn_arg, "--dbname=%s", dbarg) < 0) {
+			conn_arg = NULL;
+			err = afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+			goto out;
+		}
+		dump_argv[5] = conn_arg;
+		o.argv = dump_argv;
+		o.input = NULL;
 	}
 	err = existing_tables(s, &tables, &ntab);
 	if (err != AFS_OK)
@@ -952,21 +1365,27 @@ static enum afs_err pg_restore_db(struct afs_job *j, void *state)
 	env[n] = app;
 	o.setenv = (const char *const *)env;
 	o.relay_prefix = pre;
-	afs_job_log(j, "locking %zu existing tables, then pg_restore --clean --if-exists --no-owner | psql, "
-		       "in one transaction", ntab);
-	afs_job_phase_bytes(j, afs_index_node(afs_job_index(j), s->dump)->size);
 	s->backend_pid = 0;
 	s->blocked_since = 0;
-	s->off = 0;
-	s->track = true;
-	err = afs_stream_open(afs_job_archive(j), afs_job_index(j), s->dump, &s->s);
-	if (err != AFS_OK) {
-		afs_job_fail(j, err, "db.dump cannot be read: %s", afs_strerror(err));
-		goto out;
+	if (s->migrated) {
+		afs_job_log(j, "locking %zu existing tables, then pg_dump --clean --if-exists --no-owner of the staging "
+			       "database %s | psql, in one transaction", ntab, s->staging);
+		err = afs_proc_run(&o, &st, tail, sizeof(tail));
+	} else {
+		afs_job_log(j, "locking %zu existing tables, then pg_restore --clean --if-exists --no-owner | psql, "
+			       "in one transaction", ntab);
+		afs_job_phase_bytes(j, afs_index_node(afs_job_index(j), s->dump)->size);
+		s->off = 0;
+		s->track = true;
+		err = afs_stream_open(afs_job_archive(j), afs_job_index(j), s->dump, &s->s);
+		if (err != AFS_OK) {
+			afs_job_fail(j, err, "db.dump cannot be read: %s", afs_strerror(err));
+			goto out;
+		}
+		err = afs_proc_run(&o, &st, tail, sizeof(tail));
+		afs_stream_close(s->s);
+		s->s = NULL;
 	}
-	err = afs_proc_run(&o, &st, tail, sizeof(tail));
-	afs_stream_close(s->s);
-	s->s = NULL;
 	if (s->committed) {
 		err = AFS_OK; /* psql printed the mark after COMMIT succeeded */
 	} else if (err == AFS_E_CANCELLED) {
@@ -977,12 +1396,17 @@ static enum afs_err pg_restore_db(struct afs_job *j, void *state)
 	} else if (err == AFS_OK) {
 		err = afs_job_fail(j, AFS_E_FAILED, "the restore did not commit: %s", tail[0] ? tail : "no reason given");
 	} else {
-		err = afs_job_fail(j, AFS_E_FAILED, "pg_restore | psql failed, the transaction was rolled back: %s",
+		err = afs_job_fail(j, AFS_E_FAILED, "%s | psql failed, the transaction was rolled back: %s",
+				   s->migrated ? "pg_dump of the staging database" : "pg_restore",
 				   tail[0] ? tail : afs_strerror(err));
 	}
 out:
+	drop_staging(s, s->committed ? ": its contents are the live database's now" : ": nothing was changed");
 	free(pgr);
 	free(psql);
+	free(pgd);
+	free(dbarg);
+	free(conn_arg);
 	free(tables);
 	free(pre);
 	free(app);
@@ -1010,6 +1434,7 @@ static void pg_release(void *state)
 
 	if (!s)
 		return;
+	drop_staging(s, ": the restore ended before it was used");
 	if (s->conn)
 		PQfinish(s->conn); /* also releases the advisory lock */
 	if (s->admin)
@@ -1026,6 +1451,8 @@ static void pg_release(void *state)
 	free(s->bindir);
 	afs_pgdump_header_release(&s->hdr);
 	free(s->blockers);
+	free(s->staging);
+	free(s->staging_mark);
 	afs_stream_close(s->s);
 	free(s);
 }
@@ -1039,6 +1466,7 @@ const struct afs_db_backend afs_pg_backend = {
 	.create = pg_create,
 	.discard = pg_discard,
 	.snapshot = pg_snapshot,
+	.migrate = pg_migrate,
 	.restore = pg_restore_db,
 	.revision = pg_revision,
 	.release = pg_release,
