@@ -218,9 +218,12 @@ def t_pg_failure_half_way_changes_nothing():
     c = connect(live)
     c.cursor().execute("DROP VIEW user_names")
     c.close()
+    # a migrate command that fails: it ran on the staging database, so the live one never changed
     s = run_command(archive, [*opts, "--migrate", "echo 'no such revision' >&2; exit 1"])
     check(s["state"] == "failed" and "no such revision" in s["error"], "migrate: %s %r" % (s["state"], s["error"]))
-    check(content(live) == before, "migrate failure: the database is not back to its content before the restore")
+    check(content(live) == before, "migrate failure: the database changed")
+    check(os.listdir(snapdir) == [] and s["snapshot"] is None, "migrate failure: a snapshot was kept: %s" % os.listdir(snapdir))
+    check(staging_dbs() == [], "migrate failure: staging left: %s" % staging_dbs())
 
     # another restore holds the advisory lock (another host, say): refused, nothing changed
     holder = connect(live)
@@ -447,3 +450,198 @@ def t_pg_create_then_cancel_drops_it():
         check("dropped the database %s, created for this restore" % name in read(m, ".log"), ".log: " + read(m, ".log")[-600:])
     check(not db_exists(name), "cancel: the database created for the restore is still there")
     check(os.listdir(snapdir) == [], "cancel: a snapshot was left: %s" % os.listdir(snapdir))
+
+
+# ------------------------------------------------- --migrate on a staging database
+
+NEWER = ("ALTER TABLE users ADD COLUMN x INTEGER; "
+         "CREATE TABLE invoices (id SERIAL PRIMARY KEY, user_id INTEGER REFERENCES users(id)); "
+         "UPDATE alembic_version SET version_num = 'headrev'")
+
+
+def staging_dbs():
+    c = connect("postgres")
+    cur = c.cursor()
+    cur.execute("SELECT datname FROM pg_database WHERE datname LIKE '%%archfs_staging%%' ORDER BY 1")
+    out = [r[0] for r in cur.fetchall()]
+    c.close()
+    return out
+
+
+def app_rows(db):
+    """Row checksums of the archive's tables and columns (a migration may add columns)."""
+    c = connect(db)
+    cur = c.cursor()
+    out = {}
+    for t, cols in (("alembic_version", "version_num"), ("users", "id, username, role"),
+                    ("time_entries", "id, user_id, notes")):
+        cur.execute("SELECT count(*), md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) "
+                    "FROM (SELECT %s FROM %s) x" % (cols, t))
+        out[t] = cur.fetchone()
+    c.close()
+    return out
+
+
+def schema(db):
+    host, port = server()
+    out = subprocess.run([tool("pg_dump"), "--schema-only", "-h", host, "-p", port, "-U", "postgres", db],
+                          check=True, capture_output=True, text=True).stdout
+    # without the random key of \restrict and \unrestrict (pg_dump 15.14 and newer)
+    return "\n".join(l for l in out.splitlines() if not l.startswith(("\\restrict ", "\\unrestrict ")))
+
+
+def newer_live():
+    """A live database at the application's newer revision: a new column and
+    a new table with a foreign key to users, with a row in it."""
+    live = new_db(3, 10, "old")
+    c = connect(live)
+    c.cursor().execute(NEWER + "; INSERT INTO invoices (user_id) VALUES (1)")
+    c.close()
+    return live
+
+
+def migrate_cmd(before=""):
+    """A migrate command that brings the database at DATABASE_URL (any
+    SQLAlchemy scheme) to the newer revision with psql."""
+    return ('%s u=$(printf %%s "$DATABASE_URL" | sed "s/^postgresql+[a-z0-9]*:/postgresql:/"); '
+            '%s -X -q -v ON_ERROR_STOP=1 -d "$u" -c "%s"' % (before, tool("psql"), NEWER))
+
+
+def t_pg_migrate_staging_then_swap():
+    archive, src = pg_archive()
+    live = newer_live()
+    want = app_rows(src)
+    seen = os.path.join(tempfile.mkdtemp(prefix="mig-", dir=H.WORK), "url")
+    dburl = url(live).replace("postgresql://", "postgresql+psycopg2://")
+    snapdir = tempfile.mkdtemp(prefix="snap-", dir=H.WORK)
+    opts = ["--database", dburl, "--snapshot-dir", snapdir,
+            "--migrate", migrate_cmd('printf %%s "$DATABASE_URL" > %s;' % seen)]
+    with Mount(archive, *opts) as m:
+        check(control(m, "restore") == 0, "restore refused: %s" % status(m)["error"])
+        s = wait_final(m, timeout=120)
+        log = read(m, ".log")
+    check(s["state"] == "done", "state %s: %s" % (s["state"], s["error"]))
+    check("archive at newrev, live at headrev: migrating a staged copy before the swap" in log, ".log: " + log[-1500:])
+    check("dropped the staging database %s__archfs_staging" % live in log, ".log: " + log[-800:])
+    check(app_rows(live) == dict(want, alembic_version=(1, app_rows(live)["alembic_version"][1])),
+          "the live database does not have the archive's rows")
+    c = connect(live)
+    cur = c.cursor()
+    cur.execute("SELECT version_num FROM alembic_version")
+    check(cur.fetchall() == [("headrev",)], "revision not at the new one")
+    cur.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'x'")
+    check(cur.fetchone()[0] == 1, "the new column is missing")
+    cur.execute("SELECT count(*) FROM invoices")
+    check(cur.fetchone()[0] == 0, "invoices is not the migrated (empty) table of the backup's state")
+    cur.execute("SELECT count(*) FROM pg_constraint WHERE conname = 'invoices_user_id_fkey'")
+    check(cur.fetchone()[0] == 1, "the foreign key of invoices is missing")
+    cur.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (live,))
+    check(cur.fetchone()[0] is None, "the staging mark reached the live database")
+    c.close()
+    used = open(seen).read()
+    check(used.startswith("postgresql+psycopg2://postgres@/%s__archfs_staging?host=" % live),
+          "DATABASE_URL of the migration: %s" % used)
+    check(staging_dbs() == [], "staging left: %s" % staging_dbs())
+    check(len(os.listdir(snapdir)) == 1, "no snapshot of the restore: %s" % os.listdir(snapdir))
+
+
+def t_pg_migrate_failure_changes_nothing():
+    archive, src = pg_archive()
+    live = newer_live()
+    before, before_schema = content(live), schema(live)
+    opts, snapdir = target(live, "--migrate", migrate_cmd() + "; echo 'no such revision' >&2; exit 3")
+    s = run_command(archive, opts)
+    check(s["state"] == "failed" and "no such revision" in s["error"] and "status 3" in s["error"],
+          "state %s: %r" % (s["state"], s["error"]))
+    check(content(live) == before and schema(live) == before_schema, "the live database changed")
+    check(staging_dbs() == [], "staging left: %s" % staging_dbs())
+    check(os.listdir(snapdir) == [], "a snapshot was kept: %s" % os.listdir(snapdir))
+    check(not lock_held(live), "the advisory lock outlived the failed restore")
+
+
+def t_pg_migrate_cancel_drops_staging():
+    archive, src = pg_archive()
+    live = newer_live()
+    before, before_schema = content(live), schema(live)
+    d = tempfile.mkdtemp(prefix="mig-", dir=H.WORK)
+    fifo, started = os.path.join(d, "gate"), os.path.join(d, "started")
+    os.mkfifo(fifo)
+    opts, snapdir = target(live, "--migrate", migrate_cmd("touch %s; cat %s >/dev/null;" % (started, fifo)))
+    with Mount(archive, *opts) as m:
+        check(control(m, "restore") == 0, "restore refused")
+        deadline = time.time() + 120
+        while not os.path.exists(started):  # the command runs on staging and waits on the gate
+            check(time.time() < deadline and status(m)["state"] not in FINAL,
+                  "the migrate command never started: %s" % status(m))
+            time.sleep(0.02)
+        check(status(m)["state"] == "migrate", "state: %s" % status(m)["state"])
+        check(staging_dbs() == ["%s__archfs_staging" % live], "no staging database: %s" % staging_dbs())
+        check(control(m, "cancel") == 0, "cancel refused during migrate: %s" % status(m)["error"])
+        s = wait_final(m)
+        log = read(m, ".log")
+    try:  # release the gate, should the command still wait on it
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass
+    check(s["state"] == "cancelled", "state %s (%s)" % (s["state"], s["error"]))
+    check("dropped the staging database" in log, ".log: " + log[-800:])
+    check(content(live) == before and schema(live) == before_schema, "cancel: the live database changed")
+    check(staging_dbs() == [], "cancel: staging left: %s" % staging_dbs())
+    check(os.listdir(snapdir) == [], "cancel: a snapshot was kept")
+    check(not lock_held(live), "cancel: the advisory lock stayed")
+
+
+def t_pg_migrate_leftover_staging():
+    archive, src = pg_archive()
+    live = newer_live()
+    name = "%s__archfs_staging" % live
+    admin = connect("postgres")
+    cur = admin.cursor()
+    # a leftover of a crashed run: archfs's mark, dropped, and the restore goes on
+    cur.execute('CREATE DATABASE "%s"' % name)
+    cur.execute("COMMENT ON DATABASE \"%s\" IS 'archfs staging for %s'" % (name, live))
+    opts, snapdir = target(live, "--migrate", migrate_cmd())
+    rc, err = verify(archive, *opts)
+    check(rc == 0 and "leftover" in err and staging_dbs() == [name], "verify with a leftover: %d %s" % (rc, err[-600:]))
+    with Mount(archive, *opts) as m:
+        check(control(m, "restore") == 0, "restore refused")
+        s = wait_final(m, timeout=120)
+        log = read(m, ".log")
+    check(s["state"] == "done", "with a leftover: %s %s" % (s["state"], s["error"]))
+    check("dropping the staging database %s, a leftover of an earlier run" % name in log, ".log: " + log[-1500:])
+    check(staging_dbs() == [], "staging left: %s" % staging_dbs())
+    check(app_rows(live)["users"] == app_rows(src)["users"], "the restore did not arrive")
+    # a database of that name that is not archfs's: refused at verify and restore, left alone
+    cur.execute('CREATE DATABASE "%s"' % name)
+    before = content(live)
+    rc, err = verify(archive, *opts)
+    last = err.strip().splitlines()[-1] if err.strip() else ""
+    check(rc == 1 and "%s exists and is not archfs's staging database" % name in last, "unmarked: %d %s" % (rc, err[-600:]))
+    s = run_command(archive, opts)
+    check(s["state"] == "failed" and "not archfs's staging database" in s["error"], "unmarked restore: %s" % s["error"])
+    check(staging_dbs() == [name] and content(live) == before, "the unmarked database or the live one changed")
+    cur.execute('DROP DATABASE "%s"' % name)
+    admin.close()
+
+
+def t_pg_migrate_needs_createdb():
+    archive, src = pg_archive()
+    live = new_db(3, 10, "old")
+    before = content(live)
+    role = "archfs_nomig_%d" % os.getpid()
+    admin = connect("postgres")
+    admin.cursor().execute("DROP ROLE IF EXISTS %s" % role)
+    admin.cursor().execute("CREATE ROLE %s LOGIN NOCREATEDB" % role)
+    try:
+        opts = ["--database", url(live, role), "--migrate", "true", "--no-snapshot"]
+        rc, err = verify(archive, *opts)
+        r = subprocess.run([H.ARCHFS, "restore", archive, *opts], capture_output=True, text=True, timeout=120)
+    finally:
+        admin.cursor().execute("DROP ROLE %s" % role)
+        admin.close()
+    last = err.strip().splitlines()[-1]
+    check(rc == 1 and "--migrate needs a role that may create databases (CREATEDB)" in last and role in last,
+          "verify without CREATEDB: %d %r" % (rc, last))
+    check(r.returncode == 1 and "--migrate needs a role that may create databases" in r.stderr,
+          "restore without CREATEDB: %d %s" % (r.returncode, r.stderr[-400:]))
+    check(content(live) == before and staging_dbs() == [], "a refused --migrate changed something")
