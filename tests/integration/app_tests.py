@@ -117,9 +117,9 @@ class Gunicorn:
             raise
         return self
 
-    def output(self):
+    def output(self, tail=3000):
         self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-3000:]
+        return self.log.read().decode(errors="replace")[-tail:]
 
     def stop(self):
         if self.proc.poll() is not None:
@@ -215,11 +215,13 @@ def check_new(page):
           "the restored and migrated data set is not served: %s" % page)
 
 
-def check_responses(results, old, new=None, new_after=None):
+def check_responses(g, results, old, new=None, new_after=None):
     """Every response 200 and exactly old or new; requests started after new_after all new."""
     check(results, "no responses at all")
-    bad = [(c, b[:300]) for _, _, c, b in results if c != 200]
-    check(not bad, "%d of %d requests failed, e.g. %s" % (len(bad), len(results), bad[:3]))
+    bad = [c if c else b[:200] for _, _, c, b in results if c != 200]
+    errors = [ln for ln in g.output(1 << 30).splitlines() if "Error:" in ln][-1:]
+    check(not bad, "%d of %d requests failed (%s), the application logged: %s" % (
+        len(bad), len(results), sorted(set(map(str, bad)))[:3], errors))
     allowed = [old] + ([new] if new else [])
     mixed = [b[:300] for _, _, _, b in results if json.loads(b) not in allowed]
     check(not mixed, "%d of %d responses show neither the old nor the new data set, e.g. %s" % (
@@ -323,7 +325,7 @@ def t_app_sqlite_restore_older_backup_while_serving():
             log = read(m, ".log")
         new = entries(g.port)
         check_new(new)
-        n_old, n_new = check_responses(cl.results, old, new, ended)
+        n_old, n_new = check_responses(g, cl.results, old, new, ended)
         check(n_old >= 40 and n_new >= 20, "old %d, new %d responses" % (n_old, n_new))
     check(sqlite_one(a.db, "SELECT version_num FROM alembic_version") == R2, "the live database is not at r2")
     check("billable" in sqlite_columns(a.db, "time_entries"), "time_entries has no billable column")
@@ -355,7 +357,7 @@ def t_app_sqlite_failed_migration_changes_nothing():
                 cl.wait_more(20)
         check(s["state"] == "failed", "state %s (%s)" % (s["state"], s["error"]))
         check("status 3" in (s["error"] or "") and "broken revision 9z" in s["error"], "error: %r" % s["error"])
-        check_responses(cl.results, old)
+        check_responses(g, cl.results, old)
         check(H.sha(a.db) == raw, "the live database file changed")
         check(a.beside() == [], "left beside the live database: %s" % a.beside())
         check(entries(g.port) == old, "the application does not serve the old data set afterwards")
@@ -387,7 +389,7 @@ def t_app_sqlite_cancel_during_migrate():
                 cl.wait_more(20)
             check(s["state"] == "cancelled", "state %s (%s)" % (s["state"], s["error"]))
             check(read(m, ".restore_in_progress") == "0\n", "still in progress after the cancel")
-        check_responses(cl.results, old)
+        check_responses(g, cl.results, old)
         check(H.sha(a.db) == raw, "the live database file changed")
         check(a.beside() == [], "left beside the live database: %s" % a.beside())
     check(H.sha(a.db) == raw, "the live database file changed when the application stopped")
@@ -487,7 +489,7 @@ def t_app_postgresql_restore_older_backup_while_serving():
                     cl.wait_more(20)
             new = entries(g.port)
             check_new(new)
-            n_old, n_new = check_responses(cl.results, old, new, ended)
+            n_old, n_new = check_responses(g, cl.results, old, new, ended)
             check(n_old >= 40 and n_new >= 20, "old %d, new %d responses" % (n_old, n_new))
         check(pg_one(live, "SELECT version_num FROM alembic_version") == R2, "the live database is not at r2")
         check(pg_one(live, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'time_entries' "
