@@ -517,6 +517,10 @@ static enum afs_err pipeline(struct afs_job *j)
 	migrated = false;
 	if (j->do_migrate && j->backend->migrate) {
 		afs_job_set_state(j, AFS_ST_MIGRATE, W_MIGRATE);
+		/* tinfo is this thread's to change: read without the lock */
+		afs_job_log(j, "archive at Alembic revision %s, live at %s: migrating a staged copy before the swap",
+			    j->has_manifest && j->manifest.alembic_revision ? j->manifest.alembic_revision : "unknown",
+			    j->tinfo.revision ? j->tinfo.revision : j->tinfo.exists ? "none" : "(no database yet)");
 		err = j->backend->migrate(j, j->backend_state);
 		if (err != AFS_OK)
 			return err;
