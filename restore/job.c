@@ -282,6 +282,11 @@ bool afs_job_target_missing(struct afs_job *j)
 }
 
 const struct afs_target *afs_job_target(const struct afs_job *j) { return j->target; }
+
+bool afs_job_target_locked(const struct afs_job *j)
+{
+	return j->lock_db >= 0 || j->lock_uploads >= 0; /* the pipeline thread's own */
+}
 struct afs_archive *afs_job_archive(const struct afs_job *j) { return j->cur_archive; }
 const struct afs_index *afs_job_index(const struct afs_job *j) { return j->cur_index; }
 const char *afs_job_archive_path(const struct afs_job *j) { return j->archive_path; }

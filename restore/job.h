@@ -103,6 +103,10 @@ void afs_job_on_log(struct afs_job *j, void (*fn)(void *ctx, const char *line), 
 /* ---- services for the pipeline steps (called on the job's thread) ---- */
 
 const struct afs_target *afs_job_target(const struct afs_job *j);
+
+/* True while the running command holds the target's locks (every command
+ * but verify): no other restore of this target can be running. */
+bool afs_job_target_locked(const struct afs_job *j);
 /* The archive being restored from (the snapshot's, during a rollback). */
 struct afs_archive *afs_job_archive(const struct afs_job *j);
 const struct afs_index *afs_job_index(const struct afs_job *j);

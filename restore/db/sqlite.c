@@ -10,10 +10,11 @@
  * connection sees the old database or the new one, never a mix, and a crash
  * before the commit leaves the old one (SQLite's journal or WAL recovers).
  */
+#include <dirent.h>
 #include <errno.h>
-#include <limits.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,6 +232,35 @@ out:
 	return err;
 }
 
+/* Removes what an interrupted run left beside the live database (staged
+ * copies and their journals, ".NAME.archfs-*"): the job holds the target's
+ * lock, so no other restore of it is using them.  Says so in the log. */
+static void sweep_leftovers(struct afs_job *j, const char *live)
+{
+	char *d = strdup(live), *b = strdup(live), *prefix = NULL;
+	const char *dir = d ? dirname(d) : NULL;
+	DIR *dp = NULL;
+	struct dirent *e;
+	size_t n = 0;
+
+	if (!d || !b || asprintf(&prefix, ".%s.archfs-", basename(b)) < 0 || !(dp = opendir(dir)))
+		goto out;
+	while ((e = readdir(dp)))
+		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 && unlinkat(dirfd(dp), e->d_name, 0) == 0) {
+			afs_job_log(j, "removed %s/%s, left by an interrupted restore", dir, e->d_name);
+			n++;
+		}
+	if (n)
+		afs_job_warn(j, "%zu staged file%s of an interrupted restore removed beside %s", n, n == 1 ? "" : "s",
+			     live);
+out:
+	if (dp)
+		closedir(dp);
+	free(prefix);
+	free(d);
+	free(b);
+}
+
 static enum afs_err sq_verify(struct afs_job *j, uint32_t dump, void **state)
 {
 	const struct afs_target *t = afs_job_target(j);
@@ -244,9 +274,11 @@ static enum afs_err sq_verify(struct afs_job *j, uint32_t dump, void **state)
 	*state = s;
 	if (!s)
 		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
-	if (t->db_path)
+	if (t->db_path) {
+		if (afs_job_target_locked(j))
+			sweep_leftovers(j, t->db_path);
 		s->beside = strdup(t->db_path);
-	else if (asprintf(&s->beside, "%s/db.sqlite", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp") < 0)
+	} else if (asprintf(&s->beside, "%s/db.sqlite", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp") < 0)
 		s->beside = NULL;
 	if (!s->beside)
 		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");

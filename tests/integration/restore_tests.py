@@ -756,3 +756,29 @@ def t_target_reported_before_the_restore():
     con.close()
     r = archfs("verify", archive, *live.opts())
     check(r.returncode == 0 and "Alembic revision none" in r.stderr, "no alembic_version: %s" % r.stderr[-400:])
+
+
+def t_interrupted_run_leftovers_removed():
+    """A kill -9 during a restore leaves its staged copy (and its journal)
+    beside the live database; the next restore removes them and says so,
+    and a verify (which holds no lock on the target) leaves them alone."""
+    archive, src = fixture("app")
+    live = Live()
+    d = os.path.dirname(live.db)
+    left = [os.path.join(d, "." + os.path.basename(live.db) + ".archfs-stage-Ab12Cd"),
+            os.path.join(d, "." + os.path.basename(live.db) + ".archfs-stage-Ab12Cd-journal")]
+    other = os.path.join(d, ".other.db.archfs-stage-Zz99Zz")  # another database's: not ours to touch
+    for p in left + [other]:
+        with open(p, "wb") as f:
+            f.write(b"half a staged database")
+    s = restore_and_wait(archive, live, command="verify")
+    check(s["state"] == "done" and all(os.path.exists(p) for p in left), "verify touched the leftovers")
+    with Mount(archive, *live.opts()) as m:
+        check(control(m, "restore") == 0, "restore refused")
+        s = wait_final(m)
+        log = read(m, ".log")
+    check(s["state"] == "done", "restore: %s %s" % (s["state"], s["error"]))
+    check(not any(os.path.exists(p) for p in left), "the leftovers of an interrupted run are still there")
+    check(os.path.exists(other), "a file of another database was removed")
+    check(all(("removed %s, left by an interrupted restore" % p) in log for p in left), ".log: %s" % log[-800:])
+    check(db_dump(live.db) == db_dump(os.path.join(src, "db.sqlite")), "the restore did not restore")
