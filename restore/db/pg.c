@@ -1095,8 +1095,8 @@ static enum afs_err pg_migrate(struct afs_job *j, void *state)
 	live_rev = revision_of(s->conn);
 	PQfinish(sc); /* the migrate command has staging to itself */
 	sc = NULL;
-	afs_job_log(j, "archive at %s, live at %s: migrating a staged copy before the swap", arch_rev ? arch_rev : "none",
-		    live_rev ? live_rev : "none");
+	afs_job_log(j, "the staging database %s holds db.dump at Alembic revision %s (live at %s): running the "
+		       "migrate command on it", s->staging, arch_rev ? arch_rev : "none", live_rev ? live_rev : "none");
 	surl = url_with_db(t->url, s->staging);
 	if (!surl) {
 		err = afs_job_fail(j, AFS_E_INVAL, "--migrate: the URL of the staging database cannot be made from %s",

@@ -521,7 +521,9 @@ def t_pg_migrate_staging_then_swap():
         s = wait_final(m, timeout=120)
         log = read(m, ".log")
     check(s["state"] == "done", "state %s: %s" % (s["state"], s["error"]))
-    check("archive at newrev, live at headrev: migrating a staged copy before the swap" in log, ".log: " + log[-1500:])
+    check("archive at Alembic revision newrev, live at headrev: migrating a staged copy before the swap" in log and
+          "holds db.dump at Alembic revision newrev (live at headrev): running the migrate command" in log,
+          ".log: " + log[-1500:])
     check("dropped the staging database %s__archfs_staging" % live in log, ".log: " + log[-800:])
     check(app_rows(live) == dict(want, alembic_version=(1, app_rows(live)["alembic_version"][1])),
           "the live database does not have the archive's rows")
