@@ -67,7 +67,7 @@ db.sqlite: $db_mb MB ($rows time entries with an index), $zip_mb MB deflated in 
 
 | restore | seconds | archfs time / this time |
 |---|---|---|
-| archfs restore (verify stages db.sqlite beside the target and runs integrity_check; the backup API copies it in; integrity_check after) | $t_archfs | 1.00 |
+| archfs restore (verify stages db.sqlite beside the target and runs integrity_check; the backup API copies it in; its page count checked after) | $t_archfs | 1.00 |
 | of which: archfs verify alone | $t_verify | $(ratio "$t_archfs" "$t_verify") |
 | cp of an already extracted db.sqlite over the live file | $t_cp | $(ratio "$t_archfs" "$t_cp") |
 | application's way: unzip, then copy the file over the live one | $t_app | $(ratio "$t_archfs" "$t_app") |

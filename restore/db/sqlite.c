@@ -76,15 +76,21 @@ static char *integrity(sqlite3 *db, char *msg, size_t msglen)
 	return res;
 }
 
-static int page_size(sqlite3 *db)
+/* The integer a one-value PRAGMA returns, or 0. */
+static int64_t pragma_int(sqlite3 *db, const char *sql)
 {
 	sqlite3_stmt *st = NULL;
-	int n = 0;
+	int64_t n = 0;
 
-	if (sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int(st, 0);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return n;
+}
+
+static int page_size(sqlite3 *db)
+{
+	return (int)pragma_int(db, "PRAGMA page_size");
 }
 
 /* A path beside the live database for a staged file: ".NAME.archfs-TAG-XXXXXX". */
@@ -406,7 +412,6 @@ static enum afs_err sq_restore(struct afs_job *j, void *state)
 	struct sq_state *s = state;
 	const char *live_path = afs_job_target(j)->db_path;
 	sqlite3 *live = NULL, *src = NULL;
-	char msg[256] = "", *ok = NULL;
 	enum afs_err err;
 	struct stat st;
 
@@ -424,14 +429,16 @@ static enum afs_err sq_restore(struct afs_job *j, void *state)
 	if (err != AFS_OK)
 		goto out;
 	afs_job_committed(j);
-	ok = integrity(live, msg, sizeof(msg));
-	if (!ok || strcmp(ok, "ok") != 0)
-		err = afs_job_fail(j, AFS_E_CORRUPT, "the restored database fails PRAGMA integrity_check: %s",
-				   ok ? ok : msg);
+	/* The staged copy passed PRAGMA integrity_check (after its migration
+	 * too), and the backup API copies it page for page: checking the whole
+	 * live file again would double the step's cost.  That every page
+	 * landed is checked. */
+	if (pragma_int(live, "PRAGMA page_count") != pragma_int(src, "PRAGMA page_count"))
+		err = afs_job_fail(j, AFS_E_CORRUPT, "the restored database has %lld pages, the staged copy %lld",
+				   (long long)pragma_int(live, "PRAGMA page_count"), (long long)pragma_int(src, "PRAGMA page_count"));
 	else
-		afs_job_log(j, "%s passes PRAGMA integrity_check after the copy", live_path);
+		afs_job_log(j, "%s holds every page of the checked copy", live_path);
 out:
-	free(ok);
 	sqlite3_close(src);
 	sqlite3_close(live);
 	return err;
