@@ -3,6 +3,7 @@
 # The PostgreSQL restore against its references, in one run on a throwaway
 # cluster: a dump of at least 1 GB of table data restored
 #   - by archfs restore (streamed from the archive, verified first, one transaction),
+#   - by archfs restore --migrate (the staging path: restore into staging, migrate, swap),
 #   - by plain pg_restore of an already extracted db.dump,
 #   - the application's way: extract the archive, then pg_restore --clean.
 # Each run starts from the same small live database.  Writes the table into
@@ -57,6 +58,10 @@ db=live1; fresh $db
 echo "archfs restore ..."
 t_archfs=$(secs build-bench-isal/archfs restore "$work/backup.zip" --no-snapshot \
   --database "postgresql://postgres@/$db?host=$pg&port=$port")
+db=live4; fresh $db
+echo "archfs restore --migrate (staging database, migrate, swap) ..."
+t_staging=$(secs build-bench-isal/archfs restore "$work/backup.zip" --no-snapshot --migrate true \
+  --database "postgresql://postgres@/$db?host=$pg&port=$port")
 db=live2; fresh $db
 echo "plain pg_restore of an extracted db.dump ..."
 t_plain=$(secs "$bin/pg_restore" --clean --if-exists --no-owner -h "$pg" -p "$port" -U postgres -d "$db" "$work/db.dump")
@@ -75,6 +80,7 @@ Table data: $table_mb MB (time_entries with an index); db.dump: $dump_mb MB.
 | restore | seconds | archfs time / this time |
 |---|---|---|
 | archfs restore (verify reads the dump twice, then one streamed transaction) | $t_archfs | 1.00 |
+| archfs restore --migrate true: the dump restored into a staging database, the (empty) migration there, then pg_dump of staging streamed into the one transaction | $t_staging | $(ratio "$t_archfs" "$t_staging") |
 | of which: archfs verify alone (header, pg_restore --list, pg_restore --file=/dev/null) | $t_verify | $(ratio "$t_archfs" "$t_verify") |
 | plain pg_restore --clean of an extracted db.dump | $t_plain | $(ratio "$t_archfs" "$t_plain") |
 | application's way: unzip, then pg_restore --clean | $t_app | $(ratio "$t_archfs" "$t_app") |
