@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include "archive.h"
@@ -117,6 +118,23 @@ static enum afs_err add_uploads(struct afs_job *j, struct afs_zipw *w, const str
 	return AFS_OK;
 }
 
+/* The snapshot, written 0600, then takes the owner and mode (read and write
+ * bits only) of the database file it holds a copy of: no one may read it
+ * who may not read the database. */
+static void like_database(struct afs_job *j, const char *snap, const char *db)
+{
+	struct stat st;
+	int fd;
+
+	if (stat(db, &st) != 0 || (fd = open(snap, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return;
+	if (geteuid() == 0 && fchown(fd, st.st_uid, st.st_gid) != 0)
+		afs_job_warn(j, "the snapshot %s keeps archfs's owner: %s", snap, strerror(errno));
+	if (fchmod(fd, st.st_mode & 0666) != 0)
+		afs_job_warn(j, "the snapshot %s keeps mode 0600: %s", snap, strerror(errno));
+	close(fd);
+}
+
 enum afs_err afs_snapshot_write(struct afs_job *j, const struct afs_db_backend *be, void *be_state,
 				const struct afs_uplan *plan, char **path)
 {
@@ -152,6 +170,8 @@ enum afs_err afs_snapshot_write(struct afs_job *j, const struct afs_db_backend *
 		w = NULL;
 		if (err != AFS_OK)
 			afs_job_fail(j, err, "writing the snapshot %s: %s", *path, msg);
+		else if (be && t->db_path)
+			like_database(j, *path, t->db_path);
 	}
 	afs_zipw_discard(w);
 	if (tmp)

@@ -434,8 +434,9 @@ struct afs_zipw {
 enum afs_err afs_zipw_open(const char *path, struct afs_zipw **out, char *msg, size_t msglen)
 {
 	struct afs_zipw *w = calloc(1, sizeof(*w));
+	enum afs_err err;
 	zip_error_t zerr;
-	int ze = 0;
+	int ze = 0, fd;
 
 	*out = NULL;
 	if (!w || !(w->path = strdup(path))) {
@@ -443,17 +444,31 @@ enum afs_err afs_zipw_open(const char *path, struct afs_zipw **out, char *msg, s
 		snprintf(msg, msglen, "out of memory");
 		return AFS_E_NOMEM;
 	}
-	w->zip = zip_open(path, ZIP_CREATE | ZIP_EXCL, &ze);
+	/* libzip writes a temporary file with the mode of the file it replaces
+	 * (0666 & ~umask when there is none): an empty 0600 file first keeps
+	 * every byte private from the moment it exists. */
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(msg, msglen, "%s", strerror(errno));
+		err = errno == EEXIST ? AFS_E_CONFLICT : errno == ENOSPC ? AFS_E_NOSPC : AFS_E_IO;
+		goto fail;
+	}
+	close(fd);
+	w->zip = zip_open(path, ZIP_TRUNCATE, &ze);
 	if (!w->zip) {
 		zip_error_init_with_code(&zerr, ze);
 		snprintf(msg, msglen, "%s", zip_error_strerror(&zerr));
 		zip_error_fini(&zerr);
-		free(w->path);
-		free(w);
-		return ze == ZIP_ER_EXISTS ? AFS_E_CONFLICT : AFS_E_IO;
+		unlink(path);
+		err = AFS_E_IO;
+		goto fail;
 	}
 	*out = w;
 	return AFS_OK;
+fail:
+	free(w->path);
+	free(w);
+	return err;
 }
 
 /* Adds source src (consumed, even on error) as entry name. */
@@ -534,6 +549,7 @@ void afs_zipw_discard(struct afs_zipw *w)
 	if (!w)
 		return;
 	zip_discard(w->zip);
+	unlink(w->path); /* the empty placeholder */
 	free(w->path);
 	free(w);
 }

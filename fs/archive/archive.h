@@ -85,12 +85,13 @@ enum afs_err afs_raw_seek(struct afs_raw *r, uint64_t off);
 void afs_raw_close(struct afs_raw *r);
 
 /* A ZIP writer, for the pre-restore snapshots (entries deflated at level 1:
- * a snapshot is written while the operator waits).  Nothing reaches the
- * final path until afs_zipw_close() succeeds: libzip writes a temporary file
- * beside it and renames it into place; the file is then fsync'd. */
+ * a snapshot is written while the operator waits).  The path holds an empty
+ * 0600 file until afs_zipw_close() succeeds: libzip writes a temporary file
+ * beside it, with that mode, and renames it into place; the file is then
+ * fsync'd.  Every byte is 0600 from the moment it exists. */
 struct afs_zipw;
 
-/* Starts a new archive at path, which must not exist. */
+/* Starts a new archive at path, which must not exist (AFS_E_CONFLICT). */
 enum afs_err afs_zipw_open(const char *path, struct afs_zipw **out, char *msg, size_t msglen);
 
 /* Adds an entry with a copy of len bytes of data. */

@@ -782,3 +782,25 @@ def t_interrupted_run_leftovers_removed():
     check(os.path.exists(other), "a file of another database was removed")
     check(all(("removed %s, left by an interrupted restore" % p) in log for p in left), ".log: %s" % log[-800:])
     check(db_dump(live.db) == db_dump(os.path.join(src, "db.sqlite")), "the restore did not restore")
+
+
+def t_snapshot_as_private_as_the_database():
+    """The pre-restore snapshot holds the whole database: it is written 0600
+    whatever the umask, then takes the database file's own owner and mode,
+    so no one reads it who may not read the database."""
+    archive, _ = fixture("app")
+    live = Live()
+    os.chmod(live.db, 0o640)
+    os.chown(live.db, 65534, 65534)
+    old = os.umask(0o022)
+    try:
+        s = restore_and_wait(archive, live)
+    finally:
+        os.umask(old)
+    check(s["state"] == "done", "restore: %s %s" % (s["state"], s["error"]))
+    snaps = live.snapshots()
+    check(len(snaps) == 1, "snapshots: %s" % snaps)
+    st = os.stat(snaps[0])
+    check(stat.S_IMODE(st.st_mode) == 0o640 and (st.st_uid, st.st_gid) == (65534, 65534),
+          "snapshot: mode %o owner %d:%d, expected the database's 640 65534:65534"
+          % (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))

@@ -105,5 +105,29 @@ int main(void)
 	fclose(f);
 	CHECK(afs_archive_open(tu_file("cut.zip", whole, n - 40), &b, msg, sizeof(msg)) == AFS_E_NOTZIP);
 	free(big);
+
+	/* The writer: 0600 from the moment the file exists, whatever the umask;
+	 * an existing path refused; a discarded archive leaves nothing. */
+	{
+		char snap[4096], other[4096];
+		struct afs_zipw *w = NULL;
+		struct stat sb;
+		mode_t old_mask = umask(022);
+
+		snprintf(snap, sizeof(snap), "%s/snap.zip", tu_tmpdir());
+		snprintf(other, sizeof(other), "%s/discarded.zip", tu_tmpdir());
+		CHECK(afs_zipw_open(snap, &w, msg, sizeof(msg)) == AFS_OK);
+		CHECK(stat(snap, &sb) == 0 && (sb.st_mode & 07777) == 0600);
+		CHECK(afs_zipw_add_buffer(w, "db.sqlite", "secret", 6, 0100644, 0) == AFS_OK);
+		CHECK(afs_zipw_close(w, msg, sizeof(msg)) == AFS_OK);
+		CHECK(stat(snap, &sb) == 0 && (sb.st_mode & 07777) == 0600 && sb.st_size > 6);
+		CHECK(afs_archive_open(snap, &b, msg, sizeof(msg)) == AFS_OK && afs_archive_count(b) == 1);
+		afs_archive_free(b);
+		CHECK(afs_zipw_open(snap, &w, msg, sizeof(msg)) == AFS_E_CONFLICT && w == NULL);
+		CHECK(afs_zipw_open(other, &w, msg, sizeof(msg)) == AFS_OK);
+		afs_zipw_discard(w);
+		CHECK(stat(other, &sb) != 0);
+		umask(old_mask);
+	}
 	return tu_done("archive");
 }
