@@ -196,7 +196,9 @@ enum afs_err afs_index_check_name(const char *name)
 
 	if (len > 0 && name[len - 1] == '/')
 		len--; /* a directory entry */
-	if (len == 0 || len > PATH_MAX_LEN || name[0] == '/')
+	/* "uploads//" would end in an empty component: nothing may follow
+	 * the last separator but the one a directory entry ends with */
+	if (len == 0 || len > PATH_MAX_LEN || name[0] == '/' || name[len - 1] == '/')
 		return AFS_E_BADNAME;
 	end = name + len;
 	while (p < end) {

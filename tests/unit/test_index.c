@@ -31,7 +31,8 @@ static uint32_t look(struct afs_index *ix, const char *path)
 int main(void)
 {
 	const char *good[] = { "a", "a/b", "dir/", "café/x y.txt", "..a", "a..", ".hidden/x" };
-	const char *badn[] = { "", "/abs", "a/../b", "..", "./a", "a/./b", "a//b", "../x", "a/..", "/" };
+	const char *badn[] = { "", "/abs", "a/../b", "..", "./a", "a/./b", "a//b", "../x", "a/..", "/",
+			       "uploads//", "a/b//", "//" };
 	char longc[300];
 
 	for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++)
