@@ -187,7 +187,7 @@ int main(int argc, char *argv[])
 	struct afs_target target = { 0 };
 	struct afs_seekreg *seek_pool = NULL;
 	const char *archive, *mountpoint;
-	char msg[1024], *full = NULL;
+	char msg[1024], *full = NULL, *mp_full = NULL;
 	size_t seek_cap;
 	struct stat ast;
 	enum afs_err err;
@@ -252,7 +252,11 @@ int main(int argc, char *argv[])
 	}
 	if (check_mountpoint(mountpoint) != 0 || add_fsname(&args, archive) != 0)
 		goto out;
-	rc = run_session(&args, &m, mountpoint);
+	/* absolute: the daemon changes to / and unmounts by this path on SIGTERM */
+	mp_full = realpath(mountpoint, NULL);
+	if (!mp_full)
+		goto nomem;
+	rc = run_session(&args, &m, mp_full);
 	goto out;
 nomem:
 	fprintf(stderr, "archfs: out of memory\n");
@@ -264,5 +268,6 @@ out:
 	fuse_opt_free_args(&args);
 	afs_args_release(&o);
 	free(full);
+	free(mp_full);
 	return rc;
 }

@@ -10,6 +10,7 @@ import errno
 import os
 import random
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -274,6 +275,29 @@ def t_background_mount_and_unmount():
     finally:
         subprocess.run(["fusermount3", "-u", mnt], stderr=subprocess.DEVNULL)
     check(not is_mounted(mnt), "still mounted after fusermount3 -u")
+
+
+def t_relative_mountpoint_unmounts_on_sigterm():
+    """Mounted in the background at a relative path, the daemon (which
+    changes to /) still unmounts itself on SIGTERM: no dead mount left."""
+    a, _ = fixture("app")
+    parent = tempfile.mkdtemp(prefix="rel-", dir=H.WORK)
+    os.mkdir(os.path.join(parent, "mnt"))
+    mnt = os.path.join(parent, "mnt")
+    r = subprocess.run([H.ARCHFS, a, "mnt"], cwd=parent, capture_output=True, text=True, timeout=30)
+    try:
+        check(r.returncode == 0 and is_mounted(mnt), "background mount failed: " + r.stderr)
+        pids = subprocess.run(["pgrep", "-f", "^%s %s mnt$" % (H.ARCHFS, a)], capture_output=True, text=True).stdout.split()
+        check(len(pids) == 1, "daemon not found: %s" % pids)
+        os.kill(int(pids[0]), signal.SIGTERM)
+        deadline = time.time() + 20
+        while time.time() < deadline and os.path.exists("/proc/" + pids[0]):
+            time.sleep(0.02)
+        check(not os.path.exists("/proc/" + pids[0]), "the daemon did not exit on SIGTERM")
+        check(not is_mounted(mnt), "a dead mount was left behind at a relative mount point")
+    finally:
+        if is_mounted(mnt):
+            subprocess.run(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
 
 
 def main():
