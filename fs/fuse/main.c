@@ -174,6 +174,21 @@ static size_t seek_cache_bytes(const char *v)
 	return (size_t)mb << 20;
 }
 
+/* True when one of libfuse's -o lists holds the item name. */
+static bool fuse_opt_given(const struct afs_args *o, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (int i = 0; i + 1 < o->nfuse; i++) {
+		if (strcmp(o->fuse[i], "-o") != 0)
+			continue;
+		for (const char *p = o->fuse[i + 1]; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+			if (strncmp(p, name, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+				return true;
+	}
+	return false;
+}
+
 static void log_line(void *ctx, const char *line)
 {
 	afs_log(AFS_LOG_INFO, "restore: %s", line);
@@ -238,6 +253,12 @@ int main(int argc, char *argv[])
 	for (int i = 0; i < o.nfuse; i++)
 		if (fuse_opt_add_arg(&args, o.fuse[i]) != 0)
 			goto nomem;
+	/* Other users may enter: the kernel must check every file's mode (a
+	 * 0600 entry is not theirs to read), and .status and .log become the
+	 * owner's only. */
+	m.others = fuse_opt_given(&o, "allow_other");
+	if (m.others && fuse_opt_add_arg(&args, "-odefault_permissions") != 0)
+		goto nomem;
 	seek_pool = afs_seekreg_new(0, seek_cap); /* one cap for every archive of the mount */
 	full = realpath(archive, NULL);           /* the daemon leaves the current directory */
 	if (!seek_pool || (!full && errno == ENOMEM))

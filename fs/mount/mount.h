@@ -4,6 +4,7 @@
 #ifndef AFS_MOUNT_H
 #define AFS_MOUNT_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -18,6 +19,8 @@ struct afs_mount {
 	time_t mounted_at;           /* mtime of the control files, the top and `latest` */
 	uid_t uid;                   /* the mounting user owns every file */
 	gid_t gid;
+	bool others;                 /* -o allow_other: other users may enter, the kernel checks modes
+				      * (default_permissions), and .status and .log are the owner's only */
 };
 
 #endif

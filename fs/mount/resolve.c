@@ -90,6 +90,15 @@ static void node_stat(const struct afs_mount *m, const struct afs_index *ix, uin
 	st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
 }
 
+/* A control or status file's mode: .status and .log (the target's paths,
+ * the job's log) are the owner's only when other users may enter. */
+static mode_t vfile_mode(const struct afs_mount *m, enum afs_vfile v)
+{
+	mode_t mode = afs_vfile_mode(v);
+
+	return m->others && (v == AFS_VF_STATUS || v == AFS_VF_LOG) ? mode & ~(mode_t)044 : mode;
+}
+
 enum afs_err afs_place_stat(const struct afs_mount *m, const struct afs_place *pl, struct stat *st)
 {
 	struct timespec mounted = { .tv_sec = m->mounted_at };
@@ -110,7 +119,7 @@ enum afs_err afs_place_stat(const struct afs_mount *m, const struct afs_place *p
 		stat_init(m, S_IFDIR | 0755, pl->file.st_mtim, st);
 		return AFS_OK;
 	case AFS_PL_VFILE:
-		stat_init(m, afs_vfile_mode(pl->vfile), mounted, st);
+		stat_init(m, vfile_mode(m, pl->vfile), mounted, st);
 		return AFS_OK; /* size 0: they are read with direct_io */
 	case AFS_PL_NODE:
 		node_stat(m, pl->view->index, pl->node, st);
@@ -197,7 +206,7 @@ enum afs_err afs_place_list(const struct afs_mount *m, const struct afs_place *p
 	if (fn(ctx, "..", &st))
 		return AFS_E_NOMEM;
 	for (int v = AFS_VF_CONTROL; id == 0 && v < AFS_VF_COUNT; v++) {
-		stat_init(m, afs_vfile_mode(v), (struct timespec){ .tv_sec = m->mounted_at }, &st);
+		stat_init(m, vfile_mode(m, v), (struct timespec){ .tv_sec = m->mounted_at }, &st);
 		if (fn(ctx, afs_vfile_name(v), &st))
 			return AFS_E_NOMEM;
 	}

@@ -277,6 +277,33 @@ def t_background_mount_and_unmount():
     check(not is_mounted(mnt), "still mounted after fusermount3 -u")
 
 
+def t_allow_other_enforces_modes():
+    """With -o allow_other other users may enter the mount, and then the
+    kernel checks each file's mode (default_permissions): a 0600 entry is
+    not theirs to read, nor are .status and .log; .restore_in_progress is."""
+    a, src = fixture("app")
+    os.chmod(H.WORK, 0o711)  # another user may pass through to the mount point
+    with Mount(a, "-o", "allow_other") as m:
+        def as_nobody(path):
+            code = "import sys\ntry:\n open(sys.argv[1], 'rb').read()\nexcept OSError as e:\n sys.exit(e.errno)\n"
+            return subprocess.run(["/usr/bin/python3", "-c", code, path], preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)),
+                                  timeout=30).returncode
+        upload = next(os.path.join(r, f)[len(src) + 1:] for r, _, fs in os.walk(os.path.join(src, "uploads")) for f in fs
+                      if stat.S_IMODE(os.stat(os.path.join(r, f)).st_mode) & 0o004)
+        check(stat.S_IMODE(os.stat(os.path.join(m, "settings.json")).st_mode) == 0o600, "settings.json is not 0600")
+        check(as_nobody(os.path.join(m, "settings.json")) == errno.EACCES, "another user read a 0600 entry")
+        check(as_nobody(os.path.join(m, upload)) == 0, "another user cannot read a world-readable upload")
+        for v, want in ((".status", errno.EACCES), (".log", errno.EACCES), (".restore_in_progress", 0), (".progress", 0)):
+            check(as_nobody(os.path.join(m, v)) == want, "%s for another user: errno %s" % (v, want))
+        check(stat.S_IMODE(os.stat(os.path.join(m, ".status")).st_mode) == 0o400, ".status is not the owner's only")
+        check(read_file(os.path.join(m, ".status")).startswith("{"), "the owner cannot read .status")
+
+
+def read_file(path):
+    with open(path) as f:
+        return f.read()
+
+
 def t_relative_mountpoint_unmounts_on_sigterm():
     """Mounted in the background at a relative path, the daemon (which
     changes to /) still unmounts itself on SIGTERM: no dead mount left."""
