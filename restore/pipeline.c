@@ -347,12 +347,12 @@ static void migrate_line(void *ctx, const char *line)
 static bool migrate_cancelled(void *ctx)
 {
 	struct afs_job *j = ctx;
-	bool committed;
+	bool stop;
 
 	pthread_mutex_lock(&j->mu);
-	committed = j->committed;
+	stop = j->cancel && !j->committed;
 	pthread_mutex_unlock(&j->mu);
-	return !committed && afs_job_cancelled(j);
+	return stop;
 }
 
 enum afs_err afs_job_migrate(struct afs_job *j, const char *database_url)

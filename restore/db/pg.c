@@ -529,11 +529,27 @@ static enum afs_err check_can_create(struct pg_state *s)
 	return AFS_OK;
 }
 
+/* Opens our own session on the target database, and the children's
+ * environment; what names the database in the error ("", "the new database "). */
+static enum afs_err connect_target(struct pg_state *s, const char *what)
+{
+	const struct afs_target *t = afs_job_target(s->j);
+	char why[256], *url = libpq_url(t->url);
+
+	s->conn = url ? connect_url(url, "archfs") : NULL;
+	free(url);
+	if (!s->conn || PQstatus(s->conn) != CONNECTION_OK)
+		return afs_job_fail(s->j, AFS_E_FAILED, "cannot connect to %s%s: %s", what, t->display_url,
+				    pq_reason(s->conn, why, sizeof(why)));
+	if (make_env(s) != AFS_OK)
+		return afs_job_fail(s->j, AFS_E_NOMEM, "out of memory");
+	return AFS_OK;
+}
+
 static enum afs_err pg_create(struct afs_job *j, void *state)
 {
 	struct pg_state *s = state;
-	const struct afs_target *t = afs_job_target(j);
-	char *ident = PQescapeIdentifier(s->admin, s->dbname, strlen(s->dbname)), *sql = NULL, *url = NULL, why[512];
+	char *ident = PQescapeIdentifier(s->admin, s->dbname, strlen(s->dbname)), *sql = NULL, why[512];
 	PGresult *r;
 
 	if (!ident || asprintf(&sql, "CREATE DATABASE %s", ident) < 0) {
@@ -551,15 +567,7 @@ static enum afs_err pg_create(struct afs_job *j, void *state)
 	PQclear(r);
 	s->created = true;
 	afs_job_log(j, "created the database %s", s->dbname);
-	url = libpq_url(t->url);
-	s->conn = url ? connect_url(url, "archfs") : NULL;
-	free(url);
-	if (!s->conn || PQstatus(s->conn) != CONNECTION_OK)
-		return afs_job_fail(j, AFS_E_FAILED, "cannot connect to the new database %s: %s", t->display_url,
-				    pq_reason(s->conn, why, sizeof(why)));
-	if (make_env(s) != AFS_OK)
-		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
-	return AFS_OK;
+	return connect_target(s, "the new database ");
 }
 
 static void pg_discard(struct afs_job *j, void *state)
@@ -792,7 +800,6 @@ static enum afs_err pg_verify(struct afs_job *j, uint32_t dump, void **state)
 {
 	const struct afs_target *t = afs_job_target(j);
 	struct pg_state *s = calloc(1, sizeof(*s));
-	char why[512], *url = NULL;
 	enum afs_err err;
 
 	*state = s;
@@ -820,14 +827,8 @@ static enum afs_err pg_verify(struct afs_job *j, uint32_t dump, void **state)
 		if (err != AFS_OK)
 			return err;
 	} else if (t->url) {
-		url = libpq_url(t->url);
-		s->conn = url ? connect_url(url, "archfs") : NULL;
-		free(url);
-		if (!s->conn || PQstatus(s->conn) != CONNECTION_OK)
-			return afs_job_fail(j, AFS_E_FAILED, "cannot connect to %s: %s", t->display_url,
-					    pq_reason(s->conn, why, sizeof(why)));
-		if (make_env(s) != AFS_OK)
-			return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+		if ((err = connect_target(s, "")) != AFS_OK)
+			return err;
 		afs_job_log(j, "connected to %s (PostgreSQL %d)", t->display_url, PQserverVersion(s->conn) / 10000);
 	}
 	if (t->url && t->migrate) {
