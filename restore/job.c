@@ -262,6 +262,37 @@ void afs_job_test_pause(const struct afs_job *j, enum afs_state step)
 	if (ms)
 		nanosleep(&ts, NULL);
 }
+
+void afs_job_test_gate(const struct afs_job *j, const char *gate)
+{
+	size_t len = strlen(gate);
+	char *reached = NULL, *go = NULL;
+	const char *p = j->test_gates;
+	bool listed = false;
+	int fd;
+
+	while (p && *p && !listed) {
+		size_t c = strcspn(p, ",");
+
+		listed = c == len && memcmp(p, gate, len) == 0;
+		p += c + (p[c] == ',');
+	}
+	if (!listed || !j->test_gate_dir || asprintf(&reached, "%s/%s.reached", j->test_gate_dir, gate) < 0)
+		return;
+	if (asprintf(&go, "%s/%s.go", j->test_gate_dir, gate) < 0) {
+		free(reached);
+		return;
+	}
+	if ((fd = open(reached, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) >= 0)
+		close(fd);
+	for (int i = 0; i < 6000 && access(go, F_OK) != 0; i++) {
+		struct timespec ts = { 0, 10 * 1000000L };
+
+		nanosleep(&ts, NULL);
+	}
+	free(reached);
+	free(go);
+}
 #endif
 
 void afs_db_info_release(struct afs_db_info *info)
@@ -361,6 +392,10 @@ enum afs_err afs_job_new(const char *archive_path, struct afs_archive *a, const 
 #if AFS_TEST_HOOKS
 	j->test_db_delay_ms = env_ms("ARCHFS_TEST_DB_STEP_DELAY_MS");
 	j->test_upload_delay_ms = env_ms("ARCHFS_TEST_UPLOAD_DELAY_MS");
+	if (getenv("ARCHFS_TEST_GATE_DIR") && getenv("ARCHFS_TEST_GATES")) {
+		j->test_gate_dir = strdup(getenv("ARCHFS_TEST_GATE_DIR"));
+		j->test_gates = strdup(getenv("ARCHFS_TEST_GATES"));
+	}
 #endif
 	if (afs_index_lookup(ix, "/manifest.json", &id) == AFS_OK && S_ISREG(afs_index_node(ix, id)->mode)) {
 		const struct afs_node *n = afs_index_node(ix, id);
@@ -439,6 +474,10 @@ void afs_job_free(struct afs_job *j)
 	free(j->manifest_error);
 	free(j->log);
 	free(j->archive_path);
+#if AFS_TEST_HOOKS
+	free(j->test_gate_dir);
+	free(j->test_gates);
+#endif
 	pthread_mutex_destroy(&j->mu);
 	pthread_mutex_destroy(&j->cmd_mu);
 	free(j);

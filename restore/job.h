@@ -157,12 +157,21 @@ unsigned afs_job_test_delay_ms(const struct afs_job *j, enum afs_state step);
 
 /* Sleeps for afs_job_test_delay_ms(j, step); returns at once when it is 0. */
 void afs_job_test_pause(const struct afs_job *j, enum afs_state step);
+
+/* A gate for deterministic race tests: when ARCHFS_TEST_GATE_DIR is set and
+ * ARCHFS_TEST_GATES (comma-separated) names gate, creates DIR/gate.reached
+ * and waits until DIR/gate.go exists (the test does its racing step in
+ * between), at most 60 s.  Does nothing for an unlisted gate. */
+void afs_job_test_gate(const struct afs_job *j, const char *gate);
 #else
 static inline unsigned afs_job_test_delay_ms(const struct afs_job *j, enum afs_state step)
 {
 	return 0;
 }
 static inline void afs_job_test_pause(const struct afs_job *j, enum afs_state step)
+{
+}
+static inline void afs_job_test_gate(const struct afs_job *j, const char *gate)
 {
 }
 #endif

@@ -33,6 +33,7 @@ struct afs_job {
 	bool has_manifest;
 #if AFS_TEST_HOOKS
 	unsigned test_db_delay_ms, test_upload_delay_ms; /* see afs_job_test_delay_ms() */
+	char *test_gate_dir, *test_gates;                /* see afs_job_test_gate() */
 #endif
 	void (*on_log)(void *ctx, const char *line);
 	void *on_log_ctx;
