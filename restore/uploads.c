@@ -290,8 +290,27 @@ const char *afs_uploads_created(const struct afs_uplan *p, size_t i)
 	return p->created[i];
 }
 
+/* Gives directory name, just created in pfd, the owner and group of pfd,
+ * as the application would have created it (when run as root; otherwise
+ * it is ours already).  Not fatal: it then stays root's. */
+static void own_like_parent(int pfd, const char *name)
+{
+	struct stat parent;
+	int fd;
+
+	if (geteuid() != 0 || fstat(pfd, &parent) != 0)
+		return;
+	fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (fchown(fd, parent.st_uid, parent.st_gid) != 0) {
+		/* not fatal, as for files (write_one) */
+	}
+	close(fd);
+}
+
 /* Opens directory rel[0, len) below rootfd, creating what is missing with
- * mode; never follows a symlink. */
+ * mode and the owner of the directory above it; never follows a symlink. */
 static int open_or_create(int rootfd, const char *rel, size_t len, mode_t mode)
 {
 	int fd = open_dir(rootfd, rel, len);
@@ -314,7 +333,9 @@ static int open_or_create(int rootfd, const char *rel, size_t len, mode_t mode)
 		pfd = open_dir(rootfd, rel, start ? start - 1 : 0);
 		if (pfd < 0)
 			return -1;
-		if (mkdirat(pfd, comp, mode) != 0 && errno != EEXIST) {
+		if (mkdirat(pfd, comp, mode) == 0)
+			own_like_parent(pfd, comp);
+		else if (errno != EEXIST) {
 			int e = errno;
 
 			close(pfd);

@@ -10,8 +10,9 @@
  *   openat(O_NOFOLLOW) from the uploads root, and a symlink, device or fifo
  *   where the merge would write is refused at planning time;
  * - modes lose setuid, setgid, sticky and world-write; mtimes come from the
- *   archive; a replaced file keeps its owner, a new one takes its
- *   directory's (when run as root).
+ *   archive; a replaced file keeps its owner, a new file or directory
+ *   takes the owner and group of the directory it is made in (when run as
+ *   root).
  * Planning only reads; the plan is what verify checks and what the
  * snapshot saves.
  */

@@ -433,6 +433,32 @@ def t_kill9_during_uploads_step():
     check(integrity(live.db) == "ok", "after kill -9 in the uploads step: integrity_check fails")
 
 
+def t_new_uploads_owned_like_their_directory():
+    """Directories and files the merge creates take the owner and group of
+    the directory they are created in, as the application would have made
+    them: its user can still write and delete them afterwards."""
+    archive, _ = fixture("app")
+    live = Live()
+    os.makedirs(os.path.join(live.uploads, "attachments"))
+    for d, uid in ((live.uploads, 65534), (os.path.join(live.uploads, "logos"), 65534),
+                   (os.path.join(live.uploads, "attachments"), 12345)):
+        os.chown(d, uid, uid)
+    before = set(tree(live.uploads))
+    s = restore_and_wait(archive, live)
+    check(s["state"] == "done", "restore: %s %s" % (s["state"], s["error"]))
+    created = sorted(set(tree(live.uploads)) - before)
+    check(any(p.startswith("attachments/2026/") for p in created) and "avatars" in created,
+          "the fixture created none of the directories tested: %s" % created)
+    for rel in created:
+        p = os.path.join(live.uploads, rel)
+        st, parent = os.lstat(p), os.stat(os.path.dirname(p))
+        check((st.st_uid, st.st_gid) == (parent.st_uid, parent.st_gid),
+              "uploads/%s: owner %d:%d, its directory's is %d:%d"
+              % (rel, st.st_uid, st.st_gid, parent.st_uid, parent.st_gid))
+    check(os.stat(os.path.join(live.uploads, "attachments/2026/10")).st_uid == 12345,
+          "attachments/2026/10 does not belong to the owner of attachments/")
+
+
 def t_control_refusals():
     archive, _ = fixture("app")
     # browse-only mount: no target
