@@ -542,6 +542,7 @@ static enum afs_err pipeline(struct afs_job *j)
 		afs_job_set_state(j, AFS_ST_UPLOADS, W_UPLOADS);
 		if (!j->do_db)
 			afs_job_committed(j);
+		afs_job_test_gate(j, "uploads");
 		uploads_changed = true;
 		err = merge_uploads(j, j->plan, j->has_manifest ? &j->manifest : NULL);
 		if (err != AFS_OK)

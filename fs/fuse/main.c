@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* archfs: options, checks before mounting, and the FUSE session. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,7 +146,8 @@ static int run_session(struct fuse_args *args, struct afs_mount *m, const char *
 		rc = fuse_loop_mt(fuse, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
-	rc = rc == 0 ? 0 : EXIT_MOUNT;
+	/* libfuse returns the signal that ended the loop: a stop, not a failure */
+	rc = rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP ? 0 : EXIT_MOUNT;
 out_signals:
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
 out_unmount:

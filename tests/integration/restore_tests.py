@@ -830,3 +830,76 @@ def t_snapshot_as_private_as_the_database():
     check(stat.S_IMODE(st.st_mode) == 0o640 and (st.st_uid, st.st_gid) == (65534, 65534),
           "snapshot: mode %o owner %d:%d, expected the database's 640 65534:65534"
           % (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
+
+
+def wait_path(path, proc, timeout=60):
+    """Waits for a file the daemon or its child writes; fails if proc exits first."""
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        check(proc.poll() is None, "archfs exited while waiting for %s" % path)
+        check(time.time() < deadline, "%s did not appear within %d s" % (path, timeout))
+        time.sleep(0.01)
+
+
+def wait_exit(proc, mnt, bound=30):
+    """SIGTERM must end the daemon within bound seconds, unmounted."""
+    try:
+        rc = proc.wait(timeout=bound)
+    except subprocess.TimeoutExpired:
+        raise Failure("archfs still runs %d s after SIGTERM" % bound)
+    check(not H.is_mounted(mnt), "the mount is still there after SIGTERM")
+    return rc
+
+
+def t_sigterm_before_the_commit_cancels():
+    """SIGTERM while the migrate command runs on the staged copy: the
+    command's process group is killed, nothing is changed, the flag goes,
+    the daemon unmounts and exits."""
+    archive, _ = fixture("app")
+    live = Live()
+    pidfile = os.path.join(live.dir, "migrate.pid")
+    before = live.state()
+    m = Mount(archive, *live.opts("--migrate", "echo $$ > %s; exec sleep 600" % pidfile))
+    mnt = m.__enter__()
+    m.killed = True  # the test ends the daemon itself
+    try:
+        check(control(mnt, "restore") == 0, "restore refused")
+        wait_path(pidfile, m.proc)
+        child = int(open(pidfile).read())
+        m.proc.send_signal(signal.SIGTERM)
+        rc = wait_exit(m.proc, mnt)
+        check(not os.path.exists("/proc/%d" % child) or open("/proc/%d/stat" % child).read().split()[2] == "Z",
+              "the migrate command (pid %d) outlived the daemon" % child)
+        check(not os.path.exists(live.flag), "the flag file was left behind")
+        check(live.state() == before, "a cancelled restore changed the target")
+        check(live.snapshots() == [], "a snapshot of an unchanged target was kept: %s" % live.snapshots())
+        check(rc == 0, "archfs exited with %d after SIGTERM: %s" % (rc, m.stderr()[-800:]))
+        check("cancelled" in m.stderr(), "the daemon did not say the restore was cancelled: %s" % m.stderr()[-800:])
+    finally:
+        m.__exit__(None, None, None)
+
+
+def t_sigterm_after_the_commit_finishes():
+    """SIGTERM once the database is swapped (the uploads step is running):
+    the restore finishes, the flag goes, then the daemon unmounts and exits."""
+    archive, src = fixture("app")
+    live = Live()
+    gates = tempfile.mkdtemp(prefix="gates-", dir=H.WORK)
+    before = tree(live.uploads)
+    m = Mount(archive, *live.opts(), env={"ARCHFS_TEST_GATE_DIR": gates, "ARCHFS_TEST_GATES": "uploads"})
+    mnt = m.__enter__()
+    m.killed = True
+    try:
+        check(control(mnt, "restore") == 0, "restore refused")
+        wait_path(os.path.join(gates, "uploads.reached"), m.proc)
+        m.proc.send_signal(signal.SIGTERM)
+        open(os.path.join(gates, "uploads.go"), "w").close()
+        rc = wait_exit(m.proc, mnt)
+        check(rc == 0, "archfs exited with %d: %s" % (rc, m.stderr()[-800:]))
+        check(not os.path.exists(live.flag), "the flag file was left behind")
+        check(db_dump(live.db) == db_dump(os.path.join(src, "db.sqlite")), "the database is not the archive's")
+        check_uploads_merged(live, archive, src, before)
+        check("restore: restore done" in m.stderr(),
+              "the daemon did not report the restore's end: %s" % m.stderr()[-800:])
+    finally:
+        m.__exit__(None, None, None)
