@@ -500,6 +500,7 @@ static enum afs_err pipeline(struct afs_job *j)
 		return err;
 	if (!j->target->no_snapshot) {
 		afs_job_set_state(j, AFS_ST_SNAPSHOT, W_SNAPSHOT);
+		afs_job_test_gate(j, "snapshot"); /* tests change the live uploads here */
 		err = afs_snapshot_write(j, j->do_db ? j->backend : NULL, j->backend_state,
 					 j->do_uploads ? j->plan : NULL, &snap);
 		if (err != AFS_OK)

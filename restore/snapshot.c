@@ -61,26 +61,44 @@ static enum afs_err open_new(struct afs_job *j, const char *dir, time_t now, str
 	return AFS_OK;
 }
 
-/* Adds the live database, dumped by the backend into a private file in dir
- * (*tmp: its path, removed by the caller once the archive is written). */
-static enum afs_err add_database(struct afs_job *j, struct afs_zipw *w, const struct afs_db_backend *be,
-				 void *state, const char *dir, time_t now, char **tmp)
+/* afs_zipw_opener of the database copy: ctx is the descriptor the copy was
+ * created with, read from its start. */
+static enum afs_err open_copy(const void *ctx, size_t i, int *fd, char *msg, size_t msglen)
 {
+	(void)i;
+	*fd = fcntl(*(const int *)ctx, F_DUPFD_CLOEXEC, 0);
+	if (*fd < 0 || lseek(*fd, 0, SEEK_SET) != 0) {
+		snprintf(msg, msglen, "the snapshot's database copy: %s", strerror(errno));
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
+		return AFS_E_IO;
+	}
+	return AFS_OK;
+}
+
+/* Adds the live database, dumped by the backend into a private file in dir
+ * (*tmp: its path, removed by the caller once the archive is written;
+ * *fd: the descriptor it was created with, closed by the caller after
+ * that).  The archive reads the copy through *fd, and only when the path
+ * still names that file: a copy swapped after the dump is refused. */
+static enum afs_err add_database(struct afs_job *j, struct afs_zipw *w, const struct afs_db_backend *be,
+				 void *state, const char *dir, time_t now, char **tmp, int *fd)
+{
+	struct stat mine, there;
 	enum afs_err err;
-	int fd;
 
 	if (asprintf(tmp, "%s/.archfs-snapshot-XXXXXX", dir) < 0) {
 		*tmp = NULL;
 		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
 	}
-	fd = mkostemp(*tmp, O_CLOEXEC);
-	if (fd < 0) {
+	*fd = mkostemp(*tmp, O_CLOEXEC);
+	if (*fd < 0) {
 		err = afs_job_fail(j, AFS_E_IO, "cannot write the snapshot in %s: %s", dir, strerror(errno));
 		free(*tmp);
 		*tmp = NULL;
 		return err;
 	}
-	close(fd);
 	err = be->snapshot(j, state, *tmp);
 	if (err == AFS_E_NOENT) {
 		afs_job_warn(j, "there is no live database: the snapshot holds none");
@@ -88,29 +106,38 @@ static enum afs_err add_database(struct afs_job *j, struct afs_zipw *w, const st
 	}
 	if (err != AFS_OK)
 		return err;
-	err = afs_zipw_add_file(w, be->dump_name, *tmp, 0100644, now);
+	if (fstat(*fd, &mine) != 0 || lstat(*tmp, &there) != 0 || mine.st_dev != there.st_dev ||
+	    mine.st_ino != there.st_ino)
+		return afs_job_fail(j, AFS_E_CONFLICT, "the snapshot's database copy %s was replaced: refused", *tmp);
+	err = afs_zipw_add_opener(w, be->dump_name, (uint64_t)mine.st_size, 0100644, now, open_copy, fd, 0);
 	if (err != AFS_OK)
 		return afs_job_fail(j, err, "adding the database to the snapshot: %s", afs_strerror(err));
 	return AFS_OK;
 }
 
-/* Adds every live file the merge would replace, as uploads/<path>. */
+/* afs_zipw_opener of a live upload: ctx is the plan, i its replaced file. */
+static enum afs_err open_upload(const void *ctx, size_t i, int *fd, char *msg, size_t msglen)
+{
+	return afs_uploads_open_replaced(ctx, i, fd, msg, msglen);
+}
+
+/* Adds every live file the merge would replace, as uploads/<path>.  Each is
+ * read when the archive is written, through afs_uploads_open_replaced():
+ * never by path, and only if it is still the file verify planned with. */
 static enum afs_err add_uploads(struct afs_job *j, struct afs_zipw *w, const struct afs_uplan *plan)
 {
-	const char *root = afs_job_target(j)->uploads;
-
 	for (size_t i = 0; i < afs_uploads_replaced_count(plan); i++) {
 		uint32_t mode;
 		int64_t mtime;
-		const char *rel = afs_uploads_replaced(plan, i, &mode, &mtime);
-		char *src = NULL, *name = NULL;
+		uint64_t size;
+		const char *rel = afs_uploads_replaced(plan, i, &mode, &mtime, &size);
+		char *name = NULL;
 		enum afs_err err = AFS_E_NOMEM;
 
-		if (asprintf(&src, "%s/%s", root, rel) >= 0 && asprintf(&name, "uploads/%s", rel) >= 0)
-			err = afs_zipw_add_file(w, name, src, mode, mtime);
+		if (asprintf(&name, "uploads/%s", rel) >= 0)
+			err = afs_zipw_add_opener(w, name, size, mode, mtime, open_upload, plan, i);
 		else
-			src = name = NULL;
-		free(src);
+			name = NULL;
 		free(name);
 		if (err != AFS_OK)
 			return afs_job_fail(j, err, "adding uploads/%s to the snapshot: %s", rel, afs_strerror(err));
@@ -142,9 +169,10 @@ enum afs_err afs_snapshot_write(struct afs_job *j, const struct afs_db_backend *
 	time_t now = time(NULL);
 	struct afs_zipw *w = NULL;
 	char *dir = snapshot_dir(t, afs_job_archive_path(j)), *tmp = NULL, *rev = NULL, *man = NULL;
-	char created[32], msg[256] = "";
+	char created[32], msg[512] = "";
 	struct tm tm;
 	enum afs_err err;
+	int dbfd = -1;
 
 	*path = NULL;
 	if (!dir)
@@ -153,7 +181,7 @@ enum afs_err afs_snapshot_write(struct afs_job *j, const struct afs_db_backend *
 	strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%S", &tm);
 	err = open_new(j, dir, now, &w, path);
 	if (err == AFS_OK && be)
-		err = add_database(j, w, be, be_state, dir, now, &tmp);
+		err = add_database(j, w, be, be_state, dir, now, &tmp, &dbfd);
 	if (err == AFS_OK && be)
 		err = be->revision(j, be_state, &rev);
 	if (err == AFS_OK && plan)
@@ -169,11 +197,13 @@ enum afs_err afs_snapshot_write(struct afs_job *j, const struct afs_db_backend *
 		err = afs_zipw_close(w, msg, sizeof(msg));
 		w = NULL;
 		if (err != AFS_OK)
-			afs_job_fail(j, err, "writing the snapshot %s: %s", *path, msg);
+			afs_job_fail(j, err, "the snapshot cannot be written in %s: %s", dir, msg);
 		else if (be && t->db_path)
 			like_database(j, *path, t->db_path);
 	}
 	afs_zipw_discard(w);
+	if (dbfd >= 0)
+		close(dbfd);
 	if (tmp)
 		unlink(tmp);
 	if (err != AFS_OK) {

@@ -532,12 +532,6 @@ enum afs_err afs_zipw_add_buffer(struct afs_zipw *w, const char *name, const voi
 	return zipw_add(w, name, src, mode, mtime);
 }
 
-enum afs_err afs_zipw_add_file(struct afs_zipw *w, const char *name, const char *src, uint32_t mode,
-			       int64_t mtime)
-{
-	return zipw_add(w, name, zip_source_file(w->zip, src, 0, -1 /* to the end */), mode, mtime);
-}
-
 /* Records the first failure of a lazy entry, for afs_zipw_close(); sets
  * libzip's error of the source to ze. */
 static zip_int64_t lazy_fail(struct lazy *l, enum afs_err err, int ze, int sys, const char *msg)

@@ -98,11 +98,6 @@ enum afs_err afs_zipw_open(const char *path, struct afs_zipw **out, char *msg, s
 enum afs_err afs_zipw_add_buffer(struct afs_zipw *w, const char *name, const void *data, size_t len,
 				 uint32_t mode, int64_t mtime);
 
-/* Adds an entry whose bytes are read from the file at src when the archive
- * is closed: src must stay in place until then. */
-enum afs_err afs_zipw_add_file(struct afs_zipw *w, const char *name, const char *src, uint32_t mode,
-			       int64_t mtime);
-
 /* Opens the content of an entry added with afs_zipw_add_opener(): returns
  * a readable descriptor positioned at its first byte in *fd (the writer
  * reads it and closes it), or an error and a one-line reason in msg. */
