@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,9 +146,10 @@ static enum afs_err add_uploads(struct afs_job *j, struct afs_zipw *w, const str
 	return AFS_OK;
 }
 
-/* The snapshot, written 0600, then takes the owner and mode (read and write
- * bits only) of the database file it holds a copy of: no one may read it
- * who may not read the database. */
+/* The snapshot, written 0600, then takes the owner and the read bits of
+ * the database file it holds a copy of (write for the owner only): no one
+ * may read it who may not read the database, and only its owner may
+ * change it (afs_snapshot_is_own() refuses a snapshot others may write). */
 static void like_database(struct afs_job *j, const char *snap, const char *db)
 {
 	struct stat st;
@@ -157,9 +159,67 @@ static void like_database(struct afs_job *j, const char *snap, const char *db)
 		return;
 	if (geteuid() == 0 && fchown(fd, st.st_uid, st.st_gid) != 0)
 		afs_job_warn(j, "the snapshot %s keeps archfs's owner: %s", snap, strerror(errno));
-	if (fchmod(fd, st.st_mode & 0666) != 0)
+	if (fchmod(fd, st.st_mode & 0644) != 0)
 		afs_job_warn(j, "the snapshot %s keeps mode 0600: %s", snap, strerror(errno));
 	close(fd);
+}
+
+#define SNAP_PREFIX "archfs_pre_restore_"
+#define SNAP_SUFFIX ".zip"
+
+/* True when a and b name the same existing file or directory. */
+static bool same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* Why the archive file at path cannot be a snapshot archfs wrote in the
+ * target's snapshot directory, or NULL when it can.  a is the same file,
+ * as the job opened it. */
+static const char *file_not_own(const struct afs_target *t, const char *path, const struct afs_archive *a)
+{
+	char *copy = strdup(path), *dir = snapshot_dir(t, path);
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path, *why = NULL;
+	size_t blen = strlen(base);
+	struct stat st, db;
+
+	if (!copy || !dir)
+		why = "out of memory";
+	else if (strncmp(base, SNAP_PREFIX, strlen(SNAP_PREFIX)) != 0 || blen < strlen(SNAP_PREFIX SNAP_SUFFIX) ||
+		 strcmp(base + blen - strlen(SNAP_SUFFIX), SNAP_SUFFIX) != 0)
+		why = "its name is not " SNAP_PREFIX "*" SNAP_SUFFIX;
+	else if (!same_file(dirname(copy), dir))
+		why = "it is not in the target's snapshot directory";
+	else if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
+		why = "it is not a regular file";
+	else if ((uint64_t)st.st_size != afs_archive_file_size(a) || st.st_mtim.tv_sec != afs_archive_file_mtime(a))
+		why = "the file changed since it was opened";
+	else if (st.st_mode & (S_IWGRP | S_IWOTH))
+		why = "others than its owner may write it";
+	else if (st.st_uid != 0 && st.st_uid != geteuid() &&
+		 !(t->db_path && stat(t->db_path, &db) == 0 && db.st_uid == st.st_uid))
+		why = "its owner is neither root, archfs's user nor the database file's owner";
+	free(copy);
+	free(dir);
+	return why;
+}
+
+bool afs_snapshot_is_own(const struct afs_target *t, const char *path, const struct afs_archive *a,
+			 const struct afs_manifest *m, char *why, size_t whylen)
+{
+	const char *no = NULL;
+
+	if (!t->uploads || !m->created_for)
+		no = "its manifest names no uploads directory";
+	else if (strcmp(m->created_for, t->uploads) != 0 && !same_file(m->created_for, t->uploads))
+		no = "it was written for another uploads directory";
+	else
+		no = file_not_own(t, path, a);
+	if (no)
+		snprintf(why, whylen, "%s", no);
+	return !no;
 }
 
 enum afs_err afs_snapshot_write(struct afs_job *j, const struct afs_db_backend *be, void *be_state,
@@ -188,7 +248,7 @@ enum afs_err afs_snapshot_write(struct afs_job *j, const struct afs_db_backend *
 		err = add_uploads(j, w, plan);
 	if (err == AFS_OK) {
 		man = afs_report_snapshot_manifest(created, be ? be->kind : AFS_DB_UNKNOWN, rev,
-						   afs_job_archive_path(j), plan);
+						   afs_job_archive_path(j), t->uploads, plan);
 		err = man ? afs_zipw_add_buffer(w, "manifest.json", man, strlen(man), 0100600, now) : AFS_E_NOMEM;
 		if (err != AFS_OK)
 			afs_job_fail(j, err, "writing the snapshot's manifest: %s", afs_strerror(err));

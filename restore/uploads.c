@@ -551,9 +551,15 @@ enum afs_err afs_uploads_remove(const char *root, const char *const *paths, size
 	for (size_t k = n; k-- > 0;) {
 		const char *rel = paths[k], *slash = strrchr(rel, '/');
 		const char *name = slash ? slash + 1 : rel;
-		int dfd = open_dir(rootfd, rel, slash ? (size_t)(slash - rel) : 0);
 		struct stat st;
+		int dfd;
 
+		/* confined below the root: no "..", ".", empty or absolute path */
+		if (afs_index_check_name(rel) != AFS_OK || (slash && slash[1] == '\0')) {
+			(*left)++;
+			continue;
+		}
+		dfd = open_dir(rootfd, rel, slash ? (size_t)(slash - rel) : 0);
 		if (dfd < 0) {
 			if (errno != ENOENT)
 				(*left)++;

@@ -76,7 +76,9 @@ enum afs_err afs_uploads_merge(const struct afs_uplan *p, struct afs_archive *a,
 
 /* Removes paths below root (files, and directories when empty), deepest
  * first, never following a symlink; a path already gone, or a directory
- * that still holds other files, is skipped.
+ * that still holds other files, is skipped.  A path that could leave the
+ * root (absolute, or with an empty, "." or ".." component; see
+ * afs_index_check_name) is not touched and counts as not removed.
  * Returns the number of paths it could not remove in *left. */
 enum afs_err afs_uploads_remove(const char *root, const char *const *paths, size_t n, size_t *left);
 

@@ -891,3 +891,48 @@ def t_snapshot_reads_no_swapped_upload():
             case, live.snapshots()))
         check(open(secret, "rb").read() == token and stat.S_IMODE(os.stat(secret).st_mode) == 0o600,
               "%s swapped: the secret changed" % case)
+
+
+def created_archive(path, uploads, created, mode=0o600):
+    """An archive that is no snapshot of archfs's but whose manifest says
+    "archfs": {"uploads": uploads, "created": created}; one new upload."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", json.dumps({"db_type": "sqlite", "alembic_revision": None, "app_version": None,
+                                                "created_at": "2026-11-20T10:15:02",
+                                                "archfs": {"uploads": uploads, "created": created}}))
+        z.writestr("uploads/new.txt", b"a new upload\n")
+    os.chmod(path, mode)
+    return path
+
+
+def t_created_list_honoured_only_from_own_snapshot():
+    """"archfs": {"created": [...]} removes live uploads only when the
+    archive is a snapshot archfs wrote for this target: named
+    archfs_pre_restore_*.zip in its snapshot directory, written by its
+    owner only, that owner root (here), recorded for this uploads root."""
+    keep = b"only in the live tree\n"
+    cases = [  # (where, mode, recorded uploads root, honoured)
+        ("elsewhere", 0o600, None, False),
+        ("snapdir", 0o664, None, False),
+        ("snapdir", 0o600, "/srv/another/uploads", False),
+        ("snapdir", 0o600, None, True),
+    ]
+    for where, mode, root, honoured in cases:
+        live = Live()
+        d = live.snapdir if where == "snapdir" else tempfile.mkdtemp(prefix="plain-", dir=H.WORK)
+        name = "archfs_pre_restore_20990101_000000.zip" if where == "snapdir" else "backup.zip"
+        archive = created_archive(os.path.join(d, name), root or live.uploads, ["keep.txt"], mode)
+        s = restore_and_wait(archive, live, command="restore uploads")
+        what = "%s %o %s" % (where, mode, root)
+        check(s["state"] == "done", "%s: %s %s" % (what, s["state"], s["error"]))
+        check(open(os.path.join(live.uploads, "new.txt"), "rb").read() == b"a new upload\n", "%s: not merged" % what)
+        warned = [w for w in s["warnings"] if w.startswith("ignoring archfs.created: %s is not a snapshot archfs wrote "
+                                                            "for this target" % os.path.realpath(archive))]
+        if honoured:
+            check(not os.path.exists(os.path.join(live.uploads, "keep.txt")) and not warned,
+                  "%s: the list of archfs's own snapshot was not honoured: %s" % (what, s["warnings"]))
+        else:
+            path = os.path.join(live.uploads, "keep.txt")
+            check(os.path.exists(path) and open(path, "rb").read() == keep,
+                  "%s: keep.txt was removed on the word of an archive that is not archfs's snapshot" % what)
+            check(len(warned) == 1, "%s: no warning: %s" % (what, s["warnings"]))

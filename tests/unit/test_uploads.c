@@ -433,7 +433,7 @@ int main(void)
 	/* ---- the uploads root must exist */
 	plan_refused(&f, join(tmp, "no-such-dir"), NULL);
 
-	/* ---- remove never follows a symlink */
+	/* ---- remove never follows a symlink, nor leaves the root by a path */
 	put(outside, "victim", "v\n", 0644, T_A);
 	{
 		const char *through[] = { "sub/victim" };
@@ -441,6 +441,15 @@ int main(void)
 		afs_uploads_remove(evil, through, 1, &left);
 		CHECK(same(outside, "victim", "v\n", 2));
 		CHECK(lst(evil, "sub", &st) == 0 && S_ISLNK(st.st_mode));
+	}
+	{
+		char *abs = join(tmp, "outside/victim");
+		const char *escapes[] = { "../outside/victim", "x/../../outside/victim", abs, "./victim", "", "a//b", "a/" };
+
+		mkdir_at(tmp, "inner");
+		left = 0;
+		CHECK(afs_uploads_remove(join(tmp, "inner"), escapes, 7, &left) == AFS_E_IO && left == 7);
+		CHECK(same(outside, "victim", "v\n", 2));
 	}
 	close_fx(&f);
 
