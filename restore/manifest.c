@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* manifest.json of a backup archive -> struct afs_manifest (the only cJSON user). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@ void afs_manifest_release(struct afs_manifest *m)
 	free(m->alembic_revision);
 	free(m->app_version);
 	free(m->json);
+	free(m->created_for);
 	for (size_t i = 0; i < m->ncreated; i++)
 		free(m->created[i]);
 	free(m->created);
@@ -46,11 +48,22 @@ static enum afs_err get_string(const cJSON *obj, const char *key, char **dst, ch
 	return *dst ? AFS_OK : AFS_E_NOMEM;
 }
 
-/* Reads "archfs": {"created": [paths]} when present: every path must be a
- * safe relative name, since restoring the snapshot removes them. */
+/* True when path may name something below the uploads root: relative,
+ * without empty, "." or ".." components, and not a directory form ("a/"). */
+static bool safe_created(const char *path)
+{
+	size_t len = strlen(path);
+
+	return afs_index_check_name(path) == AFS_OK && path[len - 1] != '/';
+}
+
+/* Reads "archfs": {"uploads": root, "created": [paths]} when present:
+ * every path must be a safe relative name, since restoring the snapshot
+ * removes them. */
 static enum afs_err get_created(const cJSON *root, struct afs_manifest *m, char *msg, size_t msglen)
 {
 	const cJSON *ours = cJSON_GetObjectItemCaseSensitive(root, "archfs"), *list, *item;
+	enum afs_err err;
 	int n;
 
 	if (!ours || cJSON_IsNull(ours))
@@ -60,6 +73,9 @@ static enum afs_err get_created(const cJSON *root, struct afs_manifest *m, char 
 		snprintf(msg, msglen, "manifest.json: \"archfs\" is malformed");
 		return AFS_E_CORRUPT;
 	}
+	err = get_string(ours, "uploads", &m->created_for, msg, msglen);
+	if (err != AFS_OK)
+		return err;
 	n = cJSON_GetArraySize(list);
 	if (n <= 0)
 		return AFS_OK;
@@ -67,7 +83,7 @@ static enum afs_err get_created(const cJSON *root, struct afs_manifest *m, char 
 	if (!m->created)
 		return AFS_E_NOMEM;
 	cJSON_ArrayForEach(item, list) {
-		if (!cJSON_IsString(item) || afs_index_check_name(item->valuestring) != AFS_OK) {
+		if (!cJSON_IsString(item) || !safe_created(item->valuestring)) {
 			snprintf(msg, msglen, "manifest.json: \"archfs\".\"created\" holds an unsafe path");
 			return AFS_E_CORRUPT;
 		}

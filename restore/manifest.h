@@ -15,9 +15,15 @@ struct afs_manifest {
 	char *app_version;      /* NULL when absent or null */
 	char *json;             /* the manifest re-serialised compactly (for .status) */
 	/* archfs's own key in the manifests of pre-restore snapshots:
-	 * "archfs": {"created": [...]}, the upload paths (below the uploads
-	 * root) that the restore which wrote the snapshot created, and which
-	 * restoring the snapshot therefore removes.  Empty elsewhere. */
+	 * "archfs": {"uploads": root, "created": [...]}, the uploads root the
+	 * snapshot was written for and the paths below it that the restore
+	 * which wrote the snapshot created: restoring the snapshot removes
+	 * them, but only when it is a snapshot archfs wrote for that target
+	 * (afs_snapshot_is_own(), restore/snapshot.h), since any archive can
+	 * carry this key.  Each path passed afs_index_check_name() (relative,
+	 * no empty, "." or ".." component) and has no trailing '/'.  NULL and
+	 * empty elsewhere. */
+	char *created_for;
 	char **created;
 	size_t ncreated;
 };

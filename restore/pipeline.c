@@ -315,11 +315,14 @@ static void merge_progress(void *ctx, uint64_t bytes)
 }
 
 /* Merges the uploads of the current archive, then removes the paths its
- * manifest lists as created by the restore it undoes. */
+ * manifest lists as created by the restore it undoes: only when the
+ * archive is a snapshot archfs wrote for this target (afs_snapshot_is_own:
+ * any archive can carry that list), and never outside the uploads root
+ * (afs_uploads_remove). */
 static enum afs_err merge_uploads(struct afs_job *j, const struct afs_uplan *plan,
 				  const struct afs_manifest *man)
 {
-	char msg[512] = "";
+	char msg[512] = "", why[256] = "";
 	size_t left = 0;
 	enum afs_err err;
 
@@ -327,7 +330,11 @@ static enum afs_err merge_uploads(struct afs_job *j, const struct afs_uplan *pla
 	err = afs_uploads_merge(plan, j->cur_archive, j->cur_index, merge_progress, j, msg, sizeof(msg));
 	if (err != AFS_OK)
 		return afs_job_fail(j, err, "uploads: %s", msg);
-	if (man && man->ncreated) {
+	if (man && man->ncreated &&
+	    !afs_snapshot_is_own(j->target, j->archive_path, j->archive, man, why, sizeof(why))) {
+		afs_job_warn(j, "ignoring archfs.created: %s is not a snapshot archfs wrote for this target (%s)",
+			     j->archive_path, why);
+	} else if (man && man->ncreated) {
 		afs_uploads_remove(j->target->uploads, (const char *const *)man->created, man->ncreated, &left);
 		afs_job_log(j, "uploads: removed %zu paths the undone restore had created%s", man->ncreated - left,
 			    left ? " (some could not be removed)" : "");
@@ -500,6 +507,7 @@ static enum afs_err pipeline(struct afs_job *j)
 		return err;
 	if (!j->target->no_snapshot) {
 		afs_job_set_state(j, AFS_ST_SNAPSHOT, W_SNAPSHOT);
+		afs_job_test_gate(j, "snapshot"); /* tests change the live uploads here */
 		err = afs_snapshot_write(j, j->do_db ? j->backend : NULL, j->backend_state,
 					 j->do_uploads ? j->plan : NULL, &snap);
 		if (err != AFS_OK)

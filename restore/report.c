@@ -126,7 +126,7 @@ char *afs_report_notify(const char *event, long pid, const char *archive, const 
 }
 
 char *afs_report_snapshot_manifest(const char *created_at, enum afs_db_type type, const char *revision,
-				   const char *source, const struct afs_uplan *plan)
+				   const char *source, const char *uploads, const struct afs_uplan *plan)
 {
 	cJSON *root = cJSON_CreateObject(), *ours = cJSON_CreateObject(), *created = cJSON_CreateArray();
 	int fail = !root || !ours || !created;
@@ -135,6 +135,7 @@ char *afs_report_snapshot_manifest(const char *created_at, enum afs_db_type type
 		fail |= !cJSON_AddItemToArray(created, cJSON_CreateString(afs_uploads_created(plan, i)));
 	if (ours) {
 		fail |= !cJSON_AddItemToObject(ours, "snapshot_of", str_or_null(source));
+		fail |= !cJSON_AddItemToObject(ours, "uploads", str_or_null(uploads));
 		fail |= !cJSON_AddItemToObject(ours, "created", created ? created : cJSON_CreateArray());
 	} else {
 		cJSON_Delete(created);

@@ -41,9 +41,10 @@ char *afs_report_flag(long pid, const char *archive, const char *started_at);
 char *afs_report_notify(const char *event, long pid, const char *archive, const char *state);
 
 /* The manifest of a snapshot: the application's keys, plus "archfs":
- * {"snapshot_of": source archive, "created": the upload paths the restore
- * created, which restoring the snapshot removes}. */
+ * {"snapshot_of": source archive, "uploads": the uploads root it was
+ * written for (null: none), "created": the upload paths below it that the
+ * restore created, which restoring the snapshot removes}. */
 char *afs_report_snapshot_manifest(const char *created_at, enum afs_db_type type, const char *revision,
-				   const char *source, const struct afs_uplan *plan);
+				   const char *source, const char *uploads, const struct afs_uplan *plan);
 
 #endif

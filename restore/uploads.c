@@ -26,10 +26,15 @@ struct item {
 	bool exists;     /* a live file (or directory) is there now */
 	uint32_t live_mode;
 	int64_t live_mtime;
+	dev_t live_dev;  /* which file it is: the snapshot reads only that one */
+	ino_t live_ino;
+	uint64_t live_size;
 };
 
 struct afs_uplan {
 	char *root;
+	dev_t root_dev;   /* the root directory planning saw */
+	ino_t root_ino;
 	struct item *items;
 	size_t n;
 	size_t *replaced; /* indexes of items that replace a live file */
@@ -155,6 +160,9 @@ static enum afs_err plan_item(struct afs_uplan *p, int rootfd, struct item *it, 
 				it->exists = true;
 				it->live_mode = st.st_mode;
 				it->live_mtime = st.st_mtim.tv_sec;
+				it->live_dev = st.st_dev;
+				it->live_ino = st.st_ino;
+				it->live_size = (uint64_t)st.st_size;
 			}
 			free(comp);
 			break;
@@ -179,6 +187,7 @@ enum afs_err afs_uploads_plan(struct afs_archive *a, const struct afs_index *ix,
 	struct afs_uplan *p = calloc(1, sizeof(*p));
 	uint32_t count = afs_index_count(ix);
 	enum afs_err err = AFS_OK;
+	struct stat rst;
 	int rootfd = -1;
 	size_t k = 0;
 
@@ -193,6 +202,13 @@ enum afs_err afs_uploads_plan(struct afs_archive *a, const struct afs_index *ix,
 		err = errno == ENOENT || errno == ENOTDIR ? AFS_E_NOENT : AFS_E_IO;
 		goto out;
 	}
+	if (fstat(rootfd, &rst) != 0) {
+		snprintf(msg, msglen, "uploads directory %s: %s", root, strerror(errno));
+		err = AFS_E_IO;
+		goto out;
+	}
+	p->root_dev = rst.st_dev;
+	p->root_ino = rst.st_ino;
 	for (uint32_t id = 1; id < count; id++) {
 		const struct afs_node *n = afs_index_node(ix, id);
 		const char *path = afs_index_path(ix, id);
@@ -271,13 +287,100 @@ size_t afs_uploads_replaced_count(const struct afs_uplan *p)
 	return p->nreplaced;
 }
 
-const char *afs_uploads_replaced(const struct afs_uplan *p, size_t i, uint32_t *mode, int64_t *mtime)
+const char *afs_uploads_replaced(const struct afs_uplan *p, size_t i, uint32_t *mode, int64_t *mtime,
+				 uint64_t *size)
 {
 	const struct item *it = &p->items[p->replaced[i]];
 
 	*mode = it->live_mode;
 	*mtime = it->live_mtime;
+	*size = it->live_size;
 	return it->rel;
+}
+
+/* Opens the uploads root into *rootfd; it must be the directory planning
+ * saw (a root renamed away and replaced, by a symlink or otherwise, is
+ * refused). */
+static enum afs_err open_root(const struct afs_uplan *p, int *rootfd, char *msg, size_t msglen)
+{
+	struct stat st;
+
+	*rootfd = open(p->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*rootfd < 0 || fstat(*rootfd, &st) != 0) {
+		snprintf(msg, msglen, "uploads directory %s: %s", p->root, strerror(errno));
+		if (*rootfd >= 0)
+			close(*rootfd);
+		*rootfd = -1;
+		return AFS_E_IO;
+	}
+	if (st.st_dev != p->root_dev || st.st_ino != p->root_ino) {
+		snprintf(msg, msglen, "uploads directory %s changed since verify: refused", p->root);
+		close(*rootfd);
+		*rootfd = -1;
+		return AFS_E_CONFLICT;
+	}
+	return AFS_OK;
+}
+
+/* What errno, after a failed walk or open with O_NOFOLLOW, says changed
+ * since planning; NULL for an error that does not mean a change. */
+static const char *changed_why(int e)
+{
+	if (e == ENOENT)
+		return "it is gone";
+	if (e == ELOOP || e == ENOTDIR)
+		return "it, or a directory above it, is now a symbolic link or not a directory";
+	return NULL;
+}
+
+enum afs_err afs_uploads_open_replaced(const struct afs_uplan *p, size_t i, int *fd, char *msg, size_t msglen)
+{
+	const struct item *it = &p->items[p->replaced[i]];
+	const char *slash = strrchr(it->rel, '/');
+	struct stat st;
+	int rootfd, dfd, f = -1, e;
+	enum afs_err err;
+
+	*fd = -1;
+	err = open_root(p, &rootfd, msg, msglen);
+	if (err != AFS_OK)
+		return err;
+	dfd = open_dir(rootfd, it->rel, slash ? (size_t)(slash - it->rel) : 0);
+	e = errno;
+	if (dfd >= 0) {
+		/* O_NONBLOCK: a fifo put in its place must not stall the open */
+		f = openat(dfd, slash ? slash + 1 : it->rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		e = errno;
+		close(dfd);
+	}
+	close(rootfd);
+	if (f < 0) {
+		const char *why = changed_why(e);
+
+		if (!why) {
+			snprintf(msg, msglen, "uploads/%s: %s", it->rel, strerror(e));
+			return AFS_E_IO;
+		}
+		snprintf(msg, msglen, "uploads/%s changed since verify: refused (%s)", it->rel, why);
+		return AFS_E_CONFLICT;
+	}
+	if (fstat(f, &st) != 0) {
+		snprintf(msg, msglen, "uploads/%s: %s", it->rel, strerror(errno));
+		err = AFS_E_IO;
+	} else if (!S_ISREG(st.st_mode) || st.st_dev != it->live_dev || st.st_ino != it->live_ino ||
+		   (uint64_t)st.st_size != it->live_size) {
+		snprintf(msg, msglen, "uploads/%s changed since verify: refused (%s)", it->rel,
+			 !S_ISREG(st.st_mode)					   ? "no longer a regular file"
+			 : st.st_dev != it->live_dev || st.st_ino != it->live_ino ? "another file is in its place"
+										  : "its size changed");
+		err = AFS_E_CONFLICT;
+	}
+	if (err != AFS_OK) {
+		close(f);
+		return err;
+	}
+	*fd = f;
+	return AFS_OK;
 }
 
 size_t afs_uploads_created_count(const struct afs_uplan *p)
@@ -427,12 +530,9 @@ enum afs_err afs_uploads_merge(const struct afs_uplan *p, struct afs_archive *a,
 		snprintf(msg, msglen, "out of memory");
 		return AFS_E_NOMEM;
 	}
-	rootfd = open(p->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (rootfd < 0) {
-		snprintf(msg, msglen, "uploads directory %s: %s", p->root, strerror(errno));
-		err = AFS_E_IO;
+	err = open_root(p, &rootfd, msg, msglen);
+	if (err != AFS_OK)
 		goto out;
-	}
 	for (size_t i = 0; i < p->n && err == AFS_OK; i++) {
 		const struct item *it = &p->items[i];
 		const char *slash = strrchr(it->rel, '/');
@@ -472,9 +572,15 @@ enum afs_err afs_uploads_remove(const char *root, const char *const *paths, size
 	for (size_t k = n; k-- > 0;) {
 		const char *rel = paths[k], *slash = strrchr(rel, '/');
 		const char *name = slash ? slash + 1 : rel;
-		int dfd = open_dir(rootfd, rel, slash ? (size_t)(slash - rel) : 0);
 		struct stat st;
+		int dfd;
 
+		/* confined below the root: no "..", ".", empty or absolute path */
+		if (afs_index_check_name(rel) != AFS_OK || (slash && slash[1] == '\0')) {
+			(*left)++;
+			continue;
+		}
+		dfd = open_dir(rootfd, rel, slash ? (size_t)(slash - rel) : 0);
 		if (dfd < 0) {
 			if (errno != ENOENT)
 				(*left)++;

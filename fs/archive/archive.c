@@ -429,6 +429,22 @@ struct afs_zipw {
 	char *path;
 	enum afs_err err; /* sticky: the first failed add */
 	char msg[256];
+	enum afs_err src_err; /* the first failure of an opener's entry while zip_close() writes */
+	char src_msg[512];
+};
+
+/* The libzip source of an afs_zipw_add_opener() entry: it opens its
+ * descriptor only when libzip opens the source, during zip_close(), one
+ * entry at a time. */
+struct lazy {
+	struct afs_zipw *w;
+	afs_zipw_opener open;
+	const void *ctx;
+	size_t i;
+	uint64_t size, done;
+	int64_t mtime;
+	int fd;
+	zip_error_t error;
 };
 
 enum afs_err afs_zipw_open(const char *path, struct afs_zipw **out, char *msg, size_t msglen)
@@ -516,10 +532,113 @@ enum afs_err afs_zipw_add_buffer(struct afs_zipw *w, const char *name, const voi
 	return zipw_add(w, name, src, mode, mtime);
 }
 
-enum afs_err afs_zipw_add_file(struct afs_zipw *w, const char *name, const char *src, uint32_t mode,
-			       int64_t mtime)
+/* Records the first failure of a lazy entry, for afs_zipw_close(); sets
+ * libzip's error of the source to ze. */
+static zip_int64_t lazy_fail(struct lazy *l, enum afs_err err, int ze, int sys, const char *msg)
 {
-	return zipw_add(w, name, zip_source_file(w->zip, src, 0, -1 /* to the end */), mode, mtime);
+	if (l->w->src_err == AFS_OK) {
+		l->w->src_err = err;
+		snprintf(l->w->src_msg, sizeof(l->w->src_msg), "%s", msg);
+	}
+	zip_error_set(&l->error, ze, sys);
+	return -1;
+}
+
+/* ZIP_SOURCE_READ: up to len bytes, never past l->size; the end of the
+ * descriptor before l->size is an error. */
+static zip_int64_t lazy_read(struct lazy *l, void *data, zip_uint64_t len)
+{
+	char msg[256];
+	ssize_t got;
+
+	if (len > l->size - l->done)
+		len = l->size - l->done;
+	if (len == 0)
+		return 0;
+	do
+		got = read(l->fd, data, len);
+	while (got < 0 && errno == EINTR);
+	if (got < 0) {
+		snprintf(msg, sizeof(msg), "reading an entry's content: %s", strerror(errno));
+		return lazy_fail(l, AFS_E_IO, ZIP_ER_READ, errno, msg);
+	}
+	if (got == 0) {
+		snprintf(msg, sizeof(msg), "an entry's content ended after %llu of %llu bytes: it changed while read",
+			 (unsigned long long)l->done, (unsigned long long)l->size);
+		return lazy_fail(l, AFS_E_CONFLICT, ZIP_ER_READ, 0, msg);
+	}
+	l->done += (uint64_t)got;
+	return got;
+}
+
+/* The zip_source_callback of a lazy entry (libzip's calling sequence:
+ * SUPPORTS at creation; STAT, then OPEN, READs and CLOSE while zip_close()
+ * writes the entry; ERROR after a -1; FREE once). */
+static zip_int64_t lazy_cb(void *ud, void *data, zip_uint64_t len, zip_source_cmd_t cmd)
+{
+	struct lazy *l = ud;
+	char msg[256] = "";
+	zip_stat_t *st;
+	enum afs_err err;
+
+	switch (cmd) {
+	case ZIP_SOURCE_OPEN:
+		if (l->fd >= 0)
+			close(l->fd);
+		l->fd = -1;
+		l->done = 0;
+		err = l->open(l->ctx, l->i, &l->fd, msg, sizeof(msg));
+		if (err != AFS_OK) {
+			l->fd = -1;
+			return lazy_fail(l, err, ZIP_ER_OPEN, 0, msg);
+		}
+		return 0;
+	case ZIP_SOURCE_READ:
+		return lazy_read(l, data, len);
+	case ZIP_SOURCE_CLOSE:
+		if (l->fd >= 0)
+			close(l->fd);
+		l->fd = -1;
+		return 0;
+	case ZIP_SOURCE_STAT:
+		st = data;
+		zip_stat_init(st);
+		st->size = l->size;
+		st->mtime = (time_t)l->mtime;
+		st->valid |= ZIP_STAT_SIZE | ZIP_STAT_MTIME;
+		return sizeof(*st);
+	case ZIP_SOURCE_ERROR:
+		return zip_error_to_data(&l->error, data, len);
+	case ZIP_SOURCE_FREE:
+		if (l->fd >= 0)
+			close(l->fd);
+		zip_error_fini(&l->error);
+		free(l);
+		return 0;
+	case ZIP_SOURCE_SUPPORTS:
+		return ZIP_SOURCE_SUPPORTS_READABLE;
+	default:
+		zip_error_set(&l->error, ZIP_ER_OPNOTSUPP, 0);
+		return -1;
+	}
+}
+
+enum afs_err afs_zipw_add_opener(struct afs_zipw *w, const char *name, uint64_t size, uint32_t mode,
+				 int64_t mtime, afs_zipw_opener open, const void *ctx, size_t i)
+{
+	struct lazy *l = calloc(1, sizeof(*l));
+	zip_source_t *src;
+
+	if (!l)
+		return w->err = AFS_E_NOMEM;
+	*l = (struct lazy){ .w = w, .open = open, .ctx = ctx, .i = i, .size = size, .mtime = mtime, .fd = -1 };
+	zip_error_init(&l->error);
+	src = zip_source_function(w->zip, lazy_cb, l);
+	if (!src) {
+		zip_error_fini(&l->error);
+		free(l);
+	}
+	return zipw_add(w, name, src, mode, mtime);
 }
 
 enum afs_err afs_zipw_close(struct afs_zipw *w, char *msg, size_t msglen)
@@ -533,6 +652,10 @@ enum afs_err afs_zipw_close(struct afs_zipw *w, char *msg, size_t msglen)
 		err = zip_error_code_zip(zip_get_error(w->zip)) == ZIP_ER_WRITE &&
 		      zip_error_code_system(zip_get_error(w->zip)) == ENOSPC ? AFS_E_NOSPC : AFS_E_IO;
 		snprintf(msg, msglen, "%s", zip_strerror(w->zip));
+		if (w->src_err != AFS_OK) { /* an opener's entry failed: its reason, not libzip's */
+			err = w->src_err;
+			snprintf(msg, msglen, "%s", w->src_msg);
+		}
 		zip_discard(w->zip);
 		unlink(w->path);
 	} else if ((err = afs_fsync_path(w->path)) != AFS_OK) { /* libzip renamed its file into place */

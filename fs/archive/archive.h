@@ -98,10 +98,21 @@ enum afs_err afs_zipw_open(const char *path, struct afs_zipw **out, char *msg, s
 enum afs_err afs_zipw_add_buffer(struct afs_zipw *w, const char *name, const void *data, size_t len,
 				 uint32_t mode, int64_t mtime);
 
-/* Adds an entry whose bytes are read from the file at src when the archive
- * is closed: src must stay in place until then. */
-enum afs_err afs_zipw_add_file(struct afs_zipw *w, const char *name, const char *src, uint32_t mode,
-			       int64_t mtime);
+/* Opens the content of an entry added with afs_zipw_add_opener(): returns
+ * a readable descriptor positioned at its first byte in *fd (the writer
+ * reads it and closes it), or an error and a one-line reason in msg. */
+typedef enum afs_err (*afs_zipw_opener)(const void *ctx, size_t i, int *fd, char *msg, size_t msglen);
+
+/* Adds an entry of exactly size bytes whose content comes from a
+ * descriptor that open(ctx, i, ...) returns when afs_zipw_close() writes
+ * this entry, and that is closed once it is read: the archive never holds
+ * more than one such descriptor, and nothing is opened by path here.  ctx
+ * must stay valid until the archive is closed or discarded.  Bytes past
+ * size are not read; a descriptor that ends before size bytes fails the
+ * archive (the content changed).  An opener's error, with its message,
+ * becomes afs_zipw_close()'s. */
+enum afs_err afs_zipw_add_opener(struct afs_zipw *w, const char *name, uint64_t size, uint32_t mode,
+				 int64_t mtime, afs_zipw_opener open, const void *ctx, size_t i);
 
 /* Writes the archive and frees w (also on error, when nothing is left at
  * the path and msg says why). */

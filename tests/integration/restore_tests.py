@@ -903,3 +903,135 @@ def t_sigterm_after_the_commit_finishes():
               "the daemon did not report the restore's end: %s" % m.stderr()[-800:])
     finally:
         m.__exit__(None, None, None)
+
+
+# ------------------------------------ the snapshot and the live uploads (issue 11)
+
+def secret_holders(root, token):
+    """Every regular file below root (symlinks not followed), and every entry
+    of such a file that is a ZIP, whose bytes hold token."""
+    found = []
+    for d, _, files in os.walk(root):
+        for n in files:
+            p = os.path.join(d, n)
+            if not stat.S_ISREG(os.lstat(p).st_mode):
+                continue
+            with open(p, "rb") as f:
+                if token in f.read():
+                    found.append(p)
+            if zipfile.is_zipfile(p):
+                with zipfile.ZipFile(p) as z:
+                    found += ["%s:%s" % (p, e) for e in z.namelist() if token in z.read(e)]
+    return found
+
+
+def as_app_user(code, *args):
+    """Runs python code as uid/gid 65534, the application's user."""
+    r = subprocess.run(["/usr/bin/python3", "-c", code, *args], capture_output=True, text=True, timeout=30,
+                       preexec_fn=lambda: (os.setgroups([]), os.setgid(65534), os.setuid(65534)))
+    check(r.returncode == 0, "as uid 65534: %s" % r.stderr)
+
+
+SWAP_FILE = "import os, sys\nos.unlink(sys.argv[1])\nos.symlink(sys.argv[2], sys.argv[1])\n"
+SWAP_DIR = "import os, sys\nos.rename(sys.argv[1], sys.argv[1] + '.old')\nos.symlink(sys.argv[2], sys.argv[1])\n"
+
+
+def wait_gate(gates, name, mnt, timeout=60):
+    deadline = time.time() + timeout
+    while not os.path.exists(os.path.join(gates, name + ".reached")):
+        s = status(mnt)
+        check(s["state"] not in FINAL, "the restore ended (%s) before the %s gate: %s" % (s["state"], name, s["error"]))
+        check(time.time() < deadline, "the %s gate was not reached" % name)
+        time.sleep(0.01)
+
+
+def t_snapshot_reads_no_swapped_upload():
+    """The application's user owns the uploads tree: between verify and the
+    snapshot it swaps an upload the archive replaces (then, in a second run,
+    the directory above it) for a symlink to a root-only file.  The
+    snapshot reads live files only through an O_NOFOLLOW walk and checks
+    that each is the file verify saw: the restore fails with nothing
+    changed, and the secret's bytes are in no snapshot and no upload."""
+    archive, _ = fixture("app")
+    os.chmod(H.WORK, 0o711)
+    token = b"root-only secret %d" % random.randrange(1 << 60)
+    for case in ("file", "directory"):
+        live = Live()
+        os.chmod(live.dir, 0o711)
+        for d, dirs, files in os.walk(live.uploads):
+            for n in [d] + [os.path.join(d, x) for x in dirs + files]:
+                os.lchown(n, 65534, 65534)
+        secrets = tempfile.mkdtemp(prefix="secrets-", dir=H.WORK)  # root's, 0700
+        secret = os.path.join(secrets, "f00004.dat")  # the name of the upload the archive replaces
+        with open(secret, "wb") as f:
+            f.write(token)
+        os.chmod(secret, 0o600)
+        gates = tempfile.mkdtemp(prefix="gates-", dir=H.WORK)
+        db_before = db_dump(live.db)
+        env = {"ARCHFS_TEST_GATE_DIR": gates, "ARCHFS_TEST_GATES": "snapshot"}
+        with Mount(archive, *live.opts(), env=env) as m:
+            check(control(m, "restore") == 0, "restore refused: %s" % status(m)["error"])
+            wait_gate(gates, "snapshot", m)
+            if case == "file":
+                as_app_user(SWAP_FILE, os.path.join(live.uploads, "logos/f00004.dat"), secret)
+            else:
+                as_app_user(SWAP_DIR, os.path.join(live.uploads, "logos"), secrets)
+            swapped = tree(live.uploads)
+            open(os.path.join(gates, "snapshot.go"), "w").close()
+            s = wait_final(m)
+        leaked = secret_holders(live.dir, token)
+        check(not leaked, "%s swapped: the secret's bytes were copied into %s" % (case, leaked))
+        check(s["state"] == "failed", "%s swapped: state %s (%s)" % (case, s["state"], s["error"]))
+        check("uploads/logos/f00004.dat changed since verify: refused" in (s["error"] or ""),
+              "%s swapped: error %r" % (case, s["error"]))
+        check(db_dump(live.db) == db_before, "%s swapped: the database changed" % case)
+        check(tree(live.uploads) == swapped, "%s swapped: the uploads changed" % case)
+        check(live.snapshots() == [] and not os.path.exists(live.flag), "%s swapped: a snapshot or flag is left: %s" % (
+            case, live.snapshots()))
+        check(open(secret, "rb").read() == token and stat.S_IMODE(os.stat(secret).st_mode) == 0o600,
+              "%s swapped: the secret changed" % case)
+
+
+def created_archive(path, uploads, created, mode=0o600):
+    """An archive that is no snapshot of archfs's but whose manifest says
+    "archfs": {"uploads": uploads, "created": created}; one new upload."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", json.dumps({"db_type": "sqlite", "alembic_revision": None, "app_version": None,
+                                                "created_at": "2026-11-20T10:15:02",
+                                                "archfs": {"uploads": uploads, "created": created}}))
+        z.writestr("uploads/new.txt", b"a new upload\n")
+    os.chmod(path, mode)
+    return path
+
+
+def t_created_list_honoured_only_from_own_snapshot():
+    """"archfs": {"created": [...]} removes live uploads only when the
+    archive is a snapshot archfs wrote for this target: named
+    archfs_pre_restore_*.zip in its snapshot directory, written by its
+    owner only, that owner root (here), recorded for this uploads root."""
+    keep = b"only in the live tree\n"
+    cases = [  # (where, mode, recorded uploads root, honoured)
+        ("elsewhere", 0o600, None, False),
+        ("snapdir", 0o664, None, False),
+        ("snapdir", 0o600, "/srv/another/uploads", False),
+        ("snapdir", 0o600, None, True),
+    ]
+    for where, mode, root, honoured in cases:
+        live = Live()
+        d = live.snapdir if where == "snapdir" else tempfile.mkdtemp(prefix="plain-", dir=H.WORK)
+        name = "archfs_pre_restore_20990101_000000.zip" if where == "snapdir" else "backup.zip"
+        archive = created_archive(os.path.join(d, name), root or live.uploads, ["keep.txt"], mode)
+        s = restore_and_wait(archive, live, command="restore uploads")
+        what = "%s %o %s" % (where, mode, root)
+        check(s["state"] == "done", "%s: %s %s" % (what, s["state"], s["error"]))
+        check(open(os.path.join(live.uploads, "new.txt"), "rb").read() == b"a new upload\n", "%s: not merged" % what)
+        warned = [w for w in s["warnings"] if w.startswith("ignoring archfs.created: %s is not a snapshot archfs wrote "
+                                                            "for this target" % os.path.realpath(archive))]
+        if honoured:
+            check(not os.path.exists(os.path.join(live.uploads, "keep.txt")) and not warned,
+                  "%s: the list of archfs's own snapshot was not honoured: %s" % (what, s["warnings"]))
+        else:
+            path = os.path.join(live.uploads, "keep.txt")
+            check(os.path.exists(path) and open(path, "rb").read() == keep,
+                  "%s: keep.txt was removed on the word of an archive that is not archfs's snapshot" % what)
+            check(len(warned) == 1, "%s: no warning: %s" % (what, s["warnings"]))

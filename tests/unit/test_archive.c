@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of fs/archive/archive.c: entry values, raw streams, refused files. */
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 #include "archive.h"
 #include "testutil.h"
@@ -41,6 +44,102 @@ static void check_deflated(struct afs_archive *a, uint64_t i, const unsigned cha
 	inflateEnd(&z);
 	afs_raw_close(r);
 	free(out);
+}
+
+/* Open descriptors of the process. */
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	while (d && readdir(d))
+		n++;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* The sources of an afs_zipw_add_opener() test: paths[i] is opened when
+ * the writer asks; fail_at names an index whose open fails. */
+struct opener_ctx {
+	const char *paths[3];
+	size_t fail_at;
+	int calls;
+	int fds_min, fds_max; /* descriptors open at each call */
+};
+
+static enum afs_err test_open(const void *ctx, size_t i, int *fd, char *msg, size_t msglen)
+{
+	struct opener_ctx *c = (struct opener_ctx *)ctx;
+	int n = count_fds();
+
+	c->calls++;
+	c->fds_min = c->calls == 1 || n < c->fds_min ? n : c->fds_min;
+	c->fds_max = c->calls == 1 || n > c->fds_max ? n : c->fds_max;
+	if (i == c->fail_at) {
+		snprintf(msg, msglen, "uploads/x changed since verify: refused");
+		return AFS_E_CONFLICT;
+	}
+	*fd = open(c->paths[i], O_RDONLY | O_CLOEXEC);
+	return *fd >= 0 ? AFS_OK : AFS_E_IO;
+}
+
+/* The writer's entries from openers: opened one at a time, when the
+ * archive is written; their bytes exactly; an opener's failure and a
+ * content shorter than announced fail the archive and leave nothing. */
+static void opener_entries(void)
+{
+	static unsigned char big[BIG];
+	char snap[4096], msg[256];
+	struct opener_ctx c = { .fail_at = 99 };
+	struct afs_zipw *w = NULL;
+	struct afs_archive *a;
+	struct stat sb;
+
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (unsigned char)(i * 7 / 3);
+	c.paths[0] = strdup(tu_file("one.txt", "first file\n", 11));
+	c.paths[1] = strdup(tu_file("big.bin", big, sizeof(big)));
+	c.paths[2] = strdup(tu_file("long.txt", "0123456789", 10));
+	snprintf(snap, sizeof(snap), "%s/lazy.zip", tu_tmpdir());
+	CHECK(afs_zipw_open(snap, &w, msg, sizeof(msg)) == AFS_OK);
+	CHECK(afs_zipw_add_opener(w, "uploads/one.txt", 11, 0100644, 1700000000, test_open, &c, 0) == AFS_OK);
+	CHECK(afs_zipw_add_opener(w, "uploads/big.bin", sizeof(big), 0100600, 1700000000, test_open, &c, 1) == AFS_OK);
+	CHECK(afs_zipw_add_opener(w, "uploads/long.txt", 4, 0100644, 1700000000, test_open, &c, 2) == AFS_OK);
+	CHECK(c.calls == 0); /* nothing opened before the archive is written */
+	CHECK(afs_zipw_close(w, msg, sizeof(msg)) == AFS_OK);
+	CHECK(c.calls == 3 && c.fds_min == c.fds_max); /* each closed before the next opens */
+	a = open_ok(snap);
+	CHECK(a && afs_archive_count(a) == 3);
+	if (a && afs_archive_count(a) == 3) {
+		struct afs_entry_info e;
+
+		check_deflated(a, 0, (const unsigned char *)"first file\n", 11);
+		check_deflated(a, 1, big, sizeof(big));
+		CHECK(afs_archive_entry(a, 2, &e) == AFS_OK && e.size == 4); /* bytes past size not read */
+		check_deflated(a, 2, (const unsigned char *)"0123", 4);
+		CHECK(afs_archive_entry(a, 1, &e) == AFS_OK && e.mode == 0100600 && e.mtime == 1700000000);
+	}
+	afs_archive_free(a);
+	CHECK(unlink(snap) == 0);
+
+	/* an opener refuses: its reason is the archive's, nothing is left */
+	c = (struct opener_ctx){ .paths = { c.paths[0], c.paths[1], c.paths[2] }, .fail_at = 1 };
+	CHECK(afs_zipw_open(snap, &w, msg, sizeof(msg)) == AFS_OK);
+	for (size_t i = 0; i < 3; i++)
+		CHECK(afs_zipw_add_opener(w, c.paths[i], 4, 0100644, 0, test_open, &c, i) == AFS_OK);
+	CHECK(afs_zipw_close(w, msg, sizeof(msg)) == AFS_E_CONFLICT);
+	CHECK(strcmp(msg, "uploads/x changed since verify: refused") == 0);
+	CHECK(stat(snap, &sb) != 0);
+
+	/* a content that ends before its announced size: it changed */
+	c.fail_at = 99;
+	CHECK(afs_zipw_open(snap, &w, msg, sizeof(msg)) == AFS_OK);
+	CHECK(afs_zipw_add_opener(w, "uploads/one.txt", 12, 0100644, 0, test_open, &c, 0) == AFS_OK);
+	CHECK(afs_zipw_close(w, msg, sizeof(msg)) == AFS_E_CONFLICT && strstr(msg, "changed while read"));
+	CHECK(stat(snap, &sb) != 0);
+	for (size_t i = 0; i < 3; i++)
+		free((char *)c.paths[i]);
 }
 
 int main(void)
@@ -129,5 +228,6 @@ int main(void)
 		CHECK(stat(other, &sb) != 0);
 		umask(old_mask);
 	}
+	opener_entries();
 	return tu_done("archive");
 }

@@ -37,17 +37,30 @@ int main(void)
 	CHECK(parse("{\"db_type\": \"sqlite\", \"archfs\": {\"snapshot_of\": \"x.zip\", \"created\": [\"a\", \"a/b.png\"]}}",
 		    &m, msg) == AFS_OK);
 	CHECK(m.ncreated == 2 && strcmp(m.created[0], "a") == 0 && strcmp(m.created[1], "a/b.png") == 0);
+	CHECK(m.created_for == NULL);
 	afs_manifest_release(&m);
 	CHECK(m.created == NULL && m.ncreated == 0);
+	/* the uploads root a snapshot was written for */
+	CHECK(parse("{\"archfs\": {\"uploads\": \"/srv/up\", \"created\": [\"n.txt\"]}}", &m, msg) == AFS_OK);
+	CHECK(m.created_for && strcmp(m.created_for, "/srv/up") == 0 && m.ncreated == 1);
+	afs_manifest_release(&m);
+	CHECK(m.created_for == NULL);
 
 	const char *bad[] = { "not json", "[1, 2]", "{\"db_type\": 5}", "{\"created_at\": {}}", "", "{\"a\": ",
 			      "{\"archfs\": {\"created\": [\"../etc/passwd\"]}}", "{\"archfs\": {\"created\": [\"/abs\"]}}",
-			      "{\"archfs\": {\"created\": \"a\"}}", "{\"archfs\": {\"created\": [7]}}", "{\"archfs\": 1}" };
+			      "{\"archfs\": {\"created\": \"a\"}}", "{\"archfs\": {\"created\": [7]}}", "{\"archfs\": 1}",
+			      /* a restore of a snapshot removes these: nothing may leave the uploads root */
+			      "{\"archfs\": {\"created\": [\"a/../../x\"]}}", "{\"archfs\": {\"created\": [\"/etc/x\"]}}",
+			      "{\"archfs\": {\"created\": [\"..\"]}}", "{\"archfs\": {\"created\": [\"a/./b\"]}}",
+			      "{\"archfs\": {\"created\": [\"\"]}}", "{\"archfs\": {\"created\": [\"a//b\"]}}",
+			      "{\"archfs\": {\"created\": [\"a/\"]}}", "{\"archfs\": {\"created\": [\"ok\", \"../x\"]}}",
+			      "{\"archfs\": {\"uploads\": 5, \"created\": []}}" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		msg[0] = '\0';
 		CHECK(parse(bad[i], &m, msg) == AFS_E_CORRUPT);
 		CHECK(msg[0] != '\0');
-		CHECK(m.json == NULL && m.created_at == NULL && m.db_type == AFS_DB_UNKNOWN && m.created == NULL);
+		CHECK(m.json == NULL && m.created_at == NULL && m.db_type == AFS_DB_UNKNOWN && m.created == NULL &&
+		      m.created_for == NULL);
 	}
 	CHECK(strcmp(afs_db_type_name(AFS_DB_SQLITE), "sqlite") == 0);
 	CHECK(strcmp(afs_db_type_name(AFS_DB_POSTGRESQL), "postgresql") == 0);

@@ -147,6 +147,87 @@ static void close_fx(struct fx *f)
 	afs_archive_free(f->a);
 }
 
+/* 1 when fd reads exactly want (len bytes) from where it is. */
+static int fd_holds(int fd, const char *want, size_t len)
+{
+	char got[64];
+	ssize_t n = read(fd, got, sizeof(got));
+
+	return n >= 0 && (size_t)n == len && memcmp(got, want, len) == 0;
+}
+
+/* afs_uploads_open_replaced() on p's one replaced file, "sub/c.txt":
+ * expects a refusal with "changed since verify" (AFS_E_CONFLICT). */
+static void open_refused(const struct afs_uplan *p, const char *what)
+{
+	char msg[512] = "";
+	int fd = 99;
+
+	CHECK(afs_uploads_open_replaced(p, 0, &fd, msg, sizeof(msg)) == AFS_E_CONFLICT && fd == -1);
+	if (!strstr(msg, "uploads/sub/c.txt changed since verify: refused")) {
+		fprintf(stderr, "%s: message '%s'\n", what, msg);
+		CHECK(strstr(msg, "uploads/sub/c.txt changed since verify: refused") != NULL);
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Plans into a tree root/sub/c.txt (the one file of f's archive it
+ * replaces), then swaps things between the plan and the snapshot's read. */
+static void swapped_reads(struct fx *f, const char *tmp, const char *outside)
+{
+	char *root = join(tmp, "swap"), *c = join(tmp, "swap/sub/c.txt"), *sub = join(tmp, "swap/sub");
+	char *secret_dir = join(outside, "secretdir"), *away = join(tmp, "swap-away");
+	struct afs_uplan *p = NULL;
+	char msg[512] = "";
+	int fd = -1;
+
+	mkdir_at(tmp, "swap");
+	mkdir_at(root, "sub");
+	put(root, "sub/c.txt", "old c\n", 0640, T_OLDC);
+	mkdir_at(outside, "secretdir");
+	put(secret_dir, "c.txt", "SECRET", 0600, T_A);
+	CHECK(afs_uploads_plan(f->a, f->ix, root, &p, msg, sizeof(msg)) == AFS_OK && p);
+	if (!p)
+		return;
+	CHECK(afs_uploads_replaced_count(p) == 1);
+	/* unchanged: the file itself, from its first byte */
+	CHECK(afs_uploads_open_replaced(p, 0, &fd, msg, sizeof(msg)) == AFS_OK && fd >= 0);
+	CHECK(fd >= 0 && fd_holds(fd, "old c\n", 6));
+	if (fd >= 0)
+		close(fd);
+	/* the file is a symlink to another now */
+	CHECK(rename(c, join(tmp, "swap/sub/c.old")) == 0 && symlink(join(secret_dir, "c.txt"), c) == 0);
+	open_refused(p, "file symlink");
+	/* another file with the same bytes in its place */
+	CHECK(unlink(c) == 0);
+	put(root, "sub/c.txt", "old c\n", 0640, T_OLDC);
+	open_refused(p, "another file");
+	/* a fifo in its place: refused at once, not waited on */
+	CHECK(unlink(c) == 0 && mkfifo(c, 0644) == 0);
+	open_refused(p, "fifo");
+	CHECK(unlink(c) == 0 && rename(join(tmp, "swap/sub/c.old"), c) == 0);
+	/* the same file, grown */
+	put(root, "sub/c.txt", "old c, longer\n", 0640, T_OLDC);
+	open_refused(p, "grown");
+	/* the directory above it is a symlink to a directory holding a c.txt */
+	CHECK(rename(sub, join(tmp, "swap/sub.old")) == 0 && symlink(secret_dir, sub) == 0);
+	open_refused(p, "directory symlink");
+	CHECK(unlink(sub) == 0 && rename(join(tmp, "swap/sub.old"), sub) == 0);
+	/* the root itself renamed away and replaced by a symlink to a lookalike */
+	CHECK(rename(root, away) == 0 && symlink(secret_dir, root) == 0);
+	mkdir_at(secret_dir, "sub");
+	put(secret_dir, "sub/c.txt", "old c\n", 0600, T_OLDC);
+	fd = 99;
+	CHECK(afs_uploads_open_replaced(p, 0, &fd, msg, sizeof(msg)) == AFS_E_CONFLICT && fd == -1);
+	CHECK(strstr(msg, "changed since verify") != NULL);
+	CHECK(afs_uploads_merge(p, f->a, f->ix, NULL, NULL, msg, sizeof(msg)) == AFS_E_CONFLICT);
+	CHECK(same(secret_dir, "sub/c.txt", "old c\n", 6)); /* the merge wrote nothing there */
+	CHECK(same(secret_dir, "c.txt", "SECRET", 6));
+	CHECK(same(away, "sub/c.txt", "old c, longer\n", 14));
+	afs_uploads_plan_free(p);
+}
+
 static void add_bytes(void *ctx, uint64_t bytes)
 {
 	*(uint64_t *)ctx += bytes;
@@ -188,7 +269,7 @@ int main(void)
 	struct stat st;
 	uint32_t mode = 0;
 	int64_t mtime = 0;
-	uint64_t progressed = 0;
+	uint64_t size = 0, progressed = 0;
 	size_t left = 99;
 
 	/* ---- the live tree: keep.txt is not in the archive, sub/c.txt is old */
@@ -207,10 +288,11 @@ int main(void)
 	}
 	CHECK(afs_uploads_replaced_count(p) == 1);
 	if (afs_uploads_replaced_count(p) == 1) {
-		const char *r = afs_uploads_replaced(p, 0, &mode, &mtime);
+		const char *r = afs_uploads_replaced(p, 0, &mode, &mtime, &size);
 		CHECK(r && strcmp(r, "sub/c.txt") == 0);
 		CHECK(mode == (S_IFREG | 0640)); /* the live file's, for the snapshot */
 		CHECK(mtime == T_OLDC);
+		CHECK(size == 6);
 	}
 	/* "sub" exists already: only the two new files are created */
 	CHECK(afs_uploads_created_count(p) == 2);
@@ -322,6 +404,10 @@ int main(void)
 		p = NULL;
 	}
 
+	/* ---- the snapshot's reads: the replaced file as planned, and nothing
+	 * else once it, or a directory above it, has been swapped */
+	swapped_reads(&f, tmp, outside);
+
 	/* ---- "sub" is a regular file: refused */
 	char *flat = join(tmp, "flat");
 	mkdir_at(tmp, "flat");
@@ -347,7 +433,7 @@ int main(void)
 	/* ---- the uploads root must exist */
 	plan_refused(&f, join(tmp, "no-such-dir"), NULL);
 
-	/* ---- remove never follows a symlink */
+	/* ---- remove never follows a symlink, nor leaves the root by a path */
 	put(outside, "victim", "v\n", 0644, T_A);
 	{
 		const char *through[] = { "sub/victim" };
@@ -355,6 +441,15 @@ int main(void)
 		afs_uploads_remove(evil, through, 1, &left);
 		CHECK(same(outside, "victim", "v\n", 2));
 		CHECK(lst(evil, "sub", &st) == 0 && S_ISLNK(st.st_mode));
+	}
+	{
+		char *abs = join(tmp, "outside/victim");
+		const char *escapes[] = { "../outside/victim", "x/../../outside/victim", abs, "./victim", "", "a//b", "a/" };
+
+		mkdir_at(tmp, "inner");
+		left = 0;
+		CHECK(afs_uploads_remove(join(tmp, "inner"), escapes, 7, &left) == AFS_E_IO && left == 7);
+		CHECK(same(outside, "victim", "v\n", 2));
 	}
 	close_fx(&f);
 
