@@ -12,6 +12,7 @@
 #include "db.h"
 #include "index.h"
 #include "job.h"
+#include "log.h"
 #include "target.h"
 
 #define POLL_MS 100
@@ -84,7 +85,7 @@ int afs_cli_run(const char *command, const char *path, const struct afs_target *
 	if (err == AFS_OK)
 		err = afs_job_new(full, a, ix, t, &j);
 	if (err != AFS_OK) {
-		fprintf(stderr, "archfs: %s: %s\n", path, msg[0] ? msg : afs_strerror(err));
+		afs_log(AFS_LOG_ERR, "%s: %s", path, msg[0] ? msg : afs_strerror(err)); /* msg may name an entry */
 		goto out;
 	}
 	afs_job_on_log(j, show_line, &d);
@@ -120,7 +121,7 @@ int afs_cli_run(const char *command, const char *path, const struct afs_target *
 		rc = 0; /* the log's last line said so */
 	} else {
 		error = afs_job_error(j);
-		fprintf(stderr, "archfs: %s %s: %s\n", command, afs_state_name(st), error ? error : "unknown error");
+		afs_log(AFS_LOG_ERR, "%s %s: %s", command, afs_state_name(st), error ? error : "unknown error");
 		free(error);
 	}
 out:

@@ -268,7 +268,7 @@ int main(int argc, char *argv[])
 	else
 		err = afs_view_open(full ? full : archive, &target, seek_pool, log_line, &m.view, msg, sizeof(msg));
 	if (err != AFS_OK) {
-		fprintf(stderr, "archfs: %s: %s\n", archive, msg);
+		afs_log(AFS_LOG_ERR, "%s: %s", archive, msg); /* escaped: msg may name an archive entry */
 		goto out;
 	}
 	if (check_mountpoint(mountpoint) != 0 || add_fsname(&args, archive) != 0)
