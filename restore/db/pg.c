@@ -478,18 +478,20 @@ static enum afs_err read_header(struct pg_state *s)
 	return AFS_OK;
 }
 
+/* .status "dump": the header's strings come from the archive and go
+ * through the JSON writer (report.c), never pasted into JSON text. */
 static void publish_dump_info(struct pg_state *s)
 {
-	char *json = NULL;
+	char *pgr = tool(s, "pg_restore"), *json;
+	struct afs_dump_view v = { .format = "custom", .vmaj = s->hdr.vmaj, .vmin = s->hdr.vmin, .vrev = s->hdr.vrev,
+				   .server_version = s->hdr.server_version, .pg_dump_version = s->hdr.pg_dump_version,
+				   .restore_tool = pgr, .restore_tool_major = s->major };
 
-	if (asprintf(&json,
-		     "{\"format\":\"custom\",\"archive_version\":\"%d.%d-%d\",\"server_version\":\"%s\","
-		     "\"pg_dump_version\":\"%s\",\"pg_restore\":\"%s/pg_restore\",\"pg_restore_major\":%d}",
-		     s->hdr.vmaj, s->hdr.vmin, s->hdr.vrev, s->hdr.server_version ? s->hdr.server_version : "",
-		     s->hdr.pg_dump_version ? s->hdr.pg_dump_version : "", s->bindir, s->major) >= 0) {
+	json = pgr ? afs_report_dump(&v) : NULL;
+	if (json)
 		afs_job_set_dump_info(s->j, json);
-		free(json);
-	}
+	free(json);
+	free(pgr);
 }
 
 /* ------------------------------------------------------------- inspect */

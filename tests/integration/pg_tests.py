@@ -5,6 +5,7 @@ Each test creates its own databases: a source whose pg_dump -Fc goes into
 an archive in the application's format, and a live target."""
 import json
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -647,3 +648,61 @@ def t_pg_migrate_needs_createdb():
     check(r.returncode == 1 and "--migrate needs a role that may create databases" in r.stderr,
           "restore without CREATEDB: %d %s" % (r.returncode, r.stderr[-400:]))
     check(content(live) == before and staging_dbs() == [], "a refused --migrate changed something")
+
+
+# ------------------------------- secrets and hostile text (issue 11 items 5, 13 and 15)
+
+def header_strings(d):
+    """(offset, length) of the database name, server version and pg_dump
+    version strings of a custom-format dump's header."""
+    vmin, intsize, pos = d[6], d[8], 11
+
+    def read_int(pos):
+        v = int.from_bytes(d[pos + 1:pos + 1 + intsize], "little")
+        return (-v if d[pos] else v), pos + 1 + intsize
+    pos = pos + 1 if vmin >= 15 else read_int(pos)[1]
+    for _ in range(7):
+        pos = read_int(pos)[1]
+    out = []
+    for _ in range(3):
+        n, pos = read_int(pos)
+        out.append((pos, n))
+        pos += n
+    return out
+
+
+def log_escaped(b):
+    return b.replace(b"\n", b"\\n").replace(b"\r", b"\\r").replace(b"\t", b"\\t").replace(b"\x1b", b"\\x1b") \
+        .replace(b"\x7f", b"\\x7f")
+
+
+def t_pg_dump_header_text_escaped():
+    evil = {}
+
+    def patch(d):
+        d = bytearray(d)
+        for i, text in ((0, b'app"\ndb'), (1, b'9 "q" \\\nX forged\r\t\x1b[1m'), (2, b"7 '\"\x7f\nY forged")):
+            off, n = header_strings(d)[i]
+            evil[i] = (text + b"z" * n)[:n]
+            d[off:off + n] = evil[i]
+        return bytes(d)
+    archive, _ = pg_archive(entries=100, dump_bytes=patch)
+    live = new_db(3, 10, "old")
+    mount = Mount(archive, "--database", url(live))
+    with mount as m:
+        check(control(m, "verify") == 0, "verify refused")
+        s = wait_final(m)
+        log = open(os.path.join(m, ".log"), "rb").read()
+    check(s["state"] == "done", "verify: %s %s" % (s["state"], s["error"]))
+    dump = s["dump"]
+    check(dump is not None and dump["server_version"] == evil[1].decode() and
+          dump["pg_dump_version"] == evil[2].decode(), ".status dump: %r" % dump)
+    want = b"made by pg_dump %s from PostgreSQL %s" % (log_escaped(evil[2]), log_escaped(evil[1]))
+    check(want in log, ".log does not show the escaped versions %r: %r" % (want, log[-1500:]))
+    lines = log.split(b"\n")[:-1]
+    stamp = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d ")
+    check(all(stamp.match(x) for x in lines) and b"\r" not in log and b"\x1b" not in log,
+          ".log has a forged or raw line: %r" % [x for x in lines if not stamp.match(x)])
+    err = mount.stderr()
+    check(all(x.startswith("archfs: ") for x in err.splitlines()) and "\r" not in err and "\x1b" not in err,
+          "the daemon's stderr has a forged line: %r" % err[-1500:])
