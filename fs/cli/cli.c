@@ -140,6 +140,7 @@ bool afs_cli_is_command(const struct afs_args *a)
 int afs_cli_command(const struct afs_args *a)
 {
 	struct afs_target t = { 0 };
+	struct afs_target_opts o = a->target;
 	char msg[1024];
 	int rc;
 
@@ -148,11 +149,11 @@ int afs_cli_command(const struct afs_args *a)
 			a->nfuse > 0 ? a->fuse[0] : "--seek-cache");
 		return 2;
 	}
-	if (afs_target_from_options(&a->target, &t, msg, sizeof(msg)) != AFS_OK) {
+	o.backends = afs_db_backends; /* the URL is checked and masked by its backend */
+	if (afs_target_from_options(&o, &t, msg, sizeof(msg)) != AFS_OK) {
 		fprintf(stderr, "archfs: %s\n", msg);
 		return 2;
 	}
-	t.backends = afs_db_backends;
 	rc = afs_cli_run(a->pos[0], a->pos[1], &t);
 	afs_target_release(&t);
 	return rc;

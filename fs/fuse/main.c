@@ -239,11 +239,11 @@ int main(int argc, char *argv[])
 	}
 	archive = o.pos[0];
 	mountpoint = o.pos[1];
+	o.target.backends = afs_db_backends; /* the URL is checked and masked by its backend */
 	if (afs_target_from_options(&o.target, &target, msg, sizeof(msg)) != AFS_OK) {
 		fprintf(stderr, "archfs: %s\n", msg);
 		goto out;
 	}
-	target.backends = afs_db_backends;
 	seek_cap = seek_cache_bytes(o.seek_cache);
 	if (!seek_cap)
 		goto out;

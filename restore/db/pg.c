@@ -29,7 +29,9 @@
  * held on this backend's own connection from the flag step to the end, and
  * NOTIFY archfs_restore with a JSON payload at both ends.
  *
- * Passwords reach the children only as PGPASSWORD in their environment.
+ * Passwords reach the children only as PGPASSWORD in their environment,
+ * never on a command line; .status and logs show the URL as pg_mask()
+ * (libpq's own reading of it) allows.
  */
 #include <errno.h>
 #include <glob.h>
@@ -107,18 +109,27 @@ static const char *pq_reason(PGconn *c, char *buf, size_t len)
 	return buf;
 }
 
-/* libpq wants postgresql:// or postgres://; SQLAlchemy adds a driver. */
+/* libpq wants postgresql:// or postgres://; SQLAlchemy adds a driver
+ * (postgresql+psycopg2://).  A key=value connection string is as given. */
 static char *libpq_url(const char *url)
 {
-	const char *plus = strchr(url, '+'), *sep = strstr(url, "://");
+	size_t scheme = strspn(url, "abcdefghijklmnopqrstuvwxyz0123456789+.-");
 	char *out;
 
-	if (plus && sep && plus < sep) {
-		if (asprintf(&out, "postgresql%s", sep) < 0)
+	if (memchr(url, '+', scheme) && strncmp(url + scheme, "://", 3) == 0) {
+		if (asprintf(&out, "postgresql%s", url + scheme) < 0)
 			return NULL;
 		return out;
 	}
 	return strdup(url);
+}
+
+/* Overwrites and frees a string that may hold a password. */
+static void free_secret(char *s)
+{
+	if (s)
+		memset(s, 0, strlen(s));
+	free(s);
 }
 
 static PGconn *connect_url(const char *url, const char *appname)
@@ -1460,6 +1471,123 @@ static void pg_release(void *state)
 	free(s);
 }
 
+/* ---------------------------------------------------------- masking */
+
+/* The options target.c masks (afs_target_display): their values are
+ * secrets, or name where one is kept. */
+static bool secret_option(const char *keyword)
+{
+	static const char *const keys[] = { "password", "sslpassword", "passfile", "sslkey" };
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strcmp(keyword, keys[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Frees libpq's parse of a connection string, its secrets overwritten. */
+static void free_options(PQconninfoOption *opts)
+{
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (o->val && secret_option(o->keyword))
+			memset(o->val, 0, strlen(o->val));
+	PQconninfoFree(opts);
+}
+
+/* True when shown (libpq's parse of the display form) holds no secret
+ * (each is absent, empty or AFS_TARGET_MASK) and every other option of
+ * orig unchanged; a dbname that is itself a connection string is compared
+ * in its display form. */
+static bool shows_no_secret(const PQconninfoOption *orig, const PQconninfoOption *shown)
+{
+	for (; orig->keyword && shown->keyword; orig++, shown++) {
+		const char *want = orig->val && orig->val[0] ? orig->val : NULL;
+		const char *got = shown->val && shown->val[0] ? shown->val : NULL;
+		bool same;
+
+		if (strcmp(orig->keyword, shown->keyword) != 0)
+			return false;
+		if (secret_option(orig->keyword)) {
+			if (got && strcmp(got, AFS_TARGET_MASK) != 0)
+				return false;
+			continue;
+		}
+		same = (!want && !got) || (want && got && strcmp(want, got) == 0);
+		if (!same && want && got && strcmp(orig->keyword, "dbname") == 0) {
+			char *masked = afs_target_display(want);
+
+			same = masked && strcmp(masked, got) == 0;
+			free_secret(masked);
+		}
+		if (!same)
+			return false;
+	}
+	return !orig->keyword && !shown->keyword;
+}
+
+/* The first line of libpq's parse error, with every quoted part that is
+ * not a bare option name or a separator (it may be the URL, or a piece of
+ * the password) replaced by "...". */
+static void parse_reason(const char *err, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	for (const char *p = err; *p && *p != '\n' && o + 8 < outlen;) {
+		const char *close = *p == '"' ? strchr(p + 1, '"') : NULL;
+		size_t n = close ? (size_t)(close - p - 1) : 0;
+
+		if (!close) {
+			out[o++] = *p++;
+			continue;
+		}
+		if (n > 0 && n <= 24 && o + n + 2 < outlen &&
+		    (strspn(p + 1, "abcdefghijklmnopqrstuvwxyz_") == n || (n == 1 && strchr("=]:@/?&'", p[1])))) {
+			memcpy(out + o, p, n + 2);
+			o += n + 2;
+		} else {
+			memcpy(out + o, "\"...\"", 5);
+			o += 5;
+		}
+		p = close + 1;
+	}
+	out[o] = '\0';
+	afs_target_mask_password(out);
+}
+
+/* backend.h mask(): libpq's own reading of the URL (PQconninfoParse)
+ * decides what is a secret; the display form target.c makes is kept only
+ * when libpq, reading it, finds no secret and the same other options. */
+static char *pg_mask(const char *url, char *msg, size_t msglen)
+{
+	char *lurl = libpq_url(url), *shown = NULL, *lshown = NULL, *err = NULL, *out = NULL, why[256];
+	PQconninfoOption *orig = lurl ? PQconninfoParse(lurl, &err) : NULL, *disp = NULL;
+
+	if (!orig) {
+		if (err) {
+			parse_reason(err, why, sizeof(why));
+			snprintf(msg, msglen, "not a connection string libpq accepts: %s", why);
+		}
+		goto out;
+	}
+	shown = afs_target_display(url);
+	lshown = shown ? libpq_url(shown) : NULL;
+	disp = lshown ? PQconninfoParse(lshown, NULL) : NULL;
+	if (disp && shows_no_secret(orig, disp)) {
+		out = shown;
+		shown = NULL;
+	} else if (shown) {
+		out = strdup("(a PostgreSQL connection string that archfs cannot show without its password)");
+	}
+out:
+	PQfreemem(err);
+	free_options(orig);
+	free_options(disp);
+	free_secret(lurl);
+	free_secret(lshown);
+	free_secret(shown);
+	return out;
+}
+
 const struct afs_db_backend afs_pg_backend = {
 	.name = "postgresql",
 	.kind = AFS_DB_POSTGRESQL,
@@ -1475,4 +1603,5 @@ const struct afs_db_backend afs_pg_backend = {
 	.release = pg_release,
 	.flag_on = pg_flag_on,
 	.flag_off = pg_flag_off,
+	.mask = pg_mask,
 };

@@ -652,6 +652,66 @@ def t_pg_migrate_needs_createdb():
 
 # ------------------------------- secrets and hostile text (issue 11 items 5, 13 and 15)
 
+SECRET = "p@ss w/rd%"  # app_pw's password (scripts/pgcluster.sh), scram-sha-256: really needed
+SECRET_PARTS = ("p@ss", "w/rd", "p%40ss", "w%2Frd", "w%2frd", "ss%20w", "rd%25", "ss w")
+
+
+def spawned(path):
+    """The argv of every child the daemon spawned (its ARCHFS_TEST_ARGV_LOG hook)."""
+    data = open(path, "rb").read() if os.path.exists(path) else b""
+    return [rec.split(b"\0") for rec in data.split(b"\0\n") if rec]
+
+
+def t_pg_password_never_shown():
+    archive, _ = pg_archive(entries=2000)
+    host, port = server()
+    quoted = urllib.parse.quote(SECRET, safe="")
+    role = "archfs_q_%d" % os.getpid()
+    admin = connect("postgres")
+    admin.cursor().execute("DROP ROLE IF EXISTS %s" % role)
+    # trust auth for this role: its password is accepted, not needed, and must not appear either
+    admin.cursor().execute("CREATE ROLE %s LOGIN SUPERUSER PASSWORD %%s" % role, ("it's s3cr\\et",))
+    forms = (
+        ("URL user-info", lambda db: url(db, "app_pw", SECRET), True, SECRET_PARTS),
+        ("URL ?password=", lambda db: "postgresql+psycopg2://app_pw@/%s?host=%s&port=%s&password=%s"
+         % (db, host, port, quoted), True, SECRET_PARTS),
+        ("key=value", lambda db: "host=%s port=%s user=app_pw dbname=%s password='%s'" % (host, port, db, SECRET),
+         False, SECRET_PARTS),
+        ("key=value with \\' escapes", lambda db: "host=%s port=%s user=%s dbname=%s password = 'it\\'s s3cr\\\\et'"
+         % (host, port, role, db), False, ("s3cr",)),
+    )
+    lives = []
+    try:
+        for name, make, migrate, parts in forms:
+            live = new_db(3, 10, "old")
+            lives.append(live)
+            d = tempfile.mkdtemp(prefix="argv-", dir=H.WORK)
+            argv_log = os.path.join(d, "argv")
+            opts = ["--database", make(live), "--snapshot-dir", d] + (["--migrate", "true"] if migrate else [])
+            mount = Mount(archive, *opts, env={"ARCHFS_TEST_ARGV_LOG": argv_log})
+            with mount as m:
+                cmdline = open("/proc/%d/cmdline" % mount.proc.pid, "rb").read()
+                check(control(m, "restore") == 0, "%s: restore refused: %s" % (name, status(m)["error"]))
+                s = wait_final(m, timeout=120)
+                shown = {".status": read(m, ".status"), ".log": read(m, ".log")}
+            check(s["state"] == "done", "%s: %s %s" % (name, s["state"], s["error"]))
+            shown["the daemon's stderr"] = mount.stderr()
+            shown["the daemon's /proc/PID/cmdline"] = cmdline.decode(errors="replace")
+            shown["a child's argv"] = open(argv_log, "rb").read().decode(errors="replace")
+            for where, text in shown.items():
+                for part in parts:
+                    check(part not in text, "%s: '%s' of the password is in %s: %r" % (name, part, where, text[-800:]))
+            check(b"xxx" in cmdline, "%s: the daemon's argv is not masked: %r" % (name, cmdline))
+            progs = {os.path.basename(c[0].decode()) for c in spawned(argv_log)}
+            want = {"pg_restore", "psql", "pg_dump"} | ({"sh"} if migrate else set())
+            check(want <= progs, "%s: the hook did not see every child: %s" % (name, sorted(progs)))
+    finally:
+        for db in lives:
+            admin.cursor().execute('DROP DATABASE IF EXISTS "%s"' % db)
+        admin.cursor().execute("DROP ROLE IF EXISTS %s" % role)
+        admin.close()
+
+
 def header_strings(d):
     """(offset, length) of the database name, server version and pg_dump
     version strings of a custom-format dump's header."""
