@@ -29,6 +29,12 @@
  * held on this backend's own connection from the flag step to the end, and
  * NOTIFY archfs_restore with a JSON payload at both ends.
  *
+ * psql runs the backslash commands of what it reads: verify refuses a
+ * pg_restore (and, with --migrate, a pg_dump) without the \restrict fix of
+ * CVE-2025-8714, so that a hostile db.dump cannot run a shell command
+ * through psql (check_restrict()).  The other children (pg_restore --list,
+ * --file=/dev/null and --dbname, pg_dump --format=custom) run no psql.
+ *
  * Passwords reach the children only as PGPASSWORD in their environment,
  * never on a command line; .status and logs show the URL as pg_mask()
  * (libpq's own reading of it) allows.
@@ -341,6 +347,51 @@ static char *tool(struct pg_state *s, const char *name)
 	if (asprintf(&p, "%s/%s", s->bindir, name) < 0)
 		return NULL;
 	return p;
+}
+
+static void restrict_line(void *ctx, const char *line)
+{
+	if (strstr(line, "--restrict-key"))
+		*(bool *)ctx = true;
+}
+
+/* The restore pipes a script into psql (pg_restore --file=- | psql, and
+ * pg_dump | psql after --migrate), and psql runs the backslash commands
+ * it reads: a hostile db.dump can put "\! command" in any text that
+ * pg_restore prints as it is (an object's definition in the archive's
+ * table of contents, an object name in a comment line).  pg_restore and
+ * pg_dump with the fix of CVE-2025-8714 (PostgreSQL 17.6, 16.10, 15.14,
+ * 14.19, 13.22 and newer; they have --restrict-key) open every script
+ * with "\restrict KEY", a random key, and psql then refuses every
+ * backslash command but "\unrestrict KEY" up to the script's end.
+ * Verify, the staging restore of --migrate (pg_restore --dbname) and the
+ * snapshot (pg_dump --format=custom) involve no psql.  Refuses, at
+ * verify, tools without the fix. */
+static enum afs_err check_restrict(struct pg_state *s, bool migrate)
+{
+	const char *const names[] = { "pg_restore", migrate ? "pg_dump" : NULL };
+
+	for (size_t i = 0; i < 2 && names[i]; i++) {
+		char *path = tool(s, names[i]), tail[256];
+		const char *argv[] = { path, "--help", NULL };
+		bool has = false;
+		struct afs_proc_opts o = { .argv = argv, .line = restrict_line, .ctx = &has };
+		int st;
+
+		if (!path)
+			return afs_job_fail(s->j, AFS_E_NOMEM, "out of memory");
+		if (afs_proc_run(&o, &st, tail, sizeof(tail)) != AFS_OK)
+			has = false;
+		free(path);
+		if (!has)
+			return afs_job_fail(s->j, AFS_E_UNSUPPORTED,
+					    "%s/%s (PostgreSQL %d) lacks the fix of CVE-2025-8714 (it has no "
+					    "--restrict-key): the restore pipes its output into psql, where a hostile "
+					    "db.dump could run shell commands; install client tools of PostgreSQL 17.6, "
+					    "16.10, 15.14, 14.19, 13.22 or newer, or give --pg-bindir",
+					    s->bindir, names[i], s->major);
+	}
+	return AFS_OK;
 }
 
 /* ---------------------------------------------------------- the dump */
@@ -835,6 +886,9 @@ static enum afs_err pg_verify(struct afs_job *j, uint32_t dump, void **state)
 				    "install PostgreSQL %d or newer client tools (postgresql-client-%d) or give --pg-bindir",
 				    s->hdr.vmaj, s->hdr.vmin, s->hdr.pg_dump_version ? s->hdr.pg_dump_version : "?",
 				    s->major, afs_pgdump_major_for(s->hdr.vmin), afs_pgdump_major_for(s->hdr.vmin));
+	err = check_restrict(s, t->url && t->migrate);
+	if (err != AFS_OK)
+		return err;
 	if (t->url && afs_job_target_missing(j)) {
 		err = check_can_create(s);
 		if (err != AFS_OK)

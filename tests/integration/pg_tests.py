@@ -72,9 +72,12 @@ def new_db(users, entries, prefix):
     return name
 
 
-def pg_archive(users=25, entries=20000, dump_bytes=None):
-    """An archive of a fresh source database: (path, source db name)."""
+def pg_archive(users=25, entries=20000, dump_bytes=None, prepare=None):
+    """An archive of a fresh source database: (path, source db name);
+    prepare(name) may change the source before it is dumped."""
     src = new_db(users, entries, "new")
+    if prepare:
+        prepare(src)
     d = tempfile.mkdtemp(prefix="fx-pg-", dir=H.WORK)
     dump = os.path.join(d, "db.dump")
     host, port = server()
@@ -766,3 +769,62 @@ def t_pg_dump_header_text_escaped():
     err = mount.stderr()
     check(all(x.startswith("archfs: ") for x in err.splitlines()) and "\r" not in err and "\x1b" not in err,
           "the daemon's stderr has a forged line: %r" % err[-1500:])
+
+
+FAKE_OLD_PG_RESTORE = """#!/bin/bash
+# pg_restore as it was before the fix of CVE-2025-8714: no \\\\restrict in its scripts
+set -o pipefail
+%s "$@" | sed -e '/^\\\\restrict /d' -e '/^\\\\unrestrict /d' -e '/restrict-key/d'
+"""
+
+
+def hostile_dump_archive(d):
+    """An archive whose db.dump hides psql meta-commands: one in the
+    definition of a comment (bytes of the table of contents that pg_restore
+    prints as they are), one in a table name.  Each would create a file in d."""
+    filler = "A" * 200
+    pwned = (os.path.join(d, "pwned-definition"), os.path.join(d, "pwned-name"))
+
+    def prepare(src):
+        c = connect(src)
+        c.cursor().execute("COMMENT ON TABLE users IS %s", (filler,))
+        c.cursor().execute('CREATE TABLE "x\n\\! touch %s\n" (b int)' % pwned[1])
+        c.close()
+
+    def inject(data):
+        inj = "';\n\\! touch %s\n-- " % pwned[0]
+        check(data.count(filler.encode()) == 1, "the comment is not in the dump once")
+        return data.replace(filler.encode(), (inj + filler)[:len(filler)].encode())
+    archive, _ = pg_archive(entries=100, dump_bytes=inject, prepare=prepare)
+    return archive, pwned
+
+
+def t_pg_psql_meta_commands_not_run():
+    d = tempfile.mkdtemp(prefix="pwn-", dir=H.WORK)
+    archive, pwned = hostile_dump_archive(d)
+    live = new_db(3, 10, "old")
+    before, before_schema = content(live), schema(live)
+    # the installed tools (with the fix): psql refuses the commands, the transaction rolls back
+    opts, _ = target(live)
+    s = run_command(archive, opts)
+    check(not any(os.path.exists(p) for p in pwned), "a meta-command of db.dump ran: %s" % os.listdir(d))
+    check(s["state"] == "failed" and "backslash commands are restricted" in s["error"],
+          "hostile dump: %s %r" % (s["state"], s["error"]))
+    check(content(live) == before and schema(live) == before_schema, "the live database changed")
+    # tools without the fix (a pg_restore whose scripts have no \restrict): refused at verify
+    fake = os.path.join(d, "bin")
+    os.makedirs(fake)
+    with open(os.path.join(fake, "pg_restore"), "w") as f:
+        f.write(FAKE_OLD_PG_RESTORE % tool("pg_restore"))
+    os.chmod(os.path.join(fake, "pg_restore"), 0o755)
+    for name in ("psql", "pg_dump"):
+        os.symlink(tool(name), os.path.join(fake, name))
+    opts, _ = target(live, "--pg-bindir", fake)
+    s = run_command(archive, opts)
+    check(not any(os.path.exists(p) for p in pwned), "with an unfixed pg_restore a meta-command of db.dump ran: %s"
+          % os.listdir(d))
+    check(s["state"] == "failed" and "CVE-2025-8714" in s["error"] and fake in s["error"],
+          "unfixed pg_restore: %s %r" % (s["state"], s["error"]))
+    rc, err = verify(archive, "--database", url(live), "--pg-bindir", fake)
+    check(rc == 1 and "lacks the fix of CVE-2025-8714" in err, "verify with an unfixed pg_restore: %d %s" % (rc, err[-400:]))
+    check(content(live) == before and schema(live) == before_schema, "the live database changed")
