@@ -77,6 +77,15 @@ struct afs_db_backend {
 	/* Frees state and removes anything verify() staged; NULL is a no-op. */
 	void (*release)(void *state);
 
+	/* Optional: checks a database URL or connection string as the
+	 * backend's client library reads it, and returns (malloc'd) the form
+	 * .status and logs show: afs_target_display()'s when the library finds
+	 * no secret left in it and every other option unchanged, else a form
+	 * that shows none of it.  NULL when the library refuses the URL (msg
+	 * says why, without any of its secrets) or when out of memory (msg
+	 * left empty).  Called when the target is set, before any restore. */
+	char *(*mask)(const char *url, char *msg, size_t msglen);
+
 	/* Optional: tells other sessions of the database that a restore runs
 	 * (flag_on, from the flag step; AFS_E_BUSY when another restore holds
 	 * the flag) and that it ended with outcome "done", "failed" or

@@ -19,6 +19,7 @@
 #include "index.h"
 #include "job.h"
 #include "job_priv.h"
+#include "log.h"
 #include "manifest.h"
 #include "report.h"
 #include "stream.h"
@@ -123,11 +124,15 @@ static void log_append_locked(struct afs_job *j, const char *line)
 	j->loglen += (size_t)snprintf(j->log + j->loglen, need + 1, "%s %s\n", stamp, line);
 }
 
+/* One line of the log: control characters escaped (afs_log_escape), so
+ * that text from the archive (entry names, manifest fields, a child's
+ * output) cannot forge lines of .log or of the daemon's log. */
 static void vlog(struct afs_job *j, bool warn, const char *fmt, va_list ap)
 {
-	char line[1024];
+	char raw[1024], line[2048];
 
-	vsnprintf(line, sizeof(line), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	afs_log_escape(raw, line, sizeof(line));
 	pthread_mutex_lock(&j->mu);
 	log_append_locked(j, line);
 	if (warn && j->nwarnings < MAX_WARNINGS) {

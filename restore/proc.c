@@ -149,6 +149,37 @@ static void *relay(void *arg)
 	return NULL;
 }
 
+#if AFS_TEST_HOOKS
+/* Test hook: with ARCHFS_TEST_ARGV_LOG=FILE, every command line spawned
+ * is appended to FILE (each argument NUL-terminated, a newline after the
+ * last), so that a test sees every child's argv, as ps would show it,
+ * without sampling ps. */
+static void record_argv(const char *const *argv)
+{
+	const char *path = getenv("ARCHFS_TEST_ARGV_LOG");
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+	int fd;
+
+	if (!path || !(f = open_memstream(&buf, &len)))
+		return;
+	for (size_t i = 0; argv[i]; i++)
+		fwrite(argv[i], 1, strlen(argv[i]) + 1, f);
+	fputc('\n', f);
+	if (fclose(f) == 0 && (fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) >= 0) {
+		afs_write_all(fd, buf, len);
+		close(fd);
+	}
+	free(buf);
+}
+#else
+static void record_argv(const char *const *argv)
+{
+	(void)argv;
+}
+#endif
+
 /* Spawns argv with stdin from in_fd (or /dev/null when -1), stdout to
  * out_fd, stderr to err_fd.  0 or the posix_spawn error. */
 static int spawn(pid_t *pid, const char *const *argv, char **env, int in_fd, int out_fd, int err_fd)
@@ -170,6 +201,8 @@ static int spawn(pid_t *pid, const char *const *argv, char **env, int in_fd, int
 	posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
 	posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
 	rc = posix_spawnp(pid, argv[0], &fa, &attr, (char *const *)argv, env);
+	if (rc == 0)
+		record_argv(argv);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	return rc;

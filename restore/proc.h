@@ -37,7 +37,10 @@ struct afs_proc_opts {
  * for it (each child runs in its own process group, and the whole group
  * gets SIGTERM, then SIGKILL after two seconds);
  * AFS_E_IO when it could not be started.  tail receives the last lines of
- * its output (up to taillen - 1 bytes, NUL-terminated) for error messages. */
+ * its output (up to taillen - 1 bytes, NUL-terminated) for error messages.
+ * Test hook (-Dtest_hooks=true): with ARCHFS_TEST_ARGV_LOG=FILE in the
+ * environment, each spawned argv is appended to FILE (arguments
+ * NUL-terminated, a newline after the last). */
 enum afs_err afs_proc_run(const struct afs_proc_opts *o, int *status, char *tail, size_t taillen);
 
 #endif

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* JSON documents of the restore, built with cJSON. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
@@ -101,6 +102,34 @@ char *afs_report_flag(long pid, const char *archive, const char *started_at)
 	return finish(root, fail);
 }
 
+/* root (consumed) as one line, without a newline; NULL on fail. */
+static char *finish_line(cJSON *root, int fail)
+{
+	char *text = root && !fail ? cJSON_PrintUnformatted(root) : NULL, *out = text ? strdup(text) : NULL;
+
+	cJSON_free(text);
+	cJSON_Delete(root);
+	return out;
+}
+
+char *afs_report_dump(const struct afs_dump_view *v)
+{
+	cJSON *root = cJSON_CreateObject();
+	char version[48];
+	int fail = !root;
+
+	snprintf(version, sizeof(version), "%d.%d-%d", v->vmaj, v->vmin, v->vrev);
+	if (root) {
+		fail |= !cJSON_AddItemToObject(root, "format", str_or_null(v->format));
+		fail |= !cJSON_AddStringToObject(root, "archive_version", version);
+		fail |= !cJSON_AddStringToObject(root, "server_version", v->server_version ? v->server_version : "");
+		fail |= !cJSON_AddStringToObject(root, "pg_dump_version", v->pg_dump_version ? v->pg_dump_version : "");
+		fail |= !cJSON_AddItemToObject(root, "pg_restore", str_or_null(v->restore_tool));
+		fail |= !cJSON_AddNumberToObject(root, "pg_restore_major", v->restore_tool_major);
+	}
+	return finish_line(root, fail);
+}
+
 char *afs_report_notify(const char *event, long pid, const char *archive, const char *state)
 {
 	cJSON *root = cJSON_CreateObject();
@@ -112,17 +141,7 @@ char *afs_report_notify(const char *event, long pid, const char *archive, const 
 		fail |= !cJSON_AddItemToObject(root, "archive", str_or_null(archive));
 		fail |= !cJSON_AddItemToObject(root, "state", str_or_null(state));
 	}
-	if (fail) {
-		cJSON_Delete(root);
-		return NULL;
-	}
-	{
-		char *text = cJSON_PrintUnformatted(root), *out = text ? strdup(text) : NULL;
-
-		cJSON_free(text);
-		cJSON_Delete(root);
-		return out;
-	}
+	return finish_line(root, fail);
 }
 
 char *afs_report_snapshot_manifest(const char *created_at, enum afs_db_type type, const char *revision,

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The JSON that the restore writes: .status, the flag file and the
- * manifest of a pre-restore snapshot.  With restore/manifest.c (which reads
+/* The JSON that the restore writes: .status (with the dump's details),
+ * the flag file, NOTIFY payloads and the manifest of a pre-restore
+ * snapshot.  With restore/manifest.c (which reads
  * manifests) this is the only user of cJSON. */
 #ifndef AFS_REPORT_H
 #define AFS_REPORT_H
@@ -35,6 +36,22 @@ struct afs_status_view {
  * NULL when out of memory. */
 char *afs_report_status(const struct afs_status_view *v);
 char *afs_report_flag(long pid, const char *archive, const char *started_at);
+
+/* What a backend read from the header of a dump, for .status "dump".
+ * Strings come from the archive: any bytes, escaped by the JSON writer. */
+struct afs_dump_view {
+	const char *format;           /* "custom" */
+	int vmaj, vmin, vrev;         /* archive version, shown as "1.14-0" */
+	const char *server_version;   /* NULL: "" */
+	const char *pg_dump_version;  /* NULL: "" */
+	const char *restore_tool;     /* the client program that reads it: ".../pg_restore" */
+	int restore_tool_major;
+};
+
+/* The JSON object of v, one line ({"format", "archive_version",
+ * "server_version", "pg_dump_version", "pg_restore", "pg_restore_major"}),
+ * or NULL when out of memory. */
+char *afs_report_dump(const struct afs_dump_view *v);
 
 /* The payload of NOTIFY archfs_restore: {"event": "start"|"end", "pid",
  * "archive", "state" (at the end: done, failed or cancelled)}. */

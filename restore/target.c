@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "backend.h"
 #include "target.h"
 
 #define SNAPSHOT_PREFIX "archfs_pre_restore_"
@@ -37,25 +38,221 @@ enum afs_err afs_target_set_path(char **field, const char *path)
 	return AFS_OK;
 }
 
-/* The URL without the password of its user-info part ("user:pw@"). */
-static char *strip_password(const char *url)
-{
-	const char *scheme = strstr(url, "://");
-	const char *auth, *at, *colon, *end;
-	char *out;
+/* ------------------------------------------------------------ secrets */
 
-	if (!scheme)
-		return strdup(url);
-	auth = scheme + 3;
-	end = auth + strcspn(auth, "/?#");
-	at = memrchr(auth, '@', (size_t)(end - auth));
-	if (!at)
-		return strdup(url);
-	colon = memchr(auth, ':', (size_t)(at - auth));
-	if (!colon)
-		return strdup(url);
-	if (asprintf(&out, "%.*s%s", (int)(colon - url), url, at) < 0)
-		return NULL;
+/* The connection options whose values are secrets, as libpq names them:
+ * a password, the key file's passphrase, and the files they are read from. */
+static const char *const secret_keys[] = { "password", "sslpassword", "passfile", "sslkey" };
+
+/* Bytes [start, end) of a string that hold a secret; for the password of
+ * a URL's user-info, start is the ':' before it (the display drops both). */
+struct span {
+	size_t start, end;
+	bool userinfo;
+};
+
+struct spans {
+	struct span *v;
+	size_t n, cap;
+	bool nomem;
+};
+
+static void add_span(struct spans *sp, size_t start, size_t end, bool userinfo)
+{
+	if (sp->n == sp->cap) {
+		size_t cap = sp->cap ? 2 * sp->cap : 8;
+		struct span *grown = realloc(sp->v, cap * sizeof(*grown));
+
+		if (!grown) {
+			sp->nomem = true;
+			return;
+		}
+		sp->v = grown;
+		sp->cap = cap;
+	}
+	sp->v[sp->n++] = (struct span){ start, end, userinfo };
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The bytes of p that spell a secret option's name (any case; %XX
+ * sequences decoded when pct, as libpq decodes URL query names), or 0. */
+static size_t secret_key_at(const char *p, bool pct)
+{
+	char name[16];
+	size_t i = 0, n = 0;
+
+	while (n < sizeof(name) - 1) {
+		int c = (unsigned char)p[i];
+
+		if (pct && c == '%' && hexval(p[i + 1]) >= 0 && hexval(p[i + 2]) >= 0) {
+			c = hexval(p[i + 1]) * 16 + hexval(p[i + 2]);
+			i += 3;
+		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_') {
+			i++;
+		} else {
+			break;
+		}
+		name[n++] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+	}
+	name[n] = '\0';
+	for (size_t k = 0; k < sizeof(secret_keys) / sizeof(secret_keys[0]); k++)
+		if (strcmp(name, secret_keys[k]) == 0)
+			return i;
+	return 0;
+}
+
+/* Every URL in s ("scheme://"): the password of its user-info, as libpq
+ * reads it (from the first ':' up to the '@' before the first '/'; the
+ * last such '@', so that a raw '@', '?' or '#' in the password is covered;
+ * failing that, the last '@' before the first '?', for a raw '/' that
+ * libpq would misread), and the values of secret query parameters (up to
+ * the next '&'). */
+static void scan_urls(const char *s, struct spans *sp)
+{
+	for (const char *p = strstr(s, "://"); p; p = strstr(p + 3, "://")) {
+		const char *auth = p + 3, *end = auth + strcspn(auth, "/"), *at = NULL, *colon = NULL, *q;
+
+		for (const char *x = auth; x < end; x++)
+			if (*x == '@')
+				at = x;
+		if (!at)
+			for (const char *x = auth, *qm = auth + strcspn(auth, "?"); x < qm; x++)
+				if (*x == '@')
+					at = x;
+		if (at)
+			colon = memchr(auth, ':', (size_t)(at - auth));
+		if (colon)
+			add_span(sp, (size_t)(colon - s), (size_t)(at - s), true);
+		for (q = strchr(at ? at + 1 : auth, '?'); q; q = strchr(q, '&')) {
+			size_t k = secret_key_at(++q, true), vlen;
+
+			if (!k || q[k] != '=')
+				continue;
+			vlen = strcspn(q + k + 1, "&");
+			if (vlen)
+				add_span(sp, (size_t)(q + k + 1 - s), (size_t)(q + k + 1 + vlen - s), false);
+		}
+	}
+}
+
+static bool is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* Every "key = value" of a secret option, as libpq's conninfo_parse reads
+ * them: white space around '=', a value in single quotes (with \' and \\
+ * escapes) or up to the next white space (with \ escapes).  A key counts
+ * at the start, after white space, '=' or ',' (an argv item such as
+ * "--database=password=..." or "-o database=...,..."). */
+static void scan_pairs(const char *s, struct spans *sp)
+{
+	for (size_t i = 0; s[i]; i++) {
+		size_t k, v, e;
+		bool quoted;
+
+		if (i > 0 && !is_space(s[i - 1]) && s[i - 1] != '=' && s[i - 1] != ',')
+			continue;
+		if (!(k = secret_key_at(s + i, false)))
+			continue;
+		for (v = i + k; is_space(s[v]); v++)
+			;
+		if (s[v] != '=')
+			continue;
+		for (v++; is_space(s[v]); v++)
+			;
+		quoted = s[v] == '\'';
+		if (quoted)
+			v++;
+		for (e = v; s[e] && (quoted ? s[e] != '\'' : !is_space(s[e])); e++)
+			if (s[e] == '\\' && s[e + 1])
+				e++;
+		if (e > v)
+			add_span(sp, v, e, false);
+	}
+}
+
+static int span_cmp(const void *a, const void *b)
+{
+	const struct span *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* The secrets of s, sorted, overlapping ones merged (a merged span is
+ * userinfo only if all its parts are). */
+static void find_secrets(const char *s, struct spans *sp)
+{
+	size_t out = 0;
+
+	memset(sp, 0, sizeof(*sp));
+	scan_urls(s, sp);
+	scan_pairs(s, sp);
+	if (sp->nomem || sp->n == 0)
+		return;
+	qsort(sp->v, sp->n, sizeof(*sp->v), span_cmp);
+	for (size_t i = 1; i < sp->n; i++) {
+		struct span *last = &sp->v[out];
+
+		if (sp->v[i].start <= last->end) {
+			if (sp->v[i].end > last->end)
+				last->end = sp->v[i].end;
+			last->userinfo = last->userinfo && sp->v[i].userinfo;
+		} else {
+			sp->v[++out] = sp->v[i];
+		}
+	}
+	sp->n = out + 1;
+}
+
+void afs_target_mask_password(char *s)
+{
+	struct spans sp;
+
+	find_secrets(s, &sp);
+	if (sp.nomem) { /* fail closed: nothing of it is shown */
+		memset(s, 'x', strlen(s));
+		free(sp.v);
+		return;
+	}
+	for (size_t i = 0; i < sp.n; i++) {
+		size_t start = sp.v[i].start + (sp.v[i].userinfo ? 1 : 0);
+
+		memset(s + start, 'x', sp.v[i].end - start);
+	}
+	free(sp.v);
+}
+
+char *afs_target_display(const char *s)
+{
+	struct spans sp;
+	char *out = NULL;
+	size_t len = 0, at = 0;
+	FILE *f;
+
+	find_secrets(s, &sp);
+	f = sp.nomem ? NULL : open_memstream(&out, &len);
+	if (f) {
+		for (size_t i = 0; i < sp.n; i++) {
+			fwrite(s + at, 1, sp.v[i].start - at, f);
+			fputs(sp.v[i].userinfo ? "" : AFS_TARGET_MASK, f);
+			at = sp.v[i].end;
+		}
+		fputs(s + at, f);
+		if (fclose(f) != 0) {
+			free(out);
+			out = NULL;
+		}
+	}
+	free(sp.v);
 	return out;
 }
 
@@ -78,6 +275,44 @@ static enum afs_err relative_sqlite(const char *url, const char *rel, const char
 		 url, abs, query, rel);
 	free(abs);
 	return AFS_E_INVAL;
+}
+
+/* True when s reads as libpq's key=value connection string: it starts
+ * with a keyword and '=' ("host=/run/postgresql dbname=app"). */
+static bool is_conninfo(const char *s)
+{
+	size_t k;
+
+	while (is_space(*s))
+		s++;
+	k = strspn(s, "abcdefghijklmnopqrstuvwxyz_");
+	if (k == 0)
+		return false;
+	for (s += k; is_space(*s); s++)
+		;
+	return *s == '=';
+}
+
+/* The form of url that .status and logs show (*out, malloc'd): the
+ * backend's mask() when it has one (its client library's reading of the
+ * URL, which may also refuse it: AFS_E_INVAL with msg), else
+ * afs_target_display(). */
+static enum afs_err display_form(const struct afs_target *t, enum afs_db_type kind, const char *url, char **out,
+				 char *msg, size_t msglen)
+{
+	for (size_t i = 0; t->backends && t->backends[i]; i++) {
+		const struct afs_db_backend *be = t->backends[i];
+
+		if (be->kind != kind || !be->mask)
+			continue;
+		msg[0] = '\0';
+		*out = be->mask(url, msg, msglen);
+		if (*out)
+			return AFS_OK;
+		return msg[0] ? AFS_E_INVAL : AFS_E_NOMEM;
+	}
+	*out = afs_target_display(url);
+	return *out ? AFS_OK : AFS_E_NOMEM;
 }
 
 enum afs_err afs_target_set_database(struct afs_target *t, const char *url, char *msg, size_t msglen)
@@ -113,21 +348,26 @@ enum afs_err afs_target_set_database(struct afs_target *t, const char *url, char
 		for (size_t i = 0; i < sizeof(pg_schemes) / sizeof(pg_schemes[0]); i++)
 			if (strncmp(url, pg_schemes[i], strlen(pg_schemes[i])) == 0)
 				kind = AFS_DB_POSTGRESQL;
+		if (kind == AFS_DB_UNKNOWN && is_conninfo(url))
+			kind = AFS_DB_POSTGRESQL;
 		if (kind == AFS_DB_UNKNOWN) {
-			display = strip_password(url);
+			display = afs_target_display(url);
 			snprintf(msg, msglen,
-				 "database URL '%s': unknown scheme (use sqlite:////path or postgresql://...)",
+				 "database URL '%s': unknown scheme (use sqlite:////path, postgresql://... or a libpq "
+				 "key=value connection string)",
 				 display ? display : "?");
 			err = AFS_E_INVAL;
 			goto out;
 		}
 	}
 	copy = strdup(url);
-	display = strip_password(url);
-	if (!copy || !display) {
+	if (!copy) {
 		err = AFS_E_NOMEM;
 		goto out;
 	}
+	err = display_form(t, kind, url, &display, msg, msglen);
+	if (err != AFS_OK)
+		goto out;
 	free(t->url);
 	free(t->display_url);
 	free(t->db_path);
@@ -199,6 +439,7 @@ enum afs_err afs_target_from_options(const struct afs_target_opts *o, struct afs
 
 	memset(t, 0, sizeof(*t));
 	msg[0] = '\0';
+	t->backends = o->backends;
 	t->lock_wait = AFS_LOCK_WAIT_DEFAULT;
 	t->no_snapshot = o->no_snapshot;
 	t->terminate_blockers = o->terminate_blockers;
@@ -252,21 +493,6 @@ enum afs_err afs_target_from_options(const struct afs_target_opts *o, struct afs
 		afs_target_release(t);
 	}
 	return err;
-}
-
-void afs_target_mask_password(char *s)
-{
-	for (char *p = strstr(s, "://"); p; p = strstr(p, "://")) {
-		char *auth = p + 3, *end = auth + strcspn(auth, "/?#"), *at = NULL, *colon;
-
-		for (char *q = auth; q < end; q++)
-			if (*q == '@')
-				at = q;
-		colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-		if (colon)
-			memset(colon + 1, 'x', (size_t)(at - colon - 1));
-		p = end;
-	}
 }
 
 /* True when the file name in dir starts like a SQLite database. */

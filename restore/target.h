@@ -15,7 +15,7 @@ struct afs_db_backend;
 struct afs_target {
 	enum afs_db_type kind;  /* AFS_DB_UNKNOWN when no database is configured */
 	char *url;              /* the URL as given (may hold a password: never print it) */
-	char *display_url;      /* the URL without its password, for .status and logs */
+	char *display_url;      /* the URL with every secret masked, for .status and logs (afs_target_set_database) */
 	char *db_path;          /* SQLite: the absolute path of the database file */
 	char *uploads;          /* absolute path of the live uploads tree, or NULL */
 	char *migrate;          /* shell command run after the database step, or NULL */
@@ -35,7 +35,11 @@ struct afs_target {
 #define AFS_LOCK_WAIT_DEFAULT 60
 
 /* Sets t's database from url (sqlite:////absolute/path, postgresql://,
- * postgres://, postgresql+psycopg2://).  A relative SQLite URL
+ * postgres://, postgresql+psycopg2://, or a libpq key=value connection
+ * string such as "host=/run/postgresql dbname=app password='...'"), and
+ * its display_url: the backend's mask() of it when t->backends has one for
+ * its kind (a URL that backend refuses is refused here, AFS_E_INVAL),
+ * else afs_target_display().  A relative SQLite URL
  * (sqlite:///name.db, three slashes) is refused with AFS_E_INVAL and a
  * message naming the absolute form against the current directory: the
  * application resolves it against its own folder, which archfs cannot know.
@@ -53,6 +57,9 @@ bool afs_target_configured(const struct afs_target *t);
 struct afs_target_opts {
 	const char *database, *uploads, *migrate, *flag_file, *snapshot_dir, *pg_bindir, *lock_wait;
 	bool no_snapshot, terminate_blockers, create;
+	/* t->backends from the start, so that the database URL is checked and
+	 * masked by its backend (NULL: afs_target_display() alone) */
+	const struct afs_db_backend *const *backends;
 };
 
 /* Fills t (zeroed first) from o, with the environment fallbacks
@@ -83,9 +90,25 @@ struct afs_newfile {
  * fsync'd.  On error nothing is left behind and msg says why. */
 enum afs_err afs_target_create_file(const char *path, struct afs_newfile *how, char *msg, size_t msglen);
 
-/* Overwrites, in place, the password of every URL in s ("user:PASSWORD@")
- * with 'x's: archfs masks its own argv so that ps shows no password. */
+/* What a secret's value becomes in afs_target_display(). */
+#define AFS_TARGET_MASK "xxx"
+
+/* Overwrites in place, with 'x's (the length of s does not change), every
+ * secret that a database URL or libpq connection string in s holds, in
+ * every form libpq reads: the password of a URL's user-info
+ * ("user:PASSWORD@"), and the values of password, sslpassword, passfile
+ * and sslkey as URL query parameters (names percent-encoded or not) or as
+ * key=value pairs (quoted, 'with \' escapes', or not).  s may be any text
+ * holding such strings: archfs masks its own argv items ("--database=...",
+ * "-o database=...,uploads=...") so that ps shows no password.  More than
+ * the secret may be masked in text that is not a connection string. */
 void afs_target_mask_password(char *s);
+
+/* A malloc'd copy of s for .status and logs (NULL when out of memory):
+ * the same secrets as afs_target_mask_password() finds, the user-info
+ * password removed with its ':' ("postgresql://user@host/db") and every
+ * other secret value replaced by AFS_TARGET_MASK. */
+char *afs_target_display(const char *s);
 
 /* Frees the strings of t and zeroes it. */
 void afs_target_release(struct afs_target *t);

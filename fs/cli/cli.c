@@ -12,6 +12,7 @@
 #include "db.h"
 #include "index.h"
 #include "job.h"
+#include "log.h"
 #include "target.h"
 
 #define POLL_MS 100
@@ -84,7 +85,7 @@ int afs_cli_run(const char *command, const char *path, const struct afs_target *
 	if (err == AFS_OK)
 		err = afs_job_new(full, a, ix, t, &j);
 	if (err != AFS_OK) {
-		fprintf(stderr, "archfs: %s: %s\n", path, msg[0] ? msg : afs_strerror(err));
+		afs_log(AFS_LOG_ERR, "%s: %s", path, msg[0] ? msg : afs_strerror(err)); /* msg may name an entry */
 		goto out;
 	}
 	afs_job_on_log(j, show_line, &d);
@@ -120,7 +121,7 @@ int afs_cli_run(const char *command, const char *path, const struct afs_target *
 		rc = 0; /* the log's last line said so */
 	} else {
 		error = afs_job_error(j);
-		fprintf(stderr, "archfs: %s %s: %s\n", command, afs_state_name(st), error ? error : "unknown error");
+		afs_log(AFS_LOG_ERR, "%s %s: %s", command, afs_state_name(st), error ? error : "unknown error");
 		free(error);
 	}
 out:
@@ -139,6 +140,7 @@ bool afs_cli_is_command(const struct afs_args *a)
 int afs_cli_command(const struct afs_args *a)
 {
 	struct afs_target t = { 0 };
+	struct afs_target_opts o = a->target;
 	char msg[1024];
 	int rc;
 
@@ -147,11 +149,11 @@ int afs_cli_command(const struct afs_args *a)
 			a->nfuse > 0 ? a->fuse[0] : "--seek-cache");
 		return 2;
 	}
-	if (afs_target_from_options(&a->target, &t, msg, sizeof(msg)) != AFS_OK) {
+	o.backends = afs_db_backends; /* the URL is checked and masked by its backend */
+	if (afs_target_from_options(&o, &t, msg, sizeof(msg)) != AFS_OK) {
 		fprintf(stderr, "archfs: %s\n", msg);
 		return 2;
 	}
-	t.backends = afs_db_backends;
 	rc = afs_cli_run(a->pos[0], a->pos[1], &t);
 	afs_target_release(&t);
 	return rc;

@@ -241,11 +241,11 @@ int main(int argc, char *argv[])
 	}
 	archive = o.pos[0];
 	mountpoint = o.pos[1];
+	o.target.backends = afs_db_backends; /* the URL is checked and masked by its backend */
 	if (afs_target_from_options(&o.target, &target, msg, sizeof(msg)) != AFS_OK) {
 		fprintf(stderr, "archfs: %s\n", msg);
 		goto out;
 	}
-	target.backends = afs_db_backends;
 	seek_cap = seek_cache_bytes(o.seek_cache);
 	if (!seek_cap)
 		goto out;
@@ -270,7 +270,7 @@ int main(int argc, char *argv[])
 	else
 		err = afs_view_open(full ? full : archive, &target, seek_pool, log_line, &m.view, msg, sizeof(msg));
 	if (err != AFS_OK) {
-		fprintf(stderr, "archfs: %s: %s\n", archive, msg);
+		afs_log(AFS_LOG_ERR, "%s: %s", archive, msg); /* escaped: msg may name an archive entry */
 		goto out;
 	}
 	if (check_mountpoint(mountpoint) != 0 || add_fsname(&args, archive) != 0)

@@ -29,7 +29,15 @@
  * held on this backend's own connection from the flag step to the end, and
  * NOTIFY archfs_restore with a JSON payload at both ends.
  *
- * Passwords reach the children only as PGPASSWORD in their environment.
+ * psql runs the backslash commands of what it reads: verify refuses a
+ * pg_restore (and, with --migrate, a pg_dump) without the \restrict fix of
+ * CVE-2025-8714, so that a hostile db.dump cannot run a shell command
+ * through psql (check_restrict()).  The other children (pg_restore --list,
+ * --file=/dev/null and --dbname, pg_dump --format=custom) run no psql.
+ *
+ * Passwords reach the children only as PGPASSWORD in their environment,
+ * never on a command line; .status and logs show the URL as pg_mask()
+ * (libpq's own reading of it) allows.
  */
 #include <errno.h>
 #include <glob.h>
@@ -107,18 +115,27 @@ static const char *pq_reason(PGconn *c, char *buf, size_t len)
 	return buf;
 }
 
-/* libpq wants postgresql:// or postgres://; SQLAlchemy adds a driver. */
+/* libpq wants postgresql:// or postgres://; SQLAlchemy adds a driver
+ * (postgresql+psycopg2://).  A key=value connection string is as given. */
 static char *libpq_url(const char *url)
 {
-	const char *plus = strchr(url, '+'), *sep = strstr(url, "://");
+	size_t scheme = strspn(url, "abcdefghijklmnopqrstuvwxyz0123456789+.-");
 	char *out;
 
-	if (plus && sep && plus < sep) {
-		if (asprintf(&out, "postgresql%s", sep) < 0)
+	if (memchr(url, '+', scheme) && strncmp(url + scheme, "://", 3) == 0) {
+		if (asprintf(&out, "postgresql%s", url + scheme) < 0)
 			return NULL;
 		return out;
 	}
 	return strdup(url);
+}
+
+/* Overwrites and frees a string that may hold a password. */
+static void free_secret(char *s)
+{
+	if (s)
+		memset(s, 0, strlen(s));
+	free(s);
 }
 
 static PGconn *connect_url(const char *url, const char *appname)
@@ -332,6 +349,51 @@ static char *tool(struct pg_state *s, const char *name)
 	return p;
 }
 
+static void restrict_line(void *ctx, const char *line)
+{
+	if (strstr(line, "--restrict-key"))
+		*(bool *)ctx = true;
+}
+
+/* The restore pipes a script into psql (pg_restore --file=- | psql, and
+ * pg_dump | psql after --migrate), and psql runs the backslash commands
+ * it reads: a hostile db.dump can put "\! command" in any text that
+ * pg_restore prints as it is (an object's definition in the archive's
+ * table of contents, an object name in a comment line).  pg_restore and
+ * pg_dump with the fix of CVE-2025-8714 (PostgreSQL 17.6, 16.10, 15.14,
+ * 14.19, 13.22 and newer; they have --restrict-key) open every script
+ * with "\restrict KEY", a random key, and psql then refuses every
+ * backslash command but "\unrestrict KEY" up to the script's end.
+ * Verify, the staging restore of --migrate (pg_restore --dbname) and the
+ * snapshot (pg_dump --format=custom) involve no psql.  Refuses, at
+ * verify, tools without the fix. */
+static enum afs_err check_restrict(struct pg_state *s, bool migrate)
+{
+	const char *const names[] = { "pg_restore", migrate ? "pg_dump" : NULL };
+
+	for (size_t i = 0; i < 2 && names[i]; i++) {
+		char *path = tool(s, names[i]), tail[256];
+		const char *argv[] = { path, "--help", NULL };
+		bool has = false;
+		struct afs_proc_opts o = { .argv = argv, .line = restrict_line, .ctx = &has };
+		int st;
+
+		if (!path)
+			return afs_job_fail(s->j, AFS_E_NOMEM, "out of memory");
+		if (afs_proc_run(&o, &st, tail, sizeof(tail)) != AFS_OK)
+			has = false;
+		free(path);
+		if (!has)
+			return afs_job_fail(s->j, AFS_E_UNSUPPORTED,
+					    "%s/%s (PostgreSQL %d) lacks the fix of CVE-2025-8714 (it has no "
+					    "--restrict-key): the restore pipes its output into psql, where a hostile "
+					    "db.dump could run shell commands; install client tools of PostgreSQL 17.6, "
+					    "16.10, 15.14, 14.19, 13.22 or newer, or give --pg-bindir",
+					    s->bindir, names[i], s->major);
+	}
+	return AFS_OK;
+}
+
 /* ---------------------------------------------------------- the dump */
 
 /* The input callback: the next bytes of db.dump. */
@@ -478,18 +540,20 @@ static enum afs_err read_header(struct pg_state *s)
 	return AFS_OK;
 }
 
+/* .status "dump": the header's strings come from the archive and go
+ * through the JSON writer (report.c), never pasted into JSON text. */
 static void publish_dump_info(struct pg_state *s)
 {
-	char *json = NULL;
+	char *pgr = tool(s, "pg_restore"), *json;
+	struct afs_dump_view v = { .format = "custom", .vmaj = s->hdr.vmaj, .vmin = s->hdr.vmin, .vrev = s->hdr.vrev,
+				   .server_version = s->hdr.server_version, .pg_dump_version = s->hdr.pg_dump_version,
+				   .restore_tool = pgr, .restore_tool_major = s->major };
 
-	if (asprintf(&json,
-		     "{\"format\":\"custom\",\"archive_version\":\"%d.%d-%d\",\"server_version\":\"%s\","
-		     "\"pg_dump_version\":\"%s\",\"pg_restore\":\"%s/pg_restore\",\"pg_restore_major\":%d}",
-		     s->hdr.vmaj, s->hdr.vmin, s->hdr.vrev, s->hdr.server_version ? s->hdr.server_version : "",
-		     s->hdr.pg_dump_version ? s->hdr.pg_dump_version : "", s->bindir, s->major) >= 0) {
+	json = pgr ? afs_report_dump(&v) : NULL;
+	if (json)
 		afs_job_set_dump_info(s->j, json);
-		free(json);
-	}
+	free(json);
+	free(pgr);
 }
 
 /* ------------------------------------------------------------- inspect */
@@ -822,6 +886,9 @@ static enum afs_err pg_verify(struct afs_job *j, uint32_t dump, void **state)
 				    "install PostgreSQL %d or newer client tools (postgresql-client-%d) or give --pg-bindir",
 				    s->hdr.vmaj, s->hdr.vmin, s->hdr.pg_dump_version ? s->hdr.pg_dump_version : "?",
 				    s->major, afs_pgdump_major_for(s->hdr.vmin), afs_pgdump_major_for(s->hdr.vmin));
+	err = check_restrict(s, t->url && t->migrate);
+	if (err != AFS_OK)
+		return err;
 	if (t->url && afs_job_target_missing(j)) {
 		err = check_can_create(s);
 		if (err != AFS_OK)
@@ -1458,6 +1525,123 @@ static void pg_release(void *state)
 	free(s);
 }
 
+/* ---------------------------------------------------------- masking */
+
+/* The options target.c masks (afs_target_display): their values are
+ * secrets, or name where one is kept. */
+static bool secret_option(const char *keyword)
+{
+	static const char *const keys[] = { "password", "sslpassword", "passfile", "sslkey" };
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strcmp(keyword, keys[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Frees libpq's parse of a connection string, its secrets overwritten. */
+static void free_options(PQconninfoOption *opts)
+{
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (o->val && secret_option(o->keyword))
+			memset(o->val, 0, strlen(o->val));
+	PQconninfoFree(opts);
+}
+
+/* True when shown (libpq's parse of the display form) holds no secret
+ * (each is absent, empty or AFS_TARGET_MASK) and every other option of
+ * orig unchanged; a dbname that is itself a connection string is compared
+ * in its display form. */
+static bool shows_no_secret(const PQconninfoOption *orig, const PQconninfoOption *shown)
+{
+	for (; orig->keyword && shown->keyword; orig++, shown++) {
+		const char *want = orig->val && orig->val[0] ? orig->val : NULL;
+		const char *got = shown->val && shown->val[0] ? shown->val : NULL;
+		bool same;
+
+		if (strcmp(orig->keyword, shown->keyword) != 0)
+			return false;
+		if (secret_option(orig->keyword)) {
+			if (got && strcmp(got, AFS_TARGET_MASK) != 0)
+				return false;
+			continue;
+		}
+		same = (!want && !got) || (want && got && strcmp(want, got) == 0);
+		if (!same && want && got && strcmp(orig->keyword, "dbname") == 0) {
+			char *masked = afs_target_display(want);
+
+			same = masked && strcmp(masked, got) == 0;
+			free_secret(masked);
+		}
+		if (!same)
+			return false;
+	}
+	return !orig->keyword && !shown->keyword;
+}
+
+/* The first line of libpq's parse error, with every quoted part that is
+ * not a bare option name or a separator (it may be the URL, or a piece of
+ * the password) replaced by "...". */
+static void parse_reason(const char *err, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	for (const char *p = err; *p && *p != '\n' && o + 8 < outlen;) {
+		const char *close = *p == '"' ? strchr(p + 1, '"') : NULL;
+		size_t n = close ? (size_t)(close - p - 1) : 0;
+
+		if (!close) {
+			out[o++] = *p++;
+			continue;
+		}
+		if (n > 0 && n <= 24 && o + n + 2 < outlen &&
+		    (strspn(p + 1, "abcdefghijklmnopqrstuvwxyz_") == n || (n == 1 && strchr("=]:@/?&'", p[1])))) {
+			memcpy(out + o, p, n + 2);
+			o += n + 2;
+		} else {
+			memcpy(out + o, "\"...\"", 5);
+			o += 5;
+		}
+		p = close + 1;
+	}
+	out[o] = '\0';
+	afs_target_mask_password(out);
+}
+
+/* backend.h mask(): libpq's own reading of the URL (PQconninfoParse)
+ * decides what is a secret; the display form target.c makes is kept only
+ * when libpq, reading it, finds no secret and the same other options. */
+static char *pg_mask(const char *url, char *msg, size_t msglen)
+{
+	char *lurl = libpq_url(url), *shown = NULL, *lshown = NULL, *err = NULL, *out = NULL, why[256];
+	PQconninfoOption *orig = lurl ? PQconninfoParse(lurl, &err) : NULL, *disp = NULL;
+
+	if (!orig) {
+		if (err) {
+			parse_reason(err, why, sizeof(why));
+			snprintf(msg, msglen, "not a connection string libpq accepts: %s", why);
+		}
+		goto out;
+	}
+	shown = afs_target_display(url);
+	lshown = shown ? libpq_url(shown) : NULL;
+	disp = lshown ? PQconninfoParse(lshown, NULL) : NULL;
+	if (disp && shows_no_secret(orig, disp)) {
+		out = shown;
+		shown = NULL;
+	} else if (shown) {
+		out = strdup("(a PostgreSQL connection string that archfs cannot show without its password)");
+	}
+out:
+	PQfreemem(err);
+	free_options(orig);
+	free_options(disp);
+	free_secret(lurl);
+	free_secret(lshown);
+	free_secret(shown);
+	return out;
+}
+
 const struct afs_db_backend afs_pg_backend = {
 	.name = "postgresql",
 	.kind = AFS_DB_POSTGRESQL,
@@ -1473,4 +1657,5 @@ const struct afs_db_backend afs_pg_backend = {
 	.release = pg_release,
 	.flag_on = pg_flag_on,
 	.flag_off = pg_flag_off,
+	.mask = pg_mask,
 };

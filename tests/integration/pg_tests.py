@@ -5,6 +5,7 @@ Each test creates its own databases: a source whose pg_dump -Fc goes into
 an archive in the application's format, and a live target."""
 import json
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -71,9 +72,12 @@ def new_db(users, entries, prefix):
     return name
 
 
-def pg_archive(users=25, entries=20000, dump_bytes=None):
-    """An archive of a fresh source database: (path, source db name)."""
+def pg_archive(users=25, entries=20000, dump_bytes=None, prepare=None):
+    """An archive of a fresh source database: (path, source db name);
+    prepare(name) may change the source before it is dumped."""
     src = new_db(users, entries, "new")
+    if prepare:
+        prepare(src)
     d = tempfile.mkdtemp(prefix="fx-pg-", dir=H.WORK)
     dump = os.path.join(d, "db.dump")
     host, port = server()
@@ -647,3 +651,180 @@ def t_pg_migrate_needs_createdb():
     check(r.returncode == 1 and "--migrate needs a role that may create databases" in r.stderr,
           "restore without CREATEDB: %d %s" % (r.returncode, r.stderr[-400:]))
     check(content(live) == before and staging_dbs() == [], "a refused --migrate changed something")
+
+
+# ------------------------------- secrets and hostile text (issue 11 items 5, 13 and 15)
+
+SECRET = "p@ss w/rd%"  # app_pw's password (scripts/pgcluster.sh), scram-sha-256: really needed
+SECRET_PARTS = ("p@ss", "w/rd", "p%40ss", "w%2Frd", "w%2frd", "ss%20w", "rd%25", "ss w")
+
+
+def spawned(path):
+    """The argv of every child the daemon spawned (its ARCHFS_TEST_ARGV_LOG hook)."""
+    data = open(path, "rb").read() if os.path.exists(path) else b""
+    return [rec.split(b"\0") for rec in data.split(b"\0\n") if rec]
+
+
+def t_pg_password_never_shown():
+    archive, _ = pg_archive(entries=2000)
+    host, port = server()
+    quoted = urllib.parse.quote(SECRET, safe="")
+    role = "archfs_q_%d" % os.getpid()
+    admin = connect("postgres")
+    admin.cursor().execute("DROP ROLE IF EXISTS %s" % role)
+    # trust auth for this role: its password is accepted, not needed, and must not appear either
+    admin.cursor().execute("CREATE ROLE %s LOGIN SUPERUSER PASSWORD %%s" % role, ("it's s3cr\\et",))
+    forms = (
+        ("URL user-info", lambda db: url(db, "app_pw", SECRET), True, SECRET_PARTS),
+        ("URL ?password=", lambda db: "postgresql+psycopg2://app_pw@/%s?host=%s&port=%s&password=%s"
+         % (db, host, port, quoted), True, SECRET_PARTS),
+        ("key=value", lambda db: "host=%s port=%s user=app_pw dbname=%s password='%s'" % (host, port, db, SECRET),
+         False, SECRET_PARTS),
+        ("key=value with \\' escapes", lambda db: "host=%s port=%s user=%s dbname=%s password = 'it\\'s s3cr\\\\et'"
+         % (host, port, role, db), False, ("s3cr",)),
+    )
+    lives = []
+    try:
+        for name, make, migrate, parts in forms:
+            live = new_db(3, 10, "old")
+            lives.append(live)
+            d = tempfile.mkdtemp(prefix="argv-", dir=H.WORK)
+            argv_log = os.path.join(d, "argv")
+            opts = ["--database", make(live), "--snapshot-dir", d] + (["--migrate", "true"] if migrate else [])
+            mount = Mount(archive, *opts, env={"ARCHFS_TEST_ARGV_LOG": argv_log})
+            with mount as m:
+                cmdline = open("/proc/%d/cmdline" % mount.proc.pid, "rb").read()
+                check(control(m, "restore") == 0, "%s: restore refused: %s" % (name, status(m)["error"]))
+                s = wait_final(m, timeout=120)
+                shown = {".status": read(m, ".status"), ".log": read(m, ".log")}
+            check(s["state"] == "done", "%s: %s %s" % (name, s["state"], s["error"]))
+            shown["the daemon's stderr"] = mount.stderr()
+            shown["the daemon's /proc/PID/cmdline"] = cmdline.decode(errors="replace")
+            shown["a child's argv"] = open(argv_log, "rb").read().decode(errors="replace")
+            for where, text in shown.items():
+                for part in parts:
+                    check(part not in text, "%s: '%s' of the password is in %s: %r" % (name, part, where, text[-800:]))
+            check(b"xxx" in cmdline, "%s: the daemon's argv is not masked: %r" % (name, cmdline))
+            progs = {os.path.basename(c[0].decode()) for c in spawned(argv_log)}
+            want = {"pg_restore", "psql", "pg_dump"} | ({"sh"} if migrate else set())
+            check(want <= progs, "%s: the hook did not see every child: %s" % (name, sorted(progs)))
+    finally:
+        for db in lives:
+            admin.cursor().execute('DROP DATABASE IF EXISTS "%s"' % db)
+        admin.cursor().execute("DROP ROLE IF EXISTS %s" % role)
+        admin.close()
+
+
+def header_strings(d):
+    """(offset, length) of the database name, server version and pg_dump
+    version strings of a custom-format dump's header."""
+    vmin, intsize, pos = d[6], d[8], 11
+
+    def read_int(pos):
+        v = int.from_bytes(d[pos + 1:pos + 1 + intsize], "little")
+        return (-v if d[pos] else v), pos + 1 + intsize
+    pos = pos + 1 if vmin >= 15 else read_int(pos)[1]
+    for _ in range(7):
+        pos = read_int(pos)[1]
+    out = []
+    for _ in range(3):
+        n, pos = read_int(pos)
+        out.append((pos, n))
+        pos += n
+    return out
+
+
+def log_escaped(b):
+    return b.replace(b"\n", b"\\n").replace(b"\r", b"\\r").replace(b"\t", b"\\t").replace(b"\x1b", b"\\x1b") \
+        .replace(b"\x7f", b"\\x7f")
+
+
+def t_pg_dump_header_text_escaped():
+    evil = {}
+
+    def patch(d):
+        d = bytearray(d)
+        for i, text in ((0, b'app"\ndb'), (1, b'9 "q" \\\nX forged\r\t\x1b[1m'), (2, b"7 '\"\x7f\nY forged")):
+            off, n = header_strings(d)[i]
+            evil[i] = (text + b"z" * n)[:n]
+            d[off:off + n] = evil[i]
+        return bytes(d)
+    archive, _ = pg_archive(entries=100, dump_bytes=patch)
+    live = new_db(3, 10, "old")
+    mount = Mount(archive, "--database", url(live))
+    with mount as m:
+        check(control(m, "verify") == 0, "verify refused")
+        s = wait_final(m)
+        log = open(os.path.join(m, ".log"), "rb").read()
+    check(s["state"] == "done", "verify: %s %s" % (s["state"], s["error"]))
+    dump = s["dump"]
+    check(dump is not None and dump["server_version"] == evil[1].decode() and
+          dump["pg_dump_version"] == evil[2].decode(), ".status dump: %r" % dump)
+    want = b"made by pg_dump %s from PostgreSQL %s" % (log_escaped(evil[2]), log_escaped(evil[1]))
+    check(want in log, ".log does not show the escaped versions %r: %r" % (want, log[-1500:]))
+    lines = log.split(b"\n")[:-1]
+    stamp = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d ")
+    check(all(stamp.match(x) for x in lines) and b"\r" not in log and b"\x1b" not in log,
+          ".log has a forged or raw line: %r" % [x for x in lines if not stamp.match(x)])
+    err = mount.stderr()
+    check(all(x.startswith("archfs: ") for x in err.splitlines()) and "\r" not in err and "\x1b" not in err,
+          "the daemon's stderr has a forged line: %r" % err[-1500:])
+
+
+FAKE_OLD_PG_RESTORE = """#!/bin/bash
+# pg_restore as it was before the fix of CVE-2025-8714: no \\\\restrict in its scripts
+set -o pipefail
+%s "$@" | sed -e '/^\\\\restrict /d' -e '/^\\\\unrestrict /d' -e '/restrict-key/d'
+"""
+
+
+def hostile_dump_archive(d):
+    """An archive whose db.dump hides psql meta-commands: one in the
+    definition of a comment (bytes of the table of contents that pg_restore
+    prints as they are), one in a table name.  Each would create a file in d."""
+    filler = "A" * 200
+    pwned = (os.path.join(d, "pwned-definition"), os.path.join(d, "pwned-name"))
+
+    def prepare(src):
+        c = connect(src)
+        c.cursor().execute("COMMENT ON TABLE users IS %s", (filler,))
+        c.cursor().execute('CREATE TABLE "x\n\\! touch %s\n" (b int)' % pwned[1])
+        c.close()
+
+    def inject(data):
+        inj = "';\n\\! touch %s\n-- " % pwned[0]
+        check(data.count(filler.encode()) == 1, "the comment is not in the dump once")
+        return data.replace(filler.encode(), (inj + filler)[:len(filler)].encode())
+    archive, _ = pg_archive(entries=100, dump_bytes=inject, prepare=prepare)
+    return archive, pwned
+
+
+def t_pg_psql_meta_commands_not_run():
+    d = tempfile.mkdtemp(prefix="pwn-", dir=H.WORK)
+    archive, pwned = hostile_dump_archive(d)
+    live = new_db(3, 10, "old")
+    before, before_schema = content(live), schema(live)
+    # the installed tools (with the fix): psql refuses the commands, the transaction rolls back
+    opts, _ = target(live)
+    s = run_command(archive, opts)
+    check(not any(os.path.exists(p) for p in pwned), "a meta-command of db.dump ran: %s" % os.listdir(d))
+    check(s["state"] == "failed" and "backslash commands are restricted" in s["error"],
+          "hostile dump: %s %r" % (s["state"], s["error"]))
+    check(content(live) == before and schema(live) == before_schema, "the live database changed")
+    # tools without the fix (a pg_restore whose scripts have no \restrict): refused at verify
+    fake = os.path.join(d, "bin")
+    os.makedirs(fake)
+    with open(os.path.join(fake, "pg_restore"), "w") as f:
+        f.write(FAKE_OLD_PG_RESTORE % tool("pg_restore"))
+    os.chmod(os.path.join(fake, "pg_restore"), 0o755)
+    for name in ("psql", "pg_dump"):
+        os.symlink(tool(name), os.path.join(fake, name))
+    opts, _ = target(live, "--pg-bindir", fake)
+    s = run_command(archive, opts)
+    check(not any(os.path.exists(p) for p in pwned), "with an unfixed pg_restore a meta-command of db.dump ran: %s"
+          % os.listdir(d))
+    check(s["state"] == "failed" and "CVE-2025-8714" in s["error"] and fake in s["error"],
+          "unfixed pg_restore: %s %r" % (s["state"], s["error"]))
+    rc, err = verify(archive, "--database", url(live), "--pg-bindir", fake)
+    check(rc == 1 and "lacks the fix of CVE-2025-8714" in err, "verify with an unfixed pg_restore: %d %s" % (rc, err[-400:]))
+    check(content(live) == before and schema(live) == before_schema, "the live database changed")

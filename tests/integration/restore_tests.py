@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import stat
@@ -1035,3 +1036,47 @@ def t_created_list_honoured_only_from_own_snapshot():
             check(os.path.exists(path) and open(path, "rb").read() == keep,
                   "%s: keep.txt was removed on the word of an archive that is not archfs's snapshot" % what)
             check(len(warned) == 1, "%s: no warning: %s" % (what, s["warnings"]))
+
+
+# ------------------------------------- text from the archive in .log (issue 11 item 13)
+
+def t_log_lines_escape_archive_text():
+    d = tempfile.mkdtemp(prefix="fx-esc-", dir=H.WORK)
+    db = os.path.join(d, "db.sqlite")
+    mkarchive.make_sqlite(db)
+    archive = os.path.join(d, "backup.zip")
+    rev = "abc\r\x1b[2Jforged\nline"
+    evil = "uploads/evil\n2026-01-01T00:00:00 step: done"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("manifest.json", json.dumps({"alembic_revision": rev, "app_version": "4.2.0",
+                                                "created_at": "2026-11-20T10:15:02", "db_type": "sqlite"}))
+        z.write(db, "db.sqlite")
+        z.writestr("uploads/ok.txt", "ok")
+        link = zipfile.ZipInfo(evil)
+        link.create_system = 3
+        link.external_attr = 0o120777 << 16  # a symbolic link: refused by the uploads step
+        z.writestr(link, "ok.txt")
+    live = Live()
+    mount = Mount(archive, *live.opts())
+    with mount as m:
+        check(control(m, "restore") == 0, "restore refused")
+        s = wait_final(m)
+        log = open(os.path.join(m, ".log"), "rb").read()
+    check(s["state"] == "failed" and evil in s["error"], "state %s: %r" % (s["state"], s["error"]))
+    lines = log.split(b"\n")[:-1]
+    stamp = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d ")
+    check(all(stamp.match(x) for x in lines) and b"\r" not in log and b"\x1b" not in log,
+          ".log has a forged or raw line: %r" % [x for x in lines if not stamp.match(x)])
+    check(b"uploads/evil\\n2026-01-01T00:00:00 step: done" in log, ".log does not show the name escaped: %r" % log[-1500:])
+    check(b"Alembic revision abc\\r\\x1b[2Jforged\\nline" in log, ".log does not show the revision escaped: %r" % log[-1500:])
+    err = mount.stderr()
+    check(all(x.startswith("archfs: ") for x in err.split("\n")[:-1]) and "\r" not in err and "\x1b" not in err,
+          "the daemon's stderr has a forged line: %r" % err[-1500:])
+    # the command line: its log lines and its last word, the error
+    r = subprocess.run([H.ARCHFS, "restore", archive, *live.opts()], capture_output=True, timeout=120)
+    lines = r.stderr.split(b"\n")[:-1]
+    check(r.returncode == 1 and b"\r" not in r.stderr and b"\x1b" not in r.stderr and
+          all(x.startswith(b"archfs: ") or re.match(rb"^\d+ [a-z]+$", x) for x in lines),
+          "archfs restore's stderr has a forged line: %r" % r.stderr[-1500:])
+    check(lines[-1].startswith(b"archfs: restore failed: ") and b"evil\\n2026" in lines[-1],
+          "archfs restore's last line: %r" % lines[-1])

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "db.h"
 #include "target.h"
 #include "testutil.h"
 
@@ -158,6 +159,127 @@ static void test_create_file(const char *tmp)
 	CHECK(afs_target_create_file(p, &how, msg, sizeof(msg)) != AFS_OK && has(msg, "cf-none"));
 	CHECK(stat(p, &st) != 0);
 	umask(old);
+}
+
+/* One form: display and in-place mask as expected, neither holding
+ * secret; the in-place mask keeps the length. */
+static void masks(const char *in, const char *want_display, const char *want_inplace, const char *secret)
+{
+	char *shown = afs_target_display(in), *copy = strdup(in);
+
+	CHECK(shown && copy);
+	if (!shown || !copy)
+		goto out;
+	afs_target_mask_password(copy);
+	if (!eq(shown, want_display) || (want_inplace && !eq(copy, want_inplace)) || has(shown, secret) ||
+	    has(copy, secret) || strlen(copy) != strlen(in)) {
+		fprintf(stderr, "masking '%s': display '%s' (want '%s'), in place '%s' (want '%s')\n", in, shown,
+			want_display, copy, want_inplace ? want_inplace : "no secret");
+		CHECK(0);
+	}
+out:
+	free(shown);
+	free(copy);
+}
+
+/* The PostgreSQL backend's mask(): libpq's reading of in (PQconninfoParse)
+ * agrees with the display (want, NULL: refused), which never holds secret. */
+static void libpq_masks(const char *in, const char *want, const char *secret)
+{
+	char msg[512] = "", *shown = afs_pg_backend.mask(in, msg, sizeof(msg));
+
+	if (!eq(shown, want) && !(want == NULL && shown == NULL)) {
+		fprintf(stderr, "libpq mask of '%s': '%s' (%s), want '%s'\n", in, shown ? shown : "(refused)", msg,
+			want ? want : "(refused)");
+		CHECK(0);
+	}
+	CHECK(!has(shown, secret) && !has(msg, secret));
+	CHECK(shown || msg[0]); /* a refusal says why */
+	free(shown);
+}
+
+/* Every form libpq reads a secret in, for argv (in place), .status and logs. */
+static void test_masking(void)
+{
+	struct afs_target t = { 0 };
+	struct afs_target_opts o = { .backends = afs_db_backends };
+	char msg[512] = "";
+
+	/* URL user-info: the display drops the password, argv keeps the length */
+	masks("postgresql://u:secret@h:5432/db", "postgresql://u@h:5432/db", "postgresql://u:xxxxxx@h:5432/db", "secret");
+	masks("postgresql://u:s%40cr%2Ft@h/db", "postgresql://u@h/db", "postgresql://u:xxxxxxxxxx@h/db", "cr%2Ft");
+	/* libpq takes the user-info up to the first '/': a raw '?' or '#' is password */
+	masks("postgresql://u:se?cr#et@h/db?sslmode=require", "postgresql://u@h/db?sslmode=require", NULL, "cr#et");
+	masks("postgresql://u:se@cret@h/db", "postgresql://u@h/db", NULL, "cret@");
+	/* a raw '/' libpq misreads (the user-info ends there for it): masked all the same */
+	masks("postgresql://u:se/cret@h/db?sslmode=require", "postgresql://u@h/db?sslmode=require", NULL, "cret");
+	masks("postgresql://h:5432/db?user=a@b", "postgresql://h:5432/db?user=a@b", NULL, "\x01");
+	/* URL query: password, sslpassword, passfile, sslkey; names percent-encoded */
+	masks("postgresql://u@h/db?password=secret", "postgresql://u@h/db?password=xxx",
+	      "postgresql://u@h/db?password=xxxxxx", "secret");
+	masks("postgresql://u@h/db?sslmode=require&password=secret&port=5",
+	      "postgresql://u@h/db?sslmode=require&password=xxx&port=5", NULL, "secret");
+	masks("postgres://h/db?pass%77ord=secret&%70assword=secret2", "postgres://h/db?pass%77ord=xxx&%70assword=xxx",
+	      NULL, "secret");
+	masks("postgresql://h/db?sslpassword=secret&passfile=/x/secret&sslkey=/k/secret&user=u",
+	      "postgresql://h/db?sslpassword=xxx&passfile=xxx&sslkey=xxx&user=u", NULL, "secret");
+	masks("postgresql+psycopg2://u:secret@/db?host=/run/pg&password=secret2",
+	      "postgresql+psycopg2://u@/db?host=/run/pg&password=xxx", NULL, "secret");
+	/* key=value: spaces around '=', quotes with \' and \\ escapes, \ escapes */
+	masks("host=h user=u password=secret dbname=db", "host=h user=u password=xxx dbname=db",
+	      "host=h user=u password=xxxxxx dbname=db", "secret");
+	masks("host=h password='se cret' dbname=db", "host=h password='xxx' dbname=db",
+	      "host=h password='xxxxxxx' dbname=db", "cret");
+	masks("password='it\\'s se\\\\cret' host=h", "password='xxx' host=h", NULL, "cret");
+	masks("password = secret\thost=h", "password = xxx\thost=h", NULL, "secret");
+	masks("password=se\\ cret host=h passfile = '/p/secret' sslpassword=secret sslkey=/k/secret",
+	      "password=xxx host=h passfile = 'xxx' sslpassword=xxx sslkey=xxx", NULL, "secret");
+	masks("dbname=postgresql://u:secret@h/db host=h", "dbname=postgresql://u@h/db host=h", NULL, "secret");
+	/* argv items as given on the command line */
+	masks("--database=postgresql://u:secret@h/db", "--database=postgresql://u@h/db", NULL, "secret");
+	masks("--database=host=h password=secret", "--database=host=h password=xxx", NULL, "secret");
+	masks("database=postgresql://u@h/db?password=secret,uploads=/up", "database=postgresql://u@h/db?password=xxx",
+	      NULL, "secret");
+	masks("database=host=h password=secret,uploads=/up", "database=host=h password=xxx", NULL, "secret");
+	/* nothing secret: unchanged */
+	masks("postgresql://u@h/db?sslmode=require", "postgresql://u@h/db?sslmode=require",
+	      "postgresql://u@h/db?sslmode=require", "\x01");
+	masks("user=passwordless host=password dbname=sslkeys", "user=passwordless host=password dbname=sslkeys",
+	      "user=passwordless host=password dbname=sslkeys", "\x01");
+	masks("", "", "", "\x01");
+
+	/* libpq's own reading agrees: what it takes for a secret is gone */
+	libpq_masks("postgresql://u:secret@h:5432/db", "postgresql://u@h:5432/db", "secret");
+	libpq_masks("postgresql+psycopg2://u@/db?host=/run/pg&pass%77ord=secret",
+		    "postgresql+psycopg2://u@/db?host=/run/pg&pass%77ord=xxx", "secret");
+	libpq_masks("host=h password='it\\'s se\\\\cret' dbname=db", "host=h password='xxx' dbname=db", "cret");
+	libpq_masks("postgresql://u@h/db?sslpassword=secret&sslkey=/k/secret&passfile=/p/secret",
+		    "postgresql://u@h/db?sslpassword=xxx&sslkey=xxx&passfile=xxx", "secret");
+	/* a display whose other options would differ is not shown at all */
+	libpq_masks("postgresql://u:se@cret@h/db",
+		    "(a PostgreSQL connection string that archfs cannot show without its password)", "cret");
+	libpq_masks("postgresql://u:se/cret@h/db",
+		    "(a PostgreSQL connection string that archfs cannot show without its password)", "cret");
+	/* what libpq refuses is refused, its message without the secret */
+	libpq_masks("postgresql://u:secret@h/db?bogus=secret", NULL, "secret");
+	libpq_masks("host=h password='secret", NULL, "secret");
+	libpq_masks("postgresql://u:secret@[::1/db", NULL, "secret");
+
+	/* the target: a key=value string is PostgreSQL, shown masked */
+	o.database = "host=/run/pg user=u password='se cret' dbname=app";
+	CHECK(afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK);
+	CHECK(t.kind == AFS_DB_POSTGRESQL && eq(t.url, o.database));
+	CHECK(eq(t.display_url, "host=/run/pg user=u password='xxx' dbname=app"));
+	afs_target_release(&t);
+	o.database = "postgresql://u:secret@h/db?password=secret&bogus=1";
+	msg[0] = '\0';
+	CHECK(afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_E_INVAL);
+	CHECK(has(msg, "--database") && has(msg, "libpq") && !has(msg, "secret"));
+	o.database = "postgresql://u@h/db?password=secret";
+	o.backends = NULL; /* without a backend: target.c's display alone */
+	CHECK(afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK);
+	CHECK(eq(t.display_url, "postgresql://u@h/db?password=xxx"));
+	afs_target_release(&t);
 }
 
 int main(void)
@@ -383,6 +505,7 @@ int main(void)
 	CHECK(unsetenv("UPLOAD_FOLDER") == 0);
 
 	test_create_file(tmp);
+	test_masking();
 
 	CHECK(chdir("/") == 0); /* so that the temp dir can go */
 	return tu_done("target");
