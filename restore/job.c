@@ -263,21 +263,38 @@ void afs_job_test_pause(const struct afs_job *j, enum afs_state step)
 		nanosleep(&ts, NULL);
 }
 
+/* True when the comma-separated list names name. */
+static bool listed_in(const char *list, const char *name)
+{
+	size_t len = strlen(name);
+
+	while (list && *list) {
+		size_t c = strcspn(list, ",");
+
+		if (c == len && memcmp(list, name, len) == 0)
+			return true;
+		list += c + (list[c] == ',');
+	}
+	return false;
+}
+
+bool afs_job_test_gate_listed(const struct afs_job *j, const char *gate)
+{
+	return j->test_gate_dir && listed_in(j->test_gates, gate);
+}
+
+bool afs_job_test_fault(const struct afs_job *j, const char *fault)
+{
+	(void)j;
+	return listed_in(getenv("ARCHFS_TEST_FAULTS"), fault);
+}
+
 void afs_job_test_gate(const struct afs_job *j, const char *gate)
 {
-	size_t len = strlen(gate);
 	char *reached = NULL, *go = NULL;
-	const char *p = j->test_gates;
-	bool listed = false;
 	int fd;
 
-	while (p && *p && !listed) {
-		size_t c = strcspn(p, ",");
-
-		listed = c == len && memcmp(p, gate, len) == 0;
-		p += c + (p[c] == ',');
-	}
-	if (!listed || !j->test_gate_dir || asprintf(&reached, "%s/%s.reached", j->test_gate_dir, gate) < 0)
+	if (!afs_job_test_gate_listed(j, gate) || asprintf(&reached, "%s/%s.reached", j->test_gate_dir, gate) < 0)
 		return;
 	if (asprintf(&go, "%s/%s.go", j->test_gate_dir, gate) < 0) {
 		free(reached);
@@ -292,6 +309,20 @@ void afs_job_test_gate(const struct afs_job *j, const char *gate)
 	}
 	free(reached);
 	free(go);
+}
+
+char *afs_job_test_gate_shell(const struct afs_job *j, const char *gate)
+{
+	const char *d = j->test_gate_dir;
+	char *out = NULL;
+
+	if (!afs_job_test_gate_listed(j, gate) || strpbrk(d, "'\n") || strpbrk(gate, "'\n/"))
+		return NULL;
+	/* it holds against SIGTERM as a busy child would: only SIGKILL ends it */
+	if (asprintf(&out, "trap '' TERM INT HUP; touch '%s/%s.reached'; i=0; while [ ! -e '%s/%s.go' ] && "
+			   "[ $i -lt 6000 ]; do sleep 0.01; i=$((i+1)); done", d, gate, d, gate) < 0)
+		return NULL;
+	return out;
 }
 #endif
 
