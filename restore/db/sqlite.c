@@ -334,10 +334,12 @@ out:
 static enum afs_err copy_db(struct afs_job *j, sqlite3 *to, sqlite3 *from, bool track)
 {
 	unsigned delay = afs_job_test_delay_ms(j, AFS_ST_DATABASE);
-	int pages = delay ? TEST_STEP_PAGES : STEP_PAGES, psize = page_size(from), rc;
+	int pages = delay || afs_job_test_gate_listed(j, "db-step") ? TEST_STEP_PAGES : STEP_PAGES;
+	int psize = page_size(from), rc;
 	const struct afs_target *t = afs_job_target(j);
 	time_t busy_since = 0;
 	uint64_t reported = 0;
+	bool started = false;
 	sqlite3_backup *b = sqlite3_backup_init(to, "main", from, "main");
 
 	if (!b)
@@ -362,6 +364,9 @@ static enum afs_err copy_db(struct afs_job *j, sqlite3 *to, sqlite3 *from, bool 
 					    "copying into the database failed: %s", sqlite3_errstr(rc));
 		} else {
 			busy_since = 0;
+			if (track && !started)
+				afs_job_test_gate(j, "db-step");
+			started = true;
 		}
 		if (track) {
 			uint64_t done = (uint64_t)(sqlite3_backup_pagecount(b) - sqlite3_backup_remaining(b)) *

@@ -165,6 +165,35 @@ def wait_state(mnt, want, timeout=60):
     raise Failure("state %s not reached within %d s" % (want, timeout))
 
 
+def gates_env(*names, faults=()):
+    """(directory, environment) of test gates (restore/job.h afs_job_test_gate) and faults."""
+    d = tempfile.mkdtemp(prefix="gates-", dir=H.WORK)
+    env = {"ARCHFS_TEST_GATE_DIR": d, "ARCHFS_TEST_GATES": ",".join(names)}
+    if faults:
+        env["ARCHFS_TEST_FAULTS"] = ",".join(faults)
+    return d, env
+
+
+def wait_gate(gates, name, mnt, timeout=60):
+    """Waits until the job stands at gate name (it waits there until open_gate)."""
+    deadline = time.time() + timeout
+    while not os.path.exists(os.path.join(gates, name + ".reached")):
+        s = status(mnt)
+        check(s["state"] not in FINAL, "the run ended (%s: %s) before the gate %s" % (s["state"], s["error"], name))
+        check(time.time() < deadline, "gate %s not reached within %d s: %s" % (name, timeout, read(mnt, ".log")[-1500:]))
+        time.sleep(0.01)
+
+
+def open_gate(gates, name):
+    open(os.path.join(gates, name + ".go"), "w").close()
+
+
+def open_all_gates(gates, *names):
+    """Lets every one of names pass, now and later: after a test's failure, so that the daemon can end."""
+    for name in names:
+        open_gate(gates, name)
+
+
 def run_command(archive, opts, command="restore", env=None):
     """Mounts archive with archfs options opts, runs command, returns the final .status."""
     with Mount(archive, *opts, env=env) as m:
