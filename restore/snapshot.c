@@ -12,6 +12,7 @@
 #include "archive.h"
 #include "backend.h"
 #include "job.h"
+#include "privdir.h"
 #include "report.h"
 #include "snapshot.h"
 #include "target.h"
@@ -61,37 +62,46 @@ static enum afs_err open_new(struct afs_job *j, const char *dir, time_t now, str
 	return AFS_OK;
 }
 
-/* Adds the live database, dumped by the backend into a private file in dir
- * (*tmp: its path, removed by the caller once the archive is written). */
+/* Adds the live database, dumped by the backend into "db" of a private
+ * directory made in dir (*tmp; privdir.h): the backend and libzip open the
+ * dump by name, so it must be in a directory no other user can write to.
+ * The file is created there 0600 before the backend writes into it, and
+ * libzip reads it through /proc/self/fd (when there is one), so that even
+ * a rename of the directory by dir's owner cannot swap what it reads.  The
+ * caller removes *tmp once the archive is written, on every path
+ * (afs_privdir_remove). */
 static enum afs_err add_database(struct afs_job *j, struct afs_zipw *w, const struct afs_db_backend *be,
-				 void *state, const char *dir, time_t now, char **tmp)
+				 void *state, const char *dir, time_t now, struct afs_privdir *tmp)
 {
-	enum afs_err err;
-	int fd;
+	char msg[512] = "", *path = NULL, src[64];
+	enum afs_err err = afs_privdir_make(tmp, dir, ".archfs-snapshot-", msg, sizeof(msg));
 
-	if (asprintf(tmp, "%s/.archfs-snapshot-XXXXXX", dir) < 0) {
-		*tmp = NULL;
-		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+	if (err != AFS_OK)
+		return afs_job_fail(j, err, "cannot write the snapshot in %s: %s", dir, msg);
+	if ((err = afs_privdir_create(tmp, "db", NULL)) != AFS_OK) {
+		err = afs_job_fail(j, err, "cannot write the snapshot in %s: %s", tmp->path, strerror(errno));
+		goto out;
 	}
-	fd = mkostemp(*tmp, O_CLOEXEC);
-	if (fd < 0) {
-		err = afs_job_fail(j, AFS_E_IO, "cannot write the snapshot in %s: %s", dir, strerror(errno));
-		free(*tmp);
-		*tmp = NULL;
-		return err;
+	if (!(path = afs_privdir_file(tmp, "db"))) {
+		err = afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+		goto out;
 	}
-	close(fd);
-	err = be->snapshot(j, state, *tmp);
+	err = be->snapshot(j, state, path);
 	if (err == AFS_E_NOENT) {
 		afs_job_warn(j, "there is no live database: the snapshot holds none");
-		return AFS_OK;
+		err = AFS_OK;
+		goto out;
 	}
 	if (err != AFS_OK)
-		return err;
-	err = afs_zipw_add_file(w, be->dump_name, *tmp, 0100644, now);
+		goto out;
+	afs_job_test_gate(j, "snapshot-dumped");
+	snprintf(src, sizeof(src), "/proc/self/fd/%d/db", tmp->fd);
+	err = afs_zipw_add_file(w, be->dump_name, access(src, R_OK) == 0 ? src : path, 0100644, now);
 	if (err != AFS_OK)
-		return afs_job_fail(j, err, "adding the database to the snapshot: %s", afs_strerror(err));
-	return AFS_OK;
+		afs_job_fail(j, err, "adding the database to the snapshot: %s", afs_strerror(err));
+out:
+	free(path);
+	return err;
 }
 
 /* Adds every live file the merge would replace, as uploads/<path>. */
@@ -141,7 +151,8 @@ enum afs_err afs_snapshot_write(struct afs_job *j, const struct afs_db_backend *
 	const struct afs_target *t = afs_job_target(j);
 	time_t now = time(NULL);
 	struct afs_zipw *w = NULL;
-	char *dir = snapshot_dir(t, afs_job_archive_path(j)), *tmp = NULL, *rev = NULL, *man = NULL;
+	char *dir = snapshot_dir(t, afs_job_archive_path(j)), *rev = NULL, *man = NULL;
+	struct afs_privdir tmp = AFS_PRIVDIR_INIT;
 	char created[32], msg[256] = "";
 	struct tm tm;
 	enum afs_err err;
@@ -174,13 +185,11 @@ enum afs_err afs_snapshot_write(struct afs_job *j, const struct afs_db_backend *
 			like_database(j, *path, t->db_path);
 	}
 	afs_zipw_discard(w);
-	if (tmp)
-		unlink(tmp);
+	afs_privdir_remove(&tmp);
 	if (err != AFS_OK) {
 		free(*path);
 		*path = NULL;
 	}
-	free(tmp);
 	free(rev);
 	free(man);
 	free(dir);

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* The SQLite backend (the only sqlite3.h user).
  *
- * verify stages db.sqlite from the archive into a private file beside the
- * live database (one sequential read, which also checks its CRC-32), runs
- * PRAGMA integrity_check on it and brings it to the live page size (the
- * backup API cannot write into a WAL database of another page size).
+ * verify stages db.sqlite from the archive into a private directory beside
+ * the live database (privdir.h: 0700, made by mkdtemp; every staged file,
+ * its page-size rewrite and their journals live there and nowhere else),
+ * in one sequential read that also checks its CRC-32, runs PRAGMA
+ * integrity_check on it and brings it to the live page size (the backup API
+ * cannot write into a WAL database of another page size).
  * restore copies the staged file into the live database with the online
  * backup API: one write transaction on the live file, so every other
  * connection sees the old database or the new one, never a mix, and a crash
@@ -14,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #include "db.h"
 #include "index.h"
 #include "job.h"
+#include "privdir.h"
 #include "stream.h"
 #include "target.h"
 
@@ -35,10 +37,14 @@
 #define TEST_STEP_PAGES 16
 #define BUSY_SLEEP_MS 50
 
+#define STAGED "stage.db"     /* names in the private directory */
+#define REWRITTEN "pagesize.db"
+
 struct sq_state {
 	char *staged; /* the verified copy of the archive's database, or NULL */
 	char *beside; /* staged files go beside this path: the live database, or
 		       * a name in $TMPDIR when verifying without a target */
+	struct afs_privdir dir; /* where they go */
 	bool created; /* create() made the live file: discard() may remove it */
 	dev_t dev;    /* and which file that was */
 	ino_t ino;
@@ -93,38 +99,51 @@ static int page_size(sqlite3 *db)
 	return (int)pragma_int(db, "PRAGMA page_size");
 }
 
-/* A path beside the live database for a staged file: ".NAME.archfs-TAG-XXXXXX". */
-static char *stage_name(const char *live, const char *tag)
+/* ".NAME.archfs-": the private directories of the live database NAME. */
+static char *stage_prefix(const char *live)
 {
-	char *d = strdup(live), *b = strdup(live), *out = NULL;
+	char *b = strdup(live), *out = NULL;
 
-	if (d && b && asprintf(&out, "%s/.%s.archfs-%s-XXXXXX", dirname(d), basename(b), tag) < 0)
+	if (b && asprintf(&out, ".%s.archfs-", basename(b)) < 0)
 		out = NULL;
-	free(d);
 	free(b);
 	return out;
 }
 
-/* Copies node dump of the job's archive into a new staged file. */
-static enum afs_err stage(struct afs_job *j, const char *beside, uint32_t dump, char **out)
+/* Makes the private directory of the staged files beside s->beside. */
+static enum afs_err make_dir(struct afs_job *j, struct sq_state *s)
 {
-	struct afs_stream *s = NULL;
-	char *path = stage_name(beside, "stage"), *buf = malloc(COPY_CHUNK);
+	char *d = strdup(s->beside), *prefix = stage_prefix(s->beside), msg[512] = "";
+	enum afs_err err = d && prefix ? afs_privdir_make(&s->dir, dirname(d), prefix, msg, sizeof(msg)) : AFS_E_NOMEM;
+
+	if (err != AFS_OK)
+		afs_job_fail(j, err, "staging beside %s: %s", s->beside, err == AFS_E_NOMEM && !msg[0] ? "out of memory" : msg);
+	free(d);
+	free(prefix);
+	return err;
+}
+
+/* Copies node dump of the job's archive into the new staged file STAGED
+ * of s's private directory. */
+static enum afs_err stage(struct afs_job *j, struct sq_state *s, uint32_t dump)
+{
+	const char *beside = s->beside;
+	struct afs_stream *st = NULL;
+	char *path = afs_privdir_file(&s->dir, STAGED), *buf = malloc(COPY_CHUNK);
 	uint64_t off = 0;
 	enum afs_err err;
 	int fd = -1;
 
-	*out = NULL;
 	if (!path || !buf) {
 		err = afs_job_fail(j, AFS_E_NOMEM, "out of memory");
 		goto out;
 	}
-	fd = mkostemp(path, O_CLOEXEC);
-	if (fd < 0) {
-		err = afs_job_fail(j, AFS_E_IO, "cannot create a staging file beside %s: %s", beside, strerror(errno));
+	err = afs_privdir_create(&s->dir, STAGED, &fd);
+	if (err != AFS_OK) {
+		afs_job_fail(j, err, "cannot create a staging file in %s: %s", s->dir.path, strerror(errno));
 		goto out;
 	}
-	err = afs_stream_open(afs_job_archive(j), afs_job_index(j), dump, &s);
+	err = afs_stream_open(afs_job_archive(j), afs_job_index(j), dump, &st);
 	while (err == AFS_OK) {
 		size_t got = 0;
 
@@ -132,7 +151,7 @@ static enum afs_err stage(struct afs_job *j, const char *beside, uint32_t dump, 
 			err = AFS_E_CANCELLED;
 			break;
 		}
-		err = afs_stream_pread(s, buf, COPY_CHUNK, off, &got);
+		err = afs_stream_pread(st, buf, COPY_CHUNK, off, &got);
 		if (err != AFS_OK || got == 0)
 			break;
 		if ((err = afs_write_all(fd, buf, got)) != AFS_OK) {
@@ -143,29 +162,26 @@ static enum afs_err stage(struct afs_job *j, const char *beside, uint32_t dump, 
 		afs_job_advance(j, got);
 	}
 	if (err != AFS_OK && err != AFS_E_CANCELLED)
-		afs_job_fail(j, err, "db.sqlite in the archive cannot be read: %s", afs_stream_error(s, err));
+		afs_job_fail(j, err, "db.sqlite in the archive cannot be read: %s", afs_stream_error(st, err));
 out:
-	afs_stream_close(s);
+	afs_stream_close(st);
 	free(buf);
 	if (fd >= 0)
 		close(fd);
 	if (err == AFS_OK)
-		*out = path;
-	else {
-		if (fd >= 0)
-			unlink(path);
+		s->staged = path; /* removed with the directory, as on error */
+	else
 		free(path);
-	}
 	return err;
 }
 
 /* Turns a WAL-format header (bytes 18 and 19 = 2) into a rollback-journal
  * one, so the private staged copy opens without a -wal or -shm file. */
-static enum afs_err check_header(struct afs_job *j, const char *path)
+static enum afs_err check_header(struct afs_job *j, const struct sq_state *s)
 {
 	unsigned char h[100];
 	enum afs_err err = AFS_OK;
-	int fd = open(path, O_RDWR | O_CLOEXEC);
+	int fd = openat(s->dir.fd, STAGED, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
 
 	if (fd < 0)
 		return afs_job_fail(j, AFS_E_IO, "staged database: %s", strerror(errno));
@@ -205,30 +221,29 @@ static enum afs_err check_space(struct afs_job *j, const char *beside, uint64_t 
 	return err;
 }
 
-/* Rewrites the staged database with the live database's page size. */
+/* Rewrites the staged database with the live database's page size, into
+ * REWRITTEN of the private directory: created there empty and 0600 first
+ * (VACUUM INTO takes an empty file), so SQLite opens nothing another user
+ * could have named. */
 static enum afs_err match_page_size(struct afs_job *j, struct sq_state *s, sqlite3 *src, int want)
 {
-	char *copy = stage_name(s->beside, "pagesize"), *sql = NULL;
+	char *copy = afs_privdir_file(&s->dir, REWRITTEN), *sql = NULL;
 	enum afs_err err = AFS_OK;
-	int fd;
 
 	if (!copy)
 		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
-	fd = mkostemp(copy, O_CLOEXEC);
-	if (fd < 0) {
-		err = afs_job_fail(j, AFS_E_IO, "cannot create a staging file: %s", strerror(errno));
+	err = afs_privdir_create(&s->dir, REWRITTEN, NULL);
+	if (err != AFS_OK) {
+		afs_job_fail(j, err, "cannot create a staging file in %s: %s", s->dir.path, strerror(errno));
 		goto out;
 	}
-	close(fd);
-	unlink(copy); /* VACUUM INTO wants a new file; the name stays ours */
 	sql = sqlite3_mprintf("PRAGMA page_size=%d; VACUUM INTO %Q", want, copy);
 	if (!sql || sqlite3_exec(src, sql, NULL, NULL, NULL) != SQLITE_OK) {
 		err = afs_job_fail(j, AFS_E_IO, "changing the page size of the staged database: %s", sqlite3_errmsg(src));
-		unlink(copy);
 		goto out;
 	}
 	afs_job_log(j, "staged database rewritten with the live page size %d", want);
-	unlink(s->staged);
+	unlinkat(s->dir.fd, STAGED, 0);
 	free(s->staged);
 	s->staged = copy;
 	copy = NULL;
@@ -238,21 +253,24 @@ out:
 	return err;
 }
 
-/* Removes what an interrupted run left beside the live database (staged
- * copies and their journals, ".NAME.archfs-*"): the job holds the target's
- * lock, so no other restore of it is using them.  Says so in the log. */
+/* Removes what an interrupted run left beside the live database,
+ * ".NAME.archfs-*": private directories of this user with their staged
+ * copies and journals (and the staged files older versions left there):
+ * the job holds the target's lock, so no other restore of it is using them.
+ * Nothing is followed.  Says so in the log. */
 static void sweep_leftovers(struct afs_job *j, const char *live)
 {
-	char *d = strdup(live), *b = strdup(live), *prefix = NULL;
+	char *d = strdup(live), *prefix = stage_prefix(live);
 	const char *dir = d ? dirname(d) : NULL;
 	DIR *dp = NULL;
 	struct dirent *e;
 	size_t n = 0;
 
-	if (!d || !b || asprintf(&prefix, ".%s.archfs-", basename(b)) < 0 || !(dp = opendir(dir)))
+	if (!d || !prefix || !(dp = opendir(dir)))
 		goto out;
 	while ((e = readdir(dp)))
-		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 && unlinkat(dirfd(dp), e->d_name, 0) == 0) {
+		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 &&
+		    (afs_privdir_remove_at(dirfd(dp), e->d_name) || unlinkat(dirfd(dp), e->d_name, 0) == 0)) {
 			afs_job_log(j, "removed %s/%s, left by an interrupted restore", dir, e->d_name);
 			n++;
 		}
@@ -264,7 +282,6 @@ out:
 		closedir(dp);
 	free(prefix);
 	free(d);
-	free(b);
 }
 
 static enum afs_err sq_verify(struct afs_job *j, uint32_t dump, void **state)
@@ -280,6 +297,7 @@ static enum afs_err sq_verify(struct afs_job *j, uint32_t dump, void **state)
 	*state = s;
 	if (!s)
 		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+	s->dir = (struct afs_privdir)AFS_PRIVDIR_INIT;
 	if (t->db_path) {
 		if (afs_job_target_locked(j))
 			sweep_leftovers(j, t->db_path);
@@ -290,11 +308,14 @@ static enum afs_err sq_verify(struct afs_job *j, uint32_t dump, void **state)
 		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
 	err = check_space(j, s->beside, afs_index_node(afs_job_index(j), dump)->size);
 	if (err == AFS_OK)
-		err = stage(j, s->beside, dump, &s->staged);
+		err = make_dir(j, s);
 	if (err == AFS_OK)
-		err = check_header(j, s->staged);
+		err = stage(j, s, dump);
+	if (err == AFS_OK)
+		err = check_header(j, s);
 	if (err != AFS_OK)
 		goto out;
+	afs_job_test_gate(j, "sqlite-staged");
 	if (sqlite3_open_v2(s->staged, &src, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
 		err = afs_job_fail(j, AFS_E_CORRUPT, "db.sqlite in the archive cannot be opened: %s", sqlite3_errmsg(src));
 		goto out;
@@ -318,8 +339,8 @@ static enum afs_err sq_verify(struct afs_job *j, uint32_t dump, void **state)
 					   sqlite3_errmsg(live));
 			goto out;
 		}
-		if (want != page_size(src))
-			err = match_page_size(j, s, src, want);
+		if (want != page_size(src) && (err = match_page_size(j, s, src, want)) == AFS_OK)
+			afs_job_test_gate(j, "sqlite-rewritten");
 	}
 out:
 	free(ok);
@@ -589,15 +610,9 @@ static void sq_release(void *state)
 
 	if (!s)
 		return;
-	if (s->staged) { /* and what a migration's connections may have left beside it */
-		static const char *const side[] = { "-journal", "-wal", "-shm" };
-		char path[PATH_MAX];
-
-		unlink(s->staged);
-		for (size_t i = 0; i < sizeof(side) / sizeof(side[0]); i++)
-			if ((size_t)snprintf(path, sizeof(path), "%s%s", s->staged, side[i]) < sizeof(path))
-				unlink(path);
-	}
+	/* the staged copies, and whatever a migration's connections left
+	 * beside them (-journal, -wal, -shm): all in the private directory */
+	afs_privdir_remove(&s->dir);
 	free(s->staged);
 	free(s->beside);
 	free(s);

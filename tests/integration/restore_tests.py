@@ -833,3 +833,77 @@ def t_snapshot_as_private_as_the_database():
     check(stat.S_IMODE(st.st_mode) == 0o640 and (st.st_uid, st.st_gid) == (65534, 65534),
           "snapshot: mode %o owner %d:%d, expected the database's 640 65534:65534"
           % (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
+
+
+def as_nobody(script):
+    """sh -c script as uid 65534, the application's user."""
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=30)
+
+
+def check_private(where, names, victim):
+    """At a gate: what archfs stages in where (writable by everyone) is one
+    private directory, 0700 and root's, holding names, each 0600; another
+    user can plant no symlink in it and cannot move it away."""
+    ours = [n for n in os.listdir(where) if "archfs" in n and not n.startswith("archfs_pre_restore_")]
+    check(len(ours) == 1, "%s: archfs entries %s" % (where, ours))
+    p = os.path.join(where, ours[0])
+    st = os.lstat(p)
+    check(stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == 0,
+          "%s: a staged file straight in a directory others can write to (mode %o, uid %d)"
+          % (p, st.st_mode, st.st_uid))
+    check(sorted(os.listdir(p)) == sorted(names), "%s holds %s, expected %s" % (p, os.listdir(p), names))
+    for n in names:
+        st = os.lstat(os.path.join(p, n))
+        check(stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600, "%s/%s: mode %o" % (p, n, st.st_mode))
+    predictable = ["stage.db", "pagesize.db", "db"]
+    predictable += [n + s for n in predictable for s in ("-journal", "-wal", "-shm")]
+    r = as_nobody("; ".join("ln -s %s %s/%s 2>/dev/null && echo planted %s" % (victim, p, n, n) for n in predictable) +
+                  "; mv %s %s.moved 2>/dev/null && echo moved" % (p, p))
+    check(r.stdout == "", "another user changed the private directory: %s" % r.stdout)
+    return p
+
+
+def t_staging_private_in_a_shared_directory():
+    """The database's directory and the snapshot directory are writable by
+    everyone (1777): every file archfs stages there (the copy of the
+    archive's database, its page-size rewrite, the snapshot's dump) lives in
+    a private directory, 0700 and root's, that another user can neither
+    plant a symlink in nor rename, and nothing of it is left afterwards.
+    (The rewrite ran VACUUM INTO on a name it had created, closed and
+    unlinked beside the database: a symlink planted in that gap made root
+    write a database anywhere.)"""
+    archive, src = fixture("app")
+    live = Live()
+    con = sqlite3.connect(live.db, isolation_level=None)  # another page size than the archive's: the rewrite runs
+    for sql in ("PRAGMA journal_mode=DELETE", "PRAGMA page_size=1024", "VACUUM", "PRAGMA journal_mode=WAL"):
+        con.execute(sql)
+    con.close()
+    os.chmod(H.WORK, 0o755)
+    for d in (live.dir, live.snapdir):
+        os.chmod(d, 0o1777)
+    victim = os.path.join(tempfile.mkdtemp(prefix="victim-", dir=H.WORK), "written-by-root")
+    os.chmod(os.path.dirname(victim), 0o777)
+    gates, env = gates_env("sqlite-staged", "sqlite-rewritten", "snapshot-dumped")
+    made = []
+    with Mount(archive, *live.opts(), env=env) as m:
+        check(control(m, "restore") == 0, "restore refused: %s" % status(m)["error"])
+        try:
+            for gate, where, names in (("sqlite-staged", live.dir, ["stage.db"]),
+                                       ("sqlite-rewritten", live.dir, ["pagesize.db"]),
+                                       ("snapshot-dumped", live.snapdir, ["db"])):
+                wait_gate(gates, gate, m)
+                made.append(check_private(where, names, victim))
+                open_gate(gates, gate)
+        finally:
+            open_all_gates(gates, "sqlite-staged", "sqlite-rewritten", "snapshot-dumped")
+        s = wait_final(m)
+        log = read(m, ".log")
+    check(s["state"] == "done", "restore: %s %s" % (s["state"], s["error"]))
+    check("rewritten with the live page size 1024" in log, "the page-size rewrite did not run: " + log[-1500:])
+    check(made[0] == made[1], "the rewrite went elsewhere than the staged copy: %s" % made)
+    check(db_dump(live.db) == db_dump(os.path.join(src, "db.sqlite")), "the live database differs from the archive's")
+    check(not os.path.lexists(victim), "root wrote through a planted symlink")
+    left = [n for n in os.listdir(live.dir) + os.listdir(live.snapdir) if "archfs" in n and not n.startswith("archfs_pre_restore_")]
+    check(left == [], "left behind: %s" % left)
+    check(len(live.snapshots()) == 1, "snapshots: %s" % live.snapshots())
