@@ -137,6 +137,13 @@ bool afs_job_cancelled(struct afs_job *j);
  * then on cancel is refused. */
 void afs_job_committed(struct afs_job *j);
 
+/* The database step calls this when it was interrupted while committing
+ * (a lost connection, a failed last write) and cannot find out whether the
+ * change went through: the run then counts as possibly changed, so the
+ * snapshot is kept, nothing created for it is discarded and the report says
+ * the outcome is unknown. */
+void afs_job_commit_unknown(struct afs_job *j);
+
 /* Runs the target's --migrate command through /bin/sh -c with
  * DATABASE_URL=database_url and ARCHFS_ARCHIVE_REVISION set to the
  * archive's Alembic revision (empty when unknown), its output lines in the

@@ -55,6 +55,7 @@ struct afs_job {
 	struct afs_db_info tinfo;          /* the live database as the last run found it */
 	bool tinfo_known;                  /* tinfo holds something (a run looked) */
 	bool created;                      /* this run created the database (--create) */
+	bool commit_unknown;               /* the database step cannot tell whether it committed */
 
 	/* --- the pipeline thread's own --- */
 	bool do_db, do_uploads, do_migrate;

@@ -11,6 +11,14 @@
  * backup API: one write transaction on the live file, so every other
  * connection sees the old database or the new one, never a mix, and a crash
  * before the commit leaves the old one (SQLite's journal or WAL recovers).
+ * The step that returns SQLITE_DONE has committed: the job is told at once.
+ * When the step that would commit fails instead, what happened is read from
+ * the live file (PRAGMA data_version of another connection, then its
+ * content against the staged copy) before anything is reported.
+ *
+ * This process never opens the live database's file other than through
+ * SQLite: closing a descriptor of it would drop the POSIX locks SQLite holds
+ * on it (job.c locks the target's directory instead).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -349,26 +357,52 @@ out:
 	return err;
 }
 
-/* Copies every page of from into to with the backup API, in steps.  When j
- * is given, progress and cancellation apply; the copy is one transaction on
- * the destination, committed by the last step. */
-static enum afs_err copy_db(struct afs_job *j, sqlite3 *to, sqlite3 *from, bool track)
+/* What the restore's copy watches to find out, when the step that would
+ * commit fails, whether the commit went through. */
+struct commit_watch {
+	sqlite3 *obs;         /* another connection to the live database, or NULL */
+	int64_t version;      /* its PRAGMA data_version before the copy */
+	bool maybe_committed; /* the step that would commit failed: its outcome is to be found */
+	int rc;               /* and its SQLite error */
+};
+
+/* Copies every page of from into to with the backup API, in steps: one
+ * transaction on the destination, committed by the last step.  With w (the
+ * restore's copy), progress and cancellation apply, the job is told the
+ * moment the last step has committed, and when the step that would commit
+ * fails, w->maybe_committed is set and AFS_E_IO returned without a job
+ * error: the caller finds out what happened (commit_outcome()). */
+static enum afs_err copy_db(struct afs_job *j, sqlite3 *to, sqlite3 *from, struct commit_watch *w)
 {
 	unsigned delay = afs_job_test_delay_ms(j, AFS_ST_DATABASE);
 	int pages = delay || afs_job_test_gate_listed(j, "db-step") ? TEST_STEP_PAGES : STEP_PAGES;
-	int psize = page_size(from), rc;
+	int psize = page_size(from), total = (int)pragma_int(from, "PRAGMA page_count"), rc;
 	const struct afs_target *t = afs_job_target(j);
 	time_t busy_since = 0;
 	uint64_t reported = 0;
-	bool started = false;
+	bool started = false, last;
 	sqlite3_backup *b = sqlite3_backup_init(to, "main", from, "main");
 
 	if (!b)
 		return afs_job_fail(j, AFS_E_IO, "cannot start copying into the database: %s", sqlite3_errmsg(to));
+	if (w && w->obs)
+		w->version = pragma_int(w->obs, "PRAGMA data_version");
 	for (;;) {
-		rc = sqlite3_backup_step(b, pages);
-		if (rc == SQLITE_DONE)
+		/* this step copies what is left and commits */
+		last = (started ? sqlite3_backup_remaining(b) : total) <= pages;
+		if (w && last && afs_job_test_fault(j, "sqlite-commit-refused"))
+			rc = SQLITE_IOERR; /* the step that would commit fails before it writes */
+		else
+			rc = sqlite3_backup_step(b, pages);
+		if (w && last && rc == SQLITE_DONE && afs_job_test_fault(j, "sqlite-commit-error"))
+			rc = SQLITE_IOERR; /* committed, but reported as failed */
+		if (rc == SQLITE_DONE) {
+			if (w) {
+				afs_job_committed(j); /* before anything else: a cancel from now on is refused */
+				afs_job_test_gate(j, "sqlite-commit");
+			}
 			break;
+		}
 		if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
 			if (!busy_since)
 				busy_since = time(NULL);
@@ -381,15 +415,20 @@ static enum afs_err copy_db(struct afs_job *j, sqlite3 *to, sqlite3 *from, bool 
 			sleep_ms(BUSY_SLEEP_MS);
 		} else if (rc != SQLITE_OK) {
 			sqlite3_backup_finish(b);
+			if (w && last) {
+				w->maybe_committed = true;
+				w->rc = rc;
+				return AFS_E_IO;
+			}
 			return afs_job_fail(j, rc == SQLITE_FULL ? AFS_E_NOSPC : AFS_E_IO,
 					    "copying into the database failed: %s", sqlite3_errstr(rc));
 		} else {
 			busy_since = 0;
-			if (track && !started)
+			if (w && !started)
 				afs_job_test_gate(j, "db-step");
 			started = true;
 		}
-		if (track) {
+		if (w) {
 			uint64_t done = (uint64_t)(sqlite3_backup_pagecount(b) - sqlite3_backup_remaining(b)) *
 					(uint64_t)psize;
 
@@ -405,9 +444,113 @@ static enum afs_err copy_db(struct afs_job *j, sqlite3 *to, sqlite3 *from, bool 
 		}
 	}
 	rc = sqlite3_backup_finish(b);
-	if (rc != SQLITE_OK)
+	if (rc != SQLITE_OK && !w)
 		return afs_job_fail(j, AFS_E_IO, "copying into the database failed: %s", sqlite3_errmsg(to));
+	if (rc != SQLITE_OK) /* after SQLITE_DONE the copy is committed: only cleaning up failed */
+		afs_job_warn(j, "the copy into the database committed, then ended with: %s", sqlite3_errmsg(to));
 	return AFS_OK;
+}
+
+/* True when statements sa and sb give the same rows, value for value. */
+static bool same_rows(sqlite3_stmt *sa, sqlite3_stmt *sb)
+{
+	for (;;) {
+		int ra = sqlite3_step(sa), rb = sqlite3_step(sb), n = sqlite3_column_count(sa);
+
+		if (ra != rb || (ra != SQLITE_ROW && ra != SQLITE_DONE) || n != sqlite3_column_count(sb))
+			return false;
+		if (ra == SQLITE_DONE)
+			return true;
+		for (int i = 0; i < n; i++) {
+			int type = sqlite3_column_type(sa, i);
+
+			if (type != sqlite3_column_type(sb, i))
+				return false;
+			if (type == SQLITE_INTEGER && sqlite3_column_int64(sa, i) != sqlite3_column_int64(sb, i))
+				return false;
+			if (type == SQLITE_FLOAT && memcmp(&(double){ sqlite3_column_double(sa, i) },
+							   &(double){ sqlite3_column_double(sb, i) }, sizeof(double)) != 0)
+				return false;
+			if (type == SQLITE_TEXT || type == SQLITE_BLOB) {
+				const void *x = sqlite3_column_blob(sa, i), *y = sqlite3_column_blob(sb, i);
+				int len = sqlite3_column_bytes(sa, i);
+
+				if (len != sqlite3_column_bytes(sb, i) || (len && memcmp(x, y, (size_t)len) != 0))
+					return false;
+			}
+		}
+	}
+}
+
+/* True when sql (a format with one %w for a table name, or none) gives
+ * the same rows on a and b. */
+static bool same_query(sqlite3 *a, sqlite3 *b, const char *sql)
+{
+	sqlite3_stmt *sa = NULL, *sb = NULL;
+	bool same = sqlite3_prepare_v2(a, sql, -1, &sa, NULL) == SQLITE_OK &&
+		    sqlite3_prepare_v2(b, sql, -1, &sb, NULL) == SQLITE_OK && same_rows(sa, sb);
+
+	sqlite3_finalize(sa);
+	sqlite3_finalize(sb);
+	return same;
+}
+
+/* True when the databases at a_path and b_path hold the same pages count,
+ * schema and rows (in storage order: the backup API copies pages as they
+ * are, so a committed copy matches row for row).  Read through SQLite. */
+static bool same_content(const char *a_path, const char *b_path)
+{
+	sqlite3 *a = NULL, *b = NULL;
+	sqlite3_stmt *tables = NULL;
+	bool same = false;
+
+	if (sqlite3_open_v2(a_path, &a, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+	    sqlite3_open_v2(b_path, &b, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_busy_timeout(a, 1000);
+	same = pragma_int(a, "PRAGMA page_count") == pragma_int(b, "PRAGMA page_count") &&
+	       same_query(a, b, "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY rowid") &&
+	       sqlite3_prepare_v2(a, "SELECT name FROM sqlite_schema WHERE type = 'table'", -1, &tables, NULL) ==
+		       SQLITE_OK;
+	while (same && sqlite3_step(tables) == SQLITE_ROW) {
+		char *sql = sqlite3_mprintf("SELECT * FROM \"%w\"", (const char *)sqlite3_column_text(tables, 0));
+
+		same = sql && same_query(a, b, sql);
+		sqlite3_free(sql);
+	}
+out:
+	sqlite3_finalize(tables);
+	sqlite3_close(a);
+	sqlite3_close(b);
+	return same;
+}
+
+/* After the step that would commit failed (w): reads the live file to
+ * find out what happened.  No connection committed since the copy began:
+ * rolled back, the usual failure.  The live database holds
+ * exactly the staged copy: committed (the job is told; AFS_OK).  Anything
+ * else: unknown, said so (afs_job_commit_unknown()). */
+static enum afs_err commit_outcome(struct afs_job *j, const struct sq_state *s, struct commit_watch *w)
+{
+	const char *live_path = afs_job_target(j)->db_path, *why = sqlite3_errstr(w->rc);
+	int64_t now = w->obs ? pragma_int(w->obs, "PRAGMA data_version") : 0;
+
+	if (now != 0 && now == w->version)
+		return afs_job_fail(j, w->rc == SQLITE_FULL ? AFS_E_NOSPC : AFS_E_IO,
+				    "copying into the database failed while committing: %s; the transaction was "
+				    "rolled back (the database is unchanged)", why);
+	if (now != 0 && same_content(live_path, s->staged)) {
+		afs_job_committed(j);
+		afs_job_warn(j, "the last copy step reported \"%s\", but %s holds the restored copy, page for page: "
+				"the commit went through", why, live_path);
+		return AFS_OK;
+	}
+	afs_job_commit_unknown(j);
+	return afs_job_fail(j, AFS_E_IO,
+			    "copying into the database failed while committing (%s), and %s now holds neither its "
+			    "old content nor the restored copy as far as archfs can tell: whether the restore went "
+			    "through is unknown",
+			    why, live_path);
 }
 
 static enum afs_err sq_snapshot(struct afs_job *j, void *state, const char *path)
@@ -426,7 +569,7 @@ static enum afs_err sq_snapshot(struct afs_job *j, void *state, const char *path
 				   sqlite3_errmsg(out ? out : live));
 		goto out;
 	}
-	err = copy_db(j, out, live, false);
+	err = copy_db(j, out, live, NULL);
 out:
 	sqlite3_close(out);
 	sqlite3_close(live);
@@ -437,7 +580,9 @@ static enum afs_err sq_restore(struct afs_job *j, void *state)
 {
 	struct sq_state *s = state;
 	const char *live_path = afs_job_target(j)->db_path;
+	struct commit_watch w = { 0 };
 	sqlite3 *live = NULL, *src = NULL;
+	int64_t live_pages, src_pages;
 	enum afs_err err;
 	struct stat st;
 
@@ -450,21 +595,36 @@ static enum afs_err sq_restore(struct afs_job *j, void *state)
 				   sqlite3_errmsg(live ? live : src));
 		goto out;
 	}
+	/* read-write: should a failed commit leave a hot journal, this
+	 * connection rolls it back as any would before reading */
+	if (sqlite3_open_v2(live_path, &w.obs, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		sqlite3_close(w.obs);
+		w.obs = NULL;
+	} else {
+		sqlite3_busy_timeout(w.obs, 1000);
+	}
 	sqlite3_busy_timeout(live, 200);
-	err = copy_db(j, live, src, true);
-	if (err != AFS_OK)
+	err = copy_db(j, live, src, &w);
+	if (err != AFS_OK && w.maybe_committed) {
+		sqlite3_close(live); /* its locks go before the live file is read */
+		live = NULL;
+		err = commit_outcome(j, s, &w);
+	}
+	if (err != AFS_OK || !live)
 		goto out;
-	afs_job_committed(j);
 	/* The staged copy passed PRAGMA integrity_check (after its migration
 	 * too), and the backup API copies it page for page: checking the whole
 	 * live file again would double the step's cost.  That every page
 	 * landed is checked. */
-	if (pragma_int(live, "PRAGMA page_count") != pragma_int(src, "PRAGMA page_count"))
+	live_pages = pragma_int(live, "PRAGMA page_count");
+	src_pages = pragma_int(src, "PRAGMA page_count");
+	if (live_pages != src_pages)
 		err = afs_job_fail(j, AFS_E_CORRUPT, "the restored database has %lld pages, the staged copy %lld",
-				   (long long)pragma_int(live, "PRAGMA page_count"), (long long)pragma_int(src, "PRAGMA page_count"));
+				   (long long)live_pages, (long long)src_pages);
 	else
 		afs_job_log(j, "%s holds every page of the checked copy", live_path);
 out:
+	sqlite3_close(w.obs);
 	sqlite3_close(src);
 	sqlite3_close(live);
 	return err;

@@ -907,3 +907,45 @@ def t_staging_private_in_a_shared_directory():
     left = [n for n in os.listdir(live.dir) + os.listdir(live.snapdir) if "archfs" in n and not n.startswith("archfs_pre_restore_")]
     check(left == [], "left behind: %s" % left)
     check(len(live.snapshots()) == 1, "snapshots: %s" % live.snapshots())
+
+
+def t_sqlite_commit_outcome():
+    """The copy's last step commits it: from then on a cancel is refused
+    (EBUSY) and the restore goes on; when that step reports an error, the
+    live file is read before anything is reported: the commit went through
+    (done, snapshot kept) or it was rolled back (failed, nothing changed,
+    no snapshot).  (A cancel between the last step and the committed mark
+    was accepted and ignored; an error of the committing step was reported
+    as a failure that changed nothing, and the snapshot deleted, whatever
+    the file held.)"""
+    archive, src = fixture("app")
+    want = db_dump(os.path.join(src, "db.sqlite"))
+    live = Live()
+    gates, env = gates_env("sqlite-commit")
+    with Mount(archive, *live.opts(), env=env) as m:
+        check(control(m, "restore") == 0, "restore refused: %s" % status(m)["error"])
+        try:
+            wait_gate(gates, "sqlite-commit", m)
+            rc = control(m, "cancel")
+        finally:
+            open_gate(gates, "sqlite-commit")
+        s = wait_final(m)
+    check(rc == errno.EBUSY, "a cancel after the last copy step: %s, expected EBUSY" % errno.errorcode.get(rc, rc))
+    check(s["state"] == "done", "cancel after the commit: %s %s" % (s["state"], s["error"]))
+    check(db_dump(live.db) == want and len(live.snapshots()) == 1, "cancel after the commit: database or snapshot")
+
+    # the committing step reports an error, but the file holds the copy
+    live = Live()
+    s = restore_and_wait(archive, live, env=gates_env(faults=("sqlite-commit-error",))[1])
+    check(s["state"] == "done", "error after the commit: %s %s" % (s["state"], s["error"]))
+    check(any("the commit went through" in w for w in s["warnings"]), "warnings: %s" % s["warnings"])
+    check(db_dump(live.db) == want, "error after the commit: the database is not the archive's")
+    check(len(live.snapshots()) == 1 and s["snapshot"], "error after the commit: the snapshot was not kept")
+
+    # the committing step fails before it writes: rolled back
+    live = Live()
+    before = live.state()
+    s = restore_and_wait(archive, live, env=gates_env(faults=("sqlite-commit-refused",))[1])
+    check(s["state"] == "failed" and "rolled back" in s["error"], "failed commit: %s %r" % (s["state"], s["error"]))
+    check(live.state() == before, "failed commit: the target changed")
+    check(live.snapshots() == [] and s["snapshot"] is None, "failed commit: a snapshot of nothing was kept")
