@@ -67,7 +67,12 @@ struct afs_db_backend {
 	/* Replaces the live database with the verified dump (migrated, after
 	 * migrate()) as one atomic change, calling afs_job_committed() when it
 	 * is made; checks afs_job_cancelled() until then.  Progress: bytes
-	 * written. */
+	 * written.  When it is interrupted where the change may have been made
+	 * (the committing step fails, psql or the connection is lost, a cancel
+	 * arrives while COMMIT is under way), it asks the database what
+	 * happened before it returns: made, afs_job_committed() and AFS_OK
+	 * (with a warning); not made, its error; cannot tell,
+	 * afs_job_commit_unknown() and its error. */
 	enum afs_err (*restore)(struct afs_job *j, void *state);
 
 	/* The live database's Alembic revision in *rev (malloc'd; NULL when

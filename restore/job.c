@@ -268,21 +268,38 @@ void afs_job_test_pause(const struct afs_job *j, enum afs_state step)
 		nanosleep(&ts, NULL);
 }
 
+/* True when the comma-separated list names name. */
+static bool listed_in(const char *list, const char *name)
+{
+	size_t len = strlen(name);
+
+	while (list && *list) {
+		size_t c = strcspn(list, ",");
+
+		if (c == len && memcmp(list, name, len) == 0)
+			return true;
+		list += c + (list[c] == ',');
+	}
+	return false;
+}
+
+bool afs_job_test_gate_listed(const struct afs_job *j, const char *gate)
+{
+	return j->test_gate_dir && listed_in(j->test_gates, gate);
+}
+
+bool afs_job_test_fault(const struct afs_job *j, const char *fault)
+{
+	(void)j;
+	return listed_in(getenv("ARCHFS_TEST_FAULTS"), fault);
+}
+
 void afs_job_test_gate(const struct afs_job *j, const char *gate)
 {
-	size_t len = strlen(gate);
 	char *reached = NULL, *go = NULL;
-	const char *p = j->test_gates;
-	bool listed = false;
 	int fd;
 
-	while (p && *p && !listed) {
-		size_t c = strcspn(p, ",");
-
-		listed = c == len && memcmp(p, gate, len) == 0;
-		p += c + (p[c] == ',');
-	}
-	if (!listed || !j->test_gate_dir || asprintf(&reached, "%s/%s.reached", j->test_gate_dir, gate) < 0)
+	if (!afs_job_test_gate_listed(j, gate) || asprintf(&reached, "%s/%s.reached", j->test_gate_dir, gate) < 0)
 		return;
 	if (asprintf(&go, "%s/%s.go", j->test_gate_dir, gate) < 0) {
 		free(reached);
@@ -297,6 +314,20 @@ void afs_job_test_gate(const struct afs_job *j, const char *gate)
 	}
 	free(reached);
 	free(go);
+}
+
+char *afs_job_test_gate_shell(const struct afs_job *j, const char *gate)
+{
+	const char *d = j->test_gate_dir;
+	char *out = NULL;
+
+	if (!afs_job_test_gate_listed(j, gate) || strpbrk(d, "'\n") || strpbrk(gate, "'\n/"))
+		return NULL;
+	/* it holds against SIGTERM as a busy child would: only SIGKILL ends it */
+	if (asprintf(&out, "trap '' TERM INT HUP; touch '%s/%s.reached'; i=0; while [ ! -e '%s/%s.go' ] && "
+			   "[ $i -lt 6000 ]; do sleep 0.01; i=$((i+1)); done", d, gate, d, gate) < 0)
+		return NULL;
+	return out;
 }
 #endif
 
@@ -335,31 +366,125 @@ void afs_job_on_log(struct afs_job *j, void (*fn)(void *ctx, const char *line), 
 
 /* ----------------------------------------------------- target locking */
 
-/* flock()s path (or, when it does not exist yet, its directory) so that
- * one restore at a time writes into a target, across processes. */
-static enum afs_err lock_path(const char *path, bool dir, int *fd, char *msg, size_t msglen)
+/* One restore at a time writes into a target, in this process and across
+ * processes.
+ *
+ * What is locked is a directory: the uploads directory, and the directory
+ * of a SQLite database.  Never the database file itself: close() of any
+ * descriptor of a file drops every POSIX lock the process holds on it,
+ * SQLite's included, so a refused second restore would let other writers
+ * into the running restore's transaction.  A directory leaves nothing
+ * behind (a lock file would stay beside the database) and SQLite takes no
+ * lock on it.  The price: two databases in one directory are restored one
+ * at a time.  PostgreSQL targets are locked by the backend (an advisory
+ * lock).
+ *
+ * Across processes: flock() on the directory.  In this process: one table
+ * of the directories being restored into, keyed by device and inode, under
+ * its own mutex; a second job that wants one is refused from the table
+ * before anything is opened, and one job that needs one directory twice
+ * (the database beside the uploads) locks it once. */
+
+struct held_dir {
+	dev_t dev;
+	ino_t ino;
+	const struct afs_job *owner;
+	struct held_dir *next;
+};
+
+static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct held_dir *held; /* under held_mu */
+
+/* Enters dir (dev, ino) into the table for j.  AFS_E_BUSY when another job
+ * holds it; *again is set when j holds it already. */
+static enum afs_err hold_dir(struct afs_job *j, dev_t dev, ino_t ino, bool *again)
 {
-	int f = open(path, O_RDONLY | O_CLOEXEC | (dir ? O_DIRECTORY : 0));
+	struct held_dir *h, *e;
+	enum afs_err err = AFS_OK;
 
-	if (f < 0 && errno == ENOENT && !dir) {
-		char *copy = strdup(path);
-
-		if (!copy)
-			return AFS_E_NOMEM;
-		f = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		free(copy);
+	*again = false;
+	pthread_mutex_lock(&held_mu);
+	for (h = held; h && !(h->dev == dev && h->ino == ino); h = h->next)
+		;
+	if (h && h->owner == j) {
+		*again = true;
+	} else if (h) {
+		err = AFS_E_BUSY;
+	} else if (!(e = calloc(1, sizeof(*e)))) {
+		err = AFS_E_NOMEM;
+	} else {
+		*e = (struct held_dir){ dev, ino, j, held };
+		held = e;
 	}
+	pthread_mutex_unlock(&held_mu);
+	return err;
+}
+
+/* Removes every entry of j from the table. */
+static void drop_dirs(const struct afs_job *j)
+{
+	pthread_mutex_lock(&held_mu);
+	for (struct held_dir **p = &held; *p;) {
+		struct held_dir *h = *p;
+
+		if (h->owner == j) {
+			*p = h->next;
+			free(h);
+		} else {
+			p = &h->next;
+		}
+	}
+	pthread_mutex_unlock(&held_mu);
+}
+
+/* Takes the lock of target path (db: a database file, whose directory is
+ * locked; else the uploads directory) for j: the table's entry, then the
+ * flock.  *fd receives the locked directory, or stays -1 when j locked it
+ * already.  On error the caller drops j's entries (afs_job_unlock_target). */
+static enum afs_err lock_one(struct afs_job *j, const char *path, bool db, int *fd, char *msg, size_t msglen)
+{
+	char *copy = strdup(path);
+	const char *dir = copy && db ? dirname(copy) : path;
+	enum afs_err err = AFS_OK;
+	struct stat st;
+	bool again;
+	int f = -1;
+
+	if (!copy) {
+		snprintf(msg, msglen, "out of memory");
+		return AFS_E_NOMEM;
+	}
+	if (stat(dir, &st) != 0) {
+		err = errno == ENOENT ? AFS_E_NOENT : AFS_E_IO;
+		snprintf(msg, msglen, "%s: %s", dir, strerror(errno));
+		goto out;
+	}
+	err = hold_dir(j, st.st_dev, st.st_ino, &again);
+	if (err != AFS_OK || again)
+		goto busy;
+	f = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (f < 0) {
-		snprintf(msg, msglen, "%s: %s", path, strerror(errno));
-		return errno == ENOENT ? AFS_E_NOENT : AFS_E_IO;
+		err = errno == ENOENT ? AFS_E_NOENT : AFS_E_IO;
+		snprintf(msg, msglen, "%s: %s", dir, strerror(errno));
+		goto out;
 	}
 	if (flock(f, LOCK_EX | LOCK_NB) != 0) {
-		snprintf(msg, msglen, "another restore into %s is running", path);
-		close(f);
-		return AFS_E_BUSY;
+		err = AFS_E_BUSY;
+		close(f); /* a directory's descriptor: no SQLite lock is on it */
+		goto busy;
 	}
 	*fd = f;
-	return AFS_OK;
+busy:
+	if (err == AFS_E_BUSY && db)
+		snprintf(msg, msglen, "another restore into %s is running (a restore locks the database's directory %s)",
+			 path, dir);
+	else if (err == AFS_E_BUSY)
+		snprintf(msg, msglen, "another restore into %s is running", path);
+	else if (err == AFS_E_NOMEM)
+		snprintf(msg, msglen, "out of memory");
+out:
+	free(copy);
+	return err;
 }
 
 void afs_job_unlock_target(struct afs_job *j)
@@ -369,6 +494,7 @@ void afs_job_unlock_target(struct afs_job *j)
 	if (j->lock_uploads >= 0)
 		close(j->lock_uploads);
 	j->lock_db = j->lock_uploads = -1;
+	drop_dirs(j);
 }
 
 /* ---------------------------------------------------------- the job */
@@ -561,9 +687,9 @@ static enum afs_err lock_target(struct afs_job *j, bool db, bool uploads, char *
 	enum afs_err err = AFS_OK;
 
 	if (db && j->target->db_path)
-		err = lock_path(j->target->db_path, false, &j->lock_db, msg, msglen);
+		err = lock_one(j, j->target->db_path, true, &j->lock_db, msg, msglen);
 	if (err == AFS_OK && uploads)
-		err = lock_path(j->target->uploads, true, &j->lock_uploads, msg, msglen);
+		err = lock_one(j, j->target->uploads, false, &j->lock_uploads, msg, msglen);
 	if (err != AFS_OK)
 		afs_job_unlock_target(j);
 	return err;

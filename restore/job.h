@@ -137,6 +137,13 @@ bool afs_job_cancelled(struct afs_job *j);
  * then on cancel is refused. */
 void afs_job_committed(struct afs_job *j);
 
+/* The database step calls this when it was interrupted while committing
+ * (a lost connection, a failed last write) and cannot find out whether the
+ * change went through: the run then counts as possibly changed, so the
+ * snapshot is kept, nothing created for it is discarded and the report says
+ * the outcome is unknown. */
+void afs_job_commit_unknown(struct afs_job *j);
+
 /* Runs the target's --migrate command through /bin/sh -c with
  * DATABASE_URL=database_url and ARCHFS_ARCHIVE_REVISION set to the
  * archive's Alembic revision (empty when unknown), its output lines in the
@@ -163,6 +170,19 @@ void afs_job_test_pause(const struct afs_job *j, enum afs_state step);
  * and waits until DIR/gate.go exists (the test does its racing step in
  * between), at most 60 s.  Does nothing for an unlisted gate. */
 void afs_job_test_gate(const struct afs_job *j, const char *gate);
+
+/* True when gate is listed (a step may make itself smaller so that the
+ * gate falls in its middle). */
+bool afs_job_test_gate_listed(const struct afs_job *j, const char *gate);
+
+/* The same gate as a shell command, for a child process to wait in (psql's
+ * \! between two statements): malloc'd, or NULL when gate is not listed
+ * (or its directory's name needs quoting). */
+char *afs_job_test_gate_shell(const struct afs_job *j, const char *gate);
+
+/* True when ARCHFS_TEST_FAULTS (comma-separated, read at each call) names
+ * fault: a step then fails on purpose where it says so. */
+bool afs_job_test_fault(const struct afs_job *j, const char *fault);
 #else
 static inline unsigned afs_job_test_delay_ms(const struct afs_job *j, enum afs_state step)
 {
@@ -173,6 +193,18 @@ static inline void afs_job_test_pause(const struct afs_job *j, enum afs_state st
 }
 static inline void afs_job_test_gate(const struct afs_job *j, const char *gate)
 {
+}
+static inline bool afs_job_test_gate_listed(const struct afs_job *j, const char *gate)
+{
+	return false;
+}
+static inline char *afs_job_test_gate_shell(const struct afs_job *j, const char *gate)
+{
+	return NULL;
+}
+static inline bool afs_job_test_fault(const struct afs_job *j, const char *fault)
+{
+	return false;
 }
 #endif
 

@@ -55,6 +55,7 @@ struct afs_job {
 	struct afs_db_info tinfo;          /* the live database as the last run found it */
 	bool tinfo_known;                  /* tinfo holds something (a run looked) */
 	bool created;                      /* this run created the database (--create) */
+	bool commit_unknown;               /* the database step cannot tell whether it committed */
 
 	/* --- the pipeline thread's own --- */
 	bool do_db, do_uploads, do_migrate;
@@ -62,7 +63,7 @@ struct afs_job {
 	void *backend_state;
 	uint32_t dump;                     /* node of the dump, AFS_NONE if none */
 	struct afs_uplan *plan;
-	int lock_db, lock_uploads;         /* flock()ed descriptors of the target */
+	int lock_db, lock_uploads;         /* flock()ed directories of the target (job.c), -1: none or the same as the other */
 };
 
 /* "YYYY-MM-DDTHH:MM:SS", local time. */
@@ -71,7 +72,7 @@ void afs_job_iso_now(char *buf, size_t len);
 /* Ends the current phase and starts st, which weighs weight in .progress. */
 void afs_job_set_state(struct afs_job *j, enum afs_state st, unsigned weight);
 
-/* Releases the flock()s taken on the target by afs_job_command(). */
+/* Releases the locks taken on the target by afs_job_command(). */
 void afs_job_unlock_target(struct afs_job *j);
 
 /* "restore", "restore database", ... */

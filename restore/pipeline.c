@@ -569,17 +569,29 @@ fail:
 	return err;
 }
 
-/* Ends a run: the flag goes, the target is unlocked, the state is final. */
+void afs_job_commit_unknown(struct afs_job *j)
+{
+	pthread_mutex_lock(&j->mu);
+	j->commit_unknown = true;
+	pthread_mutex_unlock(&j->mu);
+	afs_job_warn(j, "the database step was interrupted while committing: whether it went through is unknown");
+}
+
+/* Ends a run: the flag goes, the target is unlocked, the state is final.
+ * Only a run that certainly changed nothing (nothing committed, and no
+ * commit of unknown outcome) discards what it created and deletes its
+ * snapshot, and is reported as "nothing was changed". */
 static void finish(struct afs_job *j, enum afs_err err)
 {
 	enum afs_state st = err == AFS_OK ? AFS_ST_DONE : err == AFS_E_CANCELLED ? AFS_ST_CANCELLED : AFS_ST_FAILED;
-	bool nothing_changed, created;
+	bool nothing_changed, created, unknown;
 	char stamp[32];
 
 	if (j->backend && j->backend_state && j->backend->flag_off)
 		j->backend->flag_off(j, j->backend_state, afs_state_name(st));
 	pthread_mutex_lock(&j->mu);
-	nothing_changed = !j->committed;
+	unknown = j->commit_unknown && !j->committed;
+	nothing_changed = !j->committed && !unknown;
 	created = j->created;
 	pthread_mutex_unlock(&j->mu);
 	if (created && nothing_changed) {
@@ -597,10 +609,14 @@ static void finish(struct afs_job *j, enum afs_err err)
 	j->plan = NULL;
 	pthread_mutex_lock(&j->mu);
 	if (err == AFS_E_CANCELLED && !j->error)
-		j->error = strdup("cancelled: nothing was changed");
+		j->error = strdup(nothing_changed ? "cancelled: nothing was changed" : "cancelled");
 	else if (err != AFS_OK && !j->error)
 		j->error = strdup(afs_strerror(err));
 	pthread_mutex_unlock(&j->mu);
+	if (unknown)
+		afs_job_warn(j, "%s: check the database; %s%s", j->snapshot ? "the snapshot is kept" : "there is no snapshot",
+			     j->snapshot ? "restoring it undoes the restore if it went through: " : "",
+			     j->snapshot ? j->snapshot : "(--no-snapshot)");
 	/* A snapshot of a target that was never changed undoes nothing. */
 	if (err != AFS_OK && nothing_changed && j->snapshot) {
 		unlink(j->snapshot);
@@ -629,6 +645,9 @@ void *afs_job_run(void *arg)
 {
 	struct afs_job *j = arg;
 
+	pthread_mutex_lock(&j->mu);
+	j->commit_unknown = false; /* the run's own; committed is reset with the command */
+	pthread_mutex_unlock(&j->mu);
 	finish(j, pipeline(j));
 	return NULL;
 }

@@ -13,6 +13,7 @@
 #include "archive.h"
 #include "backend.h"
 #include "job.h"
+#include "privdir.h"
 #include "report.h"
 #include "snapshot.h"
 #include "target.h"
@@ -78,42 +79,51 @@ static enum afs_err open_copy(const void *ctx, size_t i, int *fd, char *msg, siz
 	return AFS_OK;
 }
 
-/* Adds the live database, dumped by the backend into a private file in dir
- * (*tmp: its path, removed by the caller once the archive is written;
- * *fd: the descriptor it was created with, closed by the caller after
- * that).  The archive reads the copy through *fd, and only when the path
- * still names that file: a copy swapped after the dump is refused. */
+/* Adds the live database, dumped by the backend into "db" of a private
+ * directory made in dir (*tmp; privdir.h): the backend opens the dump by
+ * name, so it must be in a directory no other user can write to.  The file
+ * is created there 0600 before the backend writes into it (*fd: that
+ * descriptor, closed by the caller), and the archive reads the copy through
+ * *fd, only when "db" in the directory still is that file.  The caller
+ * removes *tmp once the archive is written, on every path
+ * (afs_privdir_remove). */
 static enum afs_err add_database(struct afs_job *j, struct afs_zipw *w, const struct afs_db_backend *be,
-				 void *state, const char *dir, time_t now, char **tmp, int *fd)
+				 void *state, const char *dir, time_t now, struct afs_privdir *tmp, int *fd)
 {
+	char msg[512] = "", *path = NULL;
 	struct stat mine, there;
-	enum afs_err err;
+	enum afs_err err = afs_privdir_make(tmp, dir, ".archfs-snapshot-", msg, sizeof(msg));
 
-	if (asprintf(tmp, "%s/.archfs-snapshot-XXXXXX", dir) < 0) {
-		*tmp = NULL;
-		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+	if (err != AFS_OK)
+		return afs_job_fail(j, err, "cannot write the snapshot in %s: %s", dir, msg);
+	if ((err = afs_privdir_create(tmp, "db", fd)) != AFS_OK) {
+		err = afs_job_fail(j, err, "cannot write the snapshot in %s: %s", tmp->path, strerror(errno));
+		goto out;
 	}
-	*fd = mkostemp(*tmp, O_CLOEXEC);
-	if (*fd < 0) {
-		err = afs_job_fail(j, AFS_E_IO, "cannot write the snapshot in %s: %s", dir, strerror(errno));
-		free(*tmp);
-		*tmp = NULL;
-		return err;
+	if (!(path = afs_privdir_file(tmp, "db"))) {
+		err = afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+		goto out;
 	}
-	err = be->snapshot(j, state, *tmp);
+	err = be->snapshot(j, state, path);
 	if (err == AFS_E_NOENT) {
 		afs_job_warn(j, "there is no live database: the snapshot holds none");
-		return AFS_OK;
+		err = AFS_OK;
+		goto out;
 	}
 	if (err != AFS_OK)
-		return err;
-	if (fstat(*fd, &mine) != 0 || lstat(*tmp, &there) != 0 || mine.st_dev != there.st_dev ||
-	    mine.st_ino != there.st_ino)
-		return afs_job_fail(j, AFS_E_CONFLICT, "the snapshot's database copy %s was replaced: refused", *tmp);
+		goto out;
+	afs_job_test_gate(j, "snapshot-dumped");
+	if (fstat(*fd, &mine) != 0 || fstatat(tmp->fd, "db", &there, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    mine.st_dev != there.st_dev || mine.st_ino != there.st_ino) {
+		err = afs_job_fail(j, AFS_E_CONFLICT, "the snapshot's database copy %s was replaced: refused", path);
+		goto out;
+	}
 	err = afs_zipw_add_opener(w, be->dump_name, (uint64_t)mine.st_size, 0100644, now, open_copy, fd, 0);
 	if (err != AFS_OK)
-		return afs_job_fail(j, err, "adding the database to the snapshot: %s", afs_strerror(err));
-	return AFS_OK;
+		afs_job_fail(j, err, "adding the database to the snapshot: %s", afs_strerror(err));
+out:
+	free(path);
+	return err;
 }
 
 /* afs_zipw_opener of a live upload: ctx is the plan, i its replaced file. */
@@ -228,7 +238,8 @@ enum afs_err afs_snapshot_write(struct afs_job *j, const struct afs_db_backend *
 	const struct afs_target *t = afs_job_target(j);
 	time_t now = time(NULL);
 	struct afs_zipw *w = NULL;
-	char *dir = snapshot_dir(t, afs_job_archive_path(j)), *tmp = NULL, *rev = NULL, *man = NULL;
+	char *dir = snapshot_dir(t, afs_job_archive_path(j)), *rev = NULL, *man = NULL;
+	struct afs_privdir tmp = AFS_PRIVDIR_INIT;
 	char created[32], msg[512] = "";
 	struct tm tm;
 	enum afs_err err;
@@ -264,13 +275,11 @@ enum afs_err afs_snapshot_write(struct afs_job *j, const struct afs_db_backend *
 	afs_zipw_discard(w);
 	if (dbfd >= 0)
 		close(dbfd);
-	if (tmp)
-		unlink(tmp);
+	afs_privdir_remove(&tmp);
 	if (err != AFS_OK) {
 		free(*path);
 		*path = NULL;
 	}
-	free(tmp);
 	free(rev);
 	free(man);
 	free(dir);

@@ -13,7 +13,13 @@
  * LOCK TABLE retried under a short lock_timeout (so it never waits while
  * holding some of them: application transactions that read users then
  * time_entries cannot deadlock with it).  COMMIT is relayed to psql only
- * when pg_restore succeeded.  While it runs, this process watches
+ * when pg_restore succeeded.  psql echoes marks around it: the
+ * transaction's id after BEGIN, "committing" before COMMIT, "committed"
+ * after it.  When the run ends between the last two marks the COMMIT may
+ * or may not have happened (psql killed, the connection lost): the server
+ * is asked (txid_status) before anything is reported, and a cancel that
+ * arrives once COMMIT is on its way no longer stops psql.  While it runs,
+ * this process watches
  * pg_blocking_pids() of the restoring session: past --lock-wait seconds it
  * terminates that session (the transaction rolls back) or, with
  * --terminate-blockers, the blockers.
@@ -91,6 +97,9 @@ struct pg_state {
 	int backend_pid;
 	time_t blocked_since, last_blocked;
 	bool committed;
+	long long xid;           /* the restore transaction's txid_current(), 0 until psql said it */
+	bool commit_sent;        /* psql said "committing": the COMMIT may have run */
+	bool late_cancel;        /* a cancel came once COMMIT was on its way: logged once */
 	char *blockers;          /* reason when the lock wait ran out */
 	/* --migrate: the staging database the dump is restored into and
 	 * migrated in before the swap */
@@ -1256,6 +1265,14 @@ static enum afs_err existing_tables(struct pg_state *s, char **list, size_t *n)
 	return *list ? AFS_OK : afs_job_fail(s->j, AFS_E_NOMEM, "out of memory");
 }
 
+#define XID_MARK "archfs: xid "
+#define COMMITTING_MARK "archfs: committing"
+#define COMMITTED_MARK "archfs: committed"
+
+/* Opens the transaction and has psql tell its id (XID_MARK), by which the
+ * server can say afterwards whether it committed. */
+#define BEGIN_SQL "BEGIN;\nSELECT txid_current() AS archfs_xid \\gset\n\\echo " XID_MARK ":archfs_xid\n"
+
 /* The statements that open the restore's transaction: every existing
  * table the dump replaces locked at once, retried so that it never waits
  * while holding some of them. */
@@ -1264,9 +1281,9 @@ static char *preamble(const char *tables, size_t n)
 	char *out = NULL;
 
 	if (n == 0)
-		return strdup("BEGIN;\n");
+		return strdup(BEGIN_SQL);
 	if (asprintf(&out,
-		     "BEGIN;\n"
+		     BEGIN_SQL
 		     "SET lock_timeout = '" LOCK_RETRY_TIMEOUT "';\n"
 		     "DO $archfs$\n"
 		     "BEGIN\n"
@@ -1286,7 +1303,23 @@ static char *preamble(const char *tables, size_t n)
 	return out;
 }
 
-#define COMMITTED_MARK "archfs: committed"
+/* What follows the dump: COMMIT between the two marks.  With the test gates
+ * "pg-precommit" and "pg-commit", psql waits in a gate just before COMMIT
+ * and just after it, before it says so (the moments a cancel, a lost
+ * connection or a killed psql leave the outcome unknown here). */
+static char *commit_suffix(struct afs_job *j)
+{
+	char *pre = afs_job_test_gate_shell(j, "pg-precommit"), *gate = afs_job_test_gate_shell(j, "pg-commit");
+	char *out = NULL;
+
+	if (asprintf(&out, "\\echo " COMMITTING_MARK "\n%s%s%sCOMMIT;\n%s%s%s\\echo " COMMITTED_MARK "\n",
+		     pre ? "\\! " : "", pre ? pre : "", pre ? "\n" : "", gate ? "\\! " : "", gate ? gate : "",
+		     gate ? "\n" : "") < 0)
+		out = NULL;
+	free(pre);
+	free(gate);
+	return out;
+}
 
 static void restore_line(void *ctx, const char *line)
 {
@@ -1297,7 +1330,104 @@ static void restore_line(void *ctx, const char *line)
 		afs_job_committed(s->j);
 		return;
 	}
+	if (strcmp(line, COMMITTING_MARK) == 0) {
+		s->commit_sent = true;
+		return;
+	}
+	if (strncmp(line, XID_MARK, strlen(XID_MARK)) == 0) {
+		s->xid = strtoll(line + strlen(XID_MARK), NULL, 10);
+		return;
+	}
 	afs_job_log(s->j, "pg: %s", line);
+}
+
+/* Removes the lines of archfs's own marks ("archfs: ...") from the
+ * output tail, which error messages quote. */
+static void drop_marks(char *tail)
+{
+	char *in = tail, *out = tail;
+
+	while (*in) {
+		size_t n = strcspn(in, "\n");
+		bool mark = strncmp(in, "archfs: ", 8) == 0;
+
+		if (!mark) {
+			if (out != tail)
+				*out++ = '\n';
+			memmove(out, in, n);
+			out += n;
+		}
+		in += n + (in[n] == '\n');
+	}
+	*out = '\0';
+}
+
+/* txid_status() of the restore's transaction on c: "committed", "aborted",
+ * "in progress" (malloc'd), or NULL when the server cannot say. */
+static char *xid_status(PGconn *c, long long xid)
+{
+	char num[32];
+	const char *params[] = { num };
+	PGresult *r;
+	char *out = NULL;
+
+	snprintf(num, sizeof(num), "%lld", xid);
+	r = PQexecParams(c, "SELECT txid_status($1::bigint)", 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+		out = strdup(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return out;
+}
+
+/* The restore transaction's status as c sees it, asked again while it is
+ * "in progress" (its session was just ended) for up to 10 s; malloc'd, or
+ * NULL when c gets no answer. */
+static char *settled_status(PGconn *c, long long xid)
+{
+	struct timespec pause = { 0, 100 * 1000000L };
+	char *st = NULL;
+
+	for (int i = 0; c && i < 100; i++) {
+		free(st);
+		st = xid_status(c, xid);
+		if (!st || strcmp(st, "in progress") != 0)
+			break;
+		nanosleep(&pause, NULL);
+	}
+	return st;
+}
+
+/* After a run that sent COMMIT but did not see it succeed: asks the server
+ * (on our own session, or a new one when that gets no answer) whether the
+ * restore's transaction committed.  Committed: s->committed is set and the
+ * job told.  False when the server cannot say. */
+static bool find_commit_outcome(struct pg_state *s)
+{
+	const struct afs_target *t = afs_job_target(s->j);
+	char *st = NULL, *url;
+	PGconn *own;
+	bool known;
+
+	if (s->xid <= 0)
+		return false;
+	if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
+		st = settled_status(s->conn, s->xid);
+	if (!st) {
+		url = libpq_url(t->url);
+		own = url ? connect_url(url, "archfs") : NULL;
+		free(url);
+		if (own && PQstatus(own) == CONNECTION_OK)
+			st = settled_status(own, s->xid);
+		PQfinish(own);
+	}
+	afs_job_log(s->j, "the server says the restore's transaction %lld is %s", s->xid, st ? st : "(no answer)");
+	known = st && strcmp(st, "in progress") != 0;
+	if (st && strcmp(st, "committed") == 0) {
+		s->committed = true;
+		afs_job_committed(s->j);
+	}
+	free(st);
+	return known;
 }
 
 /* Describes the sessions in the array literal pids ("{1,2}"). */
@@ -1338,6 +1468,12 @@ static bool watch(void *ctx)
 
 	if (s->committed)
 		return false;
+	if (s->commit_sent) { /* stopping psql now would only hide the outcome */
+		if (afs_job_cancelled(s->j) && !s->late_cancel)
+			afs_job_warn(s->j, "cancel: COMMIT is already on its way to the server; waiting for its outcome");
+		s->late_cancel = s->late_cancel || afs_job_cancelled(s->j);
+		return false;
+	}
 	if (s->backend_pid == 0) {
 		r = PQexecParams(s->conn, "SELECT pid FROM pg_stat_activity WHERE application_name = $1", 1, NULL,
 				 params, NULL, NULL, 0);
@@ -1391,7 +1527,7 @@ static enum afs_err pg_restore_db(struct afs_job *j, void *state)
 {
 	struct pg_state *s = state;
 	char *pgr = tool(s, "pg_restore"), *psql = tool(s, "psql"), *pgd = tool(s, "pg_dump"), *tables = NULL;
-	char *pre = NULL, *app = NULL, *dbarg = NULL, *conn_arg = NULL, tail[TAIL];
+	char *pre = NULL, *app = NULL, *dbarg = NULL, *conn_arg = NULL, *suffix = commit_suffix(j), tail[TAIL];
 	const char *restore_argv[] = { pgr, "--clean", "--if-exists", "--no-owner", "--file=-", NULL };
 	const char *dump_argv[] = { pgd, "--clean", "--if-exists", "--no-owner", "--format=plain", NULL, NULL };
 	const char *psql_argv[] = { psql, "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--output=/dev/null",
@@ -1399,15 +1535,16 @@ static enum afs_err pg_restore_db(struct afs_job *j, void *state)
 	char *env[MAX_ENV + 2] = { 0 };
 	size_t n = 0, ntab = 0;
 	struct afs_proc_opts o = { .argv = restore_argv, .pipe_to = psql_argv, .input = feed_dump, .line = restore_line,
-				   .cancelled = watch, .ctx = s,
-				   .relay_suffix = "COMMIT;\n\\echo " COMMITTED_MARK "\n" };
+				   .cancelled = watch, .ctx = s, .relay_suffix = suffix };
 	enum afs_err err;
 	int st;
 
-	if (!pgr || !psql || !pgd) {
+	if (!pgr || !psql || !pgd || !suffix) {
 		err = afs_job_fail(j, AFS_E_NOMEM, "out of memory");
 		goto out;
 	}
+	s->xid = 0;
+	s->commit_sent = s->late_cancel = false;
 	if (s->migrated) { /* the migrated staging database, not db.dump */
 		if (!(dbarg = dbname_conninfo(s->staging)) || asprintf(&conn_arg, "--dbname=%s", dbarg) < 0) {
 			conn_arg = NULL;
@@ -1454,7 +1591,20 @@ static enum afs_err pg_restore_db(struct afs_job *j, void *state)
 		afs_stream_close(s->s);
 		s->s = NULL;
 	}
-	if (s->committed) {
+	drop_marks(tail);
+	if (!s->committed && s->commit_sent && !find_commit_outcome(s)) {
+		afs_job_commit_unknown(j);
+		err = afs_job_fail(j, AFS_E_FAILED,
+				   "the restore's COMMIT was sent, then %s, and the server cannot say whether it went "
+				   "through (transaction %lld): check the database",
+				   err == AFS_E_CANCELLED ? "psql was stopped" : tail[0] ? tail : "psql failed", s->xid);
+		goto out;
+	}
+	if (s->committed && err != AFS_OK) {
+		afs_job_warn(j, "psql ended without saying so, but the server committed the restore's transaction "
+				"%lld: the restore went through", s->xid);
+		err = AFS_OK;
+	} else if (s->committed) {
 		err = AFS_OK; /* psql printed the mark after COMMIT succeeded */
 	} else if (err == AFS_E_CANCELLED) {
 		if (!s->blockers)
@@ -1469,7 +1619,9 @@ static enum afs_err pg_restore_db(struct afs_job *j, void *state)
 				   tail[0] ? tail : afs_strerror(err));
 	}
 out:
-	drop_staging(s, s->committed ? ": its contents are the live database's now" : ": nothing was changed");
+	drop_staging(s, s->committed ? ": its contents are the live database's now"
+			: s->commit_sent ? "" : ": nothing was changed");
+	free(suffix);
 	free(pgr);
 	free(psql);
 	free(pgd);

@@ -1,20 +1,29 @@
 /* SPDX-License-Identifier: MIT */
 /* The SQLite backend (the only sqlite3.h user).
  *
- * verify stages db.sqlite from the archive into a private file beside the
- * live database (one sequential read, which also checks its CRC-32), runs
- * PRAGMA integrity_check on it and brings it to the live page size (the
- * backup API cannot write into a WAL database of another page size).
+ * verify stages db.sqlite from the archive into a private directory beside
+ * the live database (privdir.h: 0700, made by mkdtemp; every staged file,
+ * its page-size rewrite and their journals live there and nowhere else),
+ * in one sequential read that also checks its CRC-32, runs PRAGMA
+ * integrity_check on it and brings it to the live page size (the backup API
+ * cannot write into a WAL database of another page size).
  * restore copies the staged file into the live database with the online
  * backup API: one write transaction on the live file, so every other
  * connection sees the old database or the new one, never a mix, and a crash
  * before the commit leaves the old one (SQLite's journal or WAL recovers).
+ * The step that returns SQLITE_DONE has committed: the job is told at once.
+ * When the step that would commit fails instead, what happened is read from
+ * the live file (PRAGMA data_version of another connection, then its
+ * content against the staged copy) before anything is reported.
+ *
+ * This process never opens the live database's file other than through
+ * SQLite: closing a descriptor of it would drop the POSIX locks SQLite holds
+ * on it (job.c locks the target's directory instead).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +36,7 @@
 #include "db.h"
 #include "index.h"
 #include "job.h"
+#include "privdir.h"
 #include "stream.h"
 #include "target.h"
 
@@ -35,10 +45,14 @@
 #define TEST_STEP_PAGES 16
 #define BUSY_SLEEP_MS 50
 
+#define STAGED "stage.db"     /* names in the private directory */
+#define REWRITTEN "pagesize.db"
+
 struct sq_state {
 	char *staged; /* the verified copy of the archive's database, or NULL */
 	char *beside; /* staged files go beside this path: the live database, or
 		       * a name in $TMPDIR when verifying without a target */
+	struct afs_privdir dir; /* where they go */
 	bool created; /* create() made the live file: discard() may remove it */
 	dev_t dev;    /* and which file that was */
 	ino_t ino;
@@ -93,38 +107,51 @@ static int page_size(sqlite3 *db)
 	return (int)pragma_int(db, "PRAGMA page_size");
 }
 
-/* A path beside the live database for a staged file: ".NAME.archfs-TAG-XXXXXX". */
-static char *stage_name(const char *live, const char *tag)
+/* ".NAME.archfs-": the private directories of the live database NAME. */
+static char *stage_prefix(const char *live)
 {
-	char *d = strdup(live), *b = strdup(live), *out = NULL;
+	char *b = strdup(live), *out = NULL;
 
-	if (d && b && asprintf(&out, "%s/.%s.archfs-%s-XXXXXX", dirname(d), basename(b), tag) < 0)
+	if (b && asprintf(&out, ".%s.archfs-", basename(b)) < 0)
 		out = NULL;
-	free(d);
 	free(b);
 	return out;
 }
 
-/* Copies node dump of the job's archive into a new staged file. */
-static enum afs_err stage(struct afs_job *j, const char *beside, uint32_t dump, char **out)
+/* Makes the private directory of the staged files beside s->beside. */
+static enum afs_err make_dir(struct afs_job *j, struct sq_state *s)
 {
-	struct afs_stream *s = NULL;
-	char *path = stage_name(beside, "stage"), *buf = malloc(COPY_CHUNK);
+	char *d = strdup(s->beside), *prefix = stage_prefix(s->beside), msg[512] = "";
+	enum afs_err err = d && prefix ? afs_privdir_make(&s->dir, dirname(d), prefix, msg, sizeof(msg)) : AFS_E_NOMEM;
+
+	if (err != AFS_OK)
+		afs_job_fail(j, err, "staging beside %s: %s", s->beside, err == AFS_E_NOMEM && !msg[0] ? "out of memory" : msg);
+	free(d);
+	free(prefix);
+	return err;
+}
+
+/* Copies node dump of the job's archive into the new staged file STAGED
+ * of s's private directory. */
+static enum afs_err stage(struct afs_job *j, struct sq_state *s, uint32_t dump)
+{
+	const char *beside = s->beside;
+	struct afs_stream *st = NULL;
+	char *path = afs_privdir_file(&s->dir, STAGED), *buf = malloc(COPY_CHUNK);
 	uint64_t off = 0;
 	enum afs_err err;
 	int fd = -1;
 
-	*out = NULL;
 	if (!path || !buf) {
 		err = afs_job_fail(j, AFS_E_NOMEM, "out of memory");
 		goto out;
 	}
-	fd = mkostemp(path, O_CLOEXEC);
-	if (fd < 0) {
-		err = afs_job_fail(j, AFS_E_IO, "cannot create a staging file beside %s: %s", beside, strerror(errno));
+	err = afs_privdir_create(&s->dir, STAGED, &fd);
+	if (err != AFS_OK) {
+		afs_job_fail(j, err, "cannot create a staging file in %s: %s", s->dir.path, strerror(errno));
 		goto out;
 	}
-	err = afs_stream_open(afs_job_archive(j), afs_job_index(j), dump, &s);
+	err = afs_stream_open(afs_job_archive(j), afs_job_index(j), dump, &st);
 	while (err == AFS_OK) {
 		size_t got = 0;
 
@@ -132,7 +159,7 @@ static enum afs_err stage(struct afs_job *j, const char *beside, uint32_t dump, 
 			err = AFS_E_CANCELLED;
 			break;
 		}
-		err = afs_stream_pread(s, buf, COPY_CHUNK, off, &got);
+		err = afs_stream_pread(st, buf, COPY_CHUNK, off, &got);
 		if (err != AFS_OK || got == 0)
 			break;
 		if ((err = afs_write_all(fd, buf, got)) != AFS_OK) {
@@ -143,29 +170,26 @@ static enum afs_err stage(struct afs_job *j, const char *beside, uint32_t dump, 
 		afs_job_advance(j, got);
 	}
 	if (err != AFS_OK && err != AFS_E_CANCELLED)
-		afs_job_fail(j, err, "db.sqlite in the archive cannot be read: %s", afs_stream_error(s, err));
+		afs_job_fail(j, err, "db.sqlite in the archive cannot be read: %s", afs_stream_error(st, err));
 out:
-	afs_stream_close(s);
+	afs_stream_close(st);
 	free(buf);
 	if (fd >= 0)
 		close(fd);
 	if (err == AFS_OK)
-		*out = path;
-	else {
-		if (fd >= 0)
-			unlink(path);
+		s->staged = path; /* removed with the directory, as on error */
+	else
 		free(path);
-	}
 	return err;
 }
 
 /* Turns a WAL-format header (bytes 18 and 19 = 2) into a rollback-journal
  * one, so the private staged copy opens without a -wal or -shm file. */
-static enum afs_err check_header(struct afs_job *j, const char *path)
+static enum afs_err check_header(struct afs_job *j, const struct sq_state *s)
 {
 	unsigned char h[100];
 	enum afs_err err = AFS_OK;
-	int fd = open(path, O_RDWR | O_CLOEXEC);
+	int fd = openat(s->dir.fd, STAGED, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
 
 	if (fd < 0)
 		return afs_job_fail(j, AFS_E_IO, "staged database: %s", strerror(errno));
@@ -205,30 +229,29 @@ static enum afs_err check_space(struct afs_job *j, const char *beside, uint64_t 
 	return err;
 }
 
-/* Rewrites the staged database with the live database's page size. */
+/* Rewrites the staged database with the live database's page size, into
+ * REWRITTEN of the private directory: created there empty and 0600 first
+ * (VACUUM INTO takes an empty file), so SQLite opens nothing another user
+ * could have named. */
 static enum afs_err match_page_size(struct afs_job *j, struct sq_state *s, sqlite3 *src, int want)
 {
-	char *copy = stage_name(s->beside, "pagesize"), *sql = NULL;
+	char *copy = afs_privdir_file(&s->dir, REWRITTEN), *sql = NULL;
 	enum afs_err err = AFS_OK;
-	int fd;
 
 	if (!copy)
 		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
-	fd = mkostemp(copy, O_CLOEXEC);
-	if (fd < 0) {
-		err = afs_job_fail(j, AFS_E_IO, "cannot create a staging file: %s", strerror(errno));
+	err = afs_privdir_create(&s->dir, REWRITTEN, NULL);
+	if (err != AFS_OK) {
+		afs_job_fail(j, err, "cannot create a staging file in %s: %s", s->dir.path, strerror(errno));
 		goto out;
 	}
-	close(fd);
-	unlink(copy); /* VACUUM INTO wants a new file; the name stays ours */
 	sql = sqlite3_mprintf("PRAGMA page_size=%d; VACUUM INTO %Q", want, copy);
 	if (!sql || sqlite3_exec(src, sql, NULL, NULL, NULL) != SQLITE_OK) {
 		err = afs_job_fail(j, AFS_E_IO, "changing the page size of the staged database: %s", sqlite3_errmsg(src));
-		unlink(copy);
 		goto out;
 	}
 	afs_job_log(j, "staged database rewritten with the live page size %d", want);
-	unlink(s->staged);
+	unlinkat(s->dir.fd, STAGED, 0);
 	free(s->staged);
 	s->staged = copy;
 	copy = NULL;
@@ -238,21 +261,24 @@ out:
 	return err;
 }
 
-/* Removes what an interrupted run left beside the live database (staged
- * copies and their journals, ".NAME.archfs-*"): the job holds the target's
- * lock, so no other restore of it is using them.  Says so in the log. */
+/* Removes what an interrupted run left beside the live database,
+ * ".NAME.archfs-*": private directories of this user with their staged
+ * copies and journals (and the staged files older versions left there):
+ * the job holds the target's lock, so no other restore of it is using them.
+ * Nothing is followed.  Says so in the log. */
 static void sweep_leftovers(struct afs_job *j, const char *live)
 {
-	char *d = strdup(live), *b = strdup(live), *prefix = NULL;
+	char *d = strdup(live), *prefix = stage_prefix(live);
 	const char *dir = d ? dirname(d) : NULL;
 	DIR *dp = NULL;
 	struct dirent *e;
 	size_t n = 0;
 
-	if (!d || !b || asprintf(&prefix, ".%s.archfs-", basename(b)) < 0 || !(dp = opendir(dir)))
+	if (!d || !prefix || !(dp = opendir(dir)))
 		goto out;
 	while ((e = readdir(dp)))
-		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 && unlinkat(dirfd(dp), e->d_name, 0) == 0) {
+		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 &&
+		    (afs_privdir_remove_at(dirfd(dp), e->d_name) || unlinkat(dirfd(dp), e->d_name, 0) == 0)) {
 			afs_job_log(j, "removed %s/%s, left by an interrupted restore", dir, e->d_name);
 			n++;
 		}
@@ -264,7 +290,6 @@ out:
 		closedir(dp);
 	free(prefix);
 	free(d);
-	free(b);
 }
 
 static enum afs_err sq_verify(struct afs_job *j, uint32_t dump, void **state)
@@ -280,6 +305,7 @@ static enum afs_err sq_verify(struct afs_job *j, uint32_t dump, void **state)
 	*state = s;
 	if (!s)
 		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
+	s->dir = (struct afs_privdir)AFS_PRIVDIR_INIT;
 	if (t->db_path) {
 		if (afs_job_target_locked(j))
 			sweep_leftovers(j, t->db_path);
@@ -290,11 +316,14 @@ static enum afs_err sq_verify(struct afs_job *j, uint32_t dump, void **state)
 		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
 	err = check_space(j, s->beside, afs_index_node(afs_job_index(j), dump)->size);
 	if (err == AFS_OK)
-		err = stage(j, s->beside, dump, &s->staged);
+		err = make_dir(j, s);
 	if (err == AFS_OK)
-		err = check_header(j, s->staged);
+		err = stage(j, s, dump);
+	if (err == AFS_OK)
+		err = check_header(j, s);
 	if (err != AFS_OK)
 		goto out;
+	afs_job_test_gate(j, "sqlite-staged");
 	if (sqlite3_open_v2(s->staged, &src, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
 		err = afs_job_fail(j, AFS_E_CORRUPT, "db.sqlite in the archive cannot be opened: %s", sqlite3_errmsg(src));
 		goto out;
@@ -318,8 +347,8 @@ static enum afs_err sq_verify(struct afs_job *j, uint32_t dump, void **state)
 					   sqlite3_errmsg(live));
 			goto out;
 		}
-		if (want != page_size(src))
-			err = match_page_size(j, s, src, want);
+		if (want != page_size(src) && (err = match_page_size(j, s, src, want)) == AFS_OK)
+			afs_job_test_gate(j, "sqlite-rewritten");
 	}
 out:
 	free(ok);
@@ -328,24 +357,52 @@ out:
 	return err;
 }
 
-/* Copies every page of from into to with the backup API, in steps.  When j
- * is given, progress and cancellation apply; the copy is one transaction on
- * the destination, committed by the last step. */
-static enum afs_err copy_db(struct afs_job *j, sqlite3 *to, sqlite3 *from, bool track)
+/* What the restore's copy watches to find out, when the step that would
+ * commit fails, whether the commit went through. */
+struct commit_watch {
+	sqlite3 *obs;         /* another connection to the live database, or NULL */
+	int64_t version;      /* its PRAGMA data_version before the copy */
+	bool maybe_committed; /* the step that would commit failed: its outcome is to be found */
+	int rc;               /* and its SQLite error */
+};
+
+/* Copies every page of from into to with the backup API, in steps: one
+ * transaction on the destination, committed by the last step.  With w (the
+ * restore's copy), progress and cancellation apply, the job is told the
+ * moment the last step has committed, and when the step that would commit
+ * fails, w->maybe_committed is set and AFS_E_IO returned without a job
+ * error: the caller finds out what happened (commit_outcome()). */
+static enum afs_err copy_db(struct afs_job *j, sqlite3 *to, sqlite3 *from, struct commit_watch *w)
 {
 	unsigned delay = afs_job_test_delay_ms(j, AFS_ST_DATABASE);
-	int pages = delay ? TEST_STEP_PAGES : STEP_PAGES, psize = page_size(from), rc;
+	int pages = delay || afs_job_test_gate_listed(j, "db-step") ? TEST_STEP_PAGES : STEP_PAGES;
+	int psize = page_size(from), total = (int)pragma_int(from, "PRAGMA page_count"), rc;
 	const struct afs_target *t = afs_job_target(j);
 	time_t busy_since = 0;
 	uint64_t reported = 0;
+	bool started = false, last;
 	sqlite3_backup *b = sqlite3_backup_init(to, "main", from, "main");
 
 	if (!b)
 		return afs_job_fail(j, AFS_E_IO, "cannot start copying into the database: %s", sqlite3_errmsg(to));
+	if (w && w->obs)
+		w->version = pragma_int(w->obs, "PRAGMA data_version");
 	for (;;) {
-		rc = sqlite3_backup_step(b, pages);
-		if (rc == SQLITE_DONE)
+		/* this step copies what is left and commits */
+		last = (started ? sqlite3_backup_remaining(b) : total) <= pages;
+		if (w && last && afs_job_test_fault(j, "sqlite-commit-refused"))
+			rc = SQLITE_IOERR; /* the step that would commit fails before it writes */
+		else
+			rc = sqlite3_backup_step(b, pages);
+		if (w && last && rc == SQLITE_DONE && afs_job_test_fault(j, "sqlite-commit-error"))
+			rc = SQLITE_IOERR; /* committed, but reported as failed */
+		if (rc == SQLITE_DONE) {
+			if (w) {
+				afs_job_committed(j); /* before anything else: a cancel from now on is refused */
+				afs_job_test_gate(j, "sqlite-commit");
+			}
 			break;
+		}
 		if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
 			if (!busy_since)
 				busy_since = time(NULL);
@@ -358,12 +415,20 @@ static enum afs_err copy_db(struct afs_job *j, sqlite3 *to, sqlite3 *from, bool 
 			sleep_ms(BUSY_SLEEP_MS);
 		} else if (rc != SQLITE_OK) {
 			sqlite3_backup_finish(b);
+			if (w && last) {
+				w->maybe_committed = true;
+				w->rc = rc;
+				return AFS_E_IO;
+			}
 			return afs_job_fail(j, rc == SQLITE_FULL ? AFS_E_NOSPC : AFS_E_IO,
 					    "copying into the database failed: %s", sqlite3_errstr(rc));
 		} else {
 			busy_since = 0;
+			if (w && !started)
+				afs_job_test_gate(j, "db-step");
+			started = true;
 		}
-		if (track) {
+		if (w) {
 			uint64_t done = (uint64_t)(sqlite3_backup_pagecount(b) - sqlite3_backup_remaining(b)) *
 					(uint64_t)psize;
 
@@ -379,9 +444,113 @@ static enum afs_err copy_db(struct afs_job *j, sqlite3 *to, sqlite3 *from, bool 
 		}
 	}
 	rc = sqlite3_backup_finish(b);
-	if (rc != SQLITE_OK)
+	if (rc != SQLITE_OK && !w)
 		return afs_job_fail(j, AFS_E_IO, "copying into the database failed: %s", sqlite3_errmsg(to));
+	if (rc != SQLITE_OK) /* after SQLITE_DONE the copy is committed: only cleaning up failed */
+		afs_job_warn(j, "the copy into the database committed, then ended with: %s", sqlite3_errmsg(to));
 	return AFS_OK;
+}
+
+/* True when statements sa and sb give the same rows, value for value. */
+static bool same_rows(sqlite3_stmt *sa, sqlite3_stmt *sb)
+{
+	for (;;) {
+		int ra = sqlite3_step(sa), rb = sqlite3_step(sb), n = sqlite3_column_count(sa);
+
+		if (ra != rb || (ra != SQLITE_ROW && ra != SQLITE_DONE) || n != sqlite3_column_count(sb))
+			return false;
+		if (ra == SQLITE_DONE)
+			return true;
+		for (int i = 0; i < n; i++) {
+			int type = sqlite3_column_type(sa, i);
+
+			if (type != sqlite3_column_type(sb, i))
+				return false;
+			if (type == SQLITE_INTEGER && sqlite3_column_int64(sa, i) != sqlite3_column_int64(sb, i))
+				return false;
+			if (type == SQLITE_FLOAT && memcmp(&(double){ sqlite3_column_double(sa, i) },
+							   &(double){ sqlite3_column_double(sb, i) }, sizeof(double)) != 0)
+				return false;
+			if (type == SQLITE_TEXT || type == SQLITE_BLOB) {
+				const void *x = sqlite3_column_blob(sa, i), *y = sqlite3_column_blob(sb, i);
+				int len = sqlite3_column_bytes(sa, i);
+
+				if (len != sqlite3_column_bytes(sb, i) || (len && memcmp(x, y, (size_t)len) != 0))
+					return false;
+			}
+		}
+	}
+}
+
+/* True when sql (a format with one %w for a table name, or none) gives
+ * the same rows on a and b. */
+static bool same_query(sqlite3 *a, sqlite3 *b, const char *sql)
+{
+	sqlite3_stmt *sa = NULL, *sb = NULL;
+	bool same = sqlite3_prepare_v2(a, sql, -1, &sa, NULL) == SQLITE_OK &&
+		    sqlite3_prepare_v2(b, sql, -1, &sb, NULL) == SQLITE_OK && same_rows(sa, sb);
+
+	sqlite3_finalize(sa);
+	sqlite3_finalize(sb);
+	return same;
+}
+
+/* True when the databases at a_path and b_path hold the same pages count,
+ * schema and rows (in storage order: the backup API copies pages as they
+ * are, so a committed copy matches row for row).  Read through SQLite. */
+static bool same_content(const char *a_path, const char *b_path)
+{
+	sqlite3 *a = NULL, *b = NULL;
+	sqlite3_stmt *tables = NULL;
+	bool same = false;
+
+	if (sqlite3_open_v2(a_path, &a, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+	    sqlite3_open_v2(b_path, &b, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_busy_timeout(a, 1000);
+	same = pragma_int(a, "PRAGMA page_count") == pragma_int(b, "PRAGMA page_count") &&
+	       same_query(a, b, "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY rowid") &&
+	       sqlite3_prepare_v2(a, "SELECT name FROM sqlite_schema WHERE type = 'table'", -1, &tables, NULL) ==
+		       SQLITE_OK;
+	while (same && sqlite3_step(tables) == SQLITE_ROW) {
+		char *sql = sqlite3_mprintf("SELECT * FROM \"%w\"", (const char *)sqlite3_column_text(tables, 0));
+
+		same = sql && same_query(a, b, sql);
+		sqlite3_free(sql);
+	}
+out:
+	sqlite3_finalize(tables);
+	sqlite3_close(a);
+	sqlite3_close(b);
+	return same;
+}
+
+/* After the step that would commit failed (w): reads the live file to
+ * find out what happened.  No connection committed since the copy began:
+ * rolled back, the usual failure.  The live database holds
+ * exactly the staged copy: committed (the job is told; AFS_OK).  Anything
+ * else: unknown, said so (afs_job_commit_unknown()). */
+static enum afs_err commit_outcome(struct afs_job *j, const struct sq_state *s, struct commit_watch *w)
+{
+	const char *live_path = afs_job_target(j)->db_path, *why = sqlite3_errstr(w->rc);
+	int64_t now = w->obs ? pragma_int(w->obs, "PRAGMA data_version") : 0;
+
+	if (now != 0 && now == w->version)
+		return afs_job_fail(j, w->rc == SQLITE_FULL ? AFS_E_NOSPC : AFS_E_IO,
+				    "copying into the database failed while committing: %s; the transaction was "
+				    "rolled back (the database is unchanged)", why);
+	if (now != 0 && same_content(live_path, s->staged)) {
+		afs_job_committed(j);
+		afs_job_warn(j, "the last copy step reported \"%s\", but %s holds the restored copy, page for page: "
+				"the commit went through", why, live_path);
+		return AFS_OK;
+	}
+	afs_job_commit_unknown(j);
+	return afs_job_fail(j, AFS_E_IO,
+			    "copying into the database failed while committing (%s), and %s now holds neither its "
+			    "old content nor the restored copy as far as archfs can tell: whether the restore went "
+			    "through is unknown",
+			    why, live_path);
 }
 
 static enum afs_err sq_snapshot(struct afs_job *j, void *state, const char *path)
@@ -400,7 +569,7 @@ static enum afs_err sq_snapshot(struct afs_job *j, void *state, const char *path
 				   sqlite3_errmsg(out ? out : live));
 		goto out;
 	}
-	err = copy_db(j, out, live, false);
+	err = copy_db(j, out, live, NULL);
 out:
 	sqlite3_close(out);
 	sqlite3_close(live);
@@ -411,7 +580,9 @@ static enum afs_err sq_restore(struct afs_job *j, void *state)
 {
 	struct sq_state *s = state;
 	const char *live_path = afs_job_target(j)->db_path;
+	struct commit_watch w = { 0 };
 	sqlite3 *live = NULL, *src = NULL;
+	int64_t live_pages, src_pages;
 	enum afs_err err;
 	struct stat st;
 
@@ -424,21 +595,36 @@ static enum afs_err sq_restore(struct afs_job *j, void *state)
 				   sqlite3_errmsg(live ? live : src));
 		goto out;
 	}
+	/* read-write: should a failed commit leave a hot journal, this
+	 * connection rolls it back as any would before reading */
+	if (sqlite3_open_v2(live_path, &w.obs, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		sqlite3_close(w.obs);
+		w.obs = NULL;
+	} else {
+		sqlite3_busy_timeout(w.obs, 1000);
+	}
 	sqlite3_busy_timeout(live, 200);
-	err = copy_db(j, live, src, true);
-	if (err != AFS_OK)
+	err = copy_db(j, live, src, &w);
+	if (err != AFS_OK && w.maybe_committed) {
+		sqlite3_close(live); /* its locks go before the live file is read */
+		live = NULL;
+		err = commit_outcome(j, s, &w);
+	}
+	if (err != AFS_OK || !live)
 		goto out;
-	afs_job_committed(j);
 	/* The staged copy passed PRAGMA integrity_check (after its migration
 	 * too), and the backup API copies it page for page: checking the whole
 	 * live file again would double the step's cost.  That every page
 	 * landed is checked. */
-	if (pragma_int(live, "PRAGMA page_count") != pragma_int(src, "PRAGMA page_count"))
+	live_pages = pragma_int(live, "PRAGMA page_count");
+	src_pages = pragma_int(src, "PRAGMA page_count");
+	if (live_pages != src_pages)
 		err = afs_job_fail(j, AFS_E_CORRUPT, "the restored database has %lld pages, the staged copy %lld",
-				   (long long)pragma_int(live, "PRAGMA page_count"), (long long)pragma_int(src, "PRAGMA page_count"));
+				   (long long)live_pages, (long long)src_pages);
 	else
 		afs_job_log(j, "%s holds every page of the checked copy", live_path);
 out:
+	sqlite3_close(w.obs);
 	sqlite3_close(src);
 	sqlite3_close(live);
 	return err;
@@ -584,15 +770,9 @@ static void sq_release(void *state)
 
 	if (!s)
 		return;
-	if (s->staged) { /* and what a migration's connections may have left beside it */
-		static const char *const side[] = { "-journal", "-wal", "-shm" };
-		char path[PATH_MAX];
-
-		unlink(s->staged);
-		for (size_t i = 0; i < sizeof(side) / sizeof(side[0]); i++)
-			if ((size_t)snprintf(path, sizeof(path), "%s%s", s->staged, side[i]) < sizeof(path))
-				unlink(path);
-	}
+	/* the staged copies, and whatever a migration's connections left
+	 * beside them (-journal, -wal, -shm): all in the private directory */
+	afs_privdir_remove(&s->dir);
 	free(s->staged);
 	free(s->beside);
 	free(s);

@@ -5,6 +5,7 @@ and a restore from one archive of it."""
 import errno
 import os
 import shutil
+import sqlite3
 import tempfile
 import zipfile
 
@@ -102,6 +103,58 @@ def t_dirmode_restore_from_one_archive():
         check(s["state"] == "done", "restore from %s: %s (%s)" % (OLD, s["state"], s["error"]))
         check(R.status(os.path.join(m, NEW))["state"] == "idle", "the other archive's job moved")
     check(R.db_dump(live.db) == R.db_dump(os.path.join(src, "db.sqlite")), "the database is not the archive's")
+
+
+def locked_out(db):
+    """True when another process cannot begin a write transaction on db now."""
+    con = sqlite3.connect(db, timeout=0, isolation_level=None)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("INSERT INTO users (username, role) VALUES ('intruder', 'user')")
+        con.execute("COMMIT")
+        return False
+    except sqlite3.OperationalError as e:
+        check("locked" in str(e), "the other writer failed otherwise: %s" % e)
+        return True
+    finally:
+        con.close()
+
+
+def t_dirmode_refused_restore_keeps_the_sqlite_locks():
+    """Directory mode, one daemon: while one archive's restore holds the live
+    database's write lock (stopped at the gate after its first copy step), a
+    restore sent to another archive is refused without the database file
+    being opened: another writer stays locked out, the restore then
+    succeeds and the database holds the archive's rows.  (archfs opened the
+    database to flock it; the refusal's close() dropped every POSIX lock the
+    process held on it, SQLite's included, and the writer got in.)"""
+    a, src = fixture("app", db_size=1 << 20)
+    b, _ = fixture("stored", db_size=1 << 20)
+    d = tempfile.mkdtemp(prefix="backups-", dir=H.WORK)
+    shutil.copy(a, os.path.join(d, OLD + ".zip"))
+    shutil.copy(b, os.path.join(d, NEW + ".zip"))
+    live = R.Live()
+    con = sqlite3.connect(live.db)
+    con.execute("PRAGMA journal_mode=DELETE")  # the write lock is the file's own POSIX lock
+    con.close()
+    gates, env = R.gates_env("db-step")
+    with Mount(d, *live.opts(), env=env) as m:
+        old, new = os.path.join(m, OLD), os.path.join(m, NEW)
+        check(R.control(old, "restore") == 0, "restore refused: %s" % R.status(old)["error"])
+        try:
+            R.wait_gate(gates, "db-step", old)
+            check(locked_out(live.db), "another writer got in during the copy, before any refusal")
+            check(R.control(new, "restore") == errno.EBUSY, "a second restore into the same target: not EBUSY")
+            check("another restore" in (R.status(new)["error"] or ""), "refusal: %r" % R.status(new)["error"])
+            still = locked_out(live.db)
+        finally:
+            R.open_gate(gates, "db-step")
+        s = R.wait_final(old)
+        check(R.status(new)["state"] == "idle", "the refused archive's job moved")
+    check(still, "after the refused restore another writer committed in the middle of the copy")
+    check(s["state"] == "done", "restore: %s (%s)" % (s["state"], s["error"]))
+    check(R.db_dump(live.db) == R.db_dump(os.path.join(src, "db.sqlite")), "the database is not the archive's")
+    check(R.integrity(live.db) == "ok", "integrity_check after the restore")
 
 
 def t_dirmode_entry_past_eof_spares_the_others():

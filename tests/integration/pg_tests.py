@@ -6,6 +6,7 @@ an archive in the application's format, and a live target."""
 import json
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import threading
@@ -18,7 +19,8 @@ import psycopg2.extensions
 
 import harness as H
 from harness import Failure, Mount, check
-from restore_tests import FINAL, control, read, run_command, status, wait_final, wait_state
+from restore_tests import (FINAL, control, gates_env, open_gate, read, run_command, status, wait_final, wait_gate,
+                           wait_state)
 
 LOCK_KEY = (1634886504, 1)
 PG_BIN = sorted(d for d in os.listdir("/usr/lib/postgresql"))[-1] if os.path.isdir("/usr/lib/postgresql") else None
@@ -828,3 +830,101 @@ def t_pg_psql_meta_commands_not_run():
     rc, err = verify(archive, "--database", url(live), "--pg-bindir", fake)
     check(rc == 1 and "lacks the fix of CVE-2025-8714" in err, "verify with an unfixed pg_restore: %d %s" % (rc, err[-400:]))
     check(content(live) == before and schema(live) == before_schema, "the live database changed")
+
+
+def child_named(pid, name):
+    """The pid of a child of pid whose command is name, or None."""
+    for d in os.listdir("/proc"):
+        try:
+            text = open("/proc/%s/stat" % d).read() if d.isdigit() else ""
+        except OSError:
+            continue
+        if text and text[text.index("(") + 1:text.rindex(")")] == name and \
+                int(text[text.rindex(")") + 2:].split()[1]) == pid:
+            return int(d)
+    return None
+
+
+def sessions(db, where):
+    c = connect("postgres")
+    cur = c.cursor()
+    cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND " + where, (db,))
+    n = len(cur.fetchall())
+    c.close()
+    return n
+
+
+def allow_connections(db, yes):
+    c = connect("postgres")
+    c.cursor().execute('ALTER DATABASE "%s" ALLOW_CONNECTIONS %s' % (db, "true" if yes else "false"))
+    c.close()
+
+
+def t_pg_commit_outcome_asked_of_the_server():
+    """A cancel, a killed psql or a lost connection around the restore's
+    COMMIT (psql held at a gate just before or just after it): archfs asks
+    the server what became of the transaction before it reports anything,
+    the report matches what the database holds, and the snapshot is kept
+    whenever the database changed or may have.  (A cancel that raced the
+    COMMIT was reported as "nothing was changed" and the snapshot deleted
+    although the server had committed.)"""
+    archive, src = pg_archive()
+    want = content(src)
+    cases = [("pg-commit", "cancel", "done"),
+             ("pg-commit", "kill psql", "done"),
+             ("pg-precommit", "terminate its session", "rolled back"),
+             ("pg-commit", "kill psql, the server unreachable", "unknown")]
+    failures = []
+    for gate, act, outcome in cases:
+        try:
+            one_commit_outcome(archive, want, gate, act, outcome)
+        except Failure as e:
+            failures.append(str(e))
+    check(not failures, "; ".join(failures))
+
+
+def one_commit_outcome(archive, want, gate, act, outcome):
+    """One case of t_pg_commit_outcome_asked_of_the_server: act at gate, then the outcome expected."""
+    live = new_db(3, 10, "old")
+    before = content(live)
+    opts, snapdir = target(live)
+    gates, env = gates_env(gate)
+    mount = Mount(archive, *opts, env=env)
+    try:
+        with mount as m:
+            check(control(m, "restore") == 0, "%s: restore refused: %s" % (act, status(m)["error"]))
+            try:
+                wait_gate(gates, gate, m)
+                if act == "cancel":
+                    check(control(m, "cancel") == 0, "cancel refused before the outcome was known")
+                    deadline = time.time() + 10  # until archfs has acted on it: waits, or stops psql
+                    while "waiting for its outcome" not in read(m, ".log") and \
+                            child_named(mount.proc.pid, "psql") is not None and time.time() < deadline:
+                        time.sleep(0.02)
+                elif act.startswith("kill psql"):
+                    if "unreachable" in act:  # archfs's own session too, and no new one
+                        allow_connections(live, False)
+                        check(sessions(live, "application_name = 'archfs'") == 1, "archfs's own session not found")
+                    psql = child_named(mount.proc.pid, "psql")
+                    check(psql is not None, "no psql child of archfs")
+                    os.kill(psql, signal.SIGKILL)
+                else:
+                    check(sessions(live, "application_name LIKE 'archfs-restore-%%'") == 1, "no restoring session")
+            finally:
+                open_gate(gates, gate)
+            s = wait_final(m)
+    finally:
+        allow_connections(live, True)
+    got, snaps = content(live), os.listdir(snapdir)
+    if outcome == "done":
+        check(s["state"] == "done", "%s: state %s (%s)" % (act, s["state"], s["error"]))
+        check(got == want, "%s: reported done, but the database is not the archive's" % act)
+        check(len(snaps) == 1 and s["snapshot"], "%s: the snapshot of a changed database is gone" % act)
+    elif outcome == "rolled back":
+        check(s["state"] == "failed" and "rolled back" in s["error"], "%s: %s %r" % (act, s["state"], s["error"]))
+        check(got == before, "%s: reported rolled back, but the database changed" % act)
+        check(snaps == [], "%s: a snapshot of an unchanged database was kept: %s" % (act, snaps))
+    else:
+        check(s["state"] == "failed" and "cannot say" in s["error"], "%s: %s %r" % (act, s["state"], s["error"]))
+        check(got == want, "%s: the COMMIT went through: the database should be the archive's" % act)
+        check(len(snaps) == 1 and s["snapshot"], "%s: the outcome is unknown, yet the snapshot is gone" % act)

@@ -166,6 +166,35 @@ def wait_state(mnt, want, timeout=60):
     raise Failure("state %s not reached within %d s" % (want, timeout))
 
 
+def gates_env(*names, faults=()):
+    """(directory, environment) of test gates (restore/job.h afs_job_test_gate) and faults."""
+    d = tempfile.mkdtemp(prefix="gates-", dir=H.WORK)
+    env = {"ARCHFS_TEST_GATE_DIR": d, "ARCHFS_TEST_GATES": ",".join(names)}
+    if faults:
+        env["ARCHFS_TEST_FAULTS"] = ",".join(faults)
+    return d, env
+
+
+def wait_gate(gates, name, mnt, timeout=60):
+    """Waits until the job stands at gate name (it waits there until open_gate)."""
+    deadline = time.time() + timeout
+    while not os.path.exists(os.path.join(gates, name + ".reached")):
+        s = status(mnt)
+        check(s["state"] not in FINAL, "the run ended (%s: %s) before the gate %s" % (s["state"], s["error"], name))
+        check(time.time() < deadline, "gate %s not reached within %d s: %s" % (name, timeout, read(mnt, ".log")[-1500:]))
+        time.sleep(0.01)
+
+
+def open_gate(gates, name):
+    open(os.path.join(gates, name + ".go"), "w").close()
+
+
+def open_all_gates(gates, *names):
+    """Lets every one of names pass, now and later: after a test's failure, so that the daemon can end."""
+    for name in names:
+        open_gate(gates, name)
+
+
 def run_command(archive, opts, command="restore", env=None):
     """Mounts archive with archfs options opts, runs command, returns the final .status."""
     with Mount(archive, *opts, env=env) as m:
@@ -937,15 +966,6 @@ SWAP_FILE = "import os, sys\nos.unlink(sys.argv[1])\nos.symlink(sys.argv[2], sys
 SWAP_DIR = "import os, sys\nos.rename(sys.argv[1], sys.argv[1] + '.old')\nos.symlink(sys.argv[2], sys.argv[1])\n"
 
 
-def wait_gate(gates, name, mnt, timeout=60):
-    deadline = time.time() + timeout
-    while not os.path.exists(os.path.join(gates, name + ".reached")):
-        s = status(mnt)
-        check(s["state"] not in FINAL, "the restore ended (%s) before the %s gate: %s" % (s["state"], name, s["error"]))
-        check(time.time() < deadline, "the %s gate was not reached" % name)
-        time.sleep(0.01)
-
-
 def t_snapshot_reads_no_swapped_upload():
     """The application's user owns the uploads tree: between verify and the
     snapshot it swaps an upload the archive replaces (then, in a second run,
@@ -1080,3 +1100,119 @@ def t_log_lines_escape_archive_text():
           "archfs restore's stderr has a forged line: %r" % r.stderr[-1500:])
     check(lines[-1].startswith(b"archfs: restore failed: ") and b"evil\\n2026" in lines[-1],
           "archfs restore's last line: %r" % lines[-1])
+
+
+def as_nobody(script):
+    """sh -c script as uid 65534, the application's user."""
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=30)
+
+
+def check_private(where, names, victim):
+    """At a gate: what archfs stages in where (writable by everyone) is one
+    private directory, 0700 and root's, holding names, each 0600; another
+    user can plant no symlink in it and cannot move it away."""
+    ours = [n for n in os.listdir(where) if "archfs" in n and not n.startswith("archfs_pre_restore_")]
+    check(len(ours) == 1, "%s: archfs entries %s" % (where, ours))
+    p = os.path.join(where, ours[0])
+    st = os.lstat(p)
+    check(stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == 0,
+          "%s: a staged file straight in a directory others can write to (mode %o, uid %d)"
+          % (p, st.st_mode, st.st_uid))
+    check(sorted(os.listdir(p)) == sorted(names), "%s holds %s, expected %s" % (p, os.listdir(p), names))
+    for n in names:
+        st = os.lstat(os.path.join(p, n))
+        check(stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600, "%s/%s: mode %o" % (p, n, st.st_mode))
+    predictable = ["stage.db", "pagesize.db", "db"]
+    predictable += [n + s for n in predictable for s in ("-journal", "-wal", "-shm")]
+    r = as_nobody("; ".join("ln -s %s %s/%s 2>/dev/null && echo planted %s" % (victim, p, n, n) for n in predictable) +
+                  "; mv %s %s.moved 2>/dev/null && echo moved" % (p, p))
+    check(r.stdout == "", "another user changed the private directory: %s" % r.stdout)
+    return p
+
+
+def t_staging_private_in_a_shared_directory():
+    """The database's directory and the snapshot directory are writable by
+    everyone (1777): every file archfs stages there (the copy of the
+    archive's database, its page-size rewrite, the snapshot's dump) lives in
+    a private directory, 0700 and root's, that another user can neither
+    plant a symlink in nor rename, and nothing of it is left afterwards.
+    (The rewrite ran VACUUM INTO on a name it had created, closed and
+    unlinked beside the database: a symlink planted in that gap made root
+    write a database anywhere.)"""
+    archive, src = fixture("app")
+    live = Live()
+    con = sqlite3.connect(live.db, isolation_level=None)  # another page size than the archive's: the rewrite runs
+    for sql in ("PRAGMA journal_mode=DELETE", "PRAGMA page_size=1024", "VACUUM", "PRAGMA journal_mode=WAL"):
+        con.execute(sql)
+    con.close()
+    os.chmod(H.WORK, 0o755)
+    for d in (live.dir, live.snapdir):
+        os.chmod(d, 0o1777)
+    victim = os.path.join(tempfile.mkdtemp(prefix="victim-", dir=H.WORK), "written-by-root")
+    os.chmod(os.path.dirname(victim), 0o777)
+    gates, env = gates_env("sqlite-staged", "sqlite-rewritten", "snapshot-dumped")
+    made = []
+    with Mount(archive, *live.opts(), env=env) as m:
+        check(control(m, "restore") == 0, "restore refused: %s" % status(m)["error"])
+        try:
+            for gate, where, names in (("sqlite-staged", live.dir, ["stage.db"]),
+                                       ("sqlite-rewritten", live.dir, ["pagesize.db"]),
+                                       ("snapshot-dumped", live.snapdir, ["db"])):
+                wait_gate(gates, gate, m)
+                made.append(check_private(where, names, victim))
+                open_gate(gates, gate)
+        finally:
+            open_all_gates(gates, "sqlite-staged", "sqlite-rewritten", "snapshot-dumped")
+        s = wait_final(m)
+        log = read(m, ".log")
+    check(s["state"] == "done", "restore: %s %s" % (s["state"], s["error"]))
+    check("rewritten with the live page size 1024" in log, "the page-size rewrite did not run: " + log[-1500:])
+    check(made[0] == made[1], "the rewrite went elsewhere than the staged copy: %s" % made)
+    check(db_dump(live.db) == db_dump(os.path.join(src, "db.sqlite")), "the live database differs from the archive's")
+    check(not os.path.lexists(victim), "root wrote through a planted symlink")
+    left = [n for n in os.listdir(live.dir) + os.listdir(live.snapdir) if "archfs" in n and not n.startswith("archfs_pre_restore_")]
+    check(left == [], "left behind: %s" % left)
+    check(len(live.snapshots()) == 1, "snapshots: %s" % live.snapshots())
+
+
+def t_sqlite_commit_outcome():
+    """The copy's last step commits it: from then on a cancel is refused
+    (EBUSY) and the restore goes on; when that step reports an error, the
+    live file is read before anything is reported: the commit went through
+    (done, snapshot kept) or it was rolled back (failed, nothing changed,
+    no snapshot).  (A cancel between the last step and the committed mark
+    was accepted and ignored; an error of the committing step was reported
+    as a failure that changed nothing, and the snapshot deleted, whatever
+    the file held.)"""
+    archive, src = fixture("app")
+    want = db_dump(os.path.join(src, "db.sqlite"))
+    live = Live()
+    gates, env = gates_env("sqlite-commit")
+    with Mount(archive, *live.opts(), env=env) as m:
+        check(control(m, "restore") == 0, "restore refused: %s" % status(m)["error"])
+        try:
+            wait_gate(gates, "sqlite-commit", m)
+            rc = control(m, "cancel")
+        finally:
+            open_gate(gates, "sqlite-commit")
+        s = wait_final(m)
+    check(rc == errno.EBUSY, "a cancel after the last copy step: %s, expected EBUSY" % errno.errorcode.get(rc, rc))
+    check(s["state"] == "done", "cancel after the commit: %s %s" % (s["state"], s["error"]))
+    check(db_dump(live.db) == want and len(live.snapshots()) == 1, "cancel after the commit: database or snapshot")
+
+    # the committing step reports an error, but the file holds the copy
+    live = Live()
+    s = restore_and_wait(archive, live, env=gates_env(faults=("sqlite-commit-error",))[1])
+    check(s["state"] == "done", "error after the commit: %s %s" % (s["state"], s["error"]))
+    check(any("the commit went through" in w for w in s["warnings"]), "warnings: %s" % s["warnings"])
+    check(db_dump(live.db) == want, "error after the commit: the database is not the archive's")
+    check(len(live.snapshots()) == 1 and s["snapshot"], "error after the commit: the snapshot was not kept")
+
+    # the committing step fails before it writes: rolled back
+    live = Live()
+    before = live.state()
+    s = restore_and_wait(archive, live, env=gates_env(faults=("sqlite-commit-refused",))[1])
+    check(s["state"] == "failed" and "rolled back" in s["error"], "failed commit: %s %r" % (s["state"], s["error"]))
+    check(live.state() == before, "failed commit: the target changed")
+    check(live.snapshots() == [] and s["snapshot"] is None, "failed commit: a snapshot of nothing was kept")
