@@ -188,11 +188,23 @@ static int spawn(pid_t *pid, const char *const *argv, char **env, int in_fd, int
 	posix_spawnattr_t attr;
 	int rc;
 
+	sigset_t none, dfl;
+
 	/* its own process group, so that a cancel reaches what it started too
-	 * (a shell's children, say): kill(-pid) */
+	 * (a shell's children, say): kill(-pid); no signal blocked (the
+	 * restore thread blocks SIGTERM, and a cancel's SIGTERM must reach
+	 * pg_restore or psql) and SIGPIPE at its default (archfs ignores it) */
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	sigaddset(&dfl, SIGTERM);
+	sigaddset(&dfl, SIGINT);
+	sigaddset(&dfl, SIGHUP);
 	posix_spawnattr_init(&attr);
 	posix_spawnattr_setpgroup(&attr, 0);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &dfl);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 	posix_spawn_file_actions_init(&fa);
 	if (in_fd >= 0)
 		posix_spawn_file_actions_adddup2(&fa, in_fd, 0);

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of restore/proc.c: exit codes, captured lines, environment,
  * stdin feeding, the relay between two commands, and cancellation. */
+#include <signal.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +124,29 @@ int main(void)
 	CHECK(s.n == 2);
 	CHECK(strstr(tail, "two") != NULL);
 	reset(&s);
+
+	/* ---- a child starts with no signal blocked and SIGPIPE at its default,
+	 * whatever the spawning thread blocks or the process ignores (the
+	 * restore thread blocks SIGTERM; a cancel's SIGTERM must reach psql) */
+	{
+		const char *const masks[] = { "grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status", NULL };
+		sigset_t term, old;
+
+		sigemptyset(&term);
+		sigaddset(&term, SIGTERM);
+		pthread_sigmask(SIG_BLOCK, &term, &old);
+		signal(SIGPIPE, SIG_IGN);
+		o.argv = masks;
+		o.ctx = &s;
+		CHECK(afs_proc_run(&o, &status, tail, sizeof(tail)) == AFS_OK);
+		CHECK(s.n == 2 && saw(&s, "SigBlk:\t0000000000000000"));
+		for (size_t i = 0; i < s.n; i++)
+			if (strncmp(s.lines[i], "SigIgn:", 7) == 0)
+				CHECK((strtoull(s.lines[i] + 8, NULL, 16) & (1ULL << (SIGPIPE - 1))) == 0);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		reset(&s);
+	}
 
 	/* ---- success; argv without a shell, looked up in PATH */
 	const char *const echo[] = { "echo", "a  b", "c", NULL };
