@@ -834,6 +834,10 @@ static enum afs_err check_staging(struct pg_state *s, PGconn *c, const char *db)
 		s->staging_mark = NULL;
 		return afs_job_fail(s->j, AFS_E_NOMEM, "out of memory");
 	}
+	if (!strstr(afs_job_target(s->j)->url, "://"))
+		return afs_job_fail(s->j, AFS_E_INVAL,
+				    "--migrate needs the database as a postgresql:// URL (the migrate command gets the "
+				    "staging database's URL as DATABASE_URL), not a key=value connection string");
 	role = query_value(c, "SELECT current_user");
 	if (!query_value_ok(c, "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")) {
 		err = afs_job_fail(s->j, AFS_E_ACCES,

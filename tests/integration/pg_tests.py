@@ -655,6 +655,23 @@ def t_pg_migrate_needs_createdb():
     check(content(live) == before and staging_dbs() == [], "a refused --migrate changed something")
 
 
+def t_pg_migrate_needs_a_url():
+    """--migrate hands the staging database to the command as DATABASE_URL:
+    a key=value connection string target is refused at verify, clearly,
+    with nothing changed (it used to fail after the snapshot)."""
+    archive, _ = pg_archive()
+    live = new_db(3, 10, "old")
+    before = content(live)
+    host, port = server()
+    kv = "host=%s port=%s user=postgres dbname=%s" % (host, port, live)
+    rc, err = verify(archive, "--database", kv, "--migrate", "true")
+    check(rc == 1 and "--migrate needs the database as a postgresql:// URL" in err.strip().splitlines()[-1],
+          "verify: %d %r" % (rc, err[-400:]))
+    rc, err = verify(archive, "--database", kv)
+    check(rc == 0, "verify of a key=value target without --migrate: %d %s" % (rc, err[-400:]))
+    check(content(live) == before and staging_dbs() == [], "a refused --migrate changed something")
+
+
 # ------------------------------- secrets and hostile text (issue 11 items 5, 13 and 15)
 
 SECRET = "p@ss w/rd%"  # app_pw's password (scripts/pgcluster.sh), scram-sha-256: really needed
