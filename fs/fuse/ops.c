@@ -21,6 +21,7 @@
  * status file's handle holds its content as of the open instead. */
 struct handle {
 	pthread_mutex_t lock;
+	struct handle *prev, *next; /* in the mount's open files */
 	struct afs_stream *stream;
 	bool logged;         /* its sticky error has been logged */
 	enum afs_vfile vfile;
@@ -29,9 +30,51 @@ struct handle {
 	size_t len;
 };
 
+/* Every open file, so that those the kernel never released are freed at
+ * the end: an unmount drops the releases still queued. */
+struct afs_openfiles {
+	pthread_mutex_t mu;
+	struct handle *head;
+};
+
 static struct afs_mount *mount_of(void)
 {
 	return fuse_get_context()->private_data;
+}
+
+/* Frees h, an open file no longer listed. */
+static void handle_free(struct afs_mount *m, struct handle *h)
+{
+	afs_stream_close(h->stream);
+	pthread_mutex_destroy(&h->lock);
+	free(h->text);
+	free(h);
+}
+
+static void list_open(struct afs_openfiles *o, struct handle *h)
+{
+	if (!o)
+		return;
+	pthread_mutex_lock(&o->mu);
+	h->next = o->head;
+	if (o->head)
+		o->head->prev = h;
+	o->head = h;
+	pthread_mutex_unlock(&o->mu);
+}
+
+static void unlist_open(struct afs_openfiles *o, struct handle *h)
+{
+	if (!o)
+		return;
+	pthread_mutex_lock(&o->mu);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		o->head = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&o->mu);
 }
 
 static uid_t caller(void)
@@ -41,6 +84,8 @@ static uid_t caller(void)
 
 static void *afs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
+	struct afs_mount *m = mount_of();
+
 	cfg->entry_timeout = CACHE_TIMEOUT;
 	cfg->attr_timeout = CACHE_TIMEOUT;
 	/* a backups directory gains archives: a name not there may come */
@@ -48,7 +93,29 @@ static void *afs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	/* One read at a time per handle, in increasing offset order: inflating
 	 * is sequential, so out-of-order readahead would force restarts. */
 	conn->want &= ~FUSE_CAP_ASYNC_READ;
-	return mount_of();
+	m->open = calloc(1, sizeof(*m->open)); /* without it, files are simply not listed */
+	if (m->open)
+		pthread_mutex_init(&m->open->mu, NULL);
+	return m;
+}
+
+/* The end of the session: frees the open files the kernel never released. */
+static void afs_destroy(void *private_data)
+{
+	struct afs_mount *m = private_data;
+	struct afs_openfiles *o = m->open;
+
+	if (!o)
+		return;
+	while (o->head) {
+		struct handle *h = o->head;
+
+		o->head = h->next;
+		handle_free(m, h);
+	}
+	pthread_mutex_destroy(&o->mu);
+	free(o);
+	m->open = NULL;
 }
 
 static int afs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
@@ -134,6 +201,7 @@ static int afs_open(const char *path, struct fuse_file_info *fi)
 		err = handle_new(&pl, &h);
 	if (err != AFS_OK)
 		return -afs_errno(err);
+	list_open(mount_of()->open, h);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->direct_io = h->vfile != AFS_VF_NONE; /* every open sees the state afresh */
 	fi->keep_cache = h->vfile == AFS_VF_NONE;
@@ -170,10 +238,8 @@ static int afs_release(const char *path, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
-	afs_stream_close(h->stream);
-	pthread_mutex_destroy(&h->lock);
-	free(h->text);
-	free(h);
+	unlist_open(mount_of()->open, h);
+	handle_free(mount_of(), h);
 	return 0;
 }
 
@@ -273,6 +339,7 @@ static int rofs_removexattr(const char *path, const char *name) { return -EROFS;
 
 const struct fuse_operations afs_fuse_ops = {
 	.init = afs_init,
+	.destroy = afs_destroy,
 	.getattr = afs_getattr,
 	.access = afs_access,
 	.readdir = afs_readdir,
