@@ -17,8 +17,10 @@
 #define CACHE_TIMEOUT 86400.0
 
 /* One open file.  The kernel may send reads of one handle from several
- * threads; the lock keeps the stream's position consistent.  A control or
- * status file's handle holds its content as of the open instead. */
+ * threads; the lock keeps the stream's position (and a .log reader's)
+ * consistent.  A status file's handle holds its content as of the open,
+ * but .log's, which is read from the job's log at each read (up to 1 MiB:
+ * no copy per open). */
 struct handle {
 	pthread_mutex_t lock;
 	struct handle *prev, *next; /* in the mount's open files */
@@ -26,7 +28,8 @@ struct handle {
 	bool logged;         /* its sticky error has been logged */
 	enum afs_vfile vfile;
 	struct afs_job *job; /* .control: the job its commands go to */
-	char *text;
+	struct afs_vlog log; /* .log */
+	char *text;          /* the other status files */
 	size_t len;
 };
 
@@ -165,7 +168,8 @@ static int afs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t 
 }
 
 /* A handle for pl, whose opening afs_place_may_open() allowed: a stream of
- * a node, or the content of a status file as of now. */
+ * a node, a reader of .log, or the content of another status file as of
+ * now. */
 static enum afs_err handle_new(const struct afs_place *pl, struct handle **out)
 {
 	struct handle *h = calloc(1, sizeof(*h));
@@ -178,6 +182,8 @@ static enum afs_err handle_new(const struct afs_place *pl, struct handle **out)
 	h->job = pl->view->job;
 	if (pl->kind == AFS_PL_NODE)
 		err = afs_stream_open_shared(pl->view->archive, pl->view->index, pl->node, pl->view->seek, &h->stream);
+	else if (h->vfile == AFS_VF_LOG)
+		afs_vfile_log_open(h->job, &h->log);
 	else if (h->vfile != AFS_VF_CONTROL && !(h->text = afs_vfile_read(h->job, h->vfile, &h->len)))
 		err = AFS_E_NOMEM;
 	if (err != AFS_OK) {
@@ -216,6 +222,12 @@ static int afs_read(const char *path, char *buf, size_t size, off_t off, struct 
 
 	if (off < 0)
 		return -EINVAL;
+	if (h->vfile == AFS_VF_LOG) {
+		pthread_mutex_lock(&h->lock);
+		got = afs_vfile_log_read(h->job, &h->log, buf, size, (uint64_t)off);
+		pthread_mutex_unlock(&h->lock);
+		return (int)got;
+	}
 	if (h->vfile != AFS_VF_NONE) {
 		if ((uint64_t)off >= h->len)
 			return 0;

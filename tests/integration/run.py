@@ -174,36 +174,7 @@ def t_concurrent_reads():
         check(not bad, "concurrent reads differ: %s" % bad)
 
 
-DECODER_CAP, DECODER_KIB = 64, 210  # docs/performance.md, Memory: the live decoders and their size
-
-
-def vm_rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-
-
-def sanitized():
-    """An ASan build: its allocator adds redzones and per-thread caches."""
-    with open(H.ARCHFS, "rb") as f:
-        return b"__asan_init" in f.read()
-
-
-def wait_requests_done(mnt):
-    """Waits until mnt's FUSE connection has no request left (fusectl's
-    `waiting`, mounted for the while if it is not): a closed file's release
-    goes to the daemon in the background, and an unmount drops those still
-    queued (the daemon then exits with ECONNABORTED)."""
-    ctl = "/sys/fs/fuse/connections"
-    mounted = not os.path.ismount(ctl) and subprocess.run(["mount", "-t", "fusectl", "fusectl", ctl]).returncode == 0
-    try:
-        waiting = os.path.join(ctl, str(os.minor(os.stat(mnt).st_dev)), "waiting")
-        deadline = time.time() + 60
-        while int(open(waiting).read()) > 0:
-            check(time.time() < deadline, "the daemon did not answer its requests within 60 s")
-            time.sleep(0.01)
-    finally:
-        if mounted:
-            subprocess.run(["umount", ctl])
+DECODER_CAP, DECODER_KIB = 64, 210  # docs/architecture.md, Memory: the live decoders and their size
 
 
 def t_many_open_handles_bounded_memory():
@@ -217,7 +188,7 @@ def t_many_open_handles_bounded_memory():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < n + 64:
         resource.setrlimit(resource.RLIMIT_NOFILE, (n + 64, max(hard, n + 64)))
-    env = {"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=0"} if sanitized() else None
+    env = {"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=0"} if H.sanitized() else None
     mount = Mount(a, env=env)
     fds = []
     try:
@@ -227,7 +198,7 @@ def t_many_open_handles_bounded_memory():
                 fd = os.open(path, os.O_RDONLY)
                 check(os.pread(fd, 4096, len(data) - 4096) == data[-4096:], "the first far read differs")
                 os.close(fd)
-                base = vm_rss_kib(mount.proc.pid)
+                base = H.vm_rss_kib(mount.proc.pid)
                 for i in range(n):
                     fds.append(os.open(path, os.O_RDONLY))
                     off = len(data) // 2 + i * 3001
@@ -235,8 +206,8 @@ def t_many_open_handles_bounded_memory():
                     os.posix_fadvise(fds[-1], 0, 0, os.POSIX_FADV_DONTNEED)
                     got = os.pread(fds[-1], 4096, off)
                     check(got == data[off:off + 4096], "handle %d: the bytes at %d differ" % (i, off))
-                grown = vm_rss_kib(mount.proc.pid) - base
-                slack = (40 if sanitized() else 16) << 10
+                grown = H.vm_rss_kib(mount.proc.pid) - base
+                slack = (40 if H.sanitized() else 16) << 10
                 bound = DECODER_CAP * DECODER_KIB + slack
                 check(grown <= bound, "%d open handles grew the daemon by %d KiB (bound %d KiB)" % (n, grown, bound))
                 for i in (0, n // 2, n - 1):  # the first handles were evicted long ago: they read on
@@ -245,7 +216,7 @@ def t_many_open_handles_bounded_memory():
             finally:
                 for fd in fds:
                     os.close(fd)
-                wait_requests_done(m)
+                H.wait_requests_done(m)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
