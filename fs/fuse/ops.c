@@ -20,10 +20,12 @@
  * threads; the lock keeps the stream's position (and a .log reader's)
  * consistent.  A status file's handle holds its content as of the open,
  * but .log's, which is read from the job's log at each read (up to 1 MiB:
- * no copy per open). */
+ * no copy per open).  The handle keeps its archive's view open (directory
+ * mode: a reference) until it is released. */
 struct handle {
 	pthread_mutex_t lock;
 	struct handle *prev, *next; /* in the mount's open files */
+	struct afs_view *view;
 	struct afs_stream *stream;
 	bool logged;         /* its sticky error has been logged */
 	enum afs_vfile vfile;
@@ -49,6 +51,7 @@ static struct afs_mount *mount_of(void)
 static void handle_free(struct afs_mount *m, struct handle *h)
 {
 	afs_stream_close(h->stream);
+	afs_mount_put_view(m, h->view); /* may close an archive gone from its directory */
 	pthread_mutex_destroy(&h->lock);
 	free(h->text);
 	free(h);
@@ -128,6 +131,7 @@ static int afs_getattr(const char *path, struct stat *st, struct fuse_file_info 
 
 	if (err == AFS_OK)
 		err = afs_place_stat(mount_of(), &pl, st);
+	afs_place_release(mount_of(), &pl);
 	return -afs_errno(err);
 }
 
@@ -138,6 +142,7 @@ static int afs_access(const char *path, int mask)
 
 	if (err == AFS_OK)
 		err = afs_place_access(mount_of(), &pl, mask, caller());
+	afs_place_release(mount_of(), &pl);
 	return -afs_errno(err);
 }
 
@@ -164,13 +169,14 @@ static int afs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t 
 
 	if (err == AFS_OK)
 		err = afs_place_list(mount_of(), &pl, dir_fill, &d);
+	afs_place_release(mount_of(), &pl);
 	return -afs_errno(err);
 }
 
 /* A handle for pl, whose opening afs_place_may_open() allowed: a stream of
  * a node, a reader of .log, or the content of another status file as of
- * now. */
-static enum afs_err handle_new(const struct afs_place *pl, struct handle **out)
+ * now.  It takes over pl's view (pl->view is then NULL). */
+static enum afs_err handle_new(struct afs_place *pl, struct handle **out)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 	enum afs_err err = AFS_OK;
@@ -191,6 +197,8 @@ static enum afs_err handle_new(const struct afs_place *pl, struct handle **out)
 		return err;
 	}
 	pthread_mutex_init(&h->lock, NULL);
+	h->view = pl->view;
+	pl->view = NULL;
 	*out = h;
 	return AFS_OK;
 }
@@ -205,6 +213,7 @@ static int afs_open(const char *path, struct fuse_file_info *fi)
 		err = afs_place_may_open(mount_of(), &pl, fi->flags, caller());
 	if (err == AFS_OK)
 		err = handle_new(&pl, &h);
+	afs_place_release(mount_of(), &pl);
 	if (err != AFS_OK)
 		return -afs_errno(err);
 	list_open(mount_of()->open, h);
@@ -262,6 +271,7 @@ static int afs_readlink(const char *path, char *buf, size_t size)
 
 	if (err == AFS_OK)
 		err = afs_place_readlink(mount_of(), &pl, buf, size);
+	afs_place_release(mount_of(), &pl);
 	return -afs_errno(err);
 }
 
@@ -273,6 +283,7 @@ static int afs_statfs(const char *path, struct statvfs *sv)
 
 	afs_resolve(mount_of(), path, AFS_RESOLVE_OPEN, &pl); /* a failure counts the whole directory */
 	err = afs_place_totals(mount_of(), &pl, &files, &bytes);
+	afs_place_release(mount_of(), &pl);
 	if (err != AFS_OK)
 		return -afs_errno(err);
 	memset(sv, 0, sizeof(*sv));
@@ -293,6 +304,7 @@ static int afs_getxattr(const char *path, const char *name, char *value, size_t 
 
 	if (err == AFS_OK)
 		err = afs_place_getxattr(&pl, name, value, size, &len);
+	afs_place_release(mount_of(), &pl);
 	return err == AFS_OK ? (int)len : -afs_errno(err);
 }
 
@@ -304,6 +316,7 @@ static int afs_listxattr(const char *path, char *list, size_t size)
 
 	if (err == AFS_OK)
 		err = afs_place_listxattr(&pl, list, size, &len);
+	afs_place_release(mount_of(), &pl);
 	return err == AFS_OK ? (int)len : -afs_errno(err);
 }
 
@@ -312,9 +325,11 @@ static int afs_listxattr(const char *path, char *list, size_t size)
 static int afs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
 	struct afs_place pl;
+	bool control = afs_resolve(mount_of(), path, AFS_RESOLVE_LOOK, &pl) == AFS_OK && pl.kind == AFS_PL_VFILE &&
+		       pl.vfile == AFS_VF_CONTROL;
 
-	if (afs_resolve(mount_of(), path, AFS_RESOLVE_LOOK, &pl) != AFS_OK || pl.kind != AFS_PL_VFILE ||
-	    pl.vfile != AFS_VF_CONTROL)
+	afs_place_release(mount_of(), &pl);
+	if (!control)
 		return -EROFS;
 	return afs_mount_may_control(mount_of(), caller()) ? 0 : -EACCES;
 }
