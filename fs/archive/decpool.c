@@ -160,15 +160,50 @@ void afs_decpool_leave(struct afs_decpool *p, struct afs_decuser *u)
 	pthread_mutex_unlock(&p->mu);
 }
 
+/* Freed decoder memory kept for the next decoder of the same size, so that
+ * reading many small files one after another does not map, fault in and
+ * unmap (with a TLB shootdown on every thread) each time: at most SPARES
+ * blocks, the process's, like malloc's own free lists. */
+#define SPARES 16
+
+static struct {
+	pthread_mutex_t mu;
+	size_t n;
+	struct spare {
+		void *p;
+		size_t len;
+	} s[SPARES];
+} spares = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
 void *afs_decmem_alloc(size_t len)
 {
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *p = NULL;
 
+	pthread_mutex_lock(&spares.mu);
+	for (size_t i = spares.n; i-- > 0;) {
+		if (spares.s[i].len == len) {
+			p = spares.s[i].p;
+			spares.s[i] = spares.s[--spares.n];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&spares.mu);
+	if (p)
+		return p;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	return p == MAP_FAILED ? NULL : p;
 }
 
 void afs_decmem_free(void *p, size_t len)
 {
+	if (!p)
+		return;
+	pthread_mutex_lock(&spares.mu);
+	if (spares.n < SPARES) {
+		spares.s[spares.n++] = (struct spare){ p, len };
+		p = NULL;
+	}
+	pthread_mutex_unlock(&spares.mu);
 	if (p)
 		munmap(p, len);
 }

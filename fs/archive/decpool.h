@@ -88,12 +88,14 @@ void afs_decpool_exit(struct afs_decpool *p, struct afs_decuser *u);
  * it holds; the caller then frees its decoders. */
 void afs_decpool_leave(struct afs_decpool *p, struct afs_decuser *u);
 
-/* Memory for a decoder's large parts, straight from the kernel: zeroed,
- * page-aligned, and handed back whole when freed, whichever thread frees
- * it.  From malloc, what an eviction frees would stay in the freeing
+/* Memory for a decoder's large parts, straight from the kernel and handed
+ * back whole when freed, whichever thread frees it, but for the last 16
+ * blocks freed, kept (at most 3.3 MiB) for the next decoders of their
+ * sizes.  From malloc, what an eviction frees would stay in the freeing
  * thread's arena and the next decoder might be made from another's: the
- * process would keep about a cap of decoders per FUSE thread.  NULL when
- * out of memory; afs_decmem_free(NULL, ...) is a no-op. */
+ * process would keep about a cap of decoders per FUSE thread.  Page-
+ * aligned, NOT zeroed (a block may be reused): the caller initialises it.
+ * NULL when out of memory; afs_decmem_free(NULL, ...) is a no-op. */
 void *afs_decmem_alloc(size_t len);
 void afs_decmem_free(void *p, size_t len);
 

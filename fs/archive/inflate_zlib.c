@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The raw-deflate decoder over zlib: the fallback where ISA-L is missing. */
 #include <stdlib.h>
+#include <string.h>
 #include <zlib.h>
 #include "decpool.h"
 #include "inflate.h"
@@ -19,6 +20,7 @@ enum afs_err afs_inflater_new(struct afs_inflater **out)
 	*out = NULL;
 	if (!d)
 		return AFS_E_NOMEM;
+	memset(&d->z, 0, sizeof(d->z));
 	d->mem = (struct afs_decmem_region){ .base = d->buf, .size = sizeof(d->buf) };
 	d->z.zalloc = afs_decmem_zalloc;
 	d->z.zfree = afs_decmem_zfree;

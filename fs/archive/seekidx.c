@@ -3,6 +3,7 @@
  * the middle of a deflate stream (inflatePrime + inflateSetDictionary). */
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -259,11 +260,12 @@ static void maybe_add_point(struct afs_zdec *d, uint64_t in_off)
 
 enum afs_err afs_zdec_new(struct afs_seekidx *x, afs_zsource src, void *ctx, struct afs_zdec **out)
 {
-	struct afs_zdec *d = afs_decmem_alloc(sizeof(*d)); /* one block, zeroed, freed whole */
+	struct afs_zdec *d = afs_decmem_alloc(sizeof(*d)); /* one block, freed whole */
 
 	*out = NULL;
 	if (!d)
 		return AFS_E_NOMEM;
+	memset(d, 0, offsetof(struct afs_zdec, in)); /* the state; the buffers need no zeroes */
 	d->zmem = (struct afs_decmem_region){ .base = d->zbuf, .size = sizeof(d->zbuf) };
 	d->strm.zalloc = afs_decmem_zalloc;
 	d->strm.zfree = afs_decmem_zfree;
