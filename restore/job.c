@@ -116,6 +116,7 @@ static void log_append_locked(struct afs_job *j, const char *line)
 
 		memmove(j->log, j->log + drop, j->loglen - drop);
 		j->loglen -= drop;
+		j->logdropped += drop;
 	}
 	grown = realloc(j->log, j->loglen + need + 1);
 	if (!grown)
@@ -843,6 +844,33 @@ char *afs_job_log_text(struct afs_job *j)
 	}
 	pthread_mutex_unlock(&j->mu);
 	return out;
+}
+
+void afs_job_log_span(struct afs_job *j, uint64_t *start, uint64_t *end)
+{
+	pthread_mutex_lock(&j->mu);
+	*start = j->logdropped;
+	*end = j->logdropped + j->loglen;
+	pthread_mutex_unlock(&j->mu);
+}
+
+size_t afs_job_log_read(struct afs_job *j, uint64_t *at, uint64_t end, char *buf, size_t len)
+{
+	uint64_t held_end;
+	size_t n = 0;
+
+	pthread_mutex_lock(&j->mu);
+	if (*at < j->logdropped)
+		*at = j->logdropped; /* dropped since: on from the oldest line still held */
+	held_end = j->logdropped + j->loglen;
+	if (end > held_end)
+		end = held_end;
+	if (*at < end) {
+		n = end - *at < len ? (size_t)(end - *at) : len;
+		memcpy(buf, j->log + (*at - j->logdropped), n);
+	}
+	pthread_mutex_unlock(&j->mu);
+	return n;
 }
 
 bool afs_job_in_progress(struct afs_job *j)

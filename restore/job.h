@@ -76,6 +76,17 @@ char *afs_job_status_json(struct afs_job *j); /* .status */
 char *afs_job_progress_line(struct afs_job *j); /* .progress: "42 database\n" */
 char *afs_job_log_text(struct afs_job *j);     /* .log */
 
+/* .log without a copy: offsets count every byte ever logged, so a place in
+ * the log keeps its meaning while lines are added and, past the log's cap,
+ * the oldest dropped (always whole lines).  The span the log holds now is
+ * [*start, *end). */
+void afs_job_log_span(struct afs_job *j, uint64_t *start, uint64_t *end);
+
+/* Copies up to len bytes of the log from offset *at, never past end, into
+ * buf and returns how many (0 at end).  When *at has been dropped since,
+ * the copy starts at the oldest byte still held and *at moves there. */
+size_t afs_job_log_read(struct afs_job *j, uint64_t *at, uint64_t end, char *buf, size_t len);
+
 /* True from the flag step to the end of a restore (.restore_in_progress). */
 bool afs_job_in_progress(struct afs_job *j);
 

@@ -52,6 +52,7 @@ struct afs_job {
 	size_t nfixed;                     /* warnings[0..nfixed) outlive a run */
 	char *log;
 	size_t loglen;
+	uint64_t logdropped;               /* bytes dropped from the front of log so far */
 	struct afs_db_info tinfo;          /* the live database as the last run found it */
 	bool tinfo_known;                  /* tinfo holds something (a run looked) */
 	bool created;                      /* this run created the database (--create) */

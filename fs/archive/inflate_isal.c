@@ -3,15 +3,16 @@
 #include <stdlib.h>
 #include <isa-l/crc.h>
 #include <isa-l/igzip_lib.h>
+#include "decpool.h"
 #include "inflate.h"
 
 struct afs_inflater {
-	struct inflate_state st; /* about 40 KiB: always on the heap */
+	struct inflate_state st; /* about 85 KiB: never on the stack, and decoder memory (decpool.h) */
 };
 
 enum afs_err afs_inflater_new(struct afs_inflater **out)
 {
-	struct afs_inflater *d = malloc(sizeof(*d));
+	struct afs_inflater *d = afs_decmem_alloc(sizeof(*d));
 
 	*out = NULL;
 	if (!d)
@@ -47,7 +48,7 @@ enum afs_inflate_rc afs_inflater_run(struct afs_inflater *d, struct afs_inflate_
 
 void afs_inflater_free(struct afs_inflater *d)
 {
-	free(d);
+	afs_decmem_free(d, sizeof(*d));
 }
 
 uint32_t afs_crc32(uint32_t crc, const void *buf, size_t len)

@@ -1,22 +1,32 @@
 /* SPDX-License-Identifier: MIT */
 /* The raw-deflate decoder over zlib: the fallback where ISA-L is missing. */
 #include <stdlib.h>
+#include <string.h>
 #include <zlib.h>
+#include "decpool.h"
 #include "inflate.h"
 
+/* One block of decoder memory (decpool.h) holding zlib's state and window. */
 struct afs_inflater {
 	z_stream z;
+	struct afs_decmem_region mem;
+	_Alignas(16) unsigned char buf[48 * 1024];
 };
 
 enum afs_err afs_inflater_new(struct afs_inflater **out)
 {
-	struct afs_inflater *d = calloc(1, sizeof(*d));
+	struct afs_inflater *d = afs_decmem_alloc(sizeof(*d));
 
 	*out = NULL;
 	if (!d)
 		return AFS_E_NOMEM;
+	memset(&d->z, 0, sizeof(d->z));
+	d->mem = (struct afs_decmem_region){ .base = d->buf, .size = sizeof(d->buf) };
+	d->z.zalloc = afs_decmem_zalloc;
+	d->z.zfree = afs_decmem_zfree;
+	d->z.opaque = &d->mem;
 	if (inflateInit2(&d->z, -MAX_WBITS) != Z_OK) {
-		free(d);
+		afs_decmem_free(d, sizeof(*d));
 		return AFS_E_NOMEM;
 	}
 	*out = d;
@@ -51,7 +61,7 @@ void afs_inflater_free(struct afs_inflater *d)
 	if (!d)
 		return;
 	inflateEnd(&d->z);
-	free(d);
+	afs_decmem_free(d, sizeof(*d));
 }
 
 uint32_t afs_crc32(uint32_t crc, const void *buf, size_t len)

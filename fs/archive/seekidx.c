@@ -3,14 +3,17 @@
  * the middle of a deflate stream (inflatePrime + inflateSetDictionary). */
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+#include "decpool.h"
 #include "seekidx.h"
 
 #define WINDOW 32768
 #define IN_BUF (64 * 1024)
 #define SKIP_BUF (64 * 1024)
+#define ZLIB_MEM (48 * 1024) /* zlib's inflate state (7 KiB) and window (32 KiB) */
 
 struct point {
 	uint64_t out;        /* uncompressed offset */
@@ -37,6 +40,7 @@ struct afs_seekreg {
 	uint32_t nodes;
 	size_t cap, used;
 	struct afs_seekreg *pool; /* whose cap and used bytes this one draws on: itself, or a shared one */
+	struct afs_decpool *decoders; /* the live decoders of its streams (a pool's own; NULL in a shared one) */
 };
 
 struct afs_zdec {
@@ -52,6 +56,8 @@ struct afs_zdec {
 	unsigned char in[IN_BUF];
 	unsigned char win[WINDOW];
 	unsigned char skip[SKIP_BUF];
+	struct afs_decmem_region zmem; /* zlib allocates from zbuf */
+	_Alignas(16) unsigned char zbuf[ZLIB_MEM];
 };
 
 /* ------------------------------------------------------------ indexes */
@@ -107,31 +113,43 @@ size_t afs_seekidx_memory(struct afs_seekidx *x)
 	return b;
 }
 
-struct afs_seekreg *afs_seekreg_new_shared(uint32_t nodes, struct afs_seekreg *pool)
-{
-	struct afs_seekreg *r = afs_seekreg_new(nodes, 0);
-
-	if (r)
-		r->pool = pool->pool;
-	return r;
-}
-
-struct afs_seekreg *afs_seekreg_new(uint32_t nodes, size_t cap)
+/* A registry drawing on pool, or a pool of its own (with its decoder cap)
+ * when pool is NULL. */
+static struct afs_seekreg *reg_new(uint32_t nodes, size_t cap, struct afs_seekreg *pool)
 {
 	struct afs_seekreg *r = calloc(1, sizeof(*r));
 
 	if (!r)
 		return NULL;
 	r->idx = calloc(nodes ? nodes : 1, sizeof(*r->idx));
-	if (!r->idx) {
+	if (!pool)
+		r->decoders = afs_decpool_new(AFS_DECPOOL_CAP);
+	if (!r->idx || (!pool && !r->decoders)) {
+		free(r->idx);
+		afs_decpool_free(r->decoders);
 		free(r);
 		return NULL;
 	}
 	pthread_mutex_init(&r->mu, NULL);
 	r->nodes = nodes;
 	r->cap = cap;
-	r->pool = r;
+	r->pool = pool ? pool->pool : r;
 	return r;
+}
+
+struct afs_seekreg *afs_seekreg_new_shared(uint32_t nodes, struct afs_seekreg *pool)
+{
+	return reg_new(nodes, 0, pool);
+}
+
+struct afs_seekreg *afs_seekreg_new(uint32_t nodes, size_t cap)
+{
+	return reg_new(nodes, cap, NULL);
+}
+
+struct afs_decpool *afs_seekreg_decoders(struct afs_seekreg *r)
+{
+	return r->pool->decoders;
 }
 
 void afs_seekreg_free(struct afs_seekreg *r)
@@ -141,6 +159,7 @@ void afs_seekreg_free(struct afs_seekreg *r)
 	for (uint32_t i = 0; i < r->nodes; i++)
 		afs_seekidx_free(r->idx[i]);
 	free(r->idx);
+	afs_decpool_free(r->decoders);
 	pthread_mutex_destroy(&r->mu);
 	free(r);
 }
@@ -241,13 +260,18 @@ static void maybe_add_point(struct afs_zdec *d, uint64_t in_off)
 
 enum afs_err afs_zdec_new(struct afs_seekidx *x, afs_zsource src, void *ctx, struct afs_zdec **out)
 {
-	struct afs_zdec *d = calloc(1, sizeof(*d));
+	struct afs_zdec *d = afs_decmem_alloc(sizeof(*d)); /* one block, freed whole */
 
 	*out = NULL;
 	if (!d)
 		return AFS_E_NOMEM;
+	memset(d, 0, offsetof(struct afs_zdec, in)); /* the state; the buffers need no zeroes */
+	d->zmem = (struct afs_decmem_region){ .base = d->zbuf, .size = sizeof(d->zbuf) };
+	d->strm.zalloc = afs_decmem_zalloc;
+	d->strm.zfree = afs_decmem_zfree;
+	d->strm.opaque = &d->zmem;
 	if (inflateInit2(&d->strm, -15) != Z_OK) {
-		free(d);
+		afs_decmem_free(d, sizeof(*d));
 		return AFS_E_NOMEM;
 	}
 	d->x = x;
@@ -262,7 +286,7 @@ void afs_zdec_free(struct afs_zdec *d)
 	if (!d)
 		return;
 	inflateEnd(&d->strm);
-	free(d);
+	afs_decmem_free(d, sizeof(*d));
 }
 
 uint64_t afs_zdec_pos(const struct afs_zdec *d)

@@ -27,18 +27,23 @@
 #define AFS_SEEK_SPAN (1024 * 1024)
 #define AFS_SEEK_MAX_POINTS 4096
 
+struct afs_decpool;
 struct afs_seekidx;
 struct afs_seekreg;
 
 /* A registry of the indexes of one archive's nodes (0 <= id < nodes), made
  * as entries are first read and shared by every handle; cap bounds the
- * bytes all their points hold. */
+ * bytes all their points hold.  It also holds the pool that caps the live
+ * decoders of the streams opened with it (decpool.h, AFS_DECPOOL_CAP). */
 struct afs_seekreg *afs_seekreg_new(uint32_t nodes, size_t cap);
-/* The same, drawing on pool's cap (shared with pool and with every other
- * registry made sharing it), so that the archives of one mount together
- * stay under one cap; pool must outlive it. */
+/* The same, drawing on pool's cap and decoder pool (shared with pool and
+ * with every other registry made sharing it), so that the archives of one
+ * mount together stay under one cap; pool must outlive it. */
 struct afs_seekreg *afs_seekreg_new_shared(uint32_t nodes, struct afs_seekreg *pool);
 void afs_seekreg_free(struct afs_seekreg *r);
+
+/* The decoder pool r draws on (its pool's, for a shared one). */
+struct afs_decpool *afs_seekreg_decoders(struct afs_seekreg *r);
 
 /* The index of node id (an entry of size uncompressed bytes); NULL when out
  * of memory.  Owned by the registry. */

@@ -2,13 +2,17 @@
 /* Entry content at any offset: stored entries by seeking the raw bytes,
  * deflated entries by inflating forward (the fast decoder, from offset 0
  * on) or, for a read that jumps, from the nearest seek point (zlib, see
- * seekidx.h); never holding a whole entry. */
+ * seekidx.h); never holding a whole entry.  A stream opened with a
+ * registry counts its decoders in the registry's pool (decpool.h), which
+ * may free them between reads. */
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include "archive.h"
+#include "decpool.h"
 #include "index.h"
 #include "inflate.h"
 #include "seekidx.h"
@@ -32,7 +36,9 @@ struct afs_stream {
 	bool past_eof;         /* the archive file is too short for the entry's data */
 	bool dec_end;            /* the deflate stream has ended */
 	bool raw_eof;
-	struct afs_inflater *dec; /* created on first read of a deflated entry */
+	/* the sequential decoder: raw, dec and in, made by the first read of a
+	 * deflated entry that starts or continues the pass from offset 0 */
+	struct afs_inflater *dec;
 	struct afs_inflate_io io;
 	unsigned char *in;     /* IN_BUF compressed bytes, then SKIP_BUF scratch */
 	/* reads that jump: seek points shared through the registry (or this
@@ -44,7 +50,59 @@ struct afs_stream {
 	struct afs_zdec *z;
 	struct afs_raw *zraw;  /* its own raw stream of the entry */
 	uint64_t zraw_pos;     /* compressed offset zraw is at */
+	/* the registry's decoder pool (NULL without a registry): it counts the
+	 * two decoders above and may free them between reads (evict()) */
+	struct afs_decpool *pool;
+	struct afs_decuser user;
 };
+
+/* Frees the sequential decoder: the next read that needs it starts the
+ * pass again from offset 0 (the CRC-32 goes on from where it was). */
+static void seq_free(struct afs_stream *s)
+{
+	afs_inflater_free(s->dec);
+	afs_raw_close(s->raw);
+	afs_decmem_free(s->in, IN_BUF + SKIP_BUF);
+	s->dec = NULL;
+	s->raw = NULL;
+	s->in = NULL;
+	s->raw_eof = false;
+}
+
+/* Frees the zlib decoder of reads that jump: the next one starts at a seek
+ * point again. */
+static void jump_free(struct afs_stream *s)
+{
+	afs_zdec_free(s->z);
+	afs_raw_close(s->zraw);
+	s->z = NULL;
+	s->zraw = NULL;
+}
+
+/* The pool needs room: frees the decoders of a deflated entry's stream
+ * between two of its reads.  Stored entries count none, so are never
+ * evicted (their raw stream is all they keep). */
+static void evict(struct afs_decuser *u)
+{
+	struct afs_stream *s = (struct afs_stream *)(void *)((char *)u - offsetof(struct afs_stream, user));
+
+	seq_free(s);
+	jump_free(s);
+}
+
+/* Counts a decoder s is about to make (it may evict other streams'). */
+static void take(struct afs_stream *s)
+{
+	if (s->pool)
+		afs_decpool_take(s->pool, &s->user);
+}
+
+/* Uncounts a decoder s failed to make. */
+static void drop(struct afs_stream *s)
+{
+	if (s->pool)
+		afs_decpool_drop(s->pool, &s->user, 1);
+}
 
 enum afs_err afs_stream_open(struct afs_archive *a, const struct afs_index *ix, uint32_t id, struct afs_stream **out)
 {
@@ -71,6 +129,10 @@ enum afs_err afs_stream_open_shared(struct afs_archive *a, const struct afs_inde
 	s->reg = reg;
 	s->id = id;
 	s->past_eof = afs_archive_entry_past_eof(a, n->entry);
+	if (reg) {
+		s->pool = afs_seekreg_decoders(reg);
+		afs_decpool_join(s->pool, &s->user, evict);
+	}
 	*out = s;
 	return AFS_OK;
 }
@@ -79,13 +141,12 @@ void afs_stream_close(struct afs_stream *s)
 {
 	if (!s)
 		return;
-	afs_inflater_free(s->dec);
-	afs_zdec_free(s->z);
+	if (s->pool)
+		afs_decpool_leave(s->pool, &s->user);
+	seq_free(s);
+	jump_free(s);
 	if (s->own_idx)
 		afs_seekidx_free(s->idx);
-	afs_raw_close(s->zraw);
-	afs_raw_close(s->raw);
-	free(s->in);
 	free(s);
 }
 
@@ -117,6 +178,7 @@ static enum afs_err raw_at(struct afs_stream *s, uint64_t off)
 {
 	enum afs_err err;
 
+	s->raw_eof = false;
 	if (!s->raw) {
 		err = afs_raw_open(s->a, s->entry, &s->raw);
 		if (err != AFS_OK)
@@ -124,7 +186,6 @@ static enum afs_err raw_at(struct afs_stream *s, uint64_t off)
 		if (off == 0)
 			return AFS_OK;
 	}
-	s->raw_eof = false;
 	return afs_raw_seek(s->raw, off);
 }
 
@@ -153,23 +214,25 @@ static enum afs_err stored_read(struct afs_stream *s, unsigned char *buf, size_t
 	return account(s, buf, done, off);
 }
 
-/* Starts the inflater at the start of the entry.  The raw stream is opened
- * first: a decoder exists only with a raw stream to feed it. */
+/* Makes the sequential decoder (s has none), at the start of the entry:
+ * its buffer, raw stream and inflater, or none of them on error. */
 static enum afs_err inflate_start(struct afs_stream *s)
 {
-	enum afs_err err;
+	enum afs_err err = AFS_OK;
 
-	if (!s->in) {
-		s->in = malloc(IN_BUF + SKIP_BUF);
-		if (!s->in)
-			return AFS_E_NOMEM;
+	take(s);
+	s->in = afs_decmem_alloc(IN_BUF + SKIP_BUF);
+	if (!s->in)
+		err = AFS_E_NOMEM;
+	if (err == AFS_OK)
+		err = raw_at(s, 0);
+	if (err == AFS_OK)
+		err = afs_inflater_new(&s->dec);
+	if (err != AFS_OK) {
+		seq_free(s);
+		drop(s);
+		return err;
 	}
-	err = raw_at(s, 0);
-	if (err != AFS_OK)
-		return err;
-	err = afs_inflater_new(&s->dec);
-	if (err != AFS_OK)
-		return err;
 	s->io.avail_in = 0;
 	s->dec_end = false;
 	s->pos = 0;
@@ -286,8 +349,14 @@ static enum afs_err jump_read(struct afs_stream *s, unsigned char *buf, size_t l
 		if (!s->idx)
 			return AFS_E_NOMEM;
 	}
-	if (!s->z && (err = afs_zdec_new(s->idx, zsource, s, &s->z)) != AFS_OK)
-		return err;
+	if (!s->z) {
+		take(s);
+		err = afs_zdec_new(s->idx, zsource, s, &s->z);
+		if (err != AFS_OK) {
+			drop(s);
+			return err;
+		}
+	}
 	if (off < afs_zdec_pos(s->z) || off - afs_zdec_pos(s->z) > AFS_SEEK_SPAN) {
 		err = afs_zdec_seek(s->z, off);
 		if (err != AFS_OK)
@@ -298,7 +367,11 @@ static enum afs_err jump_read(struct afs_stream *s, unsigned char *buf, size_t l
 		err = afs_zdec_read(s->z, buf, len);
 	if (err == AFS_E_CORRUPT)
 		return corrupt(s, "malformed or truncated deflate data");
-	return err;
+	if (err != AFS_OK)
+		return err;
+	/* A pass whose sequential decoder was evicted goes on here: its
+	 * CRC-32 too. */
+	return account(s, buf, len, off);
 }
 
 /* The sequential decoder serves reads that continue its pass (or start
@@ -334,11 +407,11 @@ static enum afs_err deflate_read(struct afs_stream *s, unsigned char *buf, size_
 	return AFS_OK;
 }
 
-enum afs_err afs_stream_pread(struct afs_stream *s, void *buf, size_t len, uint64_t off, size_t *got)
+/* afs_stream_pread() with s safe from eviction. */
+static enum afs_err pread_entered(struct afs_stream *s, void *buf, size_t len, uint64_t off, size_t *got)
 {
 	enum afs_err err;
 
-	*got = 0;
 	if (s->err != AFS_OK)
 		return s->err;
 	if (off >= s->size || len == 0)
@@ -358,6 +431,19 @@ enum afs_err afs_stream_pread(struct afs_stream *s, void *buf, size_t len, uint6
 		if (err != AFS_E_NOMEM) /* a decoder or raw stream left mid-way is not reused */
 			s->err = err;
 	}
+	return err;
+}
+
+enum afs_err afs_stream_pread(struct afs_stream *s, void *buf, size_t len, uint64_t off, size_t *got)
+{
+	enum afs_err err;
+
+	*got = 0;
+	if (s->pool)
+		afs_decpool_enter(s->pool, &s->user);
+	err = pread_entered(s, buf, len, off, got);
+	if (s->pool)
+		afs_decpool_exit(s->pool, &s->user);
 	return err;
 }
 

@@ -10,10 +10,21 @@
  * the entry and the checksum differs from the archive's, the read returns
  * AFS_E_CORRUPT (EIO)
  * and logs one line; so does a deflate stream that is malformed, ends early
- * or runs long.
+ * or runs long.  A pass whose decoder was evicted (below) goes on through
+ * the seek points, and still checks the CRC-32 at its end.
+ *
+ * Memory: a stream keeps at most two decoders between reads (the
+ * sequential one and the one resumed at seek points, at most 210 KiB each),
+ * and a stream opened with a registry counts them in the registry's
+ * decoder pool (decpool.h): past the pool's cap, the least recently used
+ * idle stream's decoders are freed, and its next read starts again from
+ * the nearest seek point (or the start of the entry).  So the streams of a
+ * mount keep at most max(cap, 2 x reads in progress) decoders, however
+ * many files are open.
  *
  * Thread safety: one afs_stream serves one thread at a time (the caller
- * locks); different streams are independent.
+ * locks); different streams are independent (the pool may free one's
+ * decoders from another's thread, never during a read).
  */
 #ifndef AFS_STREAM_H
 #define AFS_STREAM_H
@@ -34,7 +45,8 @@ enum afs_err afs_stream_open(struct afs_archive *a, const struct afs_index *ix, 
 			     struct afs_stream **out);
 
 /* The same, with seek points shared through reg by every stream of the
- * entry (the mount's registry; see seekidx.h). */
+ * entry (the mount's registry; see seekidx.h), and its decoders counted in
+ * reg's decoder pool. */
 enum afs_err afs_stream_open_shared(struct afs_archive *a, const struct afs_index *ix, uint32_t id,
 				    struct afs_seekreg *reg, struct afs_stream **out);
 

@@ -17,21 +17,70 @@
 #define CACHE_TIMEOUT 86400.0
 
 /* One open file.  The kernel may send reads of one handle from several
- * threads; the lock keeps the stream's position consistent.  A control or
- * status file's handle holds its content as of the open instead. */
+ * threads; the lock keeps the stream's position (and a .log reader's)
+ * consistent.  A status file's handle holds its content as of the open,
+ * but .log's, which is read from the job's log at each read (up to 1 MiB:
+ * no copy per open).  The handle keeps its archive's view open (directory
+ * mode: a reference) until it is released. */
 struct handle {
 	pthread_mutex_t lock;
+	struct handle *prev, *next; /* in the mount's open files */
+	struct afs_view *view;
 	struct afs_stream *stream;
 	bool logged;         /* its sticky error has been logged */
 	enum afs_vfile vfile;
 	struct afs_job *job; /* .control: the job its commands go to */
-	char *text;
+	struct afs_vlog log; /* .log */
+	char *text;          /* the other status files */
 	size_t len;
+};
+
+/* Every open file, so that those the kernel never released are freed at
+ * the end: an unmount drops the releases still queued. */
+struct afs_openfiles {
+	pthread_mutex_t mu;
+	struct handle *head;
 };
 
 static struct afs_mount *mount_of(void)
 {
 	return fuse_get_context()->private_data;
+}
+
+/* Frees h, an open file no longer listed. */
+static void handle_free(struct afs_mount *m, struct handle *h)
+{
+	afs_stream_close(h->stream);
+	afs_mount_put_view(m, h->view); /* may close an archive gone from its directory */
+	pthread_mutex_destroy(&h->lock);
+	free(h->text);
+	free(h);
+}
+
+static void list_open(struct afs_openfiles *o, struct handle *h)
+{
+	if (!o)
+		return;
+	pthread_mutex_lock(&o->mu);
+	h->next = o->head;
+	if (o->head)
+		o->head->prev = h;
+	o->head = h;
+	pthread_mutex_unlock(&o->mu);
+}
+
+static void unlist_open(struct afs_openfiles *o, struct handle *h)
+{
+	if (!o)
+		return;
+	pthread_mutex_lock(&o->mu);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		o->head = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&o->mu);
 }
 
 static uid_t caller(void)
@@ -41,6 +90,8 @@ static uid_t caller(void)
 
 static void *afs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
+	struct afs_mount *m = mount_of();
+
 	cfg->entry_timeout = CACHE_TIMEOUT;
 	cfg->attr_timeout = CACHE_TIMEOUT;
 	/* a backups directory gains archives: a name not there may come */
@@ -48,7 +99,29 @@ static void *afs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	/* One read at a time per handle, in increasing offset order: inflating
 	 * is sequential, so out-of-order readahead would force restarts. */
 	conn->want &= ~FUSE_CAP_ASYNC_READ;
-	return mount_of();
+	m->open = calloc(1, sizeof(*m->open)); /* without it, files are simply not listed */
+	if (m->open)
+		pthread_mutex_init(&m->open->mu, NULL);
+	return m;
+}
+
+/* The end of the session: frees the open files the kernel never released. */
+static void afs_destroy(void *private_data)
+{
+	struct afs_mount *m = private_data;
+	struct afs_openfiles *o = m->open;
+
+	if (!o)
+		return;
+	while (o->head) {
+		struct handle *h = o->head;
+
+		o->head = h->next;
+		handle_free(m, h);
+	}
+	pthread_mutex_destroy(&o->mu);
+	free(o);
+	m->open = NULL;
 }
 
 static int afs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
@@ -58,6 +131,7 @@ static int afs_getattr(const char *path, struct stat *st, struct fuse_file_info 
 
 	if (err == AFS_OK)
 		err = afs_place_stat(mount_of(), &pl, st);
+	afs_place_release(mount_of(), &pl);
 	return -afs_errno(err);
 }
 
@@ -68,6 +142,7 @@ static int afs_access(const char *path, int mask)
 
 	if (err == AFS_OK)
 		err = afs_place_access(mount_of(), &pl, mask, caller());
+	afs_place_release(mount_of(), &pl);
 	return -afs_errno(err);
 }
 
@@ -94,12 +169,14 @@ static int afs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t 
 
 	if (err == AFS_OK)
 		err = afs_place_list(mount_of(), &pl, dir_fill, &d);
+	afs_place_release(mount_of(), &pl);
 	return -afs_errno(err);
 }
 
 /* A handle for pl, whose opening afs_place_may_open() allowed: a stream of
- * a node, or the content of a status file as of now. */
-static enum afs_err handle_new(const struct afs_place *pl, struct handle **out)
+ * a node, a reader of .log, or the content of another status file as of
+ * now.  It takes over pl's view (pl->view is then NULL). */
+static enum afs_err handle_new(struct afs_place *pl, struct handle **out)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 	enum afs_err err = AFS_OK;
@@ -111,6 +188,8 @@ static enum afs_err handle_new(const struct afs_place *pl, struct handle **out)
 	h->job = pl->view->job;
 	if (pl->kind == AFS_PL_NODE)
 		err = afs_stream_open_shared(pl->view->archive, pl->view->index, pl->node, pl->view->seek, &h->stream);
+	else if (h->vfile == AFS_VF_LOG)
+		afs_vfile_log_open(h->job, &h->log);
 	else if (h->vfile != AFS_VF_CONTROL && !(h->text = afs_vfile_read(h->job, h->vfile, &h->len)))
 		err = AFS_E_NOMEM;
 	if (err != AFS_OK) {
@@ -118,6 +197,8 @@ static enum afs_err handle_new(const struct afs_place *pl, struct handle **out)
 		return err;
 	}
 	pthread_mutex_init(&h->lock, NULL);
+	h->view = pl->view;
+	pl->view = NULL;
 	*out = h;
 	return AFS_OK;
 }
@@ -132,8 +213,10 @@ static int afs_open(const char *path, struct fuse_file_info *fi)
 		err = afs_place_may_open(mount_of(), &pl, fi->flags, caller());
 	if (err == AFS_OK)
 		err = handle_new(&pl, &h);
+	afs_place_release(mount_of(), &pl);
 	if (err != AFS_OK)
 		return -afs_errno(err);
+	list_open(mount_of()->open, h);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->direct_io = h->vfile != AFS_VF_NONE; /* every open sees the state afresh */
 	fi->keep_cache = h->vfile == AFS_VF_NONE;
@@ -148,6 +231,12 @@ static int afs_read(const char *path, char *buf, size_t size, off_t off, struct 
 
 	if (off < 0)
 		return -EINVAL;
+	if (h->vfile == AFS_VF_LOG) {
+		pthread_mutex_lock(&h->lock);
+		got = afs_vfile_log_read(h->job, &h->log, buf, size, (uint64_t)off);
+		pthread_mutex_unlock(&h->lock);
+		return (int)got;
+	}
 	if (h->vfile != AFS_VF_NONE) {
 		if ((uint64_t)off >= h->len)
 			return 0;
@@ -170,10 +259,8 @@ static int afs_release(const char *path, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
-	afs_stream_close(h->stream);
-	pthread_mutex_destroy(&h->lock);
-	free(h->text);
-	free(h);
+	unlist_open(mount_of()->open, h);
+	handle_free(mount_of(), h);
 	return 0;
 }
 
@@ -184,6 +271,7 @@ static int afs_readlink(const char *path, char *buf, size_t size)
 
 	if (err == AFS_OK)
 		err = afs_place_readlink(mount_of(), &pl, buf, size);
+	afs_place_release(mount_of(), &pl);
 	return -afs_errno(err);
 }
 
@@ -195,6 +283,7 @@ static int afs_statfs(const char *path, struct statvfs *sv)
 
 	afs_resolve(mount_of(), path, AFS_RESOLVE_OPEN, &pl); /* a failure counts the whole directory */
 	err = afs_place_totals(mount_of(), &pl, &files, &bytes);
+	afs_place_release(mount_of(), &pl);
 	if (err != AFS_OK)
 		return -afs_errno(err);
 	memset(sv, 0, sizeof(*sv));
@@ -215,6 +304,7 @@ static int afs_getxattr(const char *path, const char *name, char *value, size_t 
 
 	if (err == AFS_OK)
 		err = afs_place_getxattr(&pl, name, value, size, &len);
+	afs_place_release(mount_of(), &pl);
 	return err == AFS_OK ? (int)len : -afs_errno(err);
 }
 
@@ -226,6 +316,7 @@ static int afs_listxattr(const char *path, char *list, size_t size)
 
 	if (err == AFS_OK)
 		err = afs_place_listxattr(&pl, list, size, &len);
+	afs_place_release(mount_of(), &pl);
 	return err == AFS_OK ? (int)len : -afs_errno(err);
 }
 
@@ -234,9 +325,11 @@ static int afs_listxattr(const char *path, char *list, size_t size)
 static int afs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
 	struct afs_place pl;
+	bool control = afs_resolve(mount_of(), path, AFS_RESOLVE_LOOK, &pl) == AFS_OK && pl.kind == AFS_PL_VFILE &&
+		       pl.vfile == AFS_VF_CONTROL;
 
-	if (afs_resolve(mount_of(), path, AFS_RESOLVE_LOOK, &pl) != AFS_OK || pl.kind != AFS_PL_VFILE ||
-	    pl.vfile != AFS_VF_CONTROL)
+	afs_place_release(mount_of(), &pl);
+	if (!control)
 		return -EROFS;
 	return afs_mount_may_control(mount_of(), caller()) ? 0 : -EACCES;
 }
@@ -273,6 +366,7 @@ static int rofs_removexattr(const char *path, const char *name) { return -EROFS;
 
 const struct fuse_operations afs_fuse_ops = {
 	.init = afs_init,
+	.destroy = afs_destroy,
 	.getattr = afs_getattr,
 	.access = afs_access,
 	.readdir = afs_readdir,

@@ -1,12 +1,25 @@
 /* SPDX-License-Identifier: MIT */
-/* A backups directory: one view per *.zip archive, opened on first use.
+/* A backups directory: one view per *.zip archive, opened on first use,
+ * closed once its archive has left the directory and nothing uses it.
  *
- * Locking: mu guards the list and every item's fields.  An archive is
- * opened outside mu: its item is marked opening (which keeps the item
- * allocated even if a scan drops it from the list), others asking for the
- * same archive wait on the condition variable opened, and every other
- * call goes on.  Lock order: only mu; no lock of b is held while calling
- * afs_view_open() or the test hook. */
+ * Locking: mu guards the list, every item's fields and every view's
+ * bookkeeping (refs, gone, next).  An archive is opened outside mu: its
+ * item is marked opening (which keeps the item allocated even if a scan
+ * drops it from the list), others asking for the same archive wait on the
+ * condition variable opened, and every other call goes on.  Views are
+ * closed outside mu too (closing waits for the job's thread and the
+ * archive's mutex).  Lock order: mu, then a job's lock (to see whether it
+ * runs); no lock of b is held while calling afs_view_open(),
+ * afs_view_free() or the test hook.
+ *
+ * A view's lifetime: a lookup takes a reference (refs) and its caller puts
+ * it back; an item holds its view without a reference.  When the archive
+ * leaves the directory or its file is replaced, a scan moves the view to
+ * the gone list; a view gone is closed when it is idle: no reference and
+ * no command of its job running (a restore reads the archive).  The last
+ * put closes it, or, when its job was what kept it, the next refresh after
+ * the job ends.  (Closing idle views still listed, to cap the archives
+ * open at once, would use the same idle() and close_list().) */
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -16,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 #include "backups.h"
+#include "job.h"
 #include "log.h"
 #include "view.h"
 
@@ -41,8 +55,7 @@ struct afs_backups {
 	struct timespec scanned_at; /* when the last scan began (CLOCK_REALTIME) */
 	struct item **items;       /* sorted by name */
 	size_t n, cap;
-	struct afs_view **retired; /* views of archives gone or replaced: open files may still use them */
-	size_t nretired;
+	struct afs_view *gone;     /* views of archives gone or replaced, not idle yet: linked by next */
 	bool warned_latest; /* about a latest.zip, once */
 	const struct afs_target *target;
 	struct afs_seekreg *pool;
@@ -112,16 +125,55 @@ static struct item *insert(struct afs_backups *b, size_t pos, const char *file, 
 	return it;
 }
 
-/* Keeps a view no longer reachable by name until the end: open files may
- * still read through it.  Out of memory, it is leaked rather than freed. */
-static void retire(struct afs_backups *b, struct afs_view *v)
+/* Whether v may be closed: nobody holds it and its job runs no command
+ * (a job in a final state has at most its thread's last log line left,
+ * which closing waits for).  mu held. */
+static bool idle(struct afs_view *v)
 {
-	struct afs_view **r = realloc(b->retired, (b->nretired + 1) * sizeof(*r));
+	enum afs_state st;
+	unsigned percent;
 
-	if (!r)
-		return;
-	b->retired = r;
-	b->retired[b->nretired++] = v;
+	if (v->refs > 0)
+		return false;
+	afs_job_peek(v->job, &st, &percent);
+	return st == AFS_ST_IDLE || st == AFS_ST_DONE || st == AFS_ST_FAILED || st == AFS_ST_CANCELLED;
+}
+
+/* v is no longer reachable by name (its archive left the directory, or
+ * its file was replaced): on the gone list until it is idle.  mu held. */
+static void let_go(struct afs_backups *b, struct afs_view *v)
+{
+	v->gone = true;
+	v->next = b->gone;
+	b->gone = v;
+}
+
+/* Moves the idle views of the gone list to *closing (linked by next).
+ * mu held. */
+static void sweep(struct afs_backups *b, struct afs_view **closing)
+{
+	for (struct afs_view **pv = &b->gone; *pv;) {
+		struct afs_view *v = *pv;
+
+		if (!idle(v)) {
+			pv = &v->next;
+			continue;
+		}
+		*pv = v->next;
+		v->next = *closing;
+		*closing = v;
+	}
+}
+
+/* Closes the views of a list sweep() made; mu not held. */
+static void close_list(struct afs_view *v)
+{
+	while (v) {
+		struct afs_view *next = v->next;
+
+		afs_view_free(v);
+		v = next;
+	}
 }
 
 static void item_free(struct item *it)
@@ -168,7 +220,7 @@ static enum afs_err scan(struct afs_backups *b, char *msg, size_t msglen)
 		if (!it && !(it = insert(b, pos, de->d_name, len)))
 			continue; /* out of memory: not shown this time */
 		if (it->view && !same_file(&it->st, &st)) {
-			retire(b, it->view); /* replaced under the same name: new lookups see the new file */
+			let_go(b, it->view); /* replaced under the same name: new lookups see the new file */
 			it->view = NULL;
 		}
 		it->st = st;
@@ -183,7 +235,7 @@ static enum afs_err scan(struct afs_backups *b, char *msg, size_t msglen)
 			continue;
 		}
 		if (it->view)
-			retire(b, it->view);
+			let_go(b, it->view);
 		if (it->opening) {
 			it->dropped = true; /* its opener still uses it */
 			continue;
@@ -229,9 +281,7 @@ void afs_backups_free(struct afs_backups *b)
 		afs_view_free(b->items[i]->view);
 		item_free(b->items[i]);
 	}
-	for (size_t i = 0; i < b->nretired; i++)
-		afs_view_free(b->retired[i]);
-	free(b->retired);
+	close_list(b->gone);
 	free(b->items);
 	free(b->dir);
 	pthread_cond_destroy(&b->opened);
@@ -253,6 +303,7 @@ static bool stale(const struct afs_backups *b, const struct stat *st)
 
 void afs_backups_refresh(struct afs_backups *b)
 {
+	struct afs_view *closing = NULL;
 	struct stat st;
 	char msg[256];
 
@@ -261,7 +312,24 @@ void afs_backups_refresh(struct afs_backups *b)
 		if (scan(b, msg, sizeof(msg)) != AFS_OK)
 			afs_log(AFS_LOG_WARN, "%s: %s", b->dir, msg); /* the list stays as it was */
 	}
+	sweep(b, &closing);
 	pthread_mutex_unlock(&b->mu);
+	close_list(closing);
+}
+
+void afs_backups_put(struct afs_backups *b, struct afs_view *v)
+{
+	struct afs_view *closing = NULL;
+
+	if (!v)
+		return;
+	pthread_mutex_lock(&b->mu);
+	if (v->refs > 0)
+		v->refs--;
+	if (v->gone && v->refs == 0)
+		sweep(b, &closing);
+	pthread_mutex_unlock(&b->mu);
+	close_list(closing);
 }
 
 void afs_backups_each(struct afs_backups *b, int (*fn)(void *ctx, const char *name, const struct stat *st),
@@ -347,9 +415,9 @@ static struct item *find_settled(struct afs_backups *b, const char *name, size_t
 
 /* Opens the archive of it, marked opening, without holding b->mu (held on
  * entry and on return); the file was st when the open began.  Keeps the
- * view in it, unless a scan meanwhile saw the file replaced or gone: then
- * the view is retired (its caller still uses it) and the next lookup opens
- * the file anew. */
+ * view in it, with the caller's reference, unless a scan meanwhile saw the
+ * file replaced or gone: then the view is gone (closed when its caller
+ * puts it back) and the next lookup opens the file anew. */
 static enum afs_err open_item(struct afs_backups *b, struct item *it, const struct stat *st, struct afs_view **out)
 {
 	void (*hook)(void *ctx, const char *name) = b->on_open;
@@ -368,8 +436,10 @@ static enum afs_err open_item(struct afs_backups *b, struct item *it, const stru
 	it->opening = false;
 	it->failed = err;
 	it->failed_st = *st;
+	if (*out)
+		(*out)->refs = 1;
 	if (*out && (it->dropped || !same_file(&it->st, &scanned)))
-		retire(b, *out);
+		let_go(b, *out);
 	else
 		it->view = *out;
 	if (it->dropped)
@@ -393,6 +463,7 @@ enum afs_err afs_backups_view(struct afs_backups *b, const char *name, size_t le
 	}
 	if (it->view) {
 		*out = it->view;
+		it->view->refs++;
 		goto out;
 	}
 	if (stat(it->path, &st) != 0) {

@@ -13,8 +13,13 @@
  * building its index run outside it, under that archive's own "opening"
  * mark: callers for the same archive wait for that open and share its
  * view, while listings, stats, `latest` and every other archive are served
- * meanwhile.  Views handed out stay valid until afs_backups_free(), even
- * when their archive disappears from the directory.
+ * meanwhile.
+ *
+ * A view handed out is a reference: it stays valid, even when its archive
+ * leaves the directory, until afs_backups_put().  An archive that has left
+ * the directory (or whose file was replaced) is closed, freeing its file's
+ * space, as soon as it is idle: when its last reference is put, or at the
+ * first refresh after its job's running command (a restore) ends.
  */
 #ifndef AFS_BACKUPS_H
 #define AFS_BACKUPS_H
@@ -39,11 +44,12 @@ enum afs_err afs_backups_new(const char *dir, const struct afs_target *t, struct
 			     void (*on_log)(void *ctx, const char *line), struct afs_backups **out, char *msg,
 			     size_t msglen);
 
-/* Frees every view (waiting for restores past their commit); NULL is a
- * no-op.  No other call into b may be running or follow. */
+/* Frees every view (waiting for restores past their commit), references
+ * or not; NULL is a no-op.  No other call into b may be running or follow. */
 void afs_backups_free(struct afs_backups *b);
 
-/* Scans again when the directory has changed since the last scan. */
+/* Scans again when the directory has changed since the last scan, and
+ * closes the views of archives gone that are idle now. */
 void afs_backups_refresh(struct afs_backups *b);
 
 /* Calls fn for every archive shown, in name order, with its name and the
@@ -58,10 +64,17 @@ enum afs_err afs_backups_latest(struct afs_backups *b, char *buf, size_t len);
 enum afs_err afs_backups_stat(struct afs_backups *b, const char *name, size_t len, struct stat *st);
 
 /* The view of archive name[0..len), opened on first use (by the first
- * caller; others asking for it meanwhile wait for that open).  AFS_E_NOENT
+ * caller; others asking for it meanwhile wait for that open), with a
+ * reference the caller gives back with afs_backups_put().  AFS_E_NOENT
  * when there is no such archive; an archive that cannot be opened gives
- * its error, logged once, until its file changes. */
+ * its error, logged once, until its file changes.  On error *out is NULL
+ * and nothing is held. */
 enum afs_err afs_backups_view(struct afs_backups *b, const char *name, size_t len, struct afs_view **out);
+
+/* Gives back a reference afs_backups_view() handed out; closes the view
+ * when its archive has left the directory and it is idle now.  NULL is a
+ * no-op. */
+void afs_backups_put(struct afs_backups *b, struct afs_view *v);
 
 /* How many archives are shown and their total size in bytes. */
 void afs_backups_totals(struct afs_backups *b, uint64_t *count, uint64_t *bytes);

@@ -9,10 +9,11 @@
 #include <time.h>
 
 struct afs_backups;
+struct afs_openfiles;
 struct afs_view;
 
-/* Passed to fuse_new() as private data.  Read-only after the mount starts,
- * so every FUSE thread may use it without locks. */
+/* Passed to fuse_new() as private data.  Read-only after the mount starts
+ * (open locks itself), so every FUSE thread may use it without locks. */
 struct afs_mount {
 	struct afs_view *view;       /* the archive of a single-archive mount */
 	struct afs_backups *backups; /* or, in directory mode, the archives of a backups directory */
@@ -21,6 +22,7 @@ struct afs_mount {
 	gid_t gid;
 	bool others;                 /* -o allow_other: other users may enter, the kernel checks modes
 				      * (default_permissions), and .status and .log are the owner's only */
+	struct afs_openfiles *open;  /* the FUSE skin's (ops.c, made at its init): the open files */
 };
 
 #endif

@@ -66,6 +66,18 @@ enum afs_err afs_resolve(const struct afs_mount *m, const char *path, enum afs_r
 	return resolve_in(pl->view, name[len] ? name + len : "/", pl);
 }
 
+void afs_mount_put_view(const struct afs_mount *m, struct afs_view *v)
+{
+	if (m->backups)
+		afs_backups_put(m->backups, v);
+}
+
+void afs_place_release(const struct afs_mount *m, struct afs_place *pl)
+{
+	afs_mount_put_view(m, pl->view);
+	pl->view = NULL;
+}
+
 /* What every place shares: owner, block size, one link, atime and ctime
  * equal to the mtime t. */
 static void stat_init(const struct afs_mount *m, mode_t mode, struct timespec t, struct stat *st)

@@ -31,8 +31,9 @@ enum afs_place_kind {
 	AFS_PL_NODE,    /* a file, directory or symlink of a view's index */
 };
 
-/* A resolved path.  Plain data; the view stays valid until the mount ends
- * (afs_backups_free() keeps views of archives gone from the directory). */
+/* A resolved path.  In directory mode it holds a reference to its view
+ * (backups.h), so the view stays valid, even when its archive leaves the
+ * directory, until afs_place_release(). */
 struct afs_place {
 	enum afs_place_kind kind;
 	struct afs_view *view; /* VFILE and NODE; after an error, the archive the path led into, if any */
@@ -51,9 +52,18 @@ enum afs_resolve_how {
  * on first use.  Errors: AFS_E_NOENT (no such name), AFS_E_NOTDIR (a
  * component under a file), or the error of an archive that cannot be
  * opened (afs_backups_view()).  pl is always written: on error its kind is
- * meaningless and pl->view is the archive the path led into, or NULL. */
+ * meaningless and pl->view is the archive the path led into, or NULL.
+ * Every call is followed by one afs_place_release(m, pl), whatever it
+ * returned. */
 enum afs_err afs_resolve(const struct afs_mount *m, const char *path, enum afs_resolve_how how,
 			 struct afs_place *pl);
+
+/* Gives back the view pl holds (directory mode) and clears pl->view. */
+void afs_place_release(const struct afs_mount *m, struct afs_place *pl);
+
+/* Gives back a view taken from a place (an open file keeps its place's
+ * view until it is released); NULL is a no-op. */
+void afs_mount_put_view(const struct afs_mount *m, struct afs_view *v);
 
 /* Fills *st for pl: the owner is the mounting user; the top, archive
  * directories 0755 (mtime of the mount, of the archive file), `latest` a

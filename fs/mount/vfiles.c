@@ -61,6 +61,22 @@ char *afs_vfile_read(struct afs_job *j, enum afs_vfile v, size_t *len)
 	return text;
 }
 
+void afs_vfile_log_open(struct afs_job *j, struct afs_vlog *r)
+{
+	afs_job_log_span(j, &r->start, &r->end);
+	r->skipped = 0;
+}
+
+size_t afs_vfile_log_read(struct afs_job *j, struct afs_vlog *r, char *buf, size_t len, uint64_t off)
+{
+	uint64_t want = r->start + r->skipped + off, at = want;
+	size_t n;
+
+	n = afs_job_log_read(j, &at, r->end, buf, len);
+	r->skipped += at - want;
+	return n;
+}
+
 enum afs_err afs_vfile_control(struct afs_job *j, const char *buf, size_t len)
 {
 	enum afs_cmd cmd;

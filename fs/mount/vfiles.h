@@ -6,6 +6,7 @@
 #define AFS_VFILES_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include "err.h"
 
@@ -33,8 +34,25 @@ const char *afs_vfile_name(enum afs_vfile v);
 mode_t afs_vfile_mode(enum afs_vfile v);
 
 /* The content of a readable file now (malloc'd, NUL-terminated, *len
- * bytes); NULL when out of memory. */
+ * bytes); NULL when out of memory.  For .log, a copy of up to 1 MiB: an
+ * open file reads it through struct afs_vlog instead. */
 char *afs_vfile_read(struct afs_job *j, enum afs_vfile v, size_t *len);
+
+/* An open .log: the log as it was at the open, read from the job's own
+ * buffer at each read, so that an open costs no copy.  Lines the job drops
+ * (past its 1 MiB cap) before the reader gets to them are skipped: the
+ * reader goes on with the oldest line still held, and its later offsets
+ * follow on from there.  The caller serialises the reads of one reader. */
+struct afs_vlog {
+	uint64_t start, end; /* the span of the job's log at the open (afs_job_log_span()) */
+	uint64_t skipped;    /* bytes dropped before this reader got to them */
+};
+
+void afs_vfile_log_open(struct afs_job *j, struct afs_vlog *r);
+
+/* Copies up to len bytes at offset off of r's file into buf; returns how
+ * many (0 at its end). */
+size_t afs_vfile_log_read(struct afs_job *j, struct afs_vlog *r, char *buf, size_t len, uint64_t off);
 
 /* One write to .control: parses the command and hands it to the job.
  * AFS_E_INVAL for an unknown command; otherwise what afs_job_command()

@@ -5,11 +5,13 @@
  * archive, opened when first used.
  *
  * Thread safety: read-only after afs_view_open() returns (the job and the
- * seek registry lock themselves), so any thread may use a view.
+ * seek registry lock themselves), so any thread may use a view; but refs,
+ * which the backups directory that made it counts under its own lock.
  */
 #ifndef AFS_VIEW_H
 #define AFS_VIEW_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include "err.h"
 
@@ -24,6 +26,10 @@ struct afs_view {
 	struct afs_index *index;
 	struct afs_seekreg *seek; /* draws on the mount's seek-point budget */
 	struct afs_job *job;      /* the restore job of .control and the status files */
+	/* a backups directory's bookkeeping (backups.c, under its lock) */
+	unsigned refs;            /* its users: lookups under way, open files */
+	bool gone;                /* no longer reachable by name: closed once unused */
+	struct afs_view *next;    /* in the directory's list of views gone */
 };
 
 /* Opens the archive at path (absolute: the daemon leaves the current

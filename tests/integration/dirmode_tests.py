@@ -7,6 +7,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import time
 import zipfile
 
 import harness as H
@@ -174,3 +175,100 @@ def t_dirmode_entry_past_eof_spares_the_others():
         H.compare_tree(os.path.join(m, OLD), a, src)
         with zipfile.ZipFile(bad) as zf, open(os.path.join(m, NEW, "db.sqlite"), "rb") as f:
             check(f.read() == zf.read("db.sqlite"), "the damaged archive's other entries must still read")
+
+
+def open_paths(pid):
+    """The files the process has open, as /proc shows their links."""
+    out = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out.append(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except OSError:
+            pass  # closed meanwhile
+    return out
+
+
+def holds(pid, path):
+    return any(p == path or p == path + " (deleted)" for p in open_paths(pid))
+
+
+def t_dirmode_removed_archive_is_closed():
+    """An archive removed from the directory is closed at the next listing
+    once nothing uses it, which frees a rotated backup's space; it used to
+    stay open until the unmount."""
+    a, src = fixture("app")
+    d = backups_dir()
+    old = os.path.join(d, OLD + ".zip")
+    mount = Mount(d)
+    with mount as m:
+        with open(os.path.join(m, OLD, "manifest.json"), "rb") as f, zipfile.ZipFile(a) as zf:
+            check(f.read() == zf.read("manifest.json"), "manifest.json differs")
+        check(holds(mount.proc.pid, old), "the daemon does not have the archive open after reading it")
+        H.wait_requests_done(m)  # the file's release has reached the daemon
+        os.unlink(old)
+        check(OLD not in os.listdir(m), "a removed archive is still listed")
+        check(not holds(mount.proc.pid, old), "the daemon still has the removed archive open: %s"
+              % [p for p in open_paths(mount.proc.pid) if OLD in p])
+        check(errno_of(os.stat, os.path.join(m, OLD, "manifest.json")) == errno.ENOENT, "the removed archive resolves")
+        H.compare_tree(os.path.join(m, NEW), *fixture("stored"))  # the others still read
+
+
+def t_dirmode_removed_archive_open_file_reads_on():
+    """A file open in an archive that is removed keeps reading it (every
+    byte right); the archive closes once that file is released."""
+    a, src = fixture("app", db_size=3 << 20)
+    d = tempfile.mkdtemp(prefix="backups-", dir=H.WORK)
+    old = os.path.join(d, OLD + ".zip")
+    shutil.copy(a, old)
+    data = open(os.path.join(src, "db.sqlite"), "rb").read()
+    mount = Mount(d)
+    with mount as m:
+        fd = os.open(os.path.join(m, OLD, "db.sqlite"), os.O_RDONLY)
+        try:
+            check(os.pread(fd, 65536, 0) == data[:65536], "the first read differs")
+            os.unlink(old)
+            check(os.listdir(m) == [], "a removed archive is still listed: %s" % os.listdir(m))
+            check(holds(mount.proc.pid, old), "the archive was closed under an open file")
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # the reads go to the daemon
+            got = b"".join(iter(lambda: os.read(fd, 1 << 20), b""))
+            check(got == data, "the open file of a removed archive reads wrong bytes")
+            check(os.pread(fd, 4096, len(data) // 2) == data[len(data) // 2:len(data) // 2 + 4096], "a read back differs")
+        finally:
+            os.close(fd)
+        H.wait_requests_done(m)
+        check(not holds(mount.proc.pid, old), "the removed archive stayed open after its last file was released")
+
+
+def t_dirmode_removed_archive_restore_runs_on():
+    """A restore running from an archive that is removed goes on to its end
+    (the archive stays open meanwhile) and the archive closes after it."""
+    a, src = fixture("app")
+    d = tempfile.mkdtemp(prefix="backups-", dir=H.WORK)
+    old = os.path.join(d, OLD + ".zip")
+    shutil.copy(a, old)
+    live = R.Live()
+    fifo = os.path.join(live.dir, "go")
+    os.mkfifo(fifo)
+    mount = Mount(d, *live.opts("--migrate", "echo migrating; read x < " + fifo))
+    with mount as m:
+        arch = os.path.join(m, OLD)
+        check(R.control(arch, "restore") == 0, "restore refused: %s" % R.status(arch)["error"])
+        deadline = time.time() + 120
+        while "migrate: migrating" not in R.read(arch, ".log"):
+            check(time.time() < deadline and R.status(arch)["state"] not in R.FINAL,
+                  "the restore did not reach its migrate command: " + R.read(arch, ".log")[-1000:])
+            time.sleep(0.05)
+        H.wait_requests_done(m)
+        os.unlink(old)
+        check(os.listdir(m) == [], "a removed archive is still listed: %s" % os.listdir(m))
+        check(holds(mount.proc.pid, old), "the archive was closed under its running restore")
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.write(fd, b"go\n")
+        os.close(fd)
+        deadline = time.time() + 120
+        while holds(mount.proc.pid, old):  # each listing closes it once the restore has ended
+            check(time.time() < deadline, "the removed archive stayed open after its restore")
+            os.listdir(m)
+            time.sleep(0.05)
+        check(not os.path.exists(live.flag), "the restore left its flag file")
+    check(R.db_dump(live.db) == R.db_dump(os.path.join(src, "db.sqlite")), "the restore did not finish its work")

@@ -94,6 +94,40 @@ class Mount:
         return False
 
 
+def vm_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def sanitized():
+    """An ASan build: its allocator adds redzones and per-thread caches."""
+    with open(ARCHFS, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
+def wait_requests_done(mnt):
+    """Waits until mnt's FUSE connection has no request left (fusectl's
+    `waiting`, mounted for the while if it is not): a closed file's release
+    goes to the daemon in the background, and an unmount drops those still
+    queued (the daemon then exits with ECONNABORTED)."""
+    ctl = "/sys/fs/fuse/connections"
+    mounted = not os.path.ismount(ctl) and subprocess.run(["mount", "-t", "fusectl", "fusectl", ctl]).returncode == 0
+    try:
+        waiting = os.path.join(ctl, str(os.minor(os.stat(mnt).st_dev)), "waiting")
+        deadline = time.time() + 60
+        while int(read_text(waiting)) > 0:
+            check(time.time() < deadline, "the daemon did not answer its requests within 60 s")
+            time.sleep(0.01)
+    finally:
+        if mounted:
+            subprocess.run(["umount", ctl])
+
+
 def sha(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -1216,3 +1216,50 @@ def t_sqlite_commit_outcome():
     check(s["state"] == "failed" and "rolled back" in s["error"], "failed commit: %s %r" % (s["state"], s["error"]))
     check(live.state() == before, "failed commit: the target changed")
     check(live.snapshots() == [] and s["snapshot"] is None, "failed commit: a snapshot of nothing was kept")
+
+
+def t_log_opens_copy_nothing():
+    """200 files open on .log while a restore waits in its migrate command,
+    with nearly a MiB of log: the daemon does not grow by a copy per open
+    (it used to: 200 MiB), and every one of them reads the log's bytes."""
+    archive, _ = fixture("app")
+    live = Live()
+    fifo = os.path.join(live.dir, "go")
+    os.mkfifo(fifo)
+    lines = 1000  # of about 940 bytes in the log: under its 1 MiB cap, nothing dropped
+    migrate = ("awk 'BEGIN { for (i = 0; i < %d; i++) { printf \"line %%06d \", i; "
+               "for (j = 0; j < 90; j++) printf \"0123456789\"; print \"\" } }'; echo READY; read x < %s"
+               % (lines, fifo))
+    mount = Mount(archive, *live.opts("--migrate", migrate))
+    fds = []
+    with mount as m:
+        try:
+            check(control(m, "restore") == 0, "restore refused: %s" % status(m)["error"])
+            deadline = time.time() + 120
+            while "migrate: READY\n" not in read(m, ".log"):
+                check(status(m)["state"] not in FINAL and time.time() < deadline,
+                      "the migrate command did not get to READY: " + read(m, ".log")[-1000:])
+                time.sleep(0.05)
+            log = read(m, ".log").encode()
+            check(len(log) > 900000 and log.count(b"migrate: line ") == lines, "the log holds %d bytes" % len(log))
+            base = H.vm_rss_kib(mount.proc.pid)
+            for _ in range(200):
+                fds.append(os.open(os.path.join(m, ".log"), os.O_RDONLY))
+            grown = H.vm_rss_kib(mount.proc.pid) - base
+            check(grown < 50 << 10, "200 opens of a %d-byte .log grew the daemon by %d KiB" % (len(log), grown))
+            for i, fd in enumerate(fds):
+                got = b"".join(iter(lambda: os.read(fd, 65536), b""))
+                check(got == log, "open %d of .log read %d bytes, not the log's %d" % (i, len(got), len(log)))
+        finally:
+            for fd in fds:
+                os.close(fd)
+            try:  # the migrate command waits for a line (no reader: it never got there)
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                os.write(fd, b"go\n")
+                os.close(fd)
+            except OSError:
+                pass
+            s = wait_final(m)
+            H.wait_requests_done(m)
+        check(s["state"] == "done", "the restore: %s (%s)" % (s["state"], s["error"]))
+        check("migrate: done" in read(m, ".log"), "the log after the restore lacks its end")

@@ -9,6 +9,7 @@ import argparse
 import errno
 import os
 import random
+import resource
 import shutil
 import signal
 import stat
@@ -171,6 +172,53 @@ def t_concurrent_reads():
         [t.start() for t in ts]
         [t.join() for t in ts]
         check(not bad, "concurrent reads differ: %s" % bad)
+
+
+DECODER_CAP, DECODER_KIB = 64, 210  # docs/architecture.md, Memory: the live decoders and their size
+
+
+def t_many_open_handles_bounded_memory():
+    """2,000 handles open on one deflated entry, one read far into it on
+    each: the daemon's memory grows by at most the documented bound on live
+    decoders (it used to keep about 200 KiB per handle: 400 MB), and every
+    read gives the right bytes."""
+    a, src = fixture("app", db_size=16 << 20)
+    data = open(os.path.join(src, "db.sqlite"), "rb").read()
+    n = 2000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 64:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n + 64, max(hard, n + 64)))
+    env = {"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=0"} if H.sanitized() else None
+    mount = Mount(a, env=env)
+    fds = []
+    try:
+        with mount as m:
+            try:
+                path = os.path.join(m, "db.sqlite")
+                fd = os.open(path, os.O_RDONLY)
+                check(os.pread(fd, 4096, len(data) - 4096) == data[-4096:], "the first far read differs")
+                os.close(fd)
+                base = H.vm_rss_kib(mount.proc.pid)
+                for i in range(n):
+                    fds.append(os.open(path, os.O_RDONLY))
+                    off = len(data) // 2 + i * 3001
+                    # out of the page cache: the read reaches the daemon on this handle
+                    os.posix_fadvise(fds[-1], 0, 0, os.POSIX_FADV_DONTNEED)
+                    got = os.pread(fds[-1], 4096, off)
+                    check(got == data[off:off + 4096], "handle %d: the bytes at %d differ" % (i, off))
+                grown = H.vm_rss_kib(mount.proc.pid) - base
+                slack = (40 if H.sanitized() else 16) << 10
+                bound = DECODER_CAP * DECODER_KIB + slack
+                check(grown <= bound, "%d open handles grew the daemon by %d KiB (bound %d KiB)" % (n, grown, bound))
+                for i in (0, n // 2, n - 1):  # the first handles were evicted long ago: they read on
+                    off = len(data) // 3 + i
+                    check(os.pread(fds[i], 5000, off) == data[off:off + 5000], "handle %d reads wrong after eviction" % i)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+                H.wait_requests_done(m)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def t_cp_r_subtree():

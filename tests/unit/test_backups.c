@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of fs/mount/backups.c: which files a backups directory shows, the
  * newest archive, archives opened on first use, a directory that changes
- * while it is mounted, and an open that keeps nothing else waiting. */
+ * while it is mounted, an open that keeps nothing else waiting, and
+ * archives gone from the directory closed once unused. */
+#include <dirent.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -202,6 +206,75 @@ static void set_mtime(const char *path, time_t t)
 	CHECK(utimes(path, tv) == 0);
 }
 
+/* Whether this process has path open (deleted or not). */
+static bool open_here(const char *path)
+{
+	char link[4096], want[4096];
+	bool found = false;
+	struct dirent *de;
+	DIR *d = opendir("/proc/self/fd");
+
+	snprintf(want, sizeof(want), "%s (deleted)", path);
+	while (d && (de = readdir(d))) {
+		char fd[300];
+		ssize_t n;
+
+		snprintf(fd, sizeof(fd), "/proc/self/fd/%s", de->d_name);
+		n = readlink(fd, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		found |= strcmp(link, path) == 0 || strcmp(link, want) == 0;
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/* An archive removed from the directory (or replaced) is closed by the
+ * next refresh when nothing holds it, else when its last reference is
+ * put; until then its view stays whole. */
+static void gone_archives_close(const char *dir, const struct afs_target *target, struct afs_seekreg *pool,
+				const struct tu_entry *e)
+{
+	char *p1 = strdup(tu_zip("gone1.zip", e, 2)), *p2 = strdup(tu_zip("gone2.zip", e, 2));
+	char *p3 = strdup(tu_zip("gone3.zip", e, 2));
+	struct afs_backups *b = NULL;
+	struct afs_view *v1, *v2, *v3, *v;
+	char msg[256];
+	uint32_t id;
+
+	CHECK(afs_backups_new(dir, target, pool, NULL, &b, msg, sizeof(msg)) == AFS_OK);
+	CHECK(afs_backups_view(b, "gone1", 5, &v1) == AFS_OK && afs_backups_view(b, "gone2", 5, &v2) == AFS_OK &&
+	      afs_backups_view(b, "gone3", 5, &v3) == AFS_OK);
+	CHECK(afs_backups_view(b, "gone2", 5, &v) == AFS_OK && v == v2); /* two references */
+	afs_backups_put(b, v1);
+	afs_backups_put(b, v3);
+	CHECK(open_here(p1) && open_here(p2) && open_here(p3));
+	afs_backups_put(b, v1 = NULL); /* NULL: nothing */
+	CHECK(unlink(p1) == 0 && unlink(p2) == 0);
+	tu_zip("gone3.zip", e, 1); /* replaced under the same name */
+	afs_backups_refresh(b);
+	CHECK(!strstr(listing(b), "gone1") && !strstr(listing(b), "gone2") && strstr(listing(b), "gone3"));
+	CHECK(!open_here(p1));  /* unused: closed by the scan */
+	CHECK(!open_here(p3));  /* the replaced file too; the new one is not opened yet */
+	CHECK(open_here(p2));   /* still held */
+	CHECK(afs_index_lookup(v2->index, "/uploads/a.txt", &id) == AFS_OK);
+	afs_backups_put(b, v2);
+	CHECK(open_here(p2) && afs_index_lookup(v2->index, "/manifest.json", &id) == AFS_OK);
+	afs_backups_put(b, v2); /* the last one */
+	CHECK(!open_here(p2));
+	CHECK(afs_backups_view(b, "gone3", 5, &v) == AFS_OK && v != v3 && open_here(p3));
+	CHECK(afs_index_lookup(v->index, "/uploads/a.txt", &id) == AFS_E_NOENT); /* the new file's */
+	afs_backups_put(b, v);
+	afs_backups_free(b);
+	CHECK(!open_here(p3));
+	unlink(p3);
+	free(p1);
+	free(p2);
+	free(p3);
+}
+
 int main(void)
 {
 	struct tu_entry e[] = {
@@ -279,6 +352,7 @@ int main(void)
 	afs_backups_free(NULL);
 
 	open_keeps_nothing_waiting(dir, &target, pool, e);
+	gone_archives_close(dir, &target, pool, e);
 
 	b = NULL;
 	CHECK(afs_backups_new("/nonexistent/archfs-backups", &target, pool, NULL, &b, msg, sizeof(msg)) == AFS_E_IO);

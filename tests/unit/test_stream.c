@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of fs/archive/stream.c: reads at any offset, CRC-32 and corrupt data. */
+/* Unit tests of fs/archive/stream.c: reads at any offset, CRC-32 and corrupt
+ * data, and the pool that caps the decoders open streams keep (decpool.c). */
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <zlib.h>
 #include "archive.h"
+#include "decpool.h"
 #include "index.h"
+#include "seekidx.h"
 #include "stream.h"
 #include "testutil.h"
 
@@ -204,6 +209,212 @@ static void final_match_split(void)
 	afs_archive_free(f.a);
 }
 
+/* ---------------------------------------------------- the decoder pool */
+
+/* A pool user standing for a stream: counts its evictions. */
+struct fake {
+	struct afs_decuser u; /* first: the callback casts back */
+	int evicted;
+	int order;
+};
+
+static int evict_seq;
+
+static void fake_evict(struct afs_decuser *u)
+{
+	struct fake *f = (struct fake *)(void *)u;
+
+	f->evicted++;
+	f->order = ++evict_seq;
+}
+
+/* One read of f that makes n decoders. */
+static void fake_read(struct afs_decpool *p, struct fake *f, int n)
+{
+	afs_decpool_enter(p, &f->u);
+	for (int i = 0; i < n; i++)
+		afs_decpool_take(p, &f->u);
+	afs_decpool_exit(p, &f->u);
+}
+
+/* The pool alone: least recently used first, never a user in a read, the
+ * count within the cap but for what reads in progress hold. */
+static void pool_logic(void)
+{
+	struct afs_decpool *p = afs_decpool_new(2);
+	struct fake a = { 0 }, b = { 0 }, c = { 0 }, d = { 0 };
+
+	afs_decpool_join(p, &a.u, fake_evict);
+	afs_decpool_join(p, &b.u, fake_evict);
+	afs_decpool_join(p, &c.u, fake_evict);
+	afs_decpool_join(p, &d.u, fake_evict);
+	fake_read(p, &a, 1);
+	fake_read(p, &b, 1);
+	CHECK(afs_decpool_live(p) == 2 && !a.evicted && !b.evicted);
+	fake_read(p, &c, 1); /* a is the least recently used */
+	CHECK(a.evicted == 1 && !b.evicted && afs_decpool_live(p) == 2 && afs_decpool_evictions(p) == 1);
+	fake_read(p, &b, 0); /* a read that makes nothing still counts as a use: c is the oldest now */
+	fake_read(p, &a, 1);
+	CHECK(c.evicted == 1 && !b.evicted && afs_decpool_live(p) == 2);
+	/* a user holding two decoders goes whole */
+	fake_read(p, &d, 2);
+	CHECK(b.evicted == 1 && a.evicted == 2 && afs_decpool_live(p) == 2 && b.order < a.order);
+	/* in a read, d cannot be evicted: the count passes the cap instead */
+	afs_decpool_enter(p, &d.u);
+	fake_read(p, &c, 1);
+	CHECK(!d.evicted && afs_decpool_live(p) == 3);
+	afs_decpool_take(p, &d.u); /* evicts c, the only idle one */
+	CHECK(c.evicted == 2 && afs_decpool_live(p) == 3);
+	afs_decpool_drop(p, &d.u, 1); /* a decoder it failed to make */
+	CHECK(afs_decpool_live(p) == 2);
+	afs_decpool_exit(p, &d.u);
+	/* leaving uncounts; a lower cap takes effect at the next take */
+	afs_decpool_leave(p, &d.u);
+	CHECK(afs_decpool_live(p) == 0 && !d.evicted);
+	fake_read(p, &a, 1);
+	fake_read(p, &b, 1);
+	afs_decpool_set_cap(p, 1);
+	fake_read(p, &c, 1);
+	CHECK(afs_decpool_live(p) == 1 && a.evicted == 3 && b.evicted == 2);
+	afs_decpool_leave(p, &a.u);
+	afs_decpool_leave(p, &b.u);
+	afs_decpool_leave(p, &c.u);
+	CHECK(afs_decpool_live(p) == 0);
+	afs_decpool_free(p);
+}
+
+static struct afs_stream *open_reg(struct fx *f, const char *path, struct afs_seekreg *reg)
+{
+	struct afs_stream *s = NULL;
+	uint32_t id;
+
+	CHECK(afs_index_lookup(f->ix, path, &id) == AFS_OK);
+	CHECK(afs_stream_open_shared(f->a, f->ix, id, reg, &s) == AFS_OK);
+	return s;
+}
+
+static int read_ok(struct afs_stream *s, const unsigned char *data, uint64_t off, size_t len)
+{
+	unsigned char buf[8192];
+	size_t got;
+
+	return afs_stream_pread(s, buf, len, off, &got) == AFS_OK && got == len && memcmp(buf, data + off, len) == 0;
+}
+
+/* Many streams of one deflated entry, a pool of 2: each jump read gives
+ * the right bytes, at most 2 decoders stay, and an evicted stream reads on
+ * (from a seek point) with the right bytes again. */
+static void pool_streams(struct fx *f, const unsigned char *data)
+{
+	struct afs_seekreg *reg = afs_seekreg_new(afs_index_count(f->ix), 64u << 20);
+	struct afs_decpool *p = afs_seekreg_decoders(reg);
+	struct afs_stream *s[12];
+
+	afs_decpool_set_cap(p, 2);
+	for (int i = 0; i < 12; i++) {
+		uint64_t off = BIG / 2 + (uint64_t)i * 70001;
+
+		s[i] = open_reg(f, "/deflated", reg);
+		CHECK(read_ok(s[i], data, off, 4096));
+		CHECK(afs_decpool_live(p) <= 2);
+	}
+	CHECK(afs_decpool_evictions(p) >= 10);
+	for (int i = 0; i < 12; i++) { /* back to each: restarted at a seek point */
+		CHECK(read_ok(s[i], data, BIG - 5000 - (uint64_t)i * 3001, 4096));
+		CHECK(afs_decpool_live(p) <= 2);
+	}
+	/* a sequential pass evicted half-way goes on to the end, bytes right */
+	for (uint64_t off = 0; off + 8192 <= BIG; off += 8192) {
+		CHECK(read_ok(s[0], data, off, 8192));
+		if (off == BIG / 3)
+			CHECK(read_ok(s[1], data, 100, 10) && read_ok(s[2], data, 200, 10)); /* evicts s[0] */
+	}
+	for (int i = 0; i < 12; i++)
+		afs_stream_close(s[i]);
+	CHECK(afs_decpool_live(p) == 0);
+	afs_seekreg_free(reg);
+}
+
+/* A wrong CRC-32 is still found by a pass whose decoder was evicted on the
+ * way: past a span from the start, the rest of it comes through the seek
+ * points, which carry the checksum on. */
+static void pool_crc(const unsigned char *data)
+{
+	struct tu_entry c[] = { { "crc", data, BIG, 1, 0, 0 }, { "other", data, 1000, 1, 0, 0 } };
+	char *path = tu_zip("poolcrc.zip", c, 2);
+	struct afs_seekreg *reg;
+	struct afs_stream *s, *o;
+	unsigned char buf[8192];
+	enum afs_err err = AFS_OK;
+	bool evicted = false;
+	uint64_t off = 0;
+	size_t got = 0;
+
+	CHECK(tu_patch_u32(path, (uint32_t)crc32(0, data, BIG), 1) == 2);
+	struct fx f = open_fx(path);
+	reg = afs_seekreg_new(afs_index_count(f.ix), 64u << 20);
+	afs_decpool_set_cap(afs_seekreg_decoders(reg), 1);
+	s = open_reg(&f, "/crc", reg);
+	o = open_reg(&f, "/other", reg);
+	for (; off < BIG && (err = afs_stream_pread(s, buf, sizeof(buf), off, &got)) == AFS_OK; off += got) {
+		CHECK(memcmp(buf, data + off, got) == 0);
+		if (!evicted && off >= 2 * 1024 * 1024) {
+			CHECK(read_ok(o, data, 0, 100)); /* evicts s */
+			evicted = true;
+		}
+	}
+	CHECK(evicted && afs_decpool_evictions(afs_seekreg_decoders(reg)) >= 1);
+	CHECK(err == AFS_E_CORRUPT && off + got >= BIG - sizeof(buf) && strstr(afs_stream_error(s, err), "CRC-32"));
+	afs_stream_close(s);
+	afs_stream_close(o);
+	afs_seekreg_free(reg);
+	afs_index_free(f.ix);
+	afs_archive_free(f.a);
+}
+
+/* Threads reading their own streams through a pool of one: each evicts
+ * the others' decoders between their reads; every byte stays right. */
+struct reader {
+	struct fx *f;
+	struct afs_seekreg *reg;
+	const unsigned char *data;
+	int bad;
+};
+
+static void *reader_run(void *arg)
+{
+	struct reader *r = arg;
+	struct afs_stream *s = open_reg(r->f, "/deflated", r->reg);
+	unsigned seed = (unsigned)(uintptr_t)arg;
+
+	for (int i = 0; i < 40; i++) {
+		seed = seed * 1103515245u + 12345u;
+		if (!read_ok(s, r->data, (seed >> 4) % (BIG - 8192), 1 + (seed >> 9) % 8192))
+			r->bad++;
+	}
+	afs_stream_close(s);
+	return NULL;
+}
+
+static void pool_threads(struct fx *f, const unsigned char *data)
+{
+	struct afs_seekreg *reg = afs_seekreg_new(afs_index_count(f->ix), 64u << 20);
+	struct reader r[4];
+	pthread_t t[4];
+
+	afs_decpool_set_cap(afs_seekreg_decoders(reg), 1);
+	for (int i = 0; i < 4; i++) {
+		r[i] = (struct reader){ f, reg, data, 0 };
+		CHECK(pthread_create(&t[i], NULL, reader_run, &r[i]) == 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		CHECK(r[i].bad == 0);
+	}
+	CHECK(afs_decpool_live(afs_seekreg_decoders(reg)) == 0);
+	afs_seekreg_free(reg);
+}
+
 int main(void)
 {
 	unsigned char *data = tu_data(BIG, 9);
@@ -248,8 +459,12 @@ int main(void)
 	s = (void *)1;
 	CHECK(afs_stream_open(f.a, f.ix, id, &s) == AFS_E_ISDIR && s == NULL);
 	afs_stream_close(NULL);
+	pool_logic();
+	pool_streams(&f, data);
+	pool_threads(&f, data);
 	afs_index_free(f.ix);
 	afs_archive_free(f.a);
+	pool_crc(data);
 
 	/* A wrong CRC: the pass to the end fails, and stays failed. */
 	struct tu_entry c[] = { { "crc", small, 200000, 1, 0, 0 }, { "fine", small, 200000, 1, 0, 0 } };

@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of the control-file grammar (afs_cmd_parse), the state names,
- * and the names and modes of the virtual files (fs/mount/vfiles.c). */
+ * the names and modes of the virtual files, and .log's readers
+ * (fs/mount/vfiles.c). */
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "archive.h"
+#include "index.h"
 #include "job.h"
+#include "target.h"
 #include "vfiles.h"
 #include "testutil.h"
 
@@ -26,8 +31,71 @@ static void parse(const char *text, size_t len, int want)
 
 #define P(text, want) parse(text, strlen(text), want)
 
+/* Everything r reads from offset off on, in pieces of step bytes
+ * (malloc'd, NUL-terminated; its length in *len). */
+static char *read_rest(struct afs_job *j, struct afs_vlog *r, uint64_t off, size_t step, size_t *len)
+{
+	char *out = malloc(2u << 20);
+	size_t n;
+
+	*len = 0;
+	while ((n = afs_vfile_log_read(j, r, out + *len, step, off + *len)) > 0)
+		*len += n;
+	out[*len] = '\0';
+	return out;
+}
+
+/* A reader of .log sees the log as it was at its open, copied from the
+ * job's buffer at each read; lines dropped past the cap before it reads
+ * them are skipped, and the rest is the log's own bytes. */
+static void log_readers(void)
+{
+	struct tu_entry e[] = { { "manifest.json", "{}", 2, 1, 0, 0 } };
+	const char *path = tu_zip("log.zip", e, 1);
+	struct afs_archive *a = NULL;
+	struct afs_index *ix = NULL;
+	struct afs_target t = { 0 };
+	struct afs_job *j = NULL;
+	struct afs_vlog r1, r2;
+	uint64_t start, end;
+	char msg[256], head[100], *text, *got;
+	size_t len;
+
+	CHECK(afs_archive_open(path, &a, msg, sizeof(msg)) == AFS_OK);
+	CHECK(afs_index_build(a, &ix, msg, sizeof(msg)) == AFS_OK);
+	CHECK(afs_job_new(path, a, ix, &t, &j) == AFS_OK);
+	for (int i = 0; i < 900; i++)
+		afs_job_log(j, "line %04d %0900d", i, i);
+	text = afs_job_log_text(j);
+	afs_vfile_log_open(j, &r1);
+	afs_vfile_log_open(j, &r2);
+	CHECK(r1.end - r1.start == strlen(text) && strlen(text) > 800000);
+	afs_job_log(j, "logged after the opens");
+	got = read_rest(j, &r1, 0, 4093, &len); /* the log as at the open, not a byte more */
+	CHECK(len == strlen(text) && strcmp(got, text) == 0);
+	free(got);
+	CHECK(afs_vfile_log_read(j, &r2, head, sizeof(head), 0) == sizeof(head) && memcmp(head, text, sizeof(head)) == 0);
+	for (int i = 0; i < 300; i++) /* past 1 MiB: the oldest half is dropped */
+		afs_job_log(j, "more %04d %0900d", i, i);
+	afs_job_log_span(j, &start, &end);
+	CHECK(start > r2.start + sizeof(head) && start < r2.end);
+	free(text);
+	text = afs_job_log_text(j);
+	got = read_rest(j, &r2, sizeof(head), 65536, &len);
+	/* on from the oldest line still held, to where the log ended at the open */
+	CHECK(len == r2.end - start && memcmp(got, text, len) == 0 && strncmp(got, "20", 2) == 0);
+	CHECK(got[len - 1] == '\n' && strstr(got, "line 0899 ") && !strstr(got, "more "));
+	CHECK(r2.skipped == start - (r2.start + sizeof(head)));
+	free(got);
+	free(text);
+	afs_job_free(j);
+	afs_index_free(ix);
+	afs_archive_free(a);
+}
+
 int main(void)
 {
+	log_readers();
 	/* ---- the commands */
 	P("restore", AFS_CMD_RESTORE);
 	P("restore\n", AFS_CMD_RESTORE);
