@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import traceback
 import urllib.parse
 import zipfile
 
@@ -125,18 +126,43 @@ def lock_held(db):
     return n > 0
 
 
+class Worker(threading.Thread):
+    """A thread whose exception is kept for the main thread: done() joins it
+    and raises a Failure naming it when it raised or is still running."""
+
+    def __init__(self, name, fn):
+        super().__init__(name=name, daemon=True)
+        self.fn, self.result, self.error = fn, None, None
+
+    def run(self):
+        try:
+            self.result = self.fn()
+        except BaseException:  # whatever it was, the main thread reports it
+            self.error = traceback.format_exc()
+
+    def done(self, timeout=60):
+        self.join(timeout)
+        check(not self.is_alive(), "%s still runs after %d s" % (self.name, timeout))
+        check(self.error is None, "%s failed: %s" % (self.name, self.error))
+        return self.result
+
+
 class OrmLoad:
     """Sessions reading users then time_entries in one transaction, as every
-    ORM request does, in a loop; records what each transaction saw."""
+    ORM request does, in a loop; records what each transaction saw.  On a
+    clean exit from the with block, a session that could not connect, died,
+    saw an error or completed no transaction at all fails the test."""
 
     def __init__(self, db, n=4):
         self.db, self.stop, self.seen, self.errors = db, threading.Event(), {}, []
-        self.threads = [threading.Thread(target=self.run) for _ in range(n)]
+        self.lock = threading.Lock()
+        self.threads = [Worker("ORM session %d" % i, self.run) for i in range(n)]
 
     def run(self):
-        c = connect(self.db)
+        c = connect(self.db)  # an exception here reaches the main thread through Worker
         c.autocommit = False
         cur = c.cursor()
+        ok = 0
         while not self.stop.is_set():
             try:
                 cur.execute("SELECT count(*) FROM users")
@@ -144,22 +170,34 @@ class OrmLoad:
                 cur.execute("SELECT count(*) FROM time_entries")
                 e = cur.fetchone()[0]
                 c.commit()
-                self.seen[(u, e)] = self.seen.get((u, e), 0) + 1
-            except Exception as exc:  # every error is a finding
-                self.errors.append(str(exc).strip())
+                ok += 1
+                with self.lock:
+                    self.seen[(u, e)] = self.seen.get((u, e), 0) + 1
+            except psycopg2.Error as exc:  # every error is a finding
+                with self.lock:
+                    self.errors.append(str(exc).strip())
                 c.rollback()
             time.sleep(0.002)
         c.close()
+        return ok
 
     def __enter__(self):
         for t in self.threads:
             t.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
         self.stop.set()
+        counts = []
         for t in self.threads:
-            t.join()
+            try:
+                counts.append(t.done())
+            except Failure:
+                if exc_type is None:
+                    raise
+        if exc_type is None:
+            check(not self.errors, "the application's sessions saw errors: %s" % self.errors[:5])
+            check(all(counts), "an ORM session completed no transaction: %s per session" % counts)
         return False
 
 
@@ -191,7 +229,6 @@ def t_pg_restore_under_orm_load():
             check(s["dump"]["archive_version"].startswith("1.") and s["dump"]["pg_restore_major"] >= 15,
                   ".status dump: %s" % s["dump"])
             check("password" not in json.dumps(s), ".status shows a password")
-    check(not load.errors, "the application's sessions saw errors: %s" % load.errors[:5])
     old, new = (3, 10), (want["users"][0], want["time_entries"][0])
     check(set(load.seen) <= {old, new}, "wrong answers during the restore: %s" % load.seen)
     check(old in load.seen and new in load.seen, "the load saw only %s" % load.seen)
