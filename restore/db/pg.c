@@ -95,7 +95,7 @@ struct pg_state {
 	/* the watcher of the restoring session */
 	char appname[64];
 	int backend_pid;
-	time_t blocked_since, last_blocked;
+	double blocked_since, last_blocked; /* monotonic seconds; 0: not blocked */
 	bool committed;
 	long long xid;           /* the restore transaction's txid_current(), 0 until psql said it */
 	bool commit_sent;        /* psql said "committing": the COMMIT may have run */
@@ -1458,15 +1458,26 @@ static void terminate(struct pg_state *s, const char *pids)
 	PQclear(r);
 }
 
+/* Seconds on the monotonic clock. */
+static double mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Polled by the child runner: finds the restoring session, watches what
- * blocks it, and ends it on cancel or when --lock-wait runs out. */
+ * blocks it, and ends it on cancel or when --lock-wait runs out (measured
+ * from the first poll that saw it blocked; the messages say how long it
+ * was). */
 static bool watch(void *ctx)
 {
 	struct pg_state *s = ctx;
 	const struct afs_target *t = afs_job_target(s->j);
 	char pidbuf[32];
 	const char *params[] = { s->appname, pidbuf };
-	time_t now = time(NULL);
+	double now = mono_now(), waited;
 	PGresult *r;
 	bool stop = false;
 
@@ -1497,18 +1508,20 @@ static bool watch(void *ctx)
 			if (!s->blocked_since)
 				s->blocked_since = now;
 			s->last_blocked = now;
-			if (now - s->blocked_since >= (time_t)t->lock_wait) {
+			waited = now - s->blocked_since;
+			if (waited >= (double)t->lock_wait) {
 				who = describe(s, PQgetvalue(r, 0, 0));
 				if (t->terminate_blockers) {
-					afs_job_warn(s->j, "terminated sessions %s: they blocked the restore for %u s",
-						     who ? who : "?", t->lock_wait);
+					afs_job_warn(s->j, "terminated sessions %s: they blocked the restore for %.1f s "
+						     "(--lock-wait %u)", who ? who : "?", waited, t->lock_wait);
 					terminate(s, PQgetvalue(r, 0, 0));
 					s->blocked_since = 0;
 				} else {
 					afs_job_fail(s->j, AFS_E_BUSY,
-						     "the restore waited %u s for locks held by sessions %s; nothing was "
-						     "changed (end them, raise --lock-wait, or use --terminate-blockers)",
-						     t->lock_wait, who ? who : "?");
+						     "the restore gave up after %.1f s waiting for locks held by sessions "
+						     "%s (--lock-wait %u); nothing was changed (end them, raise "
+						     "--lock-wait, or use --terminate-blockers)",
+						     waited, who ? who : "?", t->lock_wait);
 					s->blockers = who;
 					who = NULL;
 					stop = true;
