@@ -1277,33 +1277,55 @@ static enum afs_err existing_tables(struct pg_state *s, char **list, size_t *n)
  * server can say afterwards whether it committed. */
 #define BEGIN_SQL "BEGIN;\nSELECT txid_current() AS archfs_xid \\gset\n\\echo " XID_MARK ":archfs_xid\n"
 
-/* The statements that open the restore's transaction: every existing
- * table the dump replaces locked at once, retried so that it never waits
- * while holding some of them. */
-static char *preamble(const char *tables, size_t n)
-{
-	char *out = NULL;
+/* The statement that locks every existing table the dump replaces at once,
+ * retried so that it never waits while holding some of them. */
+#define LOCK_SQL \
+	"SET lock_timeout = '" LOCK_RETRY_TIMEOUT "';\n" \
+	"DO $archfs$\n" \
+	"BEGIN\n" \
+	"  LOOP\n" \
+	"    BEGIN\n" \
+	"      LOCK TABLE %s IN ACCESS EXCLUSIVE MODE;\n" \
+	"      EXIT;\n" \
+	"    EXCEPTION WHEN lock_not_available THEN\n" \
+	"      PERFORM pg_sleep(0.02 + random() * 0.08);\n" \
+	"    END;\n" \
+	"  END LOOP;\n" \
+	"END\n" \
+	"$archfs$;\n" \
+	"SET lock_timeout = 0;\n"
 
-	if (n == 0)
-		return strdup(BEGIN_SQL);
-	if (asprintf(&out,
-		     BEGIN_SQL
-		     "SET lock_timeout = '" LOCK_RETRY_TIMEOUT "';\n"
-		     "DO $archfs$\n"
-		     "BEGIN\n"
-		     "  LOOP\n"
-		     "    BEGIN\n"
-		     "      LOCK TABLE %s IN ACCESS EXCLUSIVE MODE;\n"
-		     "      EXIT;\n"
-		     "    EXCEPTION WHEN lock_not_available THEN\n"
-		     "      PERFORM pg_sleep(0.02 + random() * 0.08);\n"
-		     "    END;\n"
-		     "  END LOOP;\n"
-		     "END\n"
-		     "$archfs$;\n"
-		     "SET lock_timeout = 0;\n",
-		     tables) < 0)
-		return NULL;
+/* psql's line that waits in the test gate name ("\\! ...\n"), or "" when
+ * the gate is not set; malloc'd, NULL when out of memory. */
+static char *gate_line(struct afs_job *j, const char *name)
+{
+	char *sh = afs_job_test_gate_shell(j, name), *out = NULL;
+
+	if (!sh)
+		return strdup("");
+	if (asprintf(&out, "\\! %s\n", sh) < 0)
+		out = NULL;
+	free(sh);
+	return out;
+}
+
+/* The statements that open the restore's transaction: BEGIN, then the lock
+ * of the n existing tables (none when n is 0).  With the test gates
+ * "pg-prelock" and "pg-locked", psql waits in a gate just before the lock
+ * statement (the transaction open, nothing locked) and just after it (every
+ * table locked, nothing of the dump run yet). */
+static char *preamble(struct afs_job *j, const char *tables, size_t n)
+{
+	char *before = gate_line(j, "pg-prelock"), *after = gate_line(j, "pg-locked"), *lock = NULL, *out = NULL;
+
+	if (n > 0 && asprintf(&lock, LOCK_SQL, tables) < 0)
+		lock = NULL;
+	if (before && after && (n == 0 || lock) &&
+	    asprintf(&out, BEGIN_SQL "%s%s%s", before, lock ? lock : "", after) < 0)
+		out = NULL;
+	free(before);
+	free(after);
+	free(lock);
 	return out;
 }
 
@@ -1575,7 +1597,7 @@ static enum afs_err pg_restore_db(struct afs_job *j, void *state)
 	err = existing_tables(s, &tables, &ntab);
 	if (err != AFS_OK)
 		goto out;
-	pre = preamble(tables, ntab);
+	pre = preamble(j, tables, ntab);
 	snprintf(s->appname, sizeof(s->appname), "archfs-restore-%ld-%ld", (long)getpid(), (long)time(NULL));
 	if (!pre || asprintf(&app, "PGAPPNAME=%s", s->appname) < 0) {
 		app = NULL;

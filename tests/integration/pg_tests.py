@@ -20,8 +20,8 @@ import psycopg2.extensions
 
 import harness as H
 from harness import Failure, Mount, check
-from restore_tests import (FINAL, control, gates_env, open_gate, read, run_command, status, wait_final, wait_gate,
-                           wait_state)
+from restore_tests import (FINAL, control, gates_env, open_all_gates, open_gate, read, run_command, status,
+                           wait_final, wait_gate, wait_state)
 
 LOCK_KEY = (1634886504, 1)
 PG_BIN = sorted(d for d in os.listdir("/usr/lib/postgresql"))[-1] if os.path.isdir("/usr/lib/postgresql") else None
@@ -241,6 +241,131 @@ def t_pg_restore_under_orm_load():
     check([e["event"] for e in events] == ["start", "end"], "NOTIFY archfs_restore payloads: %s" % events)
     check(events[1]["state"] == "done" and events[0]["archive"].endswith(".zip"), "NOTIFY payloads: %s" % events)
     listener.close()
+
+
+TABLES = ("alembic_version", "time_entries", "users")
+
+
+def table_locks(watcher, pid):
+    """{table: lock mode} of the application tables' locks pid holds, asked
+    on watcher (a session on the same database)."""
+    cur = watcher.cursor()
+    cur.execute("SELECT c.relname, l.mode FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                "WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND l.pid = %s AND l.granted AND c.relname = ANY(%s)", (pid, list(TABLES)))
+    return dict(cur.fetchall())
+
+
+class OrmTxn:
+    """One application session's transaction, a step at a time, as an ORM
+    request makes it: read users, then time_entries, then COMMIT."""
+
+    def __init__(self, db):
+        self.c = connect(db)
+        cur = self.c.cursor()
+        cur.execute("SET statement_timeout = '60s'; SELECT pg_backend_pid()")
+        self.pid, self.seen = cur.fetchone()[0], []
+        self.c.autocommit = False
+
+    def read(self, table):
+        cur = self.c.cursor()
+        cur.execute("SELECT count(*) FROM %s" % table)
+        self.seen.append(cur.fetchone()[0])
+
+    def commit(self):
+        """COMMIT: the row counts the transaction saw."""
+        self.c.commit()
+        return tuple(self.seen)
+
+    def whole(self):
+        self.read("users")
+        self.read("time_entries")
+        return self.commit()
+
+
+def wait_until(cond, what, m, timeout=30, never=None):
+    """Polls cond() until true; fails when timeout passes, the run ends, or never() holds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if never:
+            never()
+        s = status(m)
+        check(s["state"] not in FINAL, "the run ended (%s: %s) before %s" % (s["state"], s["error"], what))
+        check(time.monotonic() < deadline, "not within %d s: %s" % (timeout, what))
+        time.sleep(0.005)
+
+
+def t_pg_lock_first_under_orm_transactions():
+    """The restore locks every table it replaces before it runs a statement
+    of the dump, so that the application's transactions (users, then
+    time_entries, in one transaction) see the old database or the new one,
+    never a mix, a missing table or an error.  Gates hold psql just before
+    its lock statement (pg-prelock) and just after it (pg-locked):
+    transactions that read users while it stands before the lock must
+    hold it off, then finish on the old data; at pg-locked the restore holds
+    ACCESS EXCLUSIVE on every table and nothing of the dump ran; the
+    transactions that begin then wait, and read the new data.  (Without the
+    lock first, this was caught only by chance, by the load test.)"""
+    archive, src = pg_archive(entries=2000)
+    want = content(src)
+    live = new_db(3, 10, "old")
+    old, new = (3, 10), (want["users"][0], want["time_entries"][0])
+    opts, _ = target(live)
+    gates, env = gates_env("pg-prelock", "pg-locked")
+    watcher = connect(live)
+    early, late, workers = [], [], []
+    locked = os.path.join(gates, "pg-locked.reached")
+    try:
+        with Mount(archive, *opts, env=env) as m:
+            try:
+                check(control(m, "restore") == 0, "restore refused: %s" % status(m)["error"])
+                wait_gate(gates, "pg-prelock", m, timeout=120)
+                pids = list(restore_sessions(watcher, live))
+                check(len(pids) == 1, "restoring sessions at pg-prelock: %s" % pids)
+                pid = pids[0]
+                check(table_locks(watcher, pid) == {}, "before its lock statement the restore holds %s"
+                      % table_locks(watcher, pid))
+                early = [OrmTxn(live) for _ in range(3)]
+                for r in early:
+                    r.read("users")
+                open_gate(gates, "pg-prelock")
+
+                def not_past_the_lock():
+                    check(not os.path.exists(locked), "the restore went past its lock statement while the "
+                          "application's transactions held users: it locked nothing first")
+                wait_until(lambda: restore_sessions(watcher, live).get(pid, set()) & {r.pid for r in early},
+                           "the restore waits for the application's transactions", m, never=not_past_the_lock)
+                for r in early:
+                    r.read("time_entries")
+                saw_early = [r.commit() for r in early]
+                wait_gate(gates, "pg-locked", m)
+                got = table_locks(watcher, pid)
+                check(got == {t: "AccessExclusiveLock" for t in TABLES},
+                      "after its lock statement the restore holds %s, not ACCESS EXCLUSIVE on %s" % (got, TABLES))
+                late = [OrmTxn(live) for _ in range(3)]
+                workers = [Worker("transaction %d begun after the lock" % i, r.whole) for i, r in enumerate(late)]
+                for w in workers:
+                    w.start()
+                cur = watcher.cursor()
+
+                def all_wait():
+                    cur.execute("SELECT count(*) FROM unnest(%s) p WHERE %s = ANY(pg_blocking_pids(p))",
+                                ([r.pid for r in late], pid))
+                    return cur.fetchone()[0] == len(late)
+                wait_until(all_wait, "the transactions begun after the lock wait for the restore", m)
+                open_gate(gates, "pg-locked")
+                s = wait_final(m, timeout=120)
+            finally:
+                open_all_gates(gates, "pg-prelock", "pg-locked")
+        check(s["state"] == "done", "state %s: %s" % (s["state"], s["error"]))
+        saw_late = [w.done() for w in workers]
+    finally:
+        for r in early + late:
+            r.c.close()
+        watcher.close()
+    check(saw_early == [old] * len(early), "transactions begun before the lock saw %s, not %s" % (saw_early, old))
+    check(saw_late == [new] * len(late), "transactions begun after the lock saw %s, not %s" % (saw_late, new))
+    check(content(live) == want, "the live database differs from the archive's")
 
 
 def t_pg_failure_half_way_changes_nothing():
