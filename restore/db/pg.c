@@ -95,7 +95,7 @@ struct pg_state {
 	/* the watcher of the restoring session */
 	char appname[64];
 	int backend_pid;
-	time_t blocked_since, last_blocked;
+	double blocked_since, last_blocked; /* monotonic seconds; 0: not blocked */
 	bool committed;
 	long long xid;           /* the restore transaction's txid_current(), 0 until psql said it */
 	bool commit_sent;        /* psql said "committing": the COMMIT may have run */
@@ -1277,33 +1277,55 @@ static enum afs_err existing_tables(struct pg_state *s, char **list, size_t *n)
  * server can say afterwards whether it committed. */
 #define BEGIN_SQL "BEGIN;\nSELECT txid_current() AS archfs_xid \\gset\n\\echo " XID_MARK ":archfs_xid\n"
 
-/* The statements that open the restore's transaction: every existing
- * table the dump replaces locked at once, retried so that it never waits
- * while holding some of them. */
-static char *preamble(const char *tables, size_t n)
-{
-	char *out = NULL;
+/* The statement that locks every existing table the dump replaces at once,
+ * retried so that it never waits while holding some of them. */
+#define LOCK_SQL \
+	"SET lock_timeout = '" LOCK_RETRY_TIMEOUT "';\n" \
+	"DO $archfs$\n" \
+	"BEGIN\n" \
+	"  LOOP\n" \
+	"    BEGIN\n" \
+	"      LOCK TABLE %s IN ACCESS EXCLUSIVE MODE;\n" \
+	"      EXIT;\n" \
+	"    EXCEPTION WHEN lock_not_available THEN\n" \
+	"      PERFORM pg_sleep(0.02 + random() * 0.08);\n" \
+	"    END;\n" \
+	"  END LOOP;\n" \
+	"END\n" \
+	"$archfs$;\n" \
+	"SET lock_timeout = 0;\n"
 
-	if (n == 0)
-		return strdup(BEGIN_SQL);
-	if (asprintf(&out,
-		     BEGIN_SQL
-		     "SET lock_timeout = '" LOCK_RETRY_TIMEOUT "';\n"
-		     "DO $archfs$\n"
-		     "BEGIN\n"
-		     "  LOOP\n"
-		     "    BEGIN\n"
-		     "      LOCK TABLE %s IN ACCESS EXCLUSIVE MODE;\n"
-		     "      EXIT;\n"
-		     "    EXCEPTION WHEN lock_not_available THEN\n"
-		     "      PERFORM pg_sleep(0.02 + random() * 0.08);\n"
-		     "    END;\n"
-		     "  END LOOP;\n"
-		     "END\n"
-		     "$archfs$;\n"
-		     "SET lock_timeout = 0;\n",
-		     tables) < 0)
-		return NULL;
+/* psql's line that waits in the test gate name ("\\! ...\n"), or "" when
+ * the gate is not set; malloc'd, NULL when out of memory. */
+static char *gate_line(struct afs_job *j, const char *name)
+{
+	char *sh = afs_job_test_gate_shell(j, name), *out = NULL;
+
+	if (!sh)
+		return strdup("");
+	if (asprintf(&out, "\\! %s\n", sh) < 0)
+		out = NULL;
+	free(sh);
+	return out;
+}
+
+/* The statements that open the restore's transaction: BEGIN, then the lock
+ * of the n existing tables (none when n is 0).  With the test gates
+ * "pg-prelock" and "pg-locked", psql waits in a gate just before the lock
+ * statement (the transaction open, nothing locked) and just after it (every
+ * table locked, nothing of the dump run yet). */
+static char *preamble(struct afs_job *j, const char *tables, size_t n)
+{
+	char *before = gate_line(j, "pg-prelock"), *after = gate_line(j, "pg-locked"), *lock = NULL, *out = NULL;
+
+	if (n > 0 && asprintf(&lock, LOCK_SQL, tables) < 0)
+		lock = NULL;
+	if (before && after && (n == 0 || lock) &&
+	    asprintf(&out, BEGIN_SQL "%s%s%s", before, lock ? lock : "", after) < 0)
+		out = NULL;
+	free(before);
+	free(after);
+	free(lock);
 	return out;
 }
 
@@ -1458,15 +1480,26 @@ static void terminate(struct pg_state *s, const char *pids)
 	PQclear(r);
 }
 
+/* Seconds on the monotonic clock. */
+static double mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Polled by the child runner: finds the restoring session, watches what
- * blocks it, and ends it on cancel or when --lock-wait runs out. */
+ * blocks it, and ends it on cancel or when --lock-wait runs out (measured
+ * from the first poll that saw it blocked; the messages say how long it
+ * was). */
 static bool watch(void *ctx)
 {
 	struct pg_state *s = ctx;
 	const struct afs_target *t = afs_job_target(s->j);
 	char pidbuf[32];
 	const char *params[] = { s->appname, pidbuf };
-	time_t now = time(NULL);
+	double now = mono_now(), waited;
 	PGresult *r;
 	bool stop = false;
 
@@ -1497,18 +1530,20 @@ static bool watch(void *ctx)
 			if (!s->blocked_since)
 				s->blocked_since = now;
 			s->last_blocked = now;
-			if (now - s->blocked_since >= (time_t)t->lock_wait) {
+			waited = now - s->blocked_since;
+			if (waited >= (double)t->lock_wait) {
 				who = describe(s, PQgetvalue(r, 0, 0));
 				if (t->terminate_blockers) {
-					afs_job_warn(s->j, "terminated sessions %s: they blocked the restore for %u s",
-						     who ? who : "?", t->lock_wait);
+					afs_job_warn(s->j, "terminated sessions %s: they blocked the restore for %.1f s "
+						     "(--lock-wait %u)", who ? who : "?", waited, t->lock_wait);
 					terminate(s, PQgetvalue(r, 0, 0));
 					s->blocked_since = 0;
 				} else {
 					afs_job_fail(s->j, AFS_E_BUSY,
-						     "the restore waited %u s for locks held by sessions %s; nothing was "
-						     "changed (end them, raise --lock-wait, or use --terminate-blockers)",
-						     t->lock_wait, who ? who : "?");
+						     "the restore gave up after %.1f s waiting for locks held by sessions "
+						     "%s (--lock-wait %u); nothing was changed (end them, raise "
+						     "--lock-wait, or use --terminate-blockers)",
+						     waited, who ? who : "?", t->lock_wait);
 					s->blockers = who;
 					who = NULL;
 					stop = true;
@@ -1562,7 +1597,7 @@ static enum afs_err pg_restore_db(struct afs_job *j, void *state)
 	err = existing_tables(s, &tables, &ntab);
 	if (err != AFS_OK)
 		goto out;
-	pre = preamble(tables, ntab);
+	pre = preamble(j, tables, ntab);
 	snprintf(s->appname, sizeof(s->appname), "archfs-restore-%ld-%ld", (long)getpid(), (long)time(NULL));
 	if (!pre || asprintf(&app, "PGAPPNAME=%s", s->appname) < 0) {
 		app = NULL;
