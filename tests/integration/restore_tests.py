@@ -223,14 +223,20 @@ def restore_and_wait(archive, live, *extra, command="restore", env=None):
 
 
 def check_uploads_merged(live, archive, src, before):
-    """Every archive upload is in the live tree with its bytes, safe mode and
-    mtime (the archive's, DOS time); live files the archive lacks are kept."""
+    """The live uploads tree is exactly before merged with the archive's
+    uploads/ (src/uploads, its source): every archive upload with its bytes,
+    size, mode less setuid/setgid/sticky/world-write and mtime (the
+    archive's, DOS time); every live path the archive lacks as it was; no
+    other path (no temporary file)."""
     up = os.path.join(src, "uploads")
     exp = mkarchive.expected(archive)
     after = tree(live.uploads)
+    want_paths = set(before)
     for d, _, files in os.walk(up):
         for n in files:
             rel = os.path.relpath(os.path.join(d, n), up)
+            want_paths.add(rel)
+            want_paths.update(rel.rsplit("/", k)[0] for k in range(1, rel.count("/") + 1))
             st = os.stat(os.path.join(d, n))
             got = after.get(rel)
             check(got is not None and got[0] == "file", "uploads/%s missing after the restore" % rel)
@@ -238,9 +244,14 @@ def check_uploads_merged(live, archive, src, before):
             check(got[1] == want_mode, "uploads/%s: mode %o, expected %o" % (rel, got[1], want_mode))
             want_mtime = exp["uploads/" + rel]["mtime"]
             check(got[3] == want_mtime, "uploads/%s: mtime %d, expected %d" % (rel, got[3], want_mtime))
+            check(got[2] == st.st_size, "uploads/%s: %d bytes, the archive's has %d" % (rel, got[2], st.st_size))
             check(got[4] == H.sha(os.path.join(d, n)), "uploads/%s: content differs from the archive" % rel)
-    check(after.get("keep.txt") == before["keep.txt"], "keep.txt (absent from the archive) was changed")
-    check(not any(".archfs" in p for p in after), "a temporary file was left: %s" % [p for p in after if ".archfs" in p])
+    for rel, was in before.items():
+        if not os.path.isfile(os.path.join(up, rel)):
+            check(after.get(rel) == was, "uploads/%s (no file of the archive) was changed: %s, was %s" % (
+                rel, after.get(rel), was))
+    check(set(after) == want_paths, "the live uploads hold other paths than the old and the archive's: extra %s, "
+          "missing %s" % (sorted(set(after) - want_paths)[:5], sorted(want_paths - set(after))[:5]))
 
 
 def big_fixture():
@@ -320,12 +331,17 @@ def t_restore_sqlite_wal_under_reader():
 
 
 def t_snapshot_mount_undoes_the_restore():
+    """The restore makes the target the archive's (database dump equal,
+    uploads merged exactly); restoring its snapshot puts back exactly what
+    was there before, database and uploads tree."""
     archive, src = fixture("app")
     live = Live()
     before = live.state()
     s = restore_and_wait(archive, live)
     check(s["state"] == "done", "restore: %s %s" % (s["state"], s["error"]))
-    check(live.state() != before, "the restore changed nothing")
+    check(db_dump(live.db) == db_dump(os.path.join(src, "db.sqlite")), "after the restore the database is not the "
+          "archive's (%s)" % ("unchanged" if db_dump(live.db) == before[0] else "changed otherwise"))
+    check_uploads_merged(live, archive, src, before[1])
     snaps = live.snapshots()
     check(len(snaps) == 1 and os.path.basename(snaps[0]).startswith("archfs_pre_restore_"), "snapshots: %s" % snaps)
     with zipfile.ZipFile(snaps[0]) as z:
@@ -645,9 +661,18 @@ def t_cli_verify_and_restore():
     check(pcts == sorted(pcts) and r.stdout.splitlines()[-1] == "100 done", "progress lines: %r" % r.stdout)
     check(db_dump(live.db) == db_dump(os.path.join(src, "db.sqlite")), "CLI restore: the database differs")
     check_uploads_merged(live, archive, src, before[1])
-    r = subprocess.run([H.ARCHFS, "restore", archive, "-o", "database=sqlite:///" + live.db, "-o",
-                        "snapshot_dir=" + live.snapdir, "-o", "no_snapshot"], capture_output=True, text=True, timeout=120)
+    # the target and no_snapshot in one -o list: the data restored, and no snapshot anywhere
+    live = Live()
+    before = live.state()
+    r = subprocess.run([H.ARCHFS, "restore", archive, "-o", "database=sqlite:///%s,uploads=%s,snapshot_dir=%s,"
+                        "no_snapshot" % (live.db, live.uploads, live.snapdir)], capture_output=True, text=True,
+                       timeout=120, env={k: v for k, v in env.items() if k not in ("DATABASE_URL", "UPLOAD_FOLDER")})
     check(r.returncode == 0, "restore with -o options: %d %s" % (r.returncode, r.stderr))
+    check(db_dump(live.db) == db_dump(os.path.join(src, "db.sqlite")), "-o restore: the database differs")
+    check_uploads_merged(live, archive, src, before[1])
+    snaps = [os.path.join(d, n) for d, _, fs in os.walk(live.dir) for n in fs if n.startswith("archfs_pre_restore_")]
+    check(snaps == [], "-o no_snapshot: a snapshot was written: %s" % snaps)
+    check("snapshot" not in r.stdout and "snapshot written" not in r.stderr, "-o no_snapshot: %s" % r.stderr[-600:])
 
 
 def t_cli_without_fuse():
