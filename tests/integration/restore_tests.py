@@ -357,6 +357,102 @@ def t_snapshot_mount_undoes_the_restore():
         sorted(set(after[1]) - set(before[1]))[:5], sorted(set(before[1]) - set(after[1]))[:5]))
 
 
+def t_restore_database_and_restore_uploads_commands():
+    """`restore database` and `restore uploads` through .control (the
+    command line has only `restore`): each makes its own part of the target
+    the archive's and leaves the other exactly as it was (the database file
+    byte for byte, the uploads tree path for path); its snapshot holds only
+    its part, and restoring that with the same command undoes it exactly."""
+    archive, src = fixture("app")
+    want_db = db_dump(os.path.join(src, "db.sqlite"))
+    for command in ("restore database", "restore uploads"):
+        live = Live()
+        before = live.state()
+        raw = H.sha(live.db)
+        s = restore_and_wait(archive, live, command=command)
+        check(s["state"] == "done" and s["command"] == command and s["percent"] == 100,
+              "%s: %s %s (%s)" % (command, s["command"], s["state"], s["error"]))
+        snaps = live.snapshots()
+        check(len(snaps) == 1 and s["snapshot"] == snaps[0], "%s: snapshots %s" % (command, snaps))
+        with zipfile.ZipFile(snaps[0]) as z:
+            names = set(z.namelist())
+        if command == "restore database":
+            check(db_dump(live.db) == want_db, "restore database: the database is not the archive's")
+            check(tree(live.uploads) == before[1], "restore database: the uploads changed")
+            check("db.sqlite" in names and not any(n.startswith("uploads/") for n in names),
+                  "restore database: the snapshot holds %s" % sorted(names))
+        else:
+            check(H.sha(live.db) == raw and db_dump(live.db) == before[0], "restore uploads: the database changed")
+            check_uploads_merged(live, archive, src, before[1])
+            check("uploads/logos/f00004.dat" in names and "db.sqlite" not in names,
+                  "restore uploads: the snapshot holds %s" % sorted(names))
+        s = restore_and_wait(snaps[0], live, "--no-snapshot", command=command)
+        check(s["state"] == "done", "%s of the snapshot: %s %s" % (command, s["state"], s["error"]))
+        after = live.state()
+        check(after[0] == before[0], "%s of the snapshot: the database is not back" % command)
+        check(after[1] == before[1], "%s of the snapshot: the uploads are not back: extra %s, missing %s" % (
+            command, sorted(set(after[1]) - set(before[1]))[:5], sorted(set(before[1]) - set(after[1]))[:5]))
+
+
+def unsafe_modes_archive():
+    """An archive of this test's own (the shared fixture has none of these):
+    uploads with modes 0666 and 4777 below a 0777 directory entry, a 300 KiB
+    upload (two 256 KiB copy chunks) and a 700 KiB one (three) that
+    replaces a live upload.  (archive, source dir, {upload: (size, mode it must get)})."""
+    d = tempfile.mkdtemp(prefix="fx-modes-", dir=H.WORK)
+    src = os.path.join(d, "src")
+    os.makedirs(src)
+    mkarchive.make_sqlite(os.path.join(src, "db.sqlite"))
+    rng = random.Random(18)
+    files = [  # (path below uploads/, bytes, mode in the archive, mode restored, DOS time)
+        ("shared/open.txt", b"written by anyone\n" * 40, 0o666, 0o664, (2026, 3, 4, 5, 6, 8)),
+        ("shared/run.sh", b"#!/bin/sh\necho hi\n" * 30, 0o4777, 0o775, (2026, 3, 4, 5, 6, 10)),
+        ("attachments/big.bin", rng.randbytes((300 << 10) + 1), 0o640, 0o640, (2026, 2, 1, 0, 0, 2)),
+        ("logos/f00004.dat", rng.randbytes((700 << 10) + 13), 0o644, 0o644, (2025, 12, 31, 23, 59, 58)),
+    ]
+    out = os.path.join(d, "backup.zip")
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", json.dumps({"alembic_revision": "a1b2c3d4e5f6", "app_version": "4.2.0",
+                                                "created_at": "2026-11-20T10:15:02", "db_type": "sqlite"}))
+        z.write(os.path.join(src, "db.sqlite"), "db.sqlite")
+        zi = zipfile.ZipInfo("uploads/shared/", (2026, 3, 4, 5, 6, 0))
+        zi.create_system, zi.external_attr = 3, (0o40777 << 16) | 0x10
+        z.writestr(zi, b"")
+        for rel, data, mode, _, when in files:
+            p = os.path.join(src, "uploads", rel)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(p, "wb") as f:
+                f.write(data)
+            os.chmod(p, mode)
+            zi = zipfile.ZipInfo("uploads/" + rel, when)
+            zi.create_system, zi.external_attr = 3, (stat.S_IFREG | mode) << 16
+            z.writestr(zi, data, zipfile.ZIP_DEFLATED)
+    return out, src, {rel: (len(data), want) for rel, data, _, want, _ in files}
+
+
+def t_uploads_unsafe_modes_and_large_files():
+    """A restore writes uploads without world-write, setuid or sticky bits
+    (0666 gives 0664, 4777 gives 0775; the 0777 directory is made without
+    world-write), and writes every byte of uploads larger than one 256 KiB
+    copy chunk, new or replacing a live file."""
+    archive, src, want = unsafe_modes_archive()
+    live = Live()
+    before = live.state()
+    s = restore_and_wait(archive, live)
+    check(s["state"] == "done", "restore: %s %s" % (s["state"], s["error"]))
+    after = tree(live.uploads)
+    for rel, (size, mode) in want.items():
+        got = after.get(rel)
+        check(got and got[0] == "file", "uploads/%s: %s, expected a file" % (rel, got))
+        check(got[1] == mode and got[2] == size, "uploads/%s: mode %o and %d bytes, expected %o and %d" % (
+            rel, got[1], got[2], mode, size))
+    shared = os.lstat(os.path.join(live.uploads, "shared"))
+    check(stat.S_ISDIR(shared.st_mode) and not shared.st_mode & (stat.S_IWOTH | stat.S_ISVTX | stat.S_ISUID),
+          "uploads/shared (0777 in the archive): mode %o" % shared.st_mode)
+    check_uploads_merged(live, archive, src, before[1])
+    check(db_dump(live.db) == db_dump(os.path.join(src, "db.sqlite")), "the database is not the archive's")
+
+
 def corrupt_db_archive():
     """An archive whose db.sqlite has damaged pages but a correct CRC."""
     d = tempfile.mkdtemp(prefix="fx-corruptdb-", dir=H.WORK)
