@@ -308,10 +308,25 @@ static void lower_flag(struct afs_job *j)
 
 /* ------------------------------------------------------------ steps */
 
+/* Called after each chunk of an upload is written, before the file is
+ * published.  Test hook: the gate "upload-write" holds the merge once, at
+ * the chunk that brings the step's bytes to half of its total, with that
+ * file written but unnamed and the files before it published: a kill -9
+ * there lands in the middle of the step. */
 static void merge_progress(void *ctx, uint64_t bytes)
 {
-	afs_job_advance(ctx, bytes);
-	afs_job_test_pause(ctx, AFS_ST_UPLOADS);
+	struct afs_job *j = ctx;
+	bool half = false;
+
+	if (afs_job_test_gate_listed(j, "upload-write")) {
+		pthread_mutex_lock(&j->mu);
+		half = j->phase_done < j->phase_total / 2 && j->phase_done + bytes >= j->phase_total / 2;
+		pthread_mutex_unlock(&j->mu);
+	}
+	afs_job_advance(j, bytes);
+	if (half)
+		afs_job_test_gate(j, "upload-write");
+	afs_job_test_pause(j, AFS_ST_UPLOADS);
 }
 
 /* Merges the uploads of the current archive, then removes the paths its

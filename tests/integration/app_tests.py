@@ -18,6 +18,7 @@ import shlex
 import signal
 import socket
 import sqlite3
+import stat
 import subprocess
 import tempfile
 import threading
@@ -241,11 +242,39 @@ def write_archive(out, db_name, db_path, db_type, revision):
                                                 indent=2, sort_keys=True))
         zf.writestr("settings.json", json.dumps({"company_name": "Backup Co", "timezone": "UTC"}))
         zf.write(db_path, db_name)
-        for i, name in enumerate(["logos/backup.png", "attachments/2026/11/r1.txt", "avatars/dave.jpg"]):
-            zi = zipfile.ZipInfo("uploads/" + name, (2026, 11, 20, 10, i, 0))
+        for name, (data, when) in BACKUP_UPLOADS.items():
+            zi = zipfile.ZipInfo("uploads/" + name, when)
             zi.external_attr = 0o100644 << 16
             zi.create_system = 3
-            zf.writestr(zi, ("upload %d from the backup\n" % i).encode() * 50, zipfile.ZIP_DEFLATED)
+            zf.writestr(zi, data, zipfile.ZIP_DEFLATED)
+
+
+# uploads/ of the backup archive: {path: (bytes, DOS time)}, each 0644
+BACKUP_UPLOADS = {name: (("upload %d from the backup\n" % i).encode() * 50, (2026, 11, 20, 10, i, 0))
+                  for i, name in enumerate(["logos/backup.png", "attachments/2026/11/r1.txt", "avatars/dave.jpg"])}
+
+
+def uploads_tree(root):
+    """{path below root: (mode, bytes, mtime)} of every file, and the directories: what a restore may change."""
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs:
+            out[os.path.relpath(os.path.join(d, n), root)] = "dir"
+        for n in files:
+            p = os.path.join(d, n)
+            st = os.lstat(p)
+            with open(p, "rb") as f:
+                out[os.path.relpath(p, root)] = (stat.S_IMODE(st.st_mode), f.read(), int(st.st_mtime))
+    return out
+
+
+def merged_uploads(before):
+    """The uploads tree before, with the backup's uploads merged in."""
+    out = dict(before)
+    for name, (data, when) in BACKUP_UPLOADS.items():
+        out.update({name.rsplit("/", k)[0]: "dir" for k in range(1, name.count("/") + 1)})
+        out[name] = (0o644, data, int(time.mktime(when + (0, 0, -1))))
+    return out
 
 
 class SqliteApp:
@@ -314,6 +343,7 @@ def run_restore(m, gate, clients):
 def t_app_sqlite_restore_older_backup_while_serving():
     a = SqliteApp()
     gate = new_gate()
+    uploads = uploads_tree(a.uploads)
     with Gunicorn(a.url) as g:
         old = entries(g.port)
         check_old(old)
@@ -336,8 +366,9 @@ def t_app_sqlite_restore_older_backup_while_serving():
     check(sqlite_one(a.db, "PRAGMA integrity_check") == "ok", "integrity_check after the restore")
     check(sqlite_one(a.db, "PRAGMA journal_mode") == "wal", "the live database left WAL mode")
     check(a.beside() == [], "left beside the live database: %s" % a.beside())
-    check(os.path.exists(os.path.join(a.uploads, "logos/backup.png")) and
-          os.path.exists(os.path.join(a.uploads, "keep.txt")), "uploads not merged")
+    got, want = uploads_tree(a.uploads), merged_uploads(uploads)
+    check(got == want, "the uploads are not the live ones with the backup's merged in: differ at %s" % sorted(
+        p for p in set(got) | set(want) if got.get(p) != want.get(p))[:5])
     check(R1 in log and "migrate" in log, "the log does not show the migration: " + log[-1500:])
 
 
@@ -345,7 +376,7 @@ def t_app_sqlite_failed_migration_changes_nothing():
     a = SqliteApp()
     gate = new_gate()
     raw = H.sha(a.db)
-    uploads = sorted(os.listdir(a.uploads))
+    uploads = uploads_tree(a.uploads)
     # the migration runs (on whatever DATABASE_URL names), then the command fails
     cmd = migrate_command(gate, "; echo 'alembic: broken revision 9z' >&2; exit 3")
     with Gunicorn(a.url) as g:
@@ -363,7 +394,7 @@ def t_app_sqlite_failed_migration_changes_nothing():
         check(entries(g.port) == old, "the application does not serve the old data set afterwards")
     check(H.sha(a.db) == raw, "the live database file changed when the application stopped")
     check(sqlite_one(a.db, "SELECT version_num FROM alembic_version") == R2, "the live revision changed")
-    check(sorted(os.listdir(a.uploads)) == uploads, "the uploads changed: %s" % sorted(os.listdir(a.uploads)))
+    check(uploads_tree(a.uploads) == uploads, "the uploads changed: %s" % sorted(uploads_tree(a.uploads)))
     check(os.listdir(a.snapdir) == [], "a snapshot was kept though nothing changed: %s" % os.listdir(a.snapdir))
 
 
@@ -371,7 +402,7 @@ def t_app_sqlite_cancel_during_migrate():
     a = SqliteApp()
     gate = new_gate()
     raw = H.sha(a.db)
-    uploads = sorted(os.listdir(a.uploads))
+    uploads = uploads_tree(a.uploads)
     with Gunicorn(a.url) as g:
         old = entries(g.port)
         with Mount(a.archive, *a.opts("--migrate", migrate_command(gate))) as m:
@@ -393,7 +424,7 @@ def t_app_sqlite_cancel_during_migrate():
         check(H.sha(a.db) == raw, "the live database file changed")
         check(a.beside() == [], "left beside the live database: %s" % a.beside())
     check(H.sha(a.db) == raw, "the live database file changed when the application stopped")
-    check(sorted(os.listdir(a.uploads)) == uploads, "the uploads changed: %s" % sorted(os.listdir(a.uploads)))
+    check(uploads_tree(a.uploads) == uploads, "the uploads changed: %s" % sorted(uploads_tree(a.uploads)))
 
 
 # ---------------------------------------------------------------- PostgreSQL

@@ -95,6 +95,7 @@ def t_dirmode_restore_from_one_archive():
     a, src = fixture("app")
     d = backups_dir()
     live = R.Live()
+    before = live.state()
     with Mount(d, *live.opts()) as m:
         old = os.path.join(m, OLD)
         check(R.status(old)["archive"] == os.path.join(d, OLD + ".zip"), ".status of the wrong archive")
@@ -104,6 +105,7 @@ def t_dirmode_restore_from_one_archive():
         check(s["state"] == "done", "restore from %s: %s (%s)" % (OLD, s["state"], s["error"]))
         check(R.status(os.path.join(m, NEW))["state"] == "idle", "the other archive's job moved")
     check(R.db_dump(live.db) == R.db_dump(os.path.join(src, "db.sqlite")), "the database is not the archive's")
+    R.check_uploads_merged(live, a, src, before[1])  # bytes, modes without world-write, mtimes, nothing else
 
 
 def locked_out(db):

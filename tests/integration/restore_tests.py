@@ -185,6 +185,21 @@ def wait_gate(gates, name, mnt, timeout=60):
         time.sleep(0.01)
 
 
+def at_gate(gates, name, mnt, timeout=60):
+    """True once the job stands at gate name (it waits there until open_gate),
+    False when the run ended without reaching it: the test then goes on to
+    check what the run left, so that a step that never ran fails it on the
+    target's content."""
+    deadline = time.time() + timeout
+    while not os.path.exists(os.path.join(gates, name + ".reached")):
+        if status(mnt)["state"] in FINAL:
+            return os.path.exists(os.path.join(gates, name + ".reached"))
+        check(time.time() < deadline, "gate %s not reached within %d s: %s" % (
+            name, timeout, read(mnt, ".log")[-1500:]))
+        time.sleep(0.01)
+    return True
+
+
 def open_gate(gates, name):
     open(os.path.join(gates, name + ".go"), "w").close()
 
@@ -208,14 +223,20 @@ def restore_and_wait(archive, live, *extra, command="restore", env=None):
 
 
 def check_uploads_merged(live, archive, src, before):
-    """Every archive upload is in the live tree with its bytes, safe mode and
-    mtime (the archive's, DOS time); live files the archive lacks are kept."""
+    """The live uploads tree is exactly before merged with the archive's
+    uploads/ (src/uploads, its source): every archive upload with its bytes,
+    size, mode less setuid/setgid/sticky/world-write and mtime (the
+    archive's, DOS time); every live path the archive lacks as it was; no
+    other path (no temporary file)."""
     up = os.path.join(src, "uploads")
     exp = mkarchive.expected(archive)
     after = tree(live.uploads)
+    want_paths = set(before)
     for d, _, files in os.walk(up):
         for n in files:
             rel = os.path.relpath(os.path.join(d, n), up)
+            want_paths.add(rel)
+            want_paths.update(rel.rsplit("/", k)[0] for k in range(1, rel.count("/") + 1))
             st = os.stat(os.path.join(d, n))
             got = after.get(rel)
             check(got is not None and got[0] == "file", "uploads/%s missing after the restore" % rel)
@@ -223,9 +244,14 @@ def check_uploads_merged(live, archive, src, before):
             check(got[1] == want_mode, "uploads/%s: mode %o, expected %o" % (rel, got[1], want_mode))
             want_mtime = exp["uploads/" + rel]["mtime"]
             check(got[3] == want_mtime, "uploads/%s: mtime %d, expected %d" % (rel, got[3], want_mtime))
+            check(got[2] == st.st_size, "uploads/%s: %d bytes, the archive's has %d" % (rel, got[2], st.st_size))
             check(got[4] == H.sha(os.path.join(d, n)), "uploads/%s: content differs from the archive" % rel)
-    check(after.get("keep.txt") == before["keep.txt"], "keep.txt (absent from the archive) was changed")
-    check(not any(".archfs" in p for p in after), "a temporary file was left: %s" % [p for p in after if ".archfs" in p])
+    for rel, was in before.items():
+        if not os.path.isfile(os.path.join(up, rel)):
+            check(after.get(rel) == was, "uploads/%s (no file of the archive) was changed: %s, was %s" % (
+                rel, after.get(rel), was))
+    check(set(after) == want_paths, "the live uploads hold other paths than the old and the archive's: extra %s, "
+          "missing %s" % (sorted(set(after) - want_paths)[:5], sorted(want_paths - set(after))[:5]))
 
 
 def big_fixture():
@@ -305,12 +331,17 @@ def t_restore_sqlite_wal_under_reader():
 
 
 def t_snapshot_mount_undoes_the_restore():
+    """The restore makes the target the archive's (database dump equal,
+    uploads merged exactly); restoring its snapshot puts back exactly what
+    was there before, database and uploads tree."""
     archive, src = fixture("app")
     live = Live()
     before = live.state()
     s = restore_and_wait(archive, live)
     check(s["state"] == "done", "restore: %s %s" % (s["state"], s["error"]))
-    check(live.state() != before, "the restore changed nothing")
+    check(db_dump(live.db) == db_dump(os.path.join(src, "db.sqlite")), "after the restore the database is not the "
+          "archive's (%s)" % ("unchanged" if db_dump(live.db) == before[0] else "changed otherwise"))
+    check_uploads_merged(live, archive, src, before[1])
     snaps = live.snapshots()
     check(len(snaps) == 1 and os.path.basename(snaps[0]).startswith("archfs_pre_restore_"), "snapshots: %s" % snaps)
     with zipfile.ZipFile(snaps[0]) as z:
@@ -324,6 +355,102 @@ def t_snapshot_mount_undoes_the_restore():
     check(after[0] == before[0], "the database is not back to its pre-restore content")
     check(after[1] == before[1], "the uploads are not back: extra %s, missing %s" % (
         sorted(set(after[1]) - set(before[1]))[:5], sorted(set(before[1]) - set(after[1]))[:5]))
+
+
+def t_restore_database_and_restore_uploads_commands():
+    """`restore database` and `restore uploads` through .control (the
+    command line has only `restore`): each makes its own part of the target
+    the archive's and leaves the other exactly as it was (the database file
+    byte for byte, the uploads tree path for path); its snapshot holds only
+    its part, and restoring that with the same command undoes it exactly."""
+    archive, src = fixture("app")
+    want_db = db_dump(os.path.join(src, "db.sqlite"))
+    for command in ("restore database", "restore uploads"):
+        live = Live()
+        before = live.state()
+        raw = H.sha(live.db)
+        s = restore_and_wait(archive, live, command=command)
+        check(s["state"] == "done" and s["command"] == command and s["percent"] == 100,
+              "%s: %s %s (%s)" % (command, s["command"], s["state"], s["error"]))
+        snaps = live.snapshots()
+        check(len(snaps) == 1 and s["snapshot"] == snaps[0], "%s: snapshots %s" % (command, snaps))
+        with zipfile.ZipFile(snaps[0]) as z:
+            names = set(z.namelist())
+        if command == "restore database":
+            check(db_dump(live.db) == want_db, "restore database: the database is not the archive's")
+            check(tree(live.uploads) == before[1], "restore database: the uploads changed")
+            check("db.sqlite" in names and not any(n.startswith("uploads/") for n in names),
+                  "restore database: the snapshot holds %s" % sorted(names))
+        else:
+            check(H.sha(live.db) == raw and db_dump(live.db) == before[0], "restore uploads: the database changed")
+            check_uploads_merged(live, archive, src, before[1])
+            check("uploads/logos/f00004.dat" in names and "db.sqlite" not in names,
+                  "restore uploads: the snapshot holds %s" % sorted(names))
+        s = restore_and_wait(snaps[0], live, "--no-snapshot", command=command)
+        check(s["state"] == "done", "%s of the snapshot: %s %s" % (command, s["state"], s["error"]))
+        after = live.state()
+        check(after[0] == before[0], "%s of the snapshot: the database is not back" % command)
+        check(after[1] == before[1], "%s of the snapshot: the uploads are not back: extra %s, missing %s" % (
+            command, sorted(set(after[1]) - set(before[1]))[:5], sorted(set(before[1]) - set(after[1]))[:5]))
+
+
+def unsafe_modes_archive():
+    """An archive of this test's own (the shared fixture has none of these):
+    uploads with modes 0666 and 4777 below a 0777 directory entry, a 300 KiB
+    upload (two 256 KiB copy chunks) and a 700 KiB one (three) that
+    replaces a live upload.  (archive, source dir, {upload: (size, mode it must get)})."""
+    d = tempfile.mkdtemp(prefix="fx-modes-", dir=H.WORK)
+    src = os.path.join(d, "src")
+    os.makedirs(src)
+    mkarchive.make_sqlite(os.path.join(src, "db.sqlite"))
+    rng = random.Random(18)
+    files = [  # (path below uploads/, bytes, mode in the archive, mode restored, DOS time)
+        ("shared/open.txt", b"written by anyone\n" * 40, 0o666, 0o664, (2026, 3, 4, 5, 6, 8)),
+        ("shared/run.sh", b"#!/bin/sh\necho hi\n" * 30, 0o4777, 0o775, (2026, 3, 4, 5, 6, 10)),
+        ("attachments/big.bin", rng.randbytes((300 << 10) + 1), 0o640, 0o640, (2026, 2, 1, 0, 0, 2)),
+        ("logos/f00004.dat", rng.randbytes((700 << 10) + 13), 0o644, 0o644, (2025, 12, 31, 23, 59, 58)),
+    ]
+    out = os.path.join(d, "backup.zip")
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", json.dumps({"alembic_revision": "a1b2c3d4e5f6", "app_version": "4.2.0",
+                                                "created_at": "2026-11-20T10:15:02", "db_type": "sqlite"}))
+        z.write(os.path.join(src, "db.sqlite"), "db.sqlite")
+        zi = zipfile.ZipInfo("uploads/shared/", (2026, 3, 4, 5, 6, 0))
+        zi.create_system, zi.external_attr = 3, (0o40777 << 16) | 0x10
+        z.writestr(zi, b"")
+        for rel, data, mode, _, when in files:
+            p = os.path.join(src, "uploads", rel)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(p, "wb") as f:
+                f.write(data)
+            os.chmod(p, mode)
+            zi = zipfile.ZipInfo("uploads/" + rel, when)
+            zi.create_system, zi.external_attr = 3, (stat.S_IFREG | mode) << 16
+            z.writestr(zi, data, zipfile.ZIP_DEFLATED)
+    return out, src, {rel: (len(data), want) for rel, data, _, want, _ in files}
+
+
+def t_uploads_unsafe_modes_and_large_files():
+    """A restore writes uploads without world-write, setuid or sticky bits
+    (0666 gives 0664, 4777 gives 0775; the 0777 directory is made without
+    world-write), and writes every byte of uploads larger than one 256 KiB
+    copy chunk, new or replacing a live file."""
+    archive, src, want = unsafe_modes_archive()
+    live = Live()
+    before = live.state()
+    s = restore_and_wait(archive, live)
+    check(s["state"] == "done", "restore: %s %s" % (s["state"], s["error"]))
+    after = tree(live.uploads)
+    for rel, (size, mode) in want.items():
+        got = after.get(rel)
+        check(got and got[0] == "file", "uploads/%s: %s, expected a file" % (rel, got))
+        check(got[1] == mode and got[2] == size, "uploads/%s: mode %o and %d bytes, expected %o and %d" % (
+            rel, got[1], got[2], mode, size))
+    shared = os.lstat(os.path.join(live.uploads, "shared"))
+    check(stat.S_ISDIR(shared.st_mode) and not shared.st_mode & (stat.S_IWOTH | stat.S_ISVTX | stat.S_ISUID),
+          "uploads/shared (0777 in the archive): mode %o" % shared.st_mode)
+    check_uploads_merged(live, archive, src, before[1])
+    check(db_dump(live.db) == db_dump(os.path.join(src, "db.sqlite")), "the database is not the archive's")
 
 
 def corrupt_db_archive():
@@ -390,77 +517,144 @@ def t_failures_change_nothing():
           "migrate exit 1: files left beside the database: %s" % sorted(os.listdir(os.path.dirname(live.db))))
     check(len(live.snapshots()) == 0, "migrate exit 1: nothing changed, so no snapshot is kept")
 
-    # cancel during the database step
-    archive, src = big_fixture()
+    # cancel in the middle of the database copy (held after its first step, its transaction open):
+    # nothing changed; the next restore into the same target then makes it the archive's
+    archive, src = fixture("app", db_size=1 << 20)
     live = Live()
     before = live.state()
-    with Mount(archive, *live.opts(), env=SLOW) as m:
+    gates, env = gates_env("db-step")
+    with Mount(archive, *live.opts(), env=env) as m:
         check(control(m, "restore") == 0, "restore refused")
-        wait_state(m, "database")
-        time.sleep(0.2)
-        check(control(m, "cancel") == 0, "cancel refused during the database step: %s" % status(m)["error"])
+        try:
+            reached = at_gate(gates, "db-step", m)
+            rc = control(m, "cancel")
+        finally:
+            open_gate(gates, "db-step")
         s = wait_final(m)
-        check(s["state"] == "cancelled", "cancel: state %s (%s)" % (s["state"], s["error"]))
-        check(read(m, ".restore_in_progress") == "0\n", "cancel: still in progress")
-        check(not read(m, ".progress").startswith("100"), "cancel: .progress reads 100")
-    check(live.state() == before, "cancel: the target changed")
+        in_progress, progress = read(m, ".restore_in_progress"), read(m, ".progress")
+    check(live.state() == before, "cancel: the target changed (the run ended %s)" % s["state"])
     check(integrity(live.db) == "ok", "cancel: integrity_check")
-    check(not os.path.exists(live.flag), "cancel: the flag file stayed")
+    check(reached, "cancel: the database copy never ran a step: the run ended %s" % s["state"])
+    check(rc == 0, "cancel refused during the database step: %s (%s)" % (errno.errorcode.get(rc, rc), s["error"]))
+    check(s["state"] == "cancelled", "cancel: state %s (%s)" % (s["state"], s["error"]))
+    check(in_progress == "0\n" and progress == "%d cancelled\n" % s["percent"] and s["percent"] < 100,
+          "cancel: .restore_in_progress %r, .progress %r" % (in_progress, progress))
+    check(not os.path.exists(live.flag) and live.snapshots() == [], "cancel: the flag file or a snapshot stayed")
+    s = restore_and_wait(archive, live)
+    check(s["state"] == "done", "restore after the cancel: %s %s" % (s["state"], s["error"]))
+    check(db_dump(live.db) == db_dump(os.path.join(src, "db.sqlite")), "restore after the cancel: the database "
+          "is not the archive's")
+    check_uploads_merged(live, archive, src, before[1])
 
 
 def t_kill9_during_database_step():
-    archive, src = big_fixture()
+    """kill -9 of the daemon in the middle of the database copy (held at the
+    gate after its first step, the copy's transaction open) leaves the whole
+    old database; just after the step that commits, the whole new one.
+    Readers saw exactly that at the gate, and the uploads step had not
+    begun: the uploads are untouched."""
+    archive, src = fixture("app", db_size=1 << 20)
     new = db_dump(os.path.join(src, "db.sqlite"))
-    outcomes = []
-    for delay in (0.1, 0.6):
+    for gate, outcome in (("sqlite-commit", "new"), ("db-step", "old")):
         live = Live()
-        old = db_dump(live.db)
-        mount = Mount(archive, *live.opts(), env=SLOW)
+        old, uploads = live.state()
+        want = new if outcome == "new" else old
+        gates, env = gates_env(gate)
+        mount = Mount(archive, *live.opts(), env=env)
+        seen = None
         with mount as m:
             check(control(m, "restore") == 0, "restore refused")
-            wait_state(m, "database")
-            time.sleep(delay)
-            mount.proc.send_signal(signal.SIGKILL)
-            mount.proc.wait()
-            mount.killed = True
-        check(integrity(live.db) == "ok", "after kill -9: integrity_check fails")
+            reached = at_gate(gates, gate, m)
+            s = status(m)
+            if reached:
+                try:
+                    seen = db_dump(live.db)
+                finally:
+                    mount.proc.send_signal(signal.SIGKILL)
+                    mount.proc.wait()
+                    mount.killed = True
         now = db_dump(live.db)
-        check(now in (old, new), "after kill -9: the database is neither the old nor the new one")
-        outcomes.append("old" if now == old else "new")
-        check(not any(".archfs" in p for p in tree(live.uploads)), "after kill -9: a temporary upload file is left")
-    # the copy takes about 1.3 s: a kill 0.1 s into it must find the old database recovered
-    check(outcomes[0] == "old", "kill -9 early in the copy left %s" % outcomes)
+        what = {old: "the old one", new: "the archive's"}.get(now, "neither the old nor the archive's")
+        check(now == want, "kill -9 at %s: the database is %s, expected the whole %s one (the run: %s)" % (
+            gate, what, outcome, s["state"]))
+        check(integrity(live.db) == "ok", "kill -9 at %s: integrity_check fails" % gate)
+        check(tree(live.uploads) == uploads, "kill -9 at %s, in the database step: the uploads changed" % gate)
+        check(reached and s["state"] == "database", "gate %s: reached %s, state %s (%s)" % (
+            gate, reached, s["state"], s["error"]))
+        check(seen == want, "at %s another connection read %s, expected the %s database" % (
+            gate, {old: "the old database", new: "the archive's"}.get(seen, "a mix"), outcome))
+
+
+def daemon_unnamed_files(pid, root):
+    """The files below root that process pid has open but that have no name
+    yet (O_TMPFILE, "#inode (deleted)") or a temporary one (".archfs")."""
+    out = []
+    fds = "/proc/%d/fd" % pid
+    for fd in os.listdir(fds):
+        try:
+            target = os.readlink(os.path.join(fds, fd))
+        except OSError:
+            continue
+        if target.startswith(root + "/") and ("(deleted)" in target or ".archfs" in target):
+            out.append(target)
+    return out
 
 
 def t_kill9_during_uploads_step():
+    """kill -9 of the daemon in the middle of the uploads step (held at the
+    gate after the write that brings the step past half its bytes, that
+    file written but not yet named): the files merged before it are the
+    archive's, every other path is as it was, no temporary file is left,
+    and the database is the whole new one."""
     archive, src = fixture("app")
     up = os.path.join(src, "uploads")
+    sizes = {os.path.relpath(os.path.join(d, n), up): os.path.getsize(os.path.join(d, n))
+             for d, _, fs in os.walk(up) for n in fs}
+    dirs = {p.rsplit("/", k)[0] for p in sizes for k in range(1, p.count("/") + 1)}
     live = Live()
     before = tree(live.uploads)
-    mount = Mount(archive, *live.opts(), env={"ARCHFS_TEST_UPLOAD_DELAY_MS": "100"})
+    gates, env = gates_env("upload-write")
+    mount = Mount(archive, *live.opts(), env=env)
     with mount as m:
         check(control(m, "restore") == 0, "restore refused")
-        wait_state(m, "uploads")
-        time.sleep(0.45)  # a pause of 0.1 s after each file's bytes, before it is finished
-        mount.proc.send_signal(signal.SIGKILL)
-        mount.proc.wait()
-        mount.killed = True
+        reached = at_gate(gates, "upload-write", m)
+        s = status(m)
+        writing = []
+        try:
+            at_gate_tree = tree(live.uploads)
+            if reached:
+                writing = daemon_unnamed_files(mount.proc.pid, live.uploads)
+        finally:
+            if reached:
+                mount.proc.send_signal(signal.SIGKILL)
+                mount.proc.wait()
+                mount.killed = True
     after = tree(live.uploads)
+    check(db_dump(live.db) == db_dump(os.path.join(src, "db.sqlite")) and integrity(live.db) == "ok",
+          "after kill -9 in the uploads step the database is not the whole new one")
     left = [p for p in after if ".archfs" in p]
     check(not left, "after kill -9 in the uploads step: temporary files left: %s" % left)
-    merged = kept = 0
+    merged = set()
     for rel, got in after.items():
-        if got[0] != "file":
-            continue
         new = os.path.join(up, rel)
-        if os.path.exists(new) and got[4] == H.sha(new):
-            merged += 1
+        if got[0] == "file" and os.path.isfile(new) and got[4] == H.sha(new):
+            merged.add(rel)
         else:
-            check(got == before.get(rel), "after kill -9: uploads/%s is neither the old file nor the archive's" % rel)
-            kept += 1
-    news = sum(len(f) for _, _, f in os.walk(up))
-    check(0 < merged < news, "the kill did not land inside the uploads step: %d of %d merged" % (merged, news))
-    check(integrity(live.db) == "ok", "after kill -9 in the uploads step: integrity_check fails")
+            check(got == before.get(rel) or (got[0] == "dir" and rel in dirs),
+                  "after kill -9: uploads/%s is neither the old file nor the archive's: %s" % (rel, got))
+    check(reached and s["state"] == "uploads", "the uploads step never reached its gate: state %s (%s)" % (
+        s["state"], s["error"]))
+    check(after == at_gate_tree, "the tree changed between the gate and the kill")
+    check(len(writing) == 1, "at the gate the daemon should be writing one unnamed upload: %s" % writing)
+    done, total = s["bytes_done"], s["bytes_total"]
+    check(total == sum(sizes.values()), "bytes_total %d, the uploads hold %d" % (total, sum(sizes.values())))
+    written = sum(sizes[r] for r in merged)
+    check(written < total // 2 <= done, "at the gate %d bytes were published and %d written, of %d" % (
+        written, done, total))
+    pending = [r for r in sizes if r not in merged and sizes[r] == done - written]
+    check(pending, "%d bytes written past the published files match no unpublished upload" % (done - written))
+    check(0 < len(merged) < len(sizes), "the kill did not land inside the uploads step: %d of %d merged" % (
+        len(merged), len(sizes)))
 
 
 def t_new_uploads_owned_like_their_directory():
@@ -563,9 +757,18 @@ def t_cli_verify_and_restore():
     check(pcts == sorted(pcts) and r.stdout.splitlines()[-1] == "100 done", "progress lines: %r" % r.stdout)
     check(db_dump(live.db) == db_dump(os.path.join(src, "db.sqlite")), "CLI restore: the database differs")
     check_uploads_merged(live, archive, src, before[1])
-    r = subprocess.run([H.ARCHFS, "restore", archive, "-o", "database=sqlite:///" + live.db, "-o",
-                        "snapshot_dir=" + live.snapdir, "-o", "no_snapshot"], capture_output=True, text=True, timeout=120)
+    # the target and no_snapshot in one -o list: the data restored, and no snapshot anywhere
+    live = Live()
+    before = live.state()
+    r = subprocess.run([H.ARCHFS, "restore", archive, "-o", "database=sqlite:///%s,uploads=%s,snapshot_dir=%s,"
+                        "no_snapshot" % (live.db, live.uploads, live.snapdir)], capture_output=True, text=True,
+                       timeout=120, env={k: v for k, v in env.items() if k not in ("DATABASE_URL", "UPLOAD_FOLDER")})
     check(r.returncode == 0, "restore with -o options: %d %s" % (r.returncode, r.stderr))
+    check(db_dump(live.db) == db_dump(os.path.join(src, "db.sqlite")), "-o restore: the database differs")
+    check_uploads_merged(live, archive, src, before[1])
+    snaps = [os.path.join(d, n) for d, _, fs in os.walk(live.dir) for n in fs if n.startswith("archfs_pre_restore_")]
+    check(snaps == [], "-o no_snapshot: a snapshot was written: %s" % snaps)
+    check("snapshot" not in r.stdout and "snapshot written" not in r.stderr, "-o no_snapshot: %s" % r.stderr[-600:])
 
 
 def t_cli_without_fuse():
@@ -742,6 +945,7 @@ def t_create_new_sqlite_database():
     check("does not exist: --create" in r.stderr and not os.path.exists(live.db), "verify --create created it: %s" % r.stderr)
     r = archfs("restore", archive, *live.opts("--create"))
     check(r.returncode == 0, "restore --create: %d %s" % (r.returncode, r.stderr[-600:]))
+    check(os.path.isfile(live.db), "restore --create left no database file")
     st = os.stat(live.db)
     check(stat.S_IMODE(st.st_mode) == 0o640 and (st.st_uid, st.st_gid) == (65534, 65534),
           "the new database: mode %o owner %d:%d, expected 640 65534:65534" % (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
@@ -772,19 +976,32 @@ def t_create_new_sqlite_database():
         stat.S_IMODE(st.st_mode), st.st_uid))
     check(rows(live.db) == want, "rows after restore -o create: %s" % (rows(live.db),))
 
-    # cancelled after the file was made: it goes again, and so does the snapshot
-    archive, src = big_fixture()
+    # cancelled in the middle of the copy, after the file was made: it goes again, and so does the
+    # snapshot; the same mount then restores into a new file again, to the archive's rows
+    archive, src = fixture("app", db_size=1 << 20)
     live = new_target()
     before = listing(live.dir)
-    with Mount(archive, *live.opts("--create"), env=SLOW) as m:
+    gates, env = gates_env("db-step")
+    with Mount(archive, *live.opts("--create"), env=env) as m:
         check(control(m, "restore database") == 0, "restore refused")
-        wait_state(m, "database")
-        time.sleep(0.2)
-        check(control(m, "cancel") == 0, "cancel refused: %s" % status(m)["error"])
+        try:
+            reached = at_gate(gates, "db-step", m)
+            made = os.path.exists(live.db)
+            rc = control(m, "cancel")
+        finally:
+            open_gate(gates, "db-step")
         s = wait_final(m)
-        check(s["state"] == "cancelled" and s["target"]["created"] is False, "cancel: %s %s" % (s["state"], s["target"]))
-        check("removed %s, created for this restore" % live.db in read(m, ".log"), "cancel: " + read(m, ".log")[-800:])
-    check(listing(live.dir) == before, "cancel after --create left %s" % sorted(set(listing(live.dir)) ^ set(before)))
+        log = read(m, ".log")
+        left = listing(live.dir)
+        check(control(m, "restore database") == 0, "restore after the cancel refused: %s" % status(m)["error"])
+        again = wait_final(m)
+    check(again["state"] == "done" and rows(live.db) == rows(os.path.join(src, "db.sqlite")),
+          "restore after the cancel: %s %s" % (again["state"], again["error"]))
+    check(reached and made and rc == 0, "cancel in the copy into the new file: gate reached %s, file made %s, "
+          "cancel %s, the run %s" % (reached, made, errno.errorcode.get(rc, rc), s["state"]))
+    check(s["state"] == "cancelled" and s["target"]["created"] is False, "cancel: %s %s" % (s["state"], s["target"]))
+    check("removed %s, created for this restore" % live.db in log, "cancel: " + log[-800:])
+    check(left == before, "cancel after --create left %s" % sorted(set(left) ^ set(before)))
 
 
 def t_target_reported_before_the_restore():
