@@ -4,6 +4,8 @@
 run.py sets ARCHFS (the binary under test) and WORK (a scratch directory)
 before any test runs.
 """
+import errno
+import filecmp
 import hashlib
 import os
 import stat
@@ -11,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 import mkarchive  # noqa: E402
@@ -21,6 +24,7 @@ ARCHFS = None
 WORK = None
 SUSPICIOUS = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
 _fixtures = {}
+_mounted = {}  # real mount point -> the Mount serving it
 
 
 class Failure(Exception):
@@ -70,6 +74,7 @@ class Mount:
                 self.proc.kill()
                 raise Failure("mount did not appear within 20 s")
             time.sleep(0.02)
+        _mounted[os.path.realpath(self.mnt)] = self
         return self.mnt
 
     def stderr(self):
@@ -77,6 +82,7 @@ class Mount:
         return self.err.read().decode(errors="replace")
 
     def __exit__(self, exc_type, exc, tb):
+        _mounted.pop(os.path.realpath(self.mnt), None)
         subprocess.run(["fusermount3", "-u", self.mnt], stderr=subprocess.DEVNULL)
         try:
             rc = self.proc.wait(timeout=30)
@@ -106,30 +112,79 @@ def parent(path):
     return path.rsplit("/", 1)[0] if "/" in path else ""
 
 
-def compare_tree(mnt, archive, src):
-    """Every path: type, mode, size, mtime, owner, listing and bytes as expected."""
-    exp = mkarchive.expected(archive)
-    for path, e in exp.items():
-        full = os.path.join(mnt, path)
-        st = os.lstat(full)
-        check(st.st_uid == os.getuid() and st.st_gid == os.getgid(), "%s: owner %d:%d" % (path, st.st_uid, st.st_gid))
-        check(stat.S_IMODE(st.st_mode) == e["mode"], "%s: mode %o, expected %o" % (path, stat.S_IMODE(st.st_mode), e["mode"]))
-        if e["type"] == "dir":
-            check(stat.S_ISDIR(st.st_mode), path + ": not a directory")
-            want = sorted(p.rsplit("/", 1)[-1] for p in exp if p and parent(p) == path)
-            if path == "":
-                want = sorted(want + VFILES)
-            check(sorted(os.listdir(full)) == want, "%s: listing %s, expected %s" % (path, sorted(os.listdir(full))[:5], want[:5]))
-            continue
-        check(int(st.st_mtime) == e["mtime"], "%s: mtime %d, expected %d" % (path, st.st_mtime, e["mtime"]))
-        check(st.st_size == e["size"], "%s: size %d, expected %d" % (path, st.st_size, e["size"]))
-        if e["type"] == "link":
-            check(stat.S_ISLNK(st.st_mode), path + ": not a symlink")
-            continue
-        check(stat.S_ISREG(st.st_mode), path + ": not a regular file")
-        if os.path.exists(os.path.join(src, path)):
-            check(sha(full) == sha(os.path.join(src, path)), path + ": content differs from the source")
+def mounted_file(mnt, archive):
+    """The archive file whose tree mnt shows: archive itself, or in directory
+    mode the NAME.zip (a copy of archive) of the backups directory a Mount
+    serves, whose mtime the implied directories then have."""
+    real = os.path.realpath(mnt)
+    for top, mount in _mounted.items():
+        if real.startswith(top + "/") and os.path.isdir(mount.archive):
+            f = os.path.join(mount.archive, real[len(top) + 1:].split("/")[0] + ".zip")
+            check(filecmp.cmp(f, archive, shallow=False), "%s is not a copy of %s" % (f, archive))
+            return f
+    return archive
+
+
+def zip_sha(zf, name):
+    h = hashlib.sha256()
+    with zf.open(name) as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
+
+
+def read_errno(path):
+    try:
+        with open(path, "rb") as f:
+            while f.read(1 << 20):
+                pass
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+def compare_tree(mnt, archive, src, damaged=()):
+    """Every path: type, mode, size, mtime (directories too: see
+    mkarchive.expected), owner, listing and bytes as expected.  A file's bytes
+    are its source file's, or the archive's as zipfile reads them when it has
+    none; reading a path of damaged must fail with EIO.  Entries at the root
+    named like a control file are hidden by it (only the control file is listed)."""
+    exp = mkarchive.expected(archive, os.stat(mounted_file(mnt, archive)).st_mtime_ns // 10**9)
+    with zipfile.ZipFile(archive) as zf:
+        for path, e in exp.items():
+            if path in VFILES:
+                continue
+            compare_path(mnt, path, e, exp, zf, src, path in damaged)
     return exp
+
+
+def compare_path(mnt, path, e, exp, zf, src, damaged):
+    full = os.path.join(mnt, path)
+    st = os.lstat(full)
+    check(st.st_uid == os.getuid() and st.st_gid == os.getgid(), "%s: owner %d:%d" % (path, st.st_uid, st.st_gid))
+    check(stat.S_IMODE(st.st_mode) == e["mode"], "%s: mode %o, expected %o" % (path, stat.S_IMODE(st.st_mode), e["mode"]))
+    # whole seconds (the root of an archive in directory mode has its file's nanoseconds)
+    check(st.st_mtime_ns // 10**9 == e["mtime"] and (path == "" or st.st_mtime_ns % 10**9 == 0),
+          "%s: mtime %d ns, expected %d s" % (path or "/", st.st_mtime_ns, e["mtime"]))
+    if e["type"] == "dir":
+        check(stat.S_ISDIR(st.st_mode), path + ": not a directory")
+        want = sorted(p.rsplit("/", 1)[-1] for p in exp if p and parent(p) == path)
+        if path == "":
+            want = sorted(set(want) | set(VFILES))
+        got = sorted(os.listdir(full))
+        check(got == want, "%s: listing %s, expected %s" % (path, got[:8], want[:8]))
+        return
+    check(st.st_size == e["size"], "%s: size %d, expected %d" % (path, st.st_size, e["size"]))
+    if e["type"] == "link":
+        check(stat.S_ISLNK(st.st_mode), path + ": not a symlink")
+        return
+    check(stat.S_ISREG(st.st_mode), path + ": not a regular file")
+    if damaged:
+        check(read_errno(full) == errno.EIO, path + ": a damaged entry read without EIO")
+    elif os.path.exists(os.path.join(src, path)):
+        check(sha(full) == sha(os.path.join(src, path)), path + ": content differs from the source")
+    else:
+        check(sha(full) == zip_sha(zf, path), path + ": content differs from the archive's (zipfile)")
 
 
 def refused(args, what):

@@ -7,6 +7,7 @@ ends with "N passed, M failed" (exit 1 on any failure).
 """
 import argparse
 import errno
+import json
 import os
 import random
 import shutil
@@ -173,6 +174,101 @@ def t_concurrent_reads():
         check(not bad, "concurrent reads differ: %s" % bad)
 
 
+def t_large_and_world_writable_uploads():
+    """Uploads around 256 KiB and of a few MiB, deflated and stored, read
+    whole and across the 256 KiB boundaries; world-writable uploads show the
+    archive's mode (0666, 0777) and still refuse writes."""
+    a, _ = fixture("app")
+    with Mount(a) as m, zipfile.ZipFile(a) as zf:
+        for arc, size in mkarchive.BIG_UPLOADS:
+            full, data = os.path.join(m, arc), zf.read(arc)
+            check(len(data) == size and os.stat(full).st_size == size, "%s: size %d" % (arc, os.stat(full).st_size))
+            method = "store" if "/stored-" in arc else "deflate"
+            check(os.getxattr(full, "user.archfs.method").decode() == method, arc + ": not " + method)
+            with open(full, "rb") as f:
+                check(f.read() == data, arc + ": bytes differ from the archive's")
+            fd = os.open(full, os.O_RDONLY)
+            try:
+                for off in (262143, 262144, 262145, size - 1, size):
+                    check(os.pread(fd, 70000, off) == data[off:off + 70000], "%s: bytes at %d differ" % (arc, off))
+            finally:
+                os.close(fd)
+        for arc, mode in mkarchive.WORLD_WRITABLE.items():
+            full = os.path.join(m, arc)
+            check(stat.S_IMODE(os.stat(full).st_mode) == mode, "%s: mode %o, expected %o" % (
+                arc, stat.S_IMODE(os.stat(full).st_mode), mode))
+            check(open(full, "rb").read() == zf.read(arc), arc + ": bytes differ")
+            try:
+                os.open(full, os.O_WRONLY)
+                raise Failure(arc + ": opened for writing")
+            except OSError as err:
+                check(err.errno == errno.EROFS, "%s: errno %s, expected EROFS" % (arc, errno.errorcode.get(err.errno)))
+
+
+def t_extended_timestamp_mtimes():
+    """An entry with an extended-timestamp field (0x5455) shows its mtime, the
+    exact UTC second, not the DOS time; a field without an mtime (flag bit 0
+    clear) leaves the DOS time."""
+    a, _ = fixture("app")
+    with Mount(a) as m, zipfile.ZipFile(a) as zf:
+        for arc, (flags, t) in mkarchive.EXT_MTIMES.items():
+            dos = int(time.mktime(zf.getinfo(arc).date_time + (0, 0, -1)))
+            check(abs(dos - t) > 86400, arc + ": the fixture's DOS time is too close to its extended timestamp")
+            want = t if flags & 1 else dos
+            got = os.stat(os.path.join(m, arc)).st_mtime_ns
+            check(got == want * 10**9, "%s: mtime %d ns, expected %d s (%s)" % (
+                arc, got, want, "extended timestamp" if flags & 1 else "DOS time"))
+    check(mkarchive.EXT_MTIMES["uploads/exttime/odd-second.txt"] == (1, 1709213861), "the fixture changed")
+
+
+def t_directory_mtimes():
+    """A directory with an entry has that entry's mtime (DOS time, or its
+    extended timestamp); the root and every directory the archive only
+    implies have the archive file's mtime."""
+    a, _ = fixture("emptydir")
+    file_mtime = os.stat(a).st_mtime_ns // 10**9
+    dos = int(time.mktime((2025, 11, 1, 12, 0, 0, 0, 0, -1)))
+    want = {"": file_mtime, "uploads": file_mtime, "uploads/attachments/2026": file_mtime,
+            "uploads/empty": dos, "uploads/logos": dos, "uploads/empty/deeper": 1600000001}
+    with Mount(a) as m:
+        for d, t in want.items():
+            got = os.stat(os.path.join(m, d)).st_mtime_ns
+            check(got == t * 10**9, "%s: mtime %d ns, expected %d s" % (d or "/", got, t))
+
+
+def t_control_names_in_archive_hidden_and_reported():
+    """Entries named .control and .status at the archive's root are hidden by
+    the control files (listed once, the control file's mode and content) and
+    reported as warnings in .status, .log and on stderr; below the root such
+    a name is an ordinary entry."""
+    a, src = fixture("shadowed")
+    mount = Mount(a)
+    with mount as m:
+        compare_tree(m, a, src)
+        names = os.listdir(m)
+        check(names.count(".control") == 1 and names.count(".status") == 1, "root listing: %s" % sorted(names))
+        check(stat.S_IMODE(os.stat(os.path.join(m, ".control")).st_mode) == 0o200, ".control is not the control file")
+        st = json.loads(read_file(os.path.join(m, ".status")))
+        check(st["state"] == "idle", ".status is not the status file: %r" % st)
+        log = read_file(os.path.join(m, ".log"))
+        notes = ["the archive entry %s is hidden by the control file of the same name" % n for n in (".control", ".status")]
+        check(sorted(st["warnings"]) == notes, ".status warnings: %r" % st["warnings"])
+        check(all(n in log for n in notes), ".log lacks the warnings: " + log[-800:])
+        check(all("archfs: restore: " + n in mount.stderr() for n in notes), "stderr lacks the warnings: " + mount.stderr())
+        fd = os.open(os.path.join(m, ".control"), os.O_WRONLY)
+        try:
+            os.write(fd, b"bogus\n")
+            raise Failure("an unknown command was accepted")
+        except OSError as err:
+            check(err.errno == errno.EINVAL, "unknown command: errno %d" % err.errno)
+        finally:
+            os.close(fd)
+        st = json.loads(read_file(os.path.join(m, ".status")))
+        check(all(n in st["warnings"] for n in notes), "the warnings did not stay: %r" % st["warnings"])
+        check(open(os.path.join(m, "uploads/.status"), "rb").read() == mkarchive.SHADOWED["uploads/.status"],
+              "uploads/.status is not the archive's entry")
+
+
 def t_cp_r_subtree():
     a, src = fixture("app")
     with Mount(a) as m:
@@ -235,7 +331,7 @@ def t_entry_past_eof_fails_cleanly():
                 finally:
                     os.close(fd)
             check(is_mounted(m), v + ": the mount is gone")
-            compare_tree(m, a, src)
+            compare_tree(m, a, src, damaged={"uploads/damaged.txt"})
             check("archfs: uploads/damaged.txt: its data would lie past the end of the archive file"
                   in mount.stderr(), v + ": no log line: " + mount.stderr())
 
