@@ -12,7 +12,9 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 import zipfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
@@ -34,6 +36,34 @@ class Failure(Exception):
 def check(cond, msg):
     if not cond:
         raise Failure(msg)
+
+
+def describe(e):
+    """An unexpected exception on one line: its type, message and where it was raised."""
+    where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    return "%s: %s%s" % (type(e).__name__, e, " (%s:%d)" % (os.path.basename(where.filename), where.lineno) if where else "")
+
+
+def run_threads(fns, timeout=120):
+    """Runs each callable of fns in its own thread and waits for all of them;
+    fails when any of them raised (each failure in one line) or has not
+    returned within timeout seconds.  A worker that fails must raise."""
+    errors = []
+
+    def wrap(i, fn):
+        try:
+            fn()
+        except BaseException as e:  # every way a worker can fail is a failure of the test
+            errors.append("thread %d: %s" % (i, e if isinstance(e, Failure) else describe(e)))
+    ts = [threading.Thread(target=wrap, args=(i, fn), daemon=True) for i, fn in enumerate(fns)]
+    for t in ts:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in ts:
+        t.join(max(0, deadline - time.monotonic()))
+    alive = [i for i, t in enumerate(ts) if t.is_alive()]
+    check(not errors, "%d of %d threads failed: %s" % (len(errors), len(ts), " | ".join(errors[:3])))
+    check(not alive, "threads %s still running after %d s" % (alive, timeout))
 
 
 def fixture(variant, **kw):

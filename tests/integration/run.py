@@ -7,6 +7,7 @@ ends with "N passed, M failed" (exit 1 on any failure).
 """
 import argparse
 import errno
+import functools
 import json
 import os
 import random
@@ -159,19 +160,32 @@ def t_random_access_large_entry():
 
 
 def t_concurrent_reads():
-    a, src = fixture("app", db_size=8 << 20)
+    """Threads read at once: whole files (the database twice, the JSON files,
+    uploads small and large) and random preads on one shared descriptor.
+    Every byte is compared with the archive's (zipfile); a worker that raises
+    or hangs fails the test."""
+    a, _ = fixture("app", db_size=8 << 20)
+    with zipfile.ZipFile(a) as zf:
+        uploads = sorted(n for n in zf.namelist() if n.startswith("uploads/") and not n.startswith("uploads/big/"))
+        names = ["db.sqlite", "db.sqlite", "manifest.json", "settings.json"] + uploads[:10] + \
+            [n for n, _ in mkarchive.BIG_UPLOADS]
+        want = {n: H.zip_sha(zf, n) for n in names}
+        db = zf.read("db.sqlite")
     with Mount(a) as m:
-        names = ["db.sqlite", "db.sqlite", "manifest.json"] + [
-            os.path.relpath(os.path.join(r, f), src) for r, _, fs in os.walk(os.path.join(src, "uploads")) for f in fs][:10]
-        bad = []
+        def whole(n):
+            check(sha(os.path.join(m, n)) == want[n], n + ": a concurrent read differs from the archive")
 
-        def worker(n):
-            if sha(os.path.join(m, n)) != sha(os.path.join(src, n)) if os.path.exists(os.path.join(src, n)) else False:
-                bad.append(n)
-        ts = [threading.Thread(target=worker, args=(n,)) for n in names]
-        [t.start() for t in ts]
-        [t.join() for t in ts]
-        check(not bad, "concurrent reads differ: %s" % bad)
+        def preads(fd, seed):
+            rng = random.Random(seed)
+            for _ in range(40):
+                off, n = rng.randrange(len(db)), rng.randrange(1, 300000)
+                check(os.pread(fd, n, off) == db[off:off + n], "db.sqlite: pread at %d+%d differs" % (off, n))
+        fd = os.open(os.path.join(m, "db.sqlite"), os.O_RDONLY)
+        try:
+            H.run_threads([functools.partial(whole, n) for n in names] +
+                          [functools.partial(preads, fd, seed) for seed in range(4)])
+        finally:
+            os.close(fd)
 
 
 def t_large_and_world_writable_uploads():
