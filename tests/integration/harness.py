@@ -8,6 +8,7 @@ import errno
 import filecmp
 import hashlib
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -25,6 +26,7 @@ VFILES = [".control", ".log", ".progress", ".restore_in_progress", ".status"]
 ARCHFS = None
 WORK = None
 SUSPICIOUS = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
+DEFAULT_TIMEOUT = 300  # seconds a test may take unless it declares more (timeout())
 _fixtures = {}
 _mounted = {}  # real mount point -> the Mount serving it
 
@@ -36,6 +38,14 @@ class Failure(Exception):
 def check(cond, msg):
     if not cond:
         raise Failure(msg)
+
+
+def timeout(seconds):
+    """Decorator: the test may run for seconds instead of DEFAULT_TIMEOUT."""
+    def set_timeout(fn):
+        fn.timeout = seconds
+        return fn
+    return set_timeout
 
 
 def describe(e):
@@ -215,6 +225,32 @@ def compare_path(mnt, path, e, exp, zf, src, damaged):
         check(sha(full) == sha(os.path.join(src, path)), path + ": content differs from the source")
     else:
         check(sha(full) == zip_sha(zf, path), path + ": content differs from the archive's (zipfile)")
+
+
+def abort_mounts():
+    """After a test timed out: kills every archfs process whose command line
+    names a path of WORK (a hung FUSE request then fails: its connection is
+    gone) and detaches every mount below WORK.  Returns what it did."""
+    work, done = os.path.realpath(WORK), []
+    for pid in (p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()):
+        try:
+            exe = os.path.realpath("/proc/%s/exe" % pid)
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if exe == os.path.realpath(ARCHFS) and any(a.startswith((WORK, work)) for a in argv):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+                done.append("killed archfs %s" % pid)
+            except OSError:
+                pass
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1] for line in f if line.split()[1].startswith(work + "/")]
+    for p in points:
+        subprocess.run(["umount", "-l", p], stderr=subprocess.DEVNULL, timeout=30)
+        done.append("umount -l " + p)
+    return done
 
 
 def refused(args, what):

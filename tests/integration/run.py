@@ -2,8 +2,11 @@
 # SPDX-License-Identifier: MIT
 """Integration tests: real mounts of generated archives, compared with their sources.
 
-run.py --archfs PATH [--work DIR] [-k SUBSTRING]; prints PASS/FAIL per test and
-ends with "N passed, M failed" (exit 1 on any failure).
+run.py --archfs PATH [--work DIR] [-k SUBSTRING[,SUBSTRING...]] [--timeout SECONDS];
+prints PASS/FAIL per test and ends with "N passed, M failed" (exit 1 on any
+failure).  A test fails when it raises, when any thread raises during it, or
+when it runs past its timeout (--timeout, 300 s, unless it declares more with
+harness.timeout); then the run goes on with the next test.
 """
 import argparse
 import errno
@@ -437,36 +440,126 @@ def t_relative_mountpoint_unmounts_on_sigterm():
             subprocess.run(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
 
 
+class Watchdog:
+    """Fails a test that runs past its time (its timeout attribute, see
+    harness.timeout, else --timeout).  At the deadline SIGALRM raises Failure
+    in the main thread.  A main thread waiting in the kernel for a hung FUSE
+    request cannot take it, so GRACE s later the archfs processes of the run
+    are killed and its mounts detached (the request then fails).  A test still
+    not returned ABANDON s after that ends the run: exit 1, the tests not run
+    counted as failed."""
+    GRACE, ABANDON = 10, 120
+
+    def __init__(self, name, seconds, abandon):
+        self.name, self.seconds, self.abandon = name, seconds, abandon
+        self.fired, self.done = False, threading.Event()
+
+    def __enter__(self):
+        signal.signal(signal.SIGALRM, self._alarm)
+        signal.alarm(self.seconds)
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def _alarm(self, signum, frame):
+        self.fired = True
+        raise Failure("timed out after %d s" % self.seconds)
+
+    def _watch(self):
+        if self.done.wait(self.seconds + self.GRACE):
+            return
+        self.fired = True
+        print("TIMEOUT %s: %d s passed; %s" % (self.name, self.seconds, "; ".join(H.abort_mounts()) or "nothing to abort"),
+              flush=True)
+        if not self.done.wait(self.ABANDON):
+            self.abandon(self.name, "timed out after %d s and did not return after its mounts were aborted" % self.seconds)
+
+    def __exit__(self, *exc):
+        signal.alarm(0)
+        self.done.set()
+        self.thread.join()
+        return False
+
+
+def selected(args):
+    """(name, function) of every test whose name contains one of the
+    comma-separated substrings of -k."""
+    keys = args.k.split(",")
+    mods = (globals(), vars(dirmode_tests), vars(restore_tests), vars(pg_tests), vars(app_tests))
+    return [(n[2:], f) for mod in mods for n, f in mod.items()
+            if n.startswith("t_") and callable(f) and any(k in n for k in keys)]
+
+
+def cleanup(keep_work):
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            if line.split()[1].startswith(os.path.realpath(H.WORK)):
+                subprocess.run(["umount", "-l", line.split()[1]], stderr=subprocess.DEVNULL)
+    if not keep_work:
+        shutil.rmtree(H.WORK, ignore_errors=True)
+
+
+def run_one(name, fn, default_timeout, thread_errors, abandon):
+    """Runs one test; returns None when it passed, else why it failed.  An
+    exception in any thread during the test fails it too."""
+    del thread_errors[:]
+    dog = Watchdog(name, getattr(fn, "timeout", default_timeout), abandon)
+    try:
+        with dog:
+            try:
+                fn()
+            finally:
+                signal.alarm(0)
+        why = None
+    except Exception as e:  # a test's own failure or an unexpected error: both fail it
+        why = str(e) if isinstance(e, Failure) else traceback.format_exc(limit=3)
+    if dog.fired:
+        timed_out = "timed out after %d s" % dog.seconds
+        why = timed_out if why == timed_out else "%s (then: %s)" % (timed_out, why)
+    if thread_errors:
+        why = "%san exception in a thread: %s" % (why + "; " if why else "", " | ".join(thread_errors[:3]))
+    return why
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--archfs", required=True)
     ap.add_argument("--work")
-    ap.add_argument("-k", default="")
+    ap.add_argument("-k", default="", help="run the tests whose names contain one of these comma-separated substrings")
+    ap.add_argument("--timeout", type=int, default=H.DEFAULT_TIMEOUT, help="seconds per test unless it declares more")
     args = ap.parse_args()
     H.ARCHFS = os.path.abspath(args.archfs)
     H.WORK = args.work or tempfile.mkdtemp(prefix="archfs-it-")
     os.makedirs(H.WORK, exist_ok=True)
-    tests = [(n[2:], f) for mod in (globals(), vars(dirmode_tests), vars(restore_tests), vars(pg_tests), vars(app_tests)) for n, f in mod.items()
-             if n.startswith("t_") and callable(f) and args.k in n]
+    tests = selected(args)
     passed = failed = 0
+    thread_errors = []
+
+    def on_thread_exception(a):
+        if a.exc_type is not SystemExit:
+            thread_errors.append("%s: %s" % (a.thread.name if a.thread else "a thread", H.describe(a.exc_value)))
+        threading.__excepthook__(a)
+    threading.excepthook = on_thread_exception
+
+    def abandon(name, why):  # from the watchdog thread: the main thread is stuck for good
+        print("FAIL %s: %s" % (name, why), flush=True)
+        cleanup(args.work)
+        left = len(tests) - passed - failed - 1
+        print("ABANDONED: the run stops here; the %d tests not run count as failed" % left, flush=True)
+        print("%d passed, %d failed" % (passed, failed + 1 + left), flush=True)
+        os._exit(1)
     try:
         for name, fn in tests:
             t0 = time.time()
-            try:
-                fn()
+            why = run_one(name, fn, args.timeout, thread_errors, abandon)
+            if why is None:
                 passed += 1
                 print("PASS %s (%.1fs)" % (name, time.time() - t0), flush=True)
-            except Exception as e:  # a test's own failure or an unexpected error: both fail it
+            else:
                 failed += 1
-                detail = str(e) if isinstance(e, Failure) else traceback.format_exc(limit=3)
-                print("FAIL %s: %s" % (name, detail), flush=True)
+                print("FAIL %s: %s" % (name, why), flush=True)
     finally:
-        with open("/proc/self/mounts") as f:
-            for line in f:
-                if line.split()[1].startswith(os.path.realpath(H.WORK)):
-                    subprocess.run(["umount", "-l", line.split()[1]], stderr=subprocess.DEVNULL)
-        if not args.work:
-            shutil.rmtree(H.WORK, ignore_errors=True)
+        cleanup(args.work)
     print("%d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed else 0)
 
