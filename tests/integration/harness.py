@@ -4,13 +4,19 @@
 run.py sets ARCHFS (the binary under test) and WORK (a scratch directory)
 before any test runs.
 """
+import errno
+import filecmp
 import hashlib
 import os
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
+import zipfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 import mkarchive  # noqa: E402
@@ -20,7 +26,9 @@ VFILES = [".control", ".log", ".progress", ".restore_in_progress", ".status"]
 ARCHFS = None
 WORK = None
 SUSPICIOUS = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
+DEFAULT_TIMEOUT = 300  # seconds a test may take unless it declares more (timeout())
 _fixtures = {}
+_mounted = {}  # real mount point -> the Mount serving it
 
 
 class Failure(Exception):
@@ -30,6 +38,42 @@ class Failure(Exception):
 def check(cond, msg):
     if not cond:
         raise Failure(msg)
+
+
+def timeout(seconds):
+    """Decorator: the test may run for seconds instead of DEFAULT_TIMEOUT."""
+    def set_timeout(fn):
+        fn.timeout = seconds
+        return fn
+    return set_timeout
+
+
+def describe(e):
+    """An unexpected exception on one line: its type, message and where it was raised."""
+    where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    return "%s: %s%s" % (type(e).__name__, e, " (%s:%d)" % (os.path.basename(where.filename), where.lineno) if where else "")
+
+
+def run_threads(fns, timeout=120):
+    """Runs each callable of fns in its own thread and waits for all of them;
+    fails when any of them raised (each failure in one line) or has not
+    returned within timeout seconds.  A worker that fails must raise."""
+    errors = []
+
+    def wrap(i, fn):
+        try:
+            fn()
+        except BaseException as e:  # every way a worker can fail is a failure of the test
+            errors.append("thread %d: %s" % (i, e if isinstance(e, Failure) else describe(e)))
+    ts = [threading.Thread(target=wrap, args=(i, fn), daemon=True) for i, fn in enumerate(fns)]
+    for t in ts:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in ts:
+        t.join(max(0, deadline - time.monotonic()))
+    alive = [i for i, t in enumerate(ts) if t.is_alive()]
+    check(not errors, "%d of %d threads failed: %s" % (len(errors), len(ts), " | ".join(errors[:3])))
+    check(not alive, "threads %s still running after %d s" % (alive, timeout))
 
 
 def fixture(variant, **kw):
@@ -70,6 +114,7 @@ class Mount:
                 self.proc.kill()
                 raise Failure("mount did not appear within 20 s")
             time.sleep(0.02)
+        _mounted[os.path.realpath(self.mnt)] = self
         return self.mnt
 
     def stderr(self):
@@ -77,6 +122,7 @@ class Mount:
         return self.err.read().decode(errors="replace")
 
     def __exit__(self, exc_type, exc, tb):
+        _mounted.pop(os.path.realpath(self.mnt), None)
         subprocess.run(["fusermount3", "-u", self.mnt], stderr=subprocess.DEVNULL)
         try:
             rc = self.proc.wait(timeout=30)
@@ -140,30 +186,105 @@ def parent(path):
     return path.rsplit("/", 1)[0] if "/" in path else ""
 
 
-def compare_tree(mnt, archive, src):
-    """Every path: type, mode, size, mtime, owner, listing and bytes as expected."""
-    exp = mkarchive.expected(archive)
-    for path, e in exp.items():
-        full = os.path.join(mnt, path)
-        st = os.lstat(full)
-        check(st.st_uid == os.getuid() and st.st_gid == os.getgid(), "%s: owner %d:%d" % (path, st.st_uid, st.st_gid))
-        check(stat.S_IMODE(st.st_mode) == e["mode"], "%s: mode %o, expected %o" % (path, stat.S_IMODE(st.st_mode), e["mode"]))
-        if e["type"] == "dir":
-            check(stat.S_ISDIR(st.st_mode), path + ": not a directory")
-            want = sorted(p.rsplit("/", 1)[-1] for p in exp if p and parent(p) == path)
-            if path == "":
-                want = sorted(want + VFILES)
-            check(sorted(os.listdir(full)) == want, "%s: listing %s, expected %s" % (path, sorted(os.listdir(full))[:5], want[:5]))
-            continue
-        check(int(st.st_mtime) == e["mtime"], "%s: mtime %d, expected %d" % (path, st.st_mtime, e["mtime"]))
-        check(st.st_size == e["size"], "%s: size %d, expected %d" % (path, st.st_size, e["size"]))
-        if e["type"] == "link":
-            check(stat.S_ISLNK(st.st_mode), path + ": not a symlink")
-            continue
-        check(stat.S_ISREG(st.st_mode), path + ": not a regular file")
-        if os.path.exists(os.path.join(src, path)):
-            check(sha(full) == sha(os.path.join(src, path)), path + ": content differs from the source")
+def mounted_file(mnt, archive):
+    """The archive file whose tree mnt shows: archive itself, or in directory
+    mode the NAME.zip (a copy of archive) of the backups directory a Mount
+    serves, whose mtime the implied directories then have."""
+    real = os.path.realpath(mnt)
+    for top, mount in _mounted.items():
+        if real.startswith(top + "/") and os.path.isdir(mount.archive):
+            f = os.path.join(mount.archive, real[len(top) + 1:].split("/")[0] + ".zip")
+            check(filecmp.cmp(f, archive, shallow=False), "%s is not a copy of %s" % (f, archive))
+            return f
+    return archive
+
+
+def zip_sha(zf, name):
+    h = hashlib.sha256()
+    with zf.open(name) as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
+
+
+def read_errno(path):
+    try:
+        with open(path, "rb") as f:
+            while f.read(1 << 20):
+                pass
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+def compare_tree(mnt, archive, src, damaged=()):
+    """Every path: type, mode, size, mtime (directories too: see
+    mkarchive.expected), owner, listing and bytes as expected.  A file's bytes
+    are its source file's, or the archive's as zipfile reads them when it has
+    none; reading a path of damaged must fail with EIO.  Entries at the root
+    named like a control file are hidden by it (only the control file is listed)."""
+    exp = mkarchive.expected(archive, os.stat(mounted_file(mnt, archive)).st_mtime_ns // 10**9)
+    with zipfile.ZipFile(archive) as zf:
+        for path, e in exp.items():
+            if path in VFILES:
+                continue
+            compare_path(mnt, path, e, exp, zf, src, path in damaged)
     return exp
+
+
+def compare_path(mnt, path, e, exp, zf, src, damaged):
+    full = os.path.join(mnt, path)
+    st = os.lstat(full)
+    check(st.st_uid == os.getuid() and st.st_gid == os.getgid(), "%s: owner %d:%d" % (path, st.st_uid, st.st_gid))
+    check(stat.S_IMODE(st.st_mode) == e["mode"], "%s: mode %o, expected %o" % (path, stat.S_IMODE(st.st_mode), e["mode"]))
+    # whole seconds (the root of an archive in directory mode has its file's nanoseconds)
+    check(st.st_mtime_ns // 10**9 == e["mtime"] and (path == "" or st.st_mtime_ns % 10**9 == 0),
+          "%s: mtime %d ns, expected %d s" % (path or "/", st.st_mtime_ns, e["mtime"]))
+    if e["type"] == "dir":
+        check(stat.S_ISDIR(st.st_mode), path + ": not a directory")
+        want = sorted(p.rsplit("/", 1)[-1] for p in exp if p and parent(p) == path)
+        if path == "":
+            want = sorted(set(want) | set(VFILES))
+        got = sorted(os.listdir(full))
+        check(got == want, "%s: listing %s, expected %s" % (path, got[:8], want[:8]))
+        return
+    check(st.st_size == e["size"], "%s: size %d, expected %d" % (path, st.st_size, e["size"]))
+    if e["type"] == "link":
+        check(stat.S_ISLNK(st.st_mode), path + ": not a symlink")
+        return
+    check(stat.S_ISREG(st.st_mode), path + ": not a regular file")
+    if damaged:
+        check(read_errno(full) == errno.EIO, path + ": a damaged entry read without EIO")
+    elif os.path.exists(os.path.join(src, path)):
+        check(sha(full) == sha(os.path.join(src, path)), path + ": content differs from the source")
+    else:
+        check(sha(full) == zip_sha(zf, path), path + ": content differs from the archive's (zipfile)")
+
+
+def abort_mounts():
+    """After a test timed out: kills every archfs process whose command line
+    names a path of WORK (a hung FUSE request then fails: its connection is
+    gone) and detaches every mount below WORK.  Returns what it did."""
+    work, done = os.path.realpath(WORK), []
+    for pid in (p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()):
+        try:
+            exe = os.path.realpath("/proc/%s/exe" % pid)
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if exe == os.path.realpath(ARCHFS) and any(a.startswith((WORK, work)) for a in argv):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+                done.append("killed archfs %s" % pid)
+            except OSError:
+                pass
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1] for line in f if line.split()[1].startswith(work + "/")]
+    for p in points:
+        subprocess.run(["umount", "-l", p], stderr=subprocess.DEVNULL, timeout=30)
+        done.append("umount -l " + p)
+    return done
 
 
 def refused(args, what):

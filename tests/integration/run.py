@@ -2,11 +2,16 @@
 # SPDX-License-Identifier: MIT
 """Integration tests: real mounts of generated archives, compared with their sources.
 
-run.py --archfs PATH [--work DIR] [-k SUBSTRING]; prints PASS/FAIL per test and
-ends with "N passed, M failed" (exit 1 on any failure).
+run.py --archfs PATH [--work DIR] [-k SUBSTRING[,SUBSTRING...]] [--timeout SECONDS];
+prints PASS/FAIL per test and ends with "N passed, M failed" (exit 1 on any
+failure).  A test fails when it raises, when any thread raises during it, or
+when it runs past its timeout (--timeout, 300 s, unless it declares more with
+harness.timeout); then the run goes on with the next test.
 """
 import argparse
 import errno
+import functools
+import json
 import os
 import random
 import resource
@@ -159,19 +164,127 @@ def t_random_access_large_entry():
 
 
 def t_concurrent_reads():
-    a, src = fixture("app", db_size=8 << 20)
+    """Threads read at once: whole files (the database twice, the JSON files,
+    uploads small and large) and random preads on one shared descriptor.
+    Every byte is compared with the archive's (zipfile); a worker that raises
+    or hangs fails the test."""
+    a, _ = fixture("app", db_size=8 << 20)
+    with zipfile.ZipFile(a) as zf:
+        uploads = sorted(n for n in zf.namelist() if n.startswith("uploads/") and not n.startswith("uploads/big/"))
+        names = ["db.sqlite", "db.sqlite", "manifest.json", "settings.json"] + uploads[:10] + \
+            [n for n, _ in mkarchive.BIG_UPLOADS]
+        want = {n: H.zip_sha(zf, n) for n in names}
+        db = zf.read("db.sqlite")
     with Mount(a) as m:
-        names = ["db.sqlite", "db.sqlite", "manifest.json"] + [
-            os.path.relpath(os.path.join(r, f), src) for r, _, fs in os.walk(os.path.join(src, "uploads")) for f in fs][:10]
-        bad = []
+        def whole(n):
+            check(sha(os.path.join(m, n)) == want[n], n + ": a concurrent read differs from the archive")
 
-        def worker(n):
-            if sha(os.path.join(m, n)) != sha(os.path.join(src, n)) if os.path.exists(os.path.join(src, n)) else False:
-                bad.append(n)
-        ts = [threading.Thread(target=worker, args=(n,)) for n in names]
-        [t.start() for t in ts]
-        [t.join() for t in ts]
-        check(not bad, "concurrent reads differ: %s" % bad)
+        def preads(fd, seed):
+            rng = random.Random(seed)
+            for _ in range(40):
+                off, n = rng.randrange(len(db)), rng.randrange(1, 300000)
+                check(os.pread(fd, n, off) == db[off:off + n], "db.sqlite: pread at %d+%d differs" % (off, n))
+        fd = os.open(os.path.join(m, "db.sqlite"), os.O_RDONLY)
+        try:
+            H.run_threads([functools.partial(whole, n) for n in names] +
+                          [functools.partial(preads, fd, seed) for seed in range(4)])
+        finally:
+            os.close(fd)
+
+
+def t_large_and_world_writable_uploads():
+    """Uploads around 256 KiB and of a few MiB, deflated and stored, read
+    whole and across the 256 KiB boundaries; world-writable uploads show the
+    archive's mode (0666, 0777) and still refuse writes."""
+    a, _ = fixture("app")
+    with Mount(a) as m, zipfile.ZipFile(a) as zf:
+        for arc, size in mkarchive.BIG_UPLOADS:
+            full, data = os.path.join(m, arc), zf.read(arc)
+            check(len(data) == size and os.stat(full).st_size == size, "%s: size %d" % (arc, os.stat(full).st_size))
+            method = "store" if "/stored-" in arc else "deflate"
+            check(os.getxattr(full, "user.archfs.method").decode() == method, arc + ": not " + method)
+            with open(full, "rb") as f:
+                check(f.read() == data, arc + ": bytes differ from the archive's")
+            fd = os.open(full, os.O_RDONLY)
+            try:
+                for off in (262143, 262144, 262145, size - 1, size):
+                    check(os.pread(fd, 70000, off) == data[off:off + 70000], "%s: bytes at %d differ" % (arc, off))
+            finally:
+                os.close(fd)
+        for arc, mode in mkarchive.WORLD_WRITABLE.items():
+            full = os.path.join(m, arc)
+            check(stat.S_IMODE(os.stat(full).st_mode) == mode, "%s: mode %o, expected %o" % (
+                arc, stat.S_IMODE(os.stat(full).st_mode), mode))
+            check(open(full, "rb").read() == zf.read(arc), arc + ": bytes differ")
+            try:
+                os.open(full, os.O_WRONLY)
+                raise Failure(arc + ": opened for writing")
+            except OSError as err:
+                check(err.errno == errno.EROFS, "%s: errno %s, expected EROFS" % (arc, errno.errorcode.get(err.errno)))
+
+
+def t_extended_timestamp_mtimes():
+    """An entry with an extended-timestamp field (0x5455) shows its mtime, the
+    exact UTC second, not the DOS time; a field without an mtime (flag bit 0
+    clear) leaves the DOS time."""
+    a, _ = fixture("app")
+    with Mount(a) as m, zipfile.ZipFile(a) as zf:
+        for arc, (flags, t) in mkarchive.EXT_MTIMES.items():
+            dos = int(time.mktime(zf.getinfo(arc).date_time + (0, 0, -1)))
+            check(abs(dos - t) > 86400, arc + ": the fixture's DOS time is too close to its extended timestamp")
+            want = t if flags & 1 else dos
+            got = os.stat(os.path.join(m, arc)).st_mtime_ns
+            check(got == want * 10**9, "%s: mtime %d ns, expected %d s (%s)" % (
+                arc, got, want, "extended timestamp" if flags & 1 else "DOS time"))
+    check(mkarchive.EXT_MTIMES["uploads/exttime/odd-second.txt"] == (1, 1709213861), "the fixture changed")
+
+
+def t_directory_mtimes():
+    """A directory with an entry has that entry's mtime (DOS time, or its
+    extended timestamp); the root and every directory the archive only
+    implies have the archive file's mtime."""
+    a, _ = fixture("emptydir")
+    file_mtime = os.stat(a).st_mtime_ns // 10**9
+    dos = int(time.mktime((2025, 11, 1, 12, 0, 0, 0, 0, -1)))
+    want = {"": file_mtime, "uploads": file_mtime, "uploads/attachments/2026": file_mtime,
+            "uploads/empty": dos, "uploads/logos": dos, "uploads/empty/deeper": 1600000001}
+    with Mount(a) as m:
+        for d, t in want.items():
+            got = os.stat(os.path.join(m, d)).st_mtime_ns
+            check(got == t * 10**9, "%s: mtime %d ns, expected %d s" % (d or "/", got, t))
+
+
+def t_control_names_in_archive_hidden_and_reported():
+    """Entries named .control and .status at the archive's root are hidden by
+    the control files (listed once, the control file's mode and content) and
+    reported as warnings in .status, .log and on stderr; below the root such
+    a name is an ordinary entry."""
+    a, src = fixture("shadowed")
+    mount = Mount(a)
+    with mount as m:
+        compare_tree(m, a, src)
+        names = os.listdir(m)
+        check(names.count(".control") == 1 and names.count(".status") == 1, "root listing: %s" % sorted(names))
+        check(stat.S_IMODE(os.stat(os.path.join(m, ".control")).st_mode) == 0o200, ".control is not the control file")
+        st = json.loads(read_file(os.path.join(m, ".status")))
+        check(st["state"] == "idle", ".status is not the status file: %r" % st)
+        log = read_file(os.path.join(m, ".log"))
+        notes = ["the archive entry %s is hidden by the control file of the same name" % n for n in (".control", ".status")]
+        check(sorted(st["warnings"]) == notes, ".status warnings: %r" % st["warnings"])
+        check(all(n in log for n in notes), ".log lacks the warnings: " + log[-800:])
+        check(all("archfs: restore: " + n in mount.stderr() for n in notes), "stderr lacks the warnings: " + mount.stderr())
+        fd = os.open(os.path.join(m, ".control"), os.O_WRONLY)
+        try:
+            os.write(fd, b"bogus\n")
+            raise Failure("an unknown command was accepted")
+        except OSError as err:
+            check(err.errno == errno.EINVAL, "unknown command: errno %d" % err.errno)
+        finally:
+            os.close(fd)
+        st = json.loads(read_file(os.path.join(m, ".status")))
+        check(all(n in st["warnings"] for n in notes), "the warnings did not stay: %r" % st["warnings"])
+        check(open(os.path.join(m, "uploads/.status"), "rb").read() == mkarchive.SHADOWED["uploads/.status"],
+              "uploads/.status is not the archive's entry")
 
 
 DECODER_CAP, DECODER_KIB = 64, 210  # docs/architecture.md, Memory: the live decoders and their size
@@ -283,7 +396,7 @@ def t_entry_past_eof_fails_cleanly():
                 finally:
                     os.close(fd)
             check(is_mounted(m), v + ": the mount is gone")
-            compare_tree(m, a, src)
+            compare_tree(m, a, src, damaged={"uploads/damaged.txt"})
             check("archfs: uploads/damaged.txt: its data would lie past the end of the archive file"
                   in mount.stderr(), v + ": no log line: " + mount.stderr())
 
@@ -375,36 +488,126 @@ def t_relative_mountpoint_unmounts_on_sigterm():
             subprocess.run(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
 
 
+class Watchdog:
+    """Fails a test that runs past its time (its timeout attribute, see
+    harness.timeout, else --timeout).  At the deadline SIGALRM raises Failure
+    in the main thread.  A main thread waiting in the kernel for a hung FUSE
+    request cannot take it, so GRACE s later the archfs processes of the run
+    are killed and its mounts detached (the request then fails).  A test still
+    not returned ABANDON s after that ends the run: exit 1, the tests not run
+    counted as failed."""
+    GRACE, ABANDON = 10, 120
+
+    def __init__(self, name, seconds, abandon):
+        self.name, self.seconds, self.abandon = name, seconds, abandon
+        self.fired, self.done = False, threading.Event()
+
+    def __enter__(self):
+        signal.signal(signal.SIGALRM, self._alarm)
+        signal.alarm(self.seconds)
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def _alarm(self, signum, frame):
+        self.fired = True
+        raise Failure("timed out after %d s" % self.seconds)
+
+    def _watch(self):
+        if self.done.wait(self.seconds + self.GRACE):
+            return
+        self.fired = True
+        print("TIMEOUT %s: %d s passed; %s" % (self.name, self.seconds, "; ".join(H.abort_mounts()) or "nothing to abort"),
+              flush=True)
+        if not self.done.wait(self.ABANDON):
+            self.abandon(self.name, "timed out after %d s and did not return after its mounts were aborted" % self.seconds)
+
+    def __exit__(self, *exc):
+        signal.alarm(0)
+        self.done.set()
+        self.thread.join()
+        return False
+
+
+def selected(args):
+    """(name, function) of every test whose name contains one of the
+    comma-separated substrings of -k."""
+    keys = args.k.split(",")
+    mods = (globals(), vars(dirmode_tests), vars(restore_tests), vars(pg_tests), vars(app_tests))
+    return [(n[2:], f) for mod in mods for n, f in mod.items()
+            if n.startswith("t_") and callable(f) and any(k in n for k in keys)]
+
+
+def cleanup(keep_work):
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            if line.split()[1].startswith(os.path.realpath(H.WORK)):
+                subprocess.run(["umount", "-l", line.split()[1]], stderr=subprocess.DEVNULL)
+    if not keep_work:
+        shutil.rmtree(H.WORK, ignore_errors=True)
+
+
+def run_one(name, fn, default_timeout, thread_errors, abandon):
+    """Runs one test; returns None when it passed, else why it failed.  An
+    exception in any thread during the test fails it too."""
+    del thread_errors[:]
+    dog = Watchdog(name, getattr(fn, "timeout", default_timeout), abandon)
+    try:
+        with dog:
+            try:
+                fn()
+            finally:
+                signal.alarm(0)
+        why = None
+    except Exception as e:  # a test's own failure or an unexpected error: both fail it
+        why = str(e) if isinstance(e, Failure) else traceback.format_exc(limit=3)
+    if dog.fired:
+        timed_out = "timed out after %d s" % dog.seconds
+        why = timed_out if why == timed_out else "%s (then: %s)" % (timed_out, why)
+    if thread_errors:
+        why = "%san exception in a thread: %s" % (why + "; " if why else "", " | ".join(thread_errors[:3]))
+    return why
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--archfs", required=True)
     ap.add_argument("--work")
-    ap.add_argument("-k", default="")
+    ap.add_argument("-k", default="", help="run the tests whose names contain one of these comma-separated substrings")
+    ap.add_argument("--timeout", type=int, default=H.DEFAULT_TIMEOUT, help="seconds per test unless it declares more")
     args = ap.parse_args()
     H.ARCHFS = os.path.abspath(args.archfs)
     H.WORK = args.work or tempfile.mkdtemp(prefix="archfs-it-")
     os.makedirs(H.WORK, exist_ok=True)
-    tests = [(n[2:], f) for mod in (globals(), vars(dirmode_tests), vars(restore_tests), vars(pg_tests), vars(app_tests)) for n, f in mod.items()
-             if n.startswith("t_") and callable(f) and args.k in n]
+    tests = selected(args)
     passed = failed = 0
+    thread_errors = []
+
+    def on_thread_exception(a):
+        if a.exc_type is not SystemExit:
+            thread_errors.append("%s: %s" % (a.thread.name if a.thread else "a thread", H.describe(a.exc_value)))
+        threading.__excepthook__(a)
+    threading.excepthook = on_thread_exception
+
+    def abandon(name, why):  # from the watchdog thread: the main thread is stuck for good
+        print("FAIL %s: %s" % (name, why), flush=True)
+        cleanup(args.work)
+        left = len(tests) - passed - failed - 1
+        print("ABANDONED: the run stops here; the %d tests not run count as failed" % left, flush=True)
+        print("%d passed, %d failed" % (passed, failed + 1 + left), flush=True)
+        os._exit(1)
     try:
         for name, fn in tests:
             t0 = time.time()
-            try:
-                fn()
+            why = run_one(name, fn, args.timeout, thread_errors, abandon)
+            if why is None:
                 passed += 1
                 print("PASS %s (%.1fs)" % (name, time.time() - t0), flush=True)
-            except Exception as e:  # a test's own failure or an unexpected error: both fail it
+            else:
                 failed += 1
-                detail = str(e) if isinstance(e, Failure) else traceback.format_exc(limit=3)
-                print("FAIL %s: %s" % (name, detail), flush=True)
+                print("FAIL %s: %s" % (name, why), flush=True)
     finally:
-        with open("/proc/self/mounts") as f:
-            for line in f:
-                if line.split()[1].startswith(os.path.realpath(H.WORK)):
-                    subprocess.run(["umount", "-l", line.split()[1]], stderr=subprocess.DEVNULL)
-        if not args.work:
-            shutil.rmtree(H.WORK, ignore_errors=True)
+        cleanup(args.work)
     print("%d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed else 0)
 
