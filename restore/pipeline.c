@@ -58,14 +58,24 @@ static enum afs_err read_entry(struct afs_job *j, uint32_t id, char *buf)
 	return err;
 }
 
+/* True for the entries of the backup format, which a restore reads. */
+static bool part_of_backup(const char *path)
+{
+	return strcmp(path, "manifest.json") == 0 || strcmp(path, "settings.json") == 0 ||
+	       strcmp(path, "db.sqlite") == 0 || strcmp(path, "db.dump") == 0 || strncmp(path, "uploads/", 8) == 0;
+}
+
 /* Checks every entry's CRC-32 (the dump's is checked as the backend reads
- * it) and that nothing under uploads/ is other than a file or directory. */
+ * it) and that nothing under uploads/ is other than a file or directory.
+ * An entry that cannot be decoded (encrypted, an unknown method) refuses
+ * the restore when it is part of the backup, else is passed over. */
 static enum afs_err verify_entries(struct afs_job *j, bool backend_reads_dump)
 {
 	const struct afs_index *ix = j->cur_index;
 	uint64_t total = 0, files = 0;
+	uint32_t passed = 0;
 	enum afs_err err = AFS_OK;
-	char *buf;
+	char *buf, why[160];
 
 	for (uint32_t id = 1; id < afs_index_count(ix); id++) {
 		const struct afs_node *n = afs_index_node(ix, id);
@@ -74,15 +84,25 @@ static enum afs_err verify_entries(struct afs_job *j, bool backend_reads_dump)
 		if (strncmp(path, "uploads/", 8) == 0 && !S_ISREG(n->mode) && !S_ISDIR(n->mode))
 			return afs_job_fail(j, AFS_E_BADNAME, "%s in the archive is a %s: refusing to restore it", path,
 					    S_ISLNK(n->mode) ? "symlink" : "special file");
-		if (!S_ISDIR(n->mode))
+		if (!S_ISDIR(n->mode) && !afs_stream_decodable(n, why, sizeof(why))) {
+			if (part_of_backup(path))
+				return afs_job_fail(j, AFS_E_UNSUPPORTED, "%s in the archive is %s: refusing to restore it",
+						    path, why);
+			if (passed++ < 8)
+				afs_job_log(j, "%s in the archive is %s: not part of a backup, passed over", path, why);
+		} else if (!S_ISDIR(n->mode)) {
 			total += n->size;
+		}
 	}
+	if (passed > 8)
+		afs_job_log(j, "%u more entries that cannot be decoded, not part of a backup, passed over", passed - 8);
 	afs_job_phase_bytes(j, total);
 	buf = malloc(READ_CHUNK);
 	if (!buf)
 		return afs_job_fail(j, AFS_E_NOMEM, "out of memory");
 	for (uint32_t id = 1; id < afs_index_count(ix) && err == AFS_OK; id++) {
-		if (S_ISDIR(afs_index_node(ix, id)->mode) || (backend_reads_dump && id == j->dump))
+		if (S_ISDIR(afs_index_node(ix, id)->mode) || (backend_reads_dump && id == j->dump) ||
+		    !afs_stream_decodable(afs_index_node(ix, id), NULL, 0))
 			continue;
 		err = read_entry(j, id, buf);
 		files++;

@@ -5,6 +5,7 @@
  * Thread safety: libzip objects are not thread-safe, so every libzip call
  * below runs under a->lock.  Raw reads hold the lock only while libzip
  * copies compressed bytes out of the file; inflating happens outside it.
+ * A decoded stream's read holds it while libzip decodes one chunk.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +35,8 @@ struct afs_raw {
 	struct afs_archive *a;
 	zip_file_t *file;
 	uint64_t index;
+	bool decoded;  /* libzip decodes (afs_raw_open_decoded()) */
+	char why[96];  /* afs_raw_why() */
 };
 
 static enum afs_err map_zip_error(int ze)
@@ -344,6 +347,7 @@ enum afs_err afs_archive_entry(struct afs_archive *a, uint64_t i, struct afs_ent
 	out->crc = (st.valid & ZIP_STAT_CRC) ? st.crc : 0;
 	out->method = (st.valid & ZIP_STAT_COMP_METHOD) ? (uint16_t)st.comp_method : AFS_METHOD_STORE;
 	out->encrypted = (st.valid & ZIP_STAT_ENCRYPTION_METHOD) && st.encryption_method != ZIP_EM_NONE;
+	out->encryption = out->encrypted ? st.encryption_method : ZIP_EM_NONE;
 	if (!ext_mtime(a->zip, i, &out->mtime))
 		out->mtime = (st.valid & ZIP_STAT_MTIME) ? (int64_t)st.mtime : 0;
 	if (zip_file_get_external_attributes(a->zip, i, 0, &opsys, &attr) == 0) {
@@ -357,7 +361,52 @@ out:
 	return err;
 }
 
-enum afs_err afs_raw_open(struct afs_archive *a, uint64_t i, struct afs_raw **out)
+const char *afs_method_name(uint16_t m)
+{
+	switch (m) {
+	case ZIP_CM_STORE: return "store";
+	case ZIP_CM_SHRINK: return "shrink";
+	case ZIP_CM_REDUCE_1:
+	case ZIP_CM_REDUCE_2:
+	case ZIP_CM_REDUCE_3:
+	case ZIP_CM_REDUCE_4: return "reduce";
+	case ZIP_CM_IMPLODE: return "implode";
+	case ZIP_CM_DEFLATE: return "deflate";
+	case ZIP_CM_DEFLATE64: return "deflate64";
+	case ZIP_CM_PKWARE_IMPLODE: return "pkware-implode";
+	case ZIP_CM_BZIP2: return "bzip2";
+	case ZIP_CM_LZMA: return "lzma";
+	case ZIP_CM_TERSE: return "terse";
+	case ZIP_CM_LZ77: return "lz77";
+	case ZIP_CM_LZMA2: return "lzma2";
+	case 93: return "zstd"; /* ZIP_CM_ZSTD, from libzip 1.8 */
+	case ZIP_CM_XZ: return "xz";
+	case ZIP_CM_JPEG: return "jpeg";
+	case ZIP_CM_WAVPACK: return "wavpack";
+	case ZIP_CM_PPMD: return "ppmd";
+	case 99: return "aes"; /* WinZip AES without its extra field */
+	}
+	return NULL;
+}
+
+const char *afs_encryption_name(uint16_t e)
+{
+	switch (e) {
+	case ZIP_EM_TRAD_PKWARE: return "ZipCrypto";
+	case ZIP_EM_AES_128: return "AES-128";
+	case ZIP_EM_AES_192: return "AES-192";
+	case ZIP_EM_AES_256: return "AES-256";
+	}
+	return e >= 0x6600 && e < 0x6900 ? "PKWARE strong encryption" : "an unknown encryption";
+}
+
+bool afs_method_decodable(uint16_t m)
+{
+	return m == AFS_METHOD_STORE || m == AFS_METHOD_DEFLATE || (m != ZIP_CM_DEFLATE64 && zip_compression_method_supported(m, 0));
+}
+
+/* Opens entry i with libzip's flags (ZIP_FL_COMPRESSED: the raw bytes). */
+static enum afs_err raw_open(struct afs_archive *a, uint64_t i, zip_flags_t flags, struct afs_raw **out)
 {
 	struct afs_raw *r;
 	enum afs_err err = AFS_OK;
@@ -370,8 +419,9 @@ enum afs_err afs_raw_open(struct afs_archive *a, uint64_t i, struct afs_raw **ou
 		return AFS_E_NOMEM;
 	r->a = a;
 	r->index = i;
+	r->decoded = !(flags & ZIP_FL_COMPRESSED);
 	pthread_mutex_lock(&a->lock);
-	r->file = zip_fopen_index(a->zip, i, ZIP_FL_COMPRESSED);
+	r->file = zip_fopen_index(a->zip, i, flags);
 	if (!r->file)
 		err = map_zip_error(zip_error_code_zip(zip_get_error(a->zip)));
 	pthread_mutex_unlock(&a->lock);
@@ -383,16 +433,57 @@ enum afs_err afs_raw_open(struct afs_archive *a, uint64_t i, struct afs_raw **ou
 	return AFS_OK;
 }
 
+enum afs_err afs_raw_open(struct afs_archive *a, uint64_t i, struct afs_raw **out)
+{
+	return raw_open(a, i, ZIP_FL_COMPRESSED, out);
+}
+
+enum afs_err afs_raw_open_decoded(struct afs_archive *a, uint64_t i, struct afs_raw **out)
+{
+	return raw_open(a, i, 0, out);
+}
+
+const char *afs_raw_why(const struct afs_raw *r)
+{
+	return r->why;
+}
+
+/* The error of a failed zip_fread() on r (the archive's mutex held): what
+ * it found in r->why, and the error for it.  A decoded stream's data
+ * errors (libzip's CRC-32 and size checks at the end, a decoder's
+ * complaint) are corrupt data. */
+static enum afs_err read_failed(struct afs_raw *r)
+{
+	zip_error_t *ze = zip_file_get_error(r->file);
+
+	switch (zip_error_code_zip(ze)) {
+	case ZIP_ER_CRC:
+		snprintf(r->why, sizeof(r->why), "CRC-32 mismatch");
+		return AFS_E_CORRUPT;
+	case ZIP_ER_INCONS:
+		snprintf(r->why, sizeof(r->why), "the decoded data is not of the size the archive states");
+		return r->decoded ? AFS_E_CORRUPT : map_zip_error(ZIP_ER_INCONS);
+	case ZIP_ER_COMPRESSED_DATA:
+		snprintf(r->why, sizeof(r->why), "malformed compressed data");
+		return AFS_E_CORRUPT;
+	default:
+		snprintf(r->why, sizeof(r->why), "%s", zip_error_strerror(ze));
+		return map_zip_error(zip_error_code_zip(ze));
+	}
+}
+
 enum afs_err afs_raw_read(struct afs_raw *r, void *buf, size_t len, size_t *got)
 {
 	zip_int64_t n;
 	enum afs_err err = AFS_OK;
 
 	*got = 0;
+	if (r->decoded && len > AFS_RAW_DECODED_CHUNK)
+		len = AFS_RAW_DECODED_CHUNK;
 	pthread_mutex_lock(&r->a->lock);
 	n = zip_fread(r->file, buf, len);
 	if (n < 0)
-		err = map_zip_error(zip_error_code_zip(zip_file_get_error(r->file)));
+		err = read_failed(r);
 	pthread_mutex_unlock(&r->a->lock);
 	if (err == AFS_OK)
 		*got = (size_t)n;
@@ -403,7 +494,7 @@ enum afs_err afs_raw_seek(struct afs_raw *r, uint64_t off)
 {
 	enum afs_err err = AFS_OK;
 
-	if (off > INT64_MAX)
+	if (off > INT64_MAX || r->decoded)
 		return AFS_E_INVAL;
 	pthread_mutex_lock(&r->a->lock);
 	if (zip_fseek(r->file, (zip_int64_t)off, SEEK_SET) != 0)

@@ -2,13 +2,15 @@
 /* The ZIP reader: the only module that talks to libzip.
  *
  * It opens an archive once, reports each central-directory entry as a plain
- * value, and hands out raw (still compressed) byte streams of entries.
+ * value, and hands out raw (still compressed) byte streams of entries, and
+ * decoded ones for the methods only libzip decodes (bzip2, ...).
  *
  * Thread safety: a libzip archive is not thread-safe, so every libzip call
  * made through this module holds the archive's mutex.  Raw streams of
  * different entries may be used from different threads at once; each call
  * holds the mutex only for the copy out of the archive file, never while the
- * caller inflates.  One afs_raw must not be used by two threads at once.
+ * caller inflates (a decoded stream's call: for one chunk of libzip's
+ * decoding).  One afs_raw must not be used by two threads at once.
  */
 #ifndef AFS_ARCHIVE_H
 #define AFS_ARCHIVE_H
@@ -18,7 +20,8 @@
 #include <stdbool.h>
 #include "err.h"
 
-/* ZIP compression methods archfs reads. */
+/* ZIP compression methods archfs decodes itself; afs_method_decodable()
+ * says which others libzip decodes. */
 #define AFS_METHOD_STORE 0
 #define AFS_METHOD_DEFLATE 8
 
@@ -32,7 +35,23 @@ struct afs_entry_info {
 	uint32_t mode;      /* Unix st_mode from the external attributes; 0 when the archive gives none */
 	uint16_t method;    /* compression method */
 	bool encrypted;
+	uint16_t encryption; /* the encryption method (libzip's ZIP_EM_*), 0 when not encrypted */
 };
+
+/* The name of compression method m as archfs shows it ("store", "deflate",
+ * "bzip2", "lzma", "xz", "zstd", "deflate64", ...), or NULL for a number
+ * it does not know. */
+const char *afs_method_name(uint16_t m);
+
+/* The name of encryption method e ("ZipCrypto", "AES-256", ...); never NULL. */
+const char *afs_encryption_name(uint16_t e);
+
+/* True when archfs can decode method m: store and deflate itself, the
+ * others through the decoders of the libzip it runs with (Debian 12's
+ * libzip 1.7.3: bzip2 only, being built without liblzma and libzstd;
+ * libzip 1.8 or later built with them adds LZMA, XZ and zstd).  Never
+ * Deflate64, which libzip does not decode. */
+bool afs_method_decodable(uint16_t m);
 
 struct afs_archive;
 
@@ -83,6 +102,21 @@ enum afs_err afs_raw_seek(struct afs_raw *r, uint64_t off);
 
 /* Closes the stream; NULL is a no-op. */
 void afs_raw_close(struct afs_raw *r);
+
+/* A stream of entry i's uncompressed content as libzip's own decoders give
+ * it (for an unencrypted entry whose method afs_method_decodable() accepts),
+ * from offset 0 on and forward only: afs_raw_seek() fails on it.  Each
+ * afs_raw_read() of it decodes at most AFS_RAW_DECODED_CHUNK bytes, holding
+ * the archive's mutex for that chunk only, so that reads of other entries
+ * interleave.  libzip checks the CRC-32 and the size when a read finds the
+ * end of the data (the read that returns 0 bytes): a mismatch, like
+ * malformed compressed data, is AFS_E_CORRUPT; afs_raw_why() says which. */
+#define AFS_RAW_DECODED_CHUNK (32 * 1024)
+enum afs_err afs_raw_open_decoded(struct afs_archive *a, uint64_t i, struct afs_raw **out);
+
+/* What the last failed call on r found ("CRC-32 mismatch", "malformed
+ * compressed data", libzip's message otherwise); "" before any failure. */
+const char *afs_raw_why(const struct afs_raw *r);
 
 /* A ZIP writer, for the pre-restore snapshots (entries deflated at level 1:
  * a snapshot is written while the operator waits).  The path holds an empty

@@ -280,10 +280,6 @@ static enum afs_err add_entry(struct builder *b, uint64_t i, const struct afs_en
 
 	if (afs_index_check_name(e->name) != AFS_OK)
 		return fail(b, AFS_E_BADNAME, e->name, "unsafe name (absolute, '..', '.', empty or overlong component)");
-	if (e->encrypted)
-		return fail(b, AFS_E_UNSUPPORTED, e->name, "encrypted entries are not supported");
-	if (!is_dir && e->method != AFS_METHOD_STORE && e->method != AFS_METHOD_DEFLATE)
-		return fail(b, AFS_E_UNSUPPORTED, e->name, "unsupported compression method");
 	if (e->name[len - 1] == '/')
 		len--;
 	err = add_parents(b, e->name, len, &parent);
@@ -306,6 +302,7 @@ static enum afs_err add_entry(struct builder *b, uint64_t i, const struct afs_en
 	n->mode = shown_mode(e->mode, is_dir);
 	n->mtime = e->mtime;
 	n->method = e->method;
+	n->encryption = e->encryption;
 	if (!is_dir) {
 		n->size = e->size;
 		n->comp_size = e->comp_size;

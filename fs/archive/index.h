@@ -31,14 +31,16 @@ struct afs_node {
 	uint16_t base;         /* offset of the last component within the path */
 	uint16_t mode;         /* st_mode: type and permission bits, as archfs shows them */
 	uint16_t method;       /* compression method of the entry */
+	uint16_t encryption;   /* its encryption method, 0 when none (archfs has no password) */
 };
 
 struct afs_index;
 
 /* Builds the tree of every entry of a.  Fails, leaving *out NULL, on the
- * first unsafe name (AFS_E_BADNAME), clashing names (AFS_E_CONFLICT),
- * encrypted entries or unknown methods (AFS_E_UNSUPPORTED); msg then names
- * the entry.  The index does not keep a reference to a. */
+ * first unsafe name (AFS_E_BADNAME) or clashing names (AFS_E_CONFLICT);
+ * msg then names the entry.  Encrypted entries and entries of any
+ * compression method are listed (stream.h says which can be read).  The
+ * index does not keep a reference to a. */
 enum afs_err afs_index_build(struct afs_archive *a, struct afs_index **out, char *msg, size_t msglen);
 
 /* Frees the index; NULL is a no-op. */

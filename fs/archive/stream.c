@@ -2,9 +2,10 @@
 /* Entry content at any offset: stored entries by seeking the raw bytes,
  * deflated entries by inflating forward (the fast decoder, from offset 0
  * on) or, for a read that jumps, from the nearest seek point (zlib, see
- * seekidx.h); never holding a whole entry.  A stream opened with a
- * registry counts its decoders in the registry's pool (decpool.h), which
- * may free them between reads. */
+ * seekidx.h); entries of the other methods libzip decodes (bzip2, ...)
+ * through libzip, forward, one pass from offset 0 at a time; never holding
+ * a whole entry.  A stream opened with a registry counts its decoders in
+ * the registry's pool (decpool.h), which may free them between reads. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -21,18 +22,27 @@
 #define IN_BUF (64 * 1024)
 #define SKIP_BUF (32 * 1024)
 
+/* How a stream gets its entry's content. */
+enum path {
+	PATH_STORE,   /* the raw bytes */
+	PATH_DEFLATE, /* inflated here */
+	PATH_LIBZIP,  /* decoded by libzip (afs_raw_open_decoded()) */
+	PATH_NONE,    /* encrypted, or a method nothing here decodes: reads fail */
+};
+
 struct afs_stream {
 	struct afs_archive *a;
 	uint32_t entry;
 	uint16_t method;
+	enum path path;
 	uint64_t size;
 	uint32_t crc_expected;
-	struct afs_raw *raw;   /* opened on first read */
+	struct afs_raw *raw;   /* opened on first read (PATH_LIBZIP: decoded) */
 	uint64_t pos;          /* offset the raw stream / inflater is at */
 	uint32_t crc;          /* CRC-32 of [0, crc_pos) */
 	uint64_t crc_pos;
 	enum afs_err err;      /* sticky: once a read fails, every later read fails alike */
-	char why[128];         /* what the first failed read found; "" until then */
+	char why[128];         /* what the first failed read found (PATH_NONE: will find); "" until then */
 	bool past_eof;         /* the archive file is too short for the entry's data */
 	bool dec_end;            /* the deflate stream has ended */
 	bool raw_eof;
@@ -124,6 +134,12 @@ enum afs_err afs_stream_open_shared(struct afs_archive *a, const struct afs_inde
 	s->a = a;
 	s->entry = n->entry;
 	s->method = n->method;
+	if (!afs_stream_decodable(n, s->why, sizeof(s->why))) /* why: for its reads */
+		s->path = PATH_NONE;
+	else if (n->method == AFS_METHOD_STORE || n->method == AFS_METHOD_DEFLATE)
+		s->path = n->method == AFS_METHOD_STORE ? PATH_STORE : PATH_DEFLATE;
+	else
+		s->path = PATH_LIBZIP;
 	s->size = n->size;
 	s->crc_expected = n->crc;
 	s->reg = reg;
@@ -407,6 +423,76 @@ static enum afs_err deflate_read(struct afs_stream *s, unsigned char *buf, size_
 	return AFS_OK;
 }
 
+/* Reads exactly len bytes of the libzip pass at s->pos into out (len may
+ * not pass the entry's end).  At the entry's end, reads on to libzip's end
+ * of the data, where libzip checks its size and CRC-32. */
+static enum afs_err libzip_fill(struct afs_stream *s, unsigned char *out, size_t len)
+{
+	const char *name = afs_method_name(s->method) ? afs_method_name(s->method) : "compressed";
+	unsigned char extra;
+	enum afs_err err = AFS_OK;
+	size_t done = 0, n = 0;
+
+	while (done < len && err == AFS_OK) {
+		err = afs_raw_read(s->raw, out + done, len - done, &n);
+		if (err == AFS_OK && n == 0) {
+			snprintf(s->why, sizeof(s->why), "%s data ends before the size the archive states", name);
+			return AFS_E_CORRUPT;
+		}
+		done += n;
+	}
+	if (err == AFS_OK && (s->pos += len) == s->size) {
+		err = afs_raw_read(s->raw, &extra, 1, &n);
+		if (err == AFS_OK && n > 0) {
+			snprintf(s->why, sizeof(s->why), "%s data runs past the size the archive states", name);
+			return AFS_E_CORRUPT;
+		}
+	}
+	if (err != AFS_OK && err != AFS_E_NOMEM)
+		snprintf(s->why, sizeof(s->why), "%s (%s data, decoded by libzip)", afs_raw_why(s->raw), name);
+	return err;
+}
+
+/* Entries only libzip decodes: one pass from offset 0, skipping forward to
+ * off; a read behind the pass starts a new one (libzip's decoders cannot
+ * seek).  The pass counts as one decoder in the pool. */
+static enum afs_err libzip_read(struct afs_stream *s, unsigned char *buf, size_t len, uint64_t off, size_t *got)
+{
+	enum afs_err err;
+
+	if (s->raw && off < s->pos) {
+		afs_raw_close(s->raw);
+		s->raw = NULL;
+	}
+	if (!s->in) { /* no decoder held: none yet, or evicted */
+		take(s);
+		s->in = afs_decmem_alloc(IN_BUF + SKIP_BUF);
+		if (!s->in) {
+			drop(s);
+			return AFS_E_NOMEM;
+		}
+	}
+	if (!s->raw) {
+		err = afs_raw_open_decoded(s->a, s->entry, &s->raw);
+		if (err != AFS_OK)
+			return err;
+		s->pos = 0;
+	}
+	for (err = AFS_OK; s->pos < off && err == AFS_OK;) { /* skip forward */
+		uint64_t gap = off - s->pos;
+		err = libzip_fill(s, s->in, gap < IN_BUF + SKIP_BUF ? (size_t)gap : IN_BUF + SKIP_BUF);
+	}
+	if (err == AFS_OK)
+		err = libzip_fill(s, buf, len);
+	if (err == AFS_OK) {
+		*got = len;
+	} else { /* where libzip stands is unknown: a retry (after AFS_E_NOMEM) starts a new pass */
+		afs_raw_close(s->raw);
+		s->raw = NULL;
+	}
+	return err;
+}
+
 /* afs_stream_pread() with s safe from eviction. */
 static enum afs_err pread_entered(struct afs_stream *s, void *buf, size_t len, uint64_t off, size_t *got)
 {
@@ -420,12 +506,16 @@ static enum afs_err pread_entered(struct afs_stream *s, void *buf, size_t len, u
 		s->err = corrupt(s, "its data would lie past the end of the archive file");
 		return s->err;
 	}
+	if (s->path == PATH_NONE) /* s->why says why since the open */
+		return s->err = AFS_E_UNSUPPORTED;
 	if (len > s->size - off)
 		len = (size_t)(s->size - off);
-	if (s->method == AFS_METHOD_STORE)
+	if (s->path == PATH_STORE)
 		err = stored_read(s, buf, len, off, got);
-	else
+	else if (s->path == PATH_DEFLATE)
 		err = deflate_read(s, buf, len, off, got);
+	else
+		err = libzip_read(s, buf, len, off, got);
 	if (err != AFS_OK) {
 		*got = 0;
 		if (err != AFS_E_NOMEM) /* a decoder or raw stream left mid-way is not reused */
@@ -450,4 +540,23 @@ enum afs_err afs_stream_pread(struct afs_stream *s, void *buf, size_t len, uint6
 const char *afs_stream_error(const struct afs_stream *s, enum afs_err err)
 {
 	return s && err != AFS_OK && err == s->err && s->why[0] ? s->why : afs_strerror(err);
+}
+
+bool afs_stream_decodable(const struct afs_node *n, char *why, size_t whylen)
+{
+	const char *name = afs_method_name(n->method);
+
+	if (n->encryption != 0) {
+		if (why)
+			snprintf(why, whylen, "encrypted (%s), and archfs has no password", afs_encryption_name(n->encryption));
+		return false;
+	}
+	if (!afs_method_decodable(n->method)) {
+		if (why && name)
+			snprintf(why, whylen, "compressed with %s (method %u), which archfs cannot decode", name, n->method);
+		else if (why)
+			snprintf(why, whylen, "compressed with method %u, which archfs does not know", n->method);
+		return false;
+	}
+	return true;
 }

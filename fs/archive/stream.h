@@ -5,6 +5,16 @@
  * point (seekidx.h: about one span to inflate) for a read that jumps back
  * or more than a span ahead.  Nothing is loaded whole into memory.
  *
+ * Other methods: an entry that libzip decodes (afs_method_decodable():
+ * bzip2 with Debian 12's libzip) is read through libzip's decoder in one
+ * forward pass; a read ahead of the pass decodes and drops the bytes
+ * between, a read behind it starts a new pass from offset 0 (libzip's
+ * decoders keep no seek points: random access costs up to a whole pass).
+ * libzip checks the CRC-32 and size when a pass reaches the end of the
+ * entry.  An encrypted entry, or one of a method nothing here decodes
+ * (Deflate64, ...), opens, but every read of its content fails with
+ * AFS_E_UNSUPPORTED (EOPNOTSUPP), afs_stream_error() saying why.
+ *
  * CRC-32: the stream tracks the checksum of the bytes its sequential pass
  * has produced in order from offset 0.  When that pass reaches the end of
  * the entry and the checksum differs from the archive's, the read returns
@@ -14,7 +24,8 @@
  * the seek points, and still checks the CRC-32 at its end.
  *
  * Memory: a stream keeps at most two decoders between reads (the
- * sequential one and the one resumed at seek points, at most 210 KiB each),
+ * sequential one and the one resumed at seek points, at most 210 KiB each;
+ * libzip's, one, counted as one: bzip2's takes up to 3.6 MiB),
  * and a stream opened with a registry counts them in the registry's
  * decoder pool (decpool.h): past the pool's cap, the least recently used
  * idle stream's decoders are freed, and its next read starts again from
@@ -29,12 +40,14 @@
 #ifndef AFS_STREAM_H
 #define AFS_STREAM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "err.h"
 
 struct afs_archive;
 struct afs_index;
+struct afs_node;
 struct afs_seekreg;
 
 struct afs_stream;
@@ -53,7 +66,8 @@ enum afs_err afs_stream_open_shared(struct afs_archive *a, const struct afs_inde
 /* Reads up to len bytes at off into buf; *got < len only at the end of the
  * entry.  On error *got is 0.  Every error but AFS_E_NOMEM is sticky: a
  * stream whose read failed (corrupt data, a checksum mismatch, an entry
- * whose data lies past the end of the file, a failed read of the archive)
+ * whose data lies past the end of the file, a failed read of the archive,
+ * an entry it cannot decode)
  * returns the same error from then on, at any offset; open a new stream to
  * try again. */
 enum afs_err afs_stream_pread(struct afs_stream *s, void *buf, size_t len, uint64_t off, size_t *got);
@@ -67,5 +81,12 @@ const char *afs_stream_error(const struct afs_stream *s, enum afs_err err);
 
 /* Closes the stream; NULL is a no-op. */
 void afs_stream_close(struct afs_stream *s);
+
+/* True when the content of node n (a file or symlink) can be read: false
+ * for an encrypted entry or a compression method nothing here decodes,
+ * whose reads fail with AFS_E_UNSUPPORTED.  Then, when why is not NULL, it
+ * receives the reason, naming the method or the encryption ("compressed
+ * with deflate64 (method 9), which archfs cannot decode"). */
+bool afs_stream_decodable(const struct afs_node *n, char *why, size_t whylen);
 
 #endif

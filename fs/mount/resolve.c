@@ -289,8 +289,10 @@ enum afs_err afs_place_getxattr(const struct afs_place *pl, const char *name, ch
 		got = snprintf(value, sizeof(value), "%08" PRIx32, n->crc);
 	else if (strcmp(name, "user.archfs.compressed_size") == 0)
 		got = snprintf(value, sizeof(value), "%" PRIu64, n->comp_size);
+	else if (strcmp(name, "user.archfs.method") == 0 && afs_method_name(n->method))
+		got = snprintf(value, sizeof(value), "%s", afs_method_name(n->method));
 	else if (strcmp(name, "user.archfs.method") == 0)
-		got = snprintf(value, sizeof(value), "%s", n->method == AFS_METHOD_STORE ? "store" : "deflate");
+		got = snprintf(value, sizeof(value), "%u", n->method);
 	if (got < 0)
 		return AFS_E_NODATA;
 	*len = (size_t)got;

@@ -105,8 +105,9 @@ enum afs_err afs_place_access(const struct afs_mount *m, const struct afs_place 
 enum afs_err afs_place_may_open(const struct afs_mount *m, const struct afs_place *pl, int flags, uid_t uid);
 
 /* Extended attribute name of pl into buf (size 0: only its length) and its
- * length into *len: user.archfs.crc32, .compressed_size and .method of
- * non-directory index nodes.  AFS_E_NODATA for anything else,
+ * length into *len: user.archfs.crc32, .compressed_size and .method (the
+ * method's name, afs_method_name(), or its number) of non-directory index
+ * nodes.  AFS_E_NODATA for anything else,
  * AFS_E_RANGE when size is too small. */
 enum afs_err afs_place_getxattr(const struct afs_place *pl, const char *name, char *buf, size_t size,
 				size_t *len);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include "index.h"
 #include "job.h"
+#include "stream.h"
 #include "vfiles.h"
 
 static const char *const names[AFS_VF_COUNT] = {
@@ -100,4 +101,24 @@ void afs_vfile_note_shadowed(struct afs_job *j, const struct afs_index *ix)
 		if (afs_index_lookup(ix, path, &id) == AFS_OK)
 			afs_job_note(j, "the archive entry %s is hidden by the control file of the same name", names[v]);
 	}
+}
+
+void afs_vfile_note_undecodable(struct afs_job *j, const struct afs_index *ix)
+{
+	uint32_t more = 0, named = 0;
+	char why[160];
+
+	for (uint32_t id = 1; id < afs_index_count(ix); id++) {
+		const struct afs_node *n = afs_index_node(ix, id);
+
+		if (S_ISDIR(n->mode) || afs_stream_decodable(n, why, sizeof(why)))
+			continue;
+		if (named++ < AFS_VFILE_UNDECODABLE_NAMED)
+			afs_job_note(j, "%s is %s: its reads fail (EOPNOTSUPP)", afs_index_path(ix, id), why);
+		else
+			more++;
+	}
+	if (more > 0)
+		afs_job_note(j, "%u more entries are encrypted or compressed with a method archfs cannot decode: "
+				"their reads fail (EOPNOTSUPP)", more);
 }

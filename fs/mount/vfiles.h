@@ -63,4 +63,11 @@ enum afs_err afs_vfile_control(struct afs_job *j, const char *buf, size_t len);
  * that a virtual file shadows. */
 void afs_vfile_note_shadowed(struct afs_job *j, const struct afs_index *ix);
 
+/* Records a warning in the job for each entry of ix that cannot be read
+ * (encrypted, or of a method nothing here decodes: afs_stream_decodable()),
+ * naming it and why, for the first AFS_VFILE_UNDECODABLE_NAMED of them,
+ * and one more counting the rest: the job's warnings stay few. */
+#define AFS_VFILE_UNDECODABLE_NAMED 8
+void afs_vfile_note_undecodable(struct afs_job *j, const struct afs_index *ix);
+
 #endif

@@ -35,6 +35,7 @@ enum afs_err afs_view_open(const char *path, const struct afs_target *t, struct 
 	if (on_log)
 		afs_job_on_log(v->job, on_log, NULL);
 	afs_vfile_note_shadowed(v->job, v->index);
+	afs_vfile_note_undecodable(v->job, v->index);
 out:
 	if (err != AFS_OK) {
 		afs_view_free(v);

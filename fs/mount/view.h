@@ -33,7 +33,9 @@ struct afs_view {
 };
 
 /* Opens the archive at path (absolute: the daemon leaves the current
- * directory), builds its index and its job restoring into t.  The seek
+ * directory), builds its index and its job restoring into t, with a
+ * warning in the job for each entry a control file shadows or nothing
+ * here can decode (vfiles.h).  The seek
  * registry shares pool's cap; the job's log lines also go to on_log (may
  * be NULL).  t and pool are borrowed and must outlive the view.  On error
  * *out is NULL and msg holds a one-line reason without the path. */

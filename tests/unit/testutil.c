@@ -41,6 +41,11 @@ char *tu_file(const char *name, const void *data, size_t len)
 
 char *tu_zip(const char *name, const struct tu_entry *e, size_t n)
 {
+	return tu_zip_with(name, e, n, NULL, NULL);
+}
+
+char *tu_zip_with(const char *name, const struct tu_entry *e, size_t n, const int *method, const int *encrypt)
+{
 	char *path = tu_file(name, "", 0);
 	int err = 0;
 	zip_t *z = zip_open(path, ZIP_CREATE | ZIP_TRUNCATE, &err);
@@ -64,7 +69,12 @@ char *tu_zip(const char *name, const struct tu_entry *e, size_t n)
 			fprintf(stderr, "zip_file_add %s: %s\n", e[i].name, zip_strerror(z));
 			exit(2);
 		}
-		zip_set_file_compression(z, (zip_uint64_t)idx, e[i].deflate ? ZIP_CM_DEFLATE : ZIP_CM_STORE, 0);
+		zip_set_file_compression(z, (zip_uint64_t)idx,
+					 method ? method[i] : e[i].deflate ? ZIP_CM_DEFLATE : ZIP_CM_STORE, 0);
+		if (encrypt && encrypt[i] && zip_file_set_encryption(z, (zip_uint64_t)idx, (zip_uint16_t)encrypt[i], "secret") != 0) {
+			fprintf(stderr, "zip_file_set_encryption %s: %s\n", e[i].name, zip_strerror(z));
+			exit(2);
+		}
 		zip_file_set_external_attributes(z, (zip_uint64_t)idx, 0, ZIP_OPSYS_UNIX, e[i].mode << 16);
 		if (e[i].mtime)
 			zip_file_set_mtime(z, (zip_uint64_t)idx, (time_t)e[i].mtime, 0);
@@ -111,6 +121,47 @@ int tu_patch_u32(const char *path, uint32_t v, uint32_t mask)
 			x ^= mask;
 			for (int k = 0; k < 4; k++)
 				b[i + k] = (unsigned char)(x >> (8 * k));
+			hits++;
+		}
+	}
+	spit(path, b, len);
+	free(b);
+	return hits;
+}
+
+static uint32_t le(const unsigned char *p, int bytes)
+{
+	uint32_t v = 0;
+
+	for (int k = bytes - 1; k >= 0; k--)
+		v = v << 8 | p[k];
+	return v;
+}
+
+static void put16(unsigned char *p, uint16_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+}
+
+int tu_set_method(const char *path, const char *entry, uint16_t method, uint16_t flags)
+{
+	long len;
+	unsigned char *b = slurp(path, &len);
+	size_t nlen = strlen(entry);
+	int hits = 0;
+
+	for (long i = 0; i + 46 <= len; i++) {
+		if (le(b + i, 4) != 0x02014b50 || le(b + i + 28, 2) != nlen || i + 46 + (long)nlen > len ||
+		    memcmp(b + i + 46, entry, nlen) != 0)
+			continue;
+		long local = (long)le(b + i + 42, 4);
+		put16(b + i + 10, method);
+		put16(b + i + 8, (uint16_t)(le(b + i + 8, 2) | flags));
+		hits++;
+		if (local + 30 <= len && le(b + local, 4) == 0x04034b50) {
+			put16(b + local + 8, method);
+			put16(b + local + 6, (uint16_t)(le(b + local + 6, 2) | flags));
 			hits++;
 		}
 	}

@@ -32,6 +32,18 @@ const char *tu_tmpdir(void);
 /* Writes a ZIP at dir/name with the given entries; returns its path (static buffer per call). */
 char *tu_zip(const char *name, const struct tu_entry *e, size_t n);
 
+/* tu_zip() with entry i compressed with libzip's method[i] (ZIP_CM_*, one
+ * libzip can write) and, when encrypt[i] is not 0, encrypted with libzip's
+ * encryption method encrypt[i] (ZIP_EM_*) under the password "secret".
+ * Either array may be NULL (each entry as tu_zip() writes it). */
+char *tu_zip_with(const char *name, const struct tu_entry *e, size_t n, const int *method, const int *encrypt);
+
+/* Rewrites the compression method of the entry named entry, in its
+ * central-directory record and its local header, to method, and ORs flags
+ * into their general-purpose bit flags (bit 0: encrypted), for methods no
+ * writer here has.  Returns the number of records patched (2). */
+int tu_set_method(const char *path, const char *entry, uint16_t method, uint16_t flags);
+
 /* Flips bit mask in every occurrence of the 4-byte little-endian value v in the file. Returns occurrences. */
 int tu_patch_u32(const char *path, uint32_t v, uint32_t mask);
 
