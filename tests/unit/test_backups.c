@@ -125,12 +125,27 @@ static void opener_start(struct opener *o, struct afs_backups *b, const char *na
 	CHECK(pthread_create(&o->t, NULL, open_main, o) == 0);
 }
 
+static void set_mtime(const char *path, time_t t)
+{
+	struct timeval tv[2] = { { t, 0 }, { t, 0 } };
+
+	CHECK(utimes(path, tv) == 0);
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat st;
+
+	CHECK(stat(path, &st) == 0);
+	return st.st_size;
+}
+
 /* While one archive's open is held in the hook, the listing, stats,
  * latest, a rescan and other archives are served; a second caller for the
  * held archive shares its one open.  Without the fix these calls would
  * wait for the held open forever (and the test time out). */
 static void open_keeps_nothing_waiting(const char *dir, const struct afs_target *target, struct afs_seekreg *pool,
-				       const struct tu_entry *e)
+				       const struct tu_entry *e, const char *copy, const char *copy2)
 {
 	struct afs_backups *b = NULL;
 	struct opener first, second;
@@ -140,20 +155,21 @@ static void open_keeps_nothing_waiting(const char *dir, const struct afs_target 
 	uint64_t count, bytes;
 	char msg[256];
 
-	tu_zip("held.zip", e, 2);
-	tu_zip("other.zip", e, 2);
+	char *held = tu_zip("held.zip", e, 2), *other = tu_zip("other.zip", e, 1); /* a size of its own */
+
+	set_mtime(other, 2000000000); /* the newest: `latest` names it (no timestamps in these names) */
 	CHECK(afs_backups_new(dir, target, pool, NULL, &b, msg, sizeof(msg)) == AFS_OK);
 	gate_init(&g, "held");
 	afs_backups_on_open(b, gate_hook, &g);
 
 	opener_start(&first, b, "held");
 	gate_wait(&g); /* held.zip is being opened now, and stays so */
-	CHECK(strstr(listing(b), "held other") != NULL);
-	CHECK(afs_backups_stat(b, "held", 4, &st) == AFS_OK);
+	CHECK(strcmp(listing(b), "copy copy2 held other") == 0);
+	CHECK(afs_backups_stat(b, "held", 4, &st) == AFS_OK && st.st_size == file_size(held));
 	CHECK(afs_backups_view(b, "other", 5, &v) == AFS_OK && v);
 	afs_backups_totals(b, &count, &bytes);
-	CHECK(count >= 2);
-	CHECK(strcmp(latest(b), "(none)") != 0);
+	CHECK(count == 4 && bytes == (uint64_t)(file_size(copy) + file_size(copy2) + file_size(held) + file_size(other)));
+	CHECK(strcmp(latest(b), "other") == 0);
 	afs_backups_refresh(b);
 	opener_start(&second, b, "held"); /* waits for the first open, or finds its view */
 	gate_open(&g);
@@ -197,13 +213,6 @@ static void open_keeps_nothing_waiting(const char *dir, const struct afs_target 
 	afs_backups_on_open(b, NULL, NULL);
 	afs_backups_free(b);
 	gate_close(&g);
-}
-
-static void set_mtime(const char *path, time_t t)
-{
-	struct timeval tv[2] = { { t, 0 }, { t, 0 } };
-
-	CHECK(utimes(path, tv) == 0);
 }
 
 /* Whether this process has path open (deleted or not). */
@@ -305,7 +314,7 @@ int main(void)
 	CHECK(strcmp(listing(b), "app_backup_20261120_101502 app_backup_20261121_090000 broken") == 0);
 	CHECK(strcmp(latest(b), "app_backup_20261121_090000") == 0); /* by name, not by mtime */
 	afs_backups_totals(b, &count, &bytes);
-	CHECK(count == 3 && bytes > 9);
+	CHECK(count == 3 && bytes == (uint64_t)(file_size(older) + file_size(newer) + 9));
 	CHECK(afs_backups_stat(b, "broken", 6, &st) == AFS_OK && st.st_size == 9);
 	CHECK(afs_backups_stat(b, "brokenX", 6, &st) == AFS_OK); /* only the first len bytes count */
 	CHECK(afs_backups_stat(b, "notes", 5, &st) == AFS_E_NOENT);
@@ -335,7 +344,7 @@ int main(void)
 	CHECK(afs_index_lookup(v2->index, "/uploads/a.txt", &id) == AFS_OK);
 
 	/* a backup without a timestamp in its name, however new, is not the latest */
-	tu_zip("copy.zip", e, 2);
+	char *copy = tu_zip("copy.zip", e, 2);
 	afs_backups_refresh(b);
 	CHECK(afs_backups_stat(b, "copy", 4, &st) == AFS_OK);
 	CHECK(strcmp(latest(b), "zz_backup_20261122_000000") == 0);
@@ -351,7 +360,7 @@ int main(void)
 	afs_backups_free(b);
 	afs_backups_free(NULL);
 
-	open_keeps_nothing_waiting(dir, &target, pool, e);
+	open_keeps_nothing_waiting(dir, &target, pool, e, copy, copy2);
 	gone_archives_close(dir, &target, pool, e);
 
 	b = NULL;

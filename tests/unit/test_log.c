@@ -1,11 +1,68 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of fs/base/log.c: one prefixed line per message, debug only when asked. */
+#undef _FORTIFY_SOURCE /* this file defines syslog() itself (below) */
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 #include "log.h"
 #include "testutil.h"
+
+/* What reached syslog.  This program defines openlog() and syslog(): the
+ * linker binds log.c's calls to these before the C library's, so the test
+ * sees each call as made (priority, format and text) and nothing is sent
+ * to the machine's log.  A fortified log.c calls __syslog_chk() instead:
+ * defined too. */
+static struct {
+	int opens, option, facility;
+	char ident[32];
+	int n;          /* syslog() calls */
+	int prio[8];
+	char text[8][256];
+	bool bad_fmt;   /* a format other than "%s": a message would be read as one */
+} sys;
+
+void openlog(const char *ident, int option, int facility)
+{
+	sys.opens++;
+	snprintf(sys.ident, sizeof(sys.ident), "%s", ident ? ident : "(null)");
+	sys.option = option;
+	sys.facility = facility;
+}
+
+static void record(int prio, const char *fmt, va_list ap)
+{
+	if (strcmp(fmt, "%s") != 0) {
+		sys.bad_fmt = true; /* do not format it: the arguments may not match */
+		return;
+	}
+	if (sys.n < 8) {
+		sys.prio[sys.n] = prio;
+		snprintf(sys.text[sys.n], sizeof(sys.text[0]), "%s", va_arg(ap, const char *));
+	}
+	sys.n++;
+}
+
+void syslog(int prio, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	record(prio, fmt, ap);
+	va_end(ap);
+}
+
+void __syslog_chk(int prio, int flag, const char *fmt, ...);
+void __syslog_chk(int prio, int flag, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	record(prio, fmt, ap);
+	va_end(ap);
+}
 
 /* Runs the logging calls with stderr sent to a file; returns what was written. */
 static char *captured(void (*fn)(void))
@@ -46,6 +103,28 @@ static void to_syslog(void)
 {
 	afs_log_to_syslog();
 	afs_log(AFS_LOG_WARN, "this goes to syslog, not stderr");
+	afs_log(AFS_LOG_ERR, "entry '%s': 100%% %s", "a\nb %s %n", "read");
+	afs_log(AFS_LOG_INFO, "info %d", 1);
+	afs_log(AFS_LOG_DEBUG, "hidden %d", 4);
+	afs_log_set_debug(true);
+	afs_log(AFS_LOG_DEBUG, "shown %d", 5);
+	afs_log_set_debug(false);
+}
+
+/* Detached: every message goes to syslog (ident "archfs", the pid, the
+ * daemon facility) at its level's priority, escaped, with "%s" as the
+ * format; nothing reaches stderr. */
+static void syslog_path(void)
+{
+	CHECK(strcmp(captured(to_syslog), "") == 0);
+	CHECK(sys.opens == 1 && strcmp(sys.ident, "archfs") == 0 && sys.option == LOG_PID &&
+	      sys.facility == LOG_DAEMON);
+	CHECK(!sys.bad_fmt);
+	CHECK(sys.n == 4);
+	CHECK(sys.prio[0] == LOG_WARNING && strcmp(sys.text[0], "this goes to syslog, not stderr") == 0);
+	CHECK(sys.prio[1] == LOG_ERR && strcmp(sys.text[1], "entry 'a\\nb %s %n': 100% read") == 0);
+	CHECK(sys.prio[2] == LOG_INFO && strcmp(sys.text[2], "info 1") == 0);
+	CHECK(sys.prio[3] == LOG_DEBUG && strcmp(sys.text[3], "shown 5") == 0);
 }
 
 static void forged(void)
@@ -98,6 +177,7 @@ int main(void)
 	escapes("csi \xc2\x9b" "2J nbsp \xc2\xa0", "csi \\xc2\\x9b" "2J nbsp \xc2\xa0");
 	escapes("bad \xff\xc2 utf-8", "bad \xff\xc2 utf-8");
 	escapes("", "");
-	CHECK(strcmp(captured(to_syslog), "") == 0);
+	CHECK(sys.opens == 0 && sys.n == 0); /* stderr until detached */
+	syslog_path();
 	return tu_done("log");
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include "proc.h"
@@ -17,9 +18,11 @@ struct seen {
 	char *lines[MAXLINES];
 	size_t n;
 	size_t bytes;  /* total length of all lines */
-	double start;  /* for the cancel callback */
-	double after;  /* cancel this many seconds after start (0: never) */
+	/* the cancel callbacks */
 	int polls;
+	long ready;          /* a line "ready [N]" was seen: -1 before, else N (0 if none) */
+	double cancelled_at; /* when cancel_when_ready() first said yes */
+	const char *flag;    /* never_cancel(): created at the third poll */
 	/* the input callback: total bytes to give, given so far */
 	size_t in_total, in_given;
 	int in_fail;
@@ -37,17 +40,39 @@ static void on_line(void *ctx, const char *line)
 {
 	struct seen *s = ctx;
 
+	if (strncmp(line, "ready", 5) == 0)
+		s->ready = atol(line + 5);
 	s->bytes += strlen(line);
 	if (s->n < MAXLINES)
 		s->lines[s->n++] = strdup(line);
 }
 
-static bool cancel_later(void *ctx)
+/* Cancels once the child has said "ready": no guess at how long it takes
+ * to start. */
+static bool cancel_when_ready(void *ctx)
 {
 	struct seen *s = ctx;
 
 	s->polls++;
-	return s->after > 0 && now() - s->start >= s->after;
+	if (s->ready >= 0 && s->cancelled_at == 0)
+		s->cancelled_at = now();
+	return s->ready >= 0;
+}
+
+/* Never cancels; creates s->flag at the third poll, which the child waits
+ * for: it ends only if it is polled while it prints nothing. */
+static bool never_cancel(void *ctx)
+{
+	struct seen *s = ctx;
+
+	if (++s->polls == 3) {
+		FILE *f = fopen(s->flag, "w");
+
+		CHECK(f != NULL);
+		if (f)
+			fclose(f);
+	}
+	return false;
 }
 
 static enum afs_err give(void *ctx, void *buf, size_t len, size_t *got)
@@ -74,19 +99,24 @@ static enum afs_err endless(void *ctx, void *buf, size_t len, size_t *got)
 	return AFS_OK;
 }
 
-/* Runs argv with o's cancel callback firing 0.3 s in; checks that the run
- * ended cancelled and returns the seconds it took. */
-static double run_cancelled(struct afs_proc_opts *o, struct seen *s, const char *const *argv)
+/* Runs argv, cancelled as soon as it says "ready"; checks that the run
+ * ended cancelled and returns the wait status of the (first) command. */
+static int run_cancelled(struct afs_proc_opts *o, struct seen *s, const char *const *argv)
 {
 	char tail[256];
 	int status = -1;
 
 	o->argv = argv;
 	o->ctx = s;
-	s->after = 0.3;
-	s->start = now();
+	o->cancelled = cancel_when_ready;
+	s->ready = -1;
 	CHECK(afs_proc_run(o, &status, tail, sizeof(tail)) == AFS_E_CANCELLED);
-	return now() - s->start;
+	return status;
+}
+
+static bool killed_by(int status, int sig)
+{
+	return WIFSIGNALED(status) && WTERMSIG(status) == sig;
 }
 
 static int saw(const struct seen *s, const char *line)
@@ -110,7 +140,6 @@ int main(void)
 	struct afs_proc_opts o;
 	char tail[256];
 	int status = -1;
-	double t0, t;
 
 	/* ---- exit status, stdout and stderr lines, tail */
 	const char *const fail3[] = { "/bin/sh", "-c", "echo one; echo two >&2; exit 3", NULL };
@@ -226,31 +255,51 @@ int main(void)
 	reset(&s);
 
 	/* ---- cancellation: SIGTERM at once */
-	const char *const sleep30[] = { "sleep", "30", NULL };
-	o.cancelled = cancel_later;
-	t = run_cancelled(&o, &s, sleep30);
-	CHECK(t >= 0.25 && t < 3.0);
-	CHECK(s.polls >= 2);
+	const char *const sleep30[] = { "/bin/sh", "-c", "echo ready; exec sleep 30", NULL };
+	CHECK(killed_by(run_cancelled(&o, &s, sleep30), SIGTERM));
+	CHECK(s.polls >= 2); /* before "ready", and after */
 	reset(&s);
 
-	/* ... and SIGKILL two seconds later for a child that ignores SIGTERM */
-	const char *const stubborn[] = { "/bin/sh", "-c", "trap '' TERM; echo ready; exec sleep 30", NULL };
-	t = run_cancelled(&o, &s, stubborn);
-	CHECK(t >= 2.0 && t < 8.0);
-	CHECK(saw(&s, "ready"));
+	/* ... and SIGKILL two seconds later for a child that outlives SIGTERM
+	 * (it says so, and sleeps on; by itself it would end, with status 0,
+	 * after 30 s).  The two seconds are a lower bound, which no load on
+	 * the machine can make fail. */
+	const char *const stubborn[] = {
+		"/bin/sh", "-c",
+		"trap 'echo term' TERM; echo ready; i=0; while [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done", NULL
+	};
+	CHECK(killed_by(run_cancelled(&o, &s, stubborn), SIGKILL));
+	CHECK(now() - s.cancelled_at >= 2.0);
+	CHECK(saw(&s, "term"));
 	reset(&s);
 
-	/* the whole process group is signalled: a shell's own child goes too */
-	const char *const nested[] = { "/bin/sh", "-c", "sleep 30; true", NULL };
-	CHECK(run_cancelled(&o, &s, nested) < 3.0);
+	/* the whole process group is signalled: a shell's own child goes too.
+	 * This process is the subreaper of what it starts, so the orphaned
+	 * sleep comes back to it and its status tells how it ended. */
+	const char *const nested[] = { "/bin/sh", "-c", "sleep 30 & echo \"ready $!\"; wait", NULL };
+	CHECK(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
+	CHECK(killed_by(run_cancelled(&o, &s, nested), SIGTERM));
+	CHECK(s.ready > 0 && waitpid((pid_t)s.ready, &status, 0) == (pid_t)s.ready && killed_by(status, SIGTERM));
+	CHECK(prctl(PR_SET_CHILD_SUBREAPER, 0) == 0);
 	reset(&s);
 
-	/* a cancel callback that never fires changes nothing */
-	const char *const quick[] = { "/bin/sh", "-c", "sleep 0.5; echo done", NULL };
-	o.argv = quick;
+	/* a cancel callback that never fires changes nothing; it is polled
+	 * while the child prints nothing (the child waits for its third poll,
+	 * and gives up after 10 s) */
+	char flag[128];
+	snprintf(flag, sizeof(flag), "%s/polled", tu_tmpdir());
+	const char *const quiet[] = {
+		"/bin/sh", "-c",
+		"i=0; while [ ! -e \"$1\" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; [ -e \"$1\" ] && echo done",
+		"sh", flag, NULL
+	};
+	o.argv = quiet;
 	o.ctx = &s;
-	CHECK(afs_proc_run(&o, &status, tail, sizeof(tail)) == AFS_OK && saw(&s, "done"));
-	CHECK(s.polls >= 1);
+	o.cancelled = never_cancel;
+	s.flag = flag;
+	status = -1;
+	CHECK(afs_proc_run(&o, &status, tail, sizeof(tail)) == AFS_OK && status == 0 && saw(&s, "done"));
+	CHECK(s.polls >= 3);
 	o.cancelled = NULL;
 	reset(&s);
 
@@ -302,10 +351,8 @@ int main(void)
 	o.argv = headc;
 	o.input = endless;
 	o.ctx = &s;
-	t0 = now();
-	CHECK(afs_proc_run(&o, &status, tail, sizeof(tail)) == AFS_OK);
-	CHECK(saw(&s, "zzzzzzzzzz"));
-	CHECK(now() - t0 < 10.0);
+	CHECK(afs_proc_run(&o, &status, tail, sizeof(tail)) == AFS_OK && status == 0);
+	CHECK(s.n == 1 && saw(&s, "zzzzzzzzzz"));
 	o.input = NULL;
 	reset(&s);
 
@@ -354,15 +401,15 @@ int main(void)
 	CHECK(afs_proc_run(&o, &status, tail, sizeof(tail)) == AFS_E_IO);
 	reset(&s);
 
-	/* cancelling a pipeline */
-	o.argv = sleep30;
-	o.pipe_to = cat;
-	o.cancelled = cancel_later;
-	o.ctx = &s;
-	s.after = 0.3;
-	s.start = t0 = now();
-	CHECK(afs_proc_run(&o, &status, tail, sizeof(tail)) == AFS_E_CANCELLED);
-	CHECK(now() - t0 < 5.0);
+	/* cancelling a pipeline: both commands get SIGTERM, the second
+	 * before it could see the end of its input and say so; the status is
+	 * the first's */
+	const char *const sleep30_err[] = { "/bin/sh", "-c", "echo ready >&2; exec sleep 30", NULL };
+	const char *const cat_then[] = { "/bin/sh", "-c", "cat; echo second-done", NULL };
+	o.pipe_to = cat_then;
+	o.relay_prefix = o.relay_suffix = NULL;
+	CHECK(killed_by(run_cancelled(&o, &s, sleep30_err), SIGTERM));
+	CHECK(saw(&s, "ready") && !saw(&s, "second-done"));
 	reset(&s);
 
 	return tu_done("proc");

@@ -19,12 +19,14 @@
 #define MOUNTED_AT 1700000000
 #define ENTRY_MTIME 1600000000
 #define FILE_MTIME 1500000000
+#define DIR_MTIME 1400000000
 
 static const struct tu_entry entries[] = {
 	{ "manifest.json", "{\"db_type\": \"sqlite\"}", 20, 1, S_IFREG | 0600, ENTRY_MTIME },
 	{ "uploads/a.txt", "hello", 5, 0, S_IFREG | 0644, ENTRY_MTIME },
 	{ "uploads/link", "a.txt", 5, 0, S_IFLNK | 0777, ENTRY_MTIME },
 	{ ".status", "shadowed", 8, 0, S_IFREG | 0644, ENTRY_MTIME },
+	{ "uploads/d/", "", 0, 0, S_IFDIR | 0750, DIR_MTIME },
 };
 #define NENTRIES (sizeof(entries) / sizeof(entries[0]))
 
@@ -73,8 +75,9 @@ static void check_owner(const struct stat *st)
 }
 
 /* What a view's places get: shared by both kinds of mount; prefix is ""
- * or "/NAME". */
-static void check_view(const struct afs_mount *m, const char *prefix)
+ * or "/NAME", zip_mtime the archive file's mtime (its implied
+ * directories': an explicit directory has its entry's). */
+static void check_view(const struct afs_mount *m, const char *prefix, time_t zip_mtime)
 {
 	struct afs_place pl;
 	struct stat st;
@@ -110,6 +113,11 @@ static void check_view(const struct afs_mount *m, const char *prefix)
 
 	CHECK(stat_of(m, P("/uploads"), AFS_RESOLVE_LOOK, &pl, &st) == AFS_OK);
 	CHECK(st.st_mode == (S_IFDIR | 0755) && st.st_nlink == 2 && st.st_size == 0);
+	CHECK(st.st_mtim.tv_sec == zip_mtime);
+	CHECK(stat_of(m, P("/uploads/d"), AFS_RESOLVE_LOOK, &pl, &st) == AFS_OK);
+	CHECK(st.st_mode == (S_IFDIR | 0750) && st.st_nlink == 2 && st.st_mtim.tv_sec == DIR_MTIME);
+	check_owner(&st);
+	CHECK(stat_of(m, P("/uploads"), AFS_RESOLVE_LOOK, &pl, &st) == AFS_OK);
 	CHECK(afs_place_getxattr(&pl, "user.archfs.crc32", buf, sizeof(buf), &len) == AFS_E_NODATA);
 	CHECK(afs_place_listxattr(&pl, buf, sizeof(buf), &len) == AFS_OK && len == 0);
 	CHECK(afs_place_may_open(m, &pl, O_RDONLY, 999) == AFS_OK); /* the kernel opens directories with opendir */
@@ -145,9 +153,17 @@ static void check_view(const struct afs_mount *m, const char *prefix)
 	CHECK(stat_of(m, P("/uploads/a.txt/x"), AFS_RESOLVE_LOOK, &pl, &st) == AFS_E_NOTDIR);
 	CHECK(stat_of(m, P("/manifest.json/x"), AFS_RESOLVE_OPEN, &pl, &st) == AFS_E_NOTDIR);
 
-	CHECK(strcmp(listing(m, P("/uploads"), &err), ". .. a.txt link") == 0 && err == AFS_OK);
+	CHECK(strcmp(listing(m, P("/uploads"), &err), ". .. a.txt link d") == 0 && err == AFS_OK);
 	CHECK(strcmp(listing(m, P("/uploads/a.txt"), &err), "") == 0 && err == AFS_E_NOTDIR);
 #undef P
+}
+
+static time_t file_mtime(const char *path)
+{
+	struct stat st;
+
+	CHECK(stat(path, &st) == 0);
+	return st.st_mtim.tv_sec;
 }
 
 static void single_archive(const struct afs_target *target, struct afs_seekreg *pool)
@@ -164,7 +180,7 @@ static void single_archive(const struct afs_target *target, struct afs_seekreg *
 	CHECK(afs_view_open(zip, target, pool, NULL, &m.view, msg, sizeof(msg)) == AFS_OK);
 	CHECK(stat_of(&m, "/", AFS_RESOLVE_LOOK, &pl, &st) == AFS_OK);
 	CHECK(pl.kind == AFS_PL_NODE && pl.node == 0 && pl.view == m.view);
-	CHECK(st.st_mode == (S_IFDIR | 0755) && st.st_nlink == 2);
+	CHECK(st.st_mode == (S_IFDIR | 0755) && st.st_nlink == 2 && st.st_mtim.tv_sec == file_mtime(zip));
 	check_owner(&st);
 	CHECK(strcmp(listing(&m, "/", &err),
 		     ". .. .control .progress .restore_in_progress .status .log manifest.json uploads") == 0);
@@ -172,7 +188,7 @@ static void single_archive(const struct afs_target *target, struct afs_seekreg *
 	CHECK(afs_resolve(&m, "/", AFS_RESOLVE_OPEN, &pl) == AFS_OK);
 	CHECK(afs_place_list(&m, &pl, collect, &full) == AFS_E_NOMEM && full.n == 3);
 	CHECK(stat_of(&m, "/latest", AFS_RESOLVE_LOOK, &pl, &st) == AFS_E_NOENT); /* only in directory mode */
-	check_view(&m, "");
+	check_view(&m, "", file_mtime(zip));
 	CHECK(afs_resolve(&m, "/nowhere/at/all", AFS_RESOLVE_OPEN, &pl) == AFS_E_NOENT);
 	CHECK(afs_place_totals(&m, &pl, &files, &bytes) == AFS_OK && files == afs_index_count(m.view->index));
 	CHECK(bytes > 100);
@@ -251,7 +267,7 @@ static void directory_mode(const struct afs_target *target, struct afs_seekreg *
 	CHECK(afs_place_totals(&m, &pl, &files, &bytes) == AFS_OK && files == afs_index_count(pl.view->index));
 	CHECK(strcmp(listing(&m, "/app_20261120_101502", &err),
 		     ". .. .control .progress .restore_in_progress .status .log manifest.json uploads") == 0);
-	check_view(&m, "/app_20261120_101502");
+	check_view(&m, "/app_20261120_101502", FILE_MTIME);
 
 	/* names that are not there */
 	CHECK(afs_resolve(&m, "/nope", AFS_RESOLVE_LOOK, &pl) == AFS_E_NOENT);
