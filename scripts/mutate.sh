@@ -18,6 +18,7 @@
 #   --only NAME      one mutant ("06-pg-no-lock-table" or "pg-no-lock-table");
 #                    repeatable
 #   --tests SUB      only the unit and integration tests whose names hold SUB
+#                    (or one of SUB's comma-separated parts)
 #   --repeat N       run each mutant N times; caught only if every run failed
 #   --no-baseline    skip the run of the unmutated tree (by default it runs
 #                    first, and a test failing there catches nothing)
@@ -154,13 +155,18 @@ say "PostgreSQL test cluster on $pgdir port $port"
 
 # --------------------------------------------------------------- a run
 
-# The unit tests whose names hold $tests (all when empty).
+# The unit tests whose names hold one of the comma-separated substrings
+# of $tests (all when empty), as run.py -k reads it.
 unit_names=()
 list_units() {
-  local n
+  local n k keys
+  IFS=, read -r -a keys <<<"$tests"
+  [ ${#keys[@]} -eq 0 ] && keys=("")
   while read -r n; do
     n=${n##* }
-    [[ $n == *"$tests"* ]] && unit_names+=("$n")
+    for k in "${keys[@]}"; do
+      if [[ $n == *"$k"* ]]; then unit_names+=("$n"); break; fi
+    done
   done < <(meson test -C "$build" --no-rebuild --list 2>/dev/null)
 }
 
