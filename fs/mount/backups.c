@@ -59,6 +59,8 @@ struct item {
 	bool opening;          /* a thread is opening it, without mu */
 	bool dropped;          /* gone from the list while opening: the opener frees it */
 	struct item *newer, *older; /* in the LRU while view is set */
+	struct stat opened;    /* the file the last view was opened from */
+	bool was_opened;       /* opened is set */
 };
 
 struct afs_backups {
@@ -81,6 +83,8 @@ struct afs_backups {
 	void (*on_log)(void *ctx, const char *line);
 	void (*on_open)(void *ctx, const char *name); /* the test hook */
 	void *on_open_ctx;
+	void (*on_replaced)(void *ctx, const char *name, size_t len, struct afs_view *v);
+	void *on_replaced_ctx;
 };
 
 static bool same_file(const struct stat *a, const struct stat *b)
@@ -601,18 +605,24 @@ static enum afs_err open_view(struct afs_backups *b, struct item *it, struct afs
 /* Keeps v, just opened from the file *now, in it, first in the LRU; the
  * item takes the file's stat (the directory's entry is refreshed when the
  * file changed since the scan).  But when a scan meanwhile dropped the
- * item or saw its file change from *scanned, v is gone.  mu held. */
-static void keep_view(struct afs_backups *b, struct item *it, struct afs_view *v, const struct stat *scanned,
+ * item or saw its file change from *scanned, v is gone.  Returns whether
+ * the item was last opened from another file.  mu held. */
+static bool keep_view(struct afs_backups *b, struct item *it, struct afs_view *v, const struct stat *scanned,
 		      const struct stat *now)
 {
+	bool replaced = it->was_opened && !same_file(&it->opened, now);
+
+	it->opened = *now;
+	it->was_opened = true;
+	b->short_logged = false;
 	if (it->dropped || !same_file(&it->st, scanned)) {
 		let_go(b, v);
-		return;
+		return replaced;
 	}
 	it->view = v;
 	lru_touch(b, it);
 	it->st = *now;
-	b->short_logged = false;
+	return replaced;
 }
 
 /* Opens the archive of it, marked opening and counted in nopen, without
@@ -623,9 +633,10 @@ static void keep_view(struct afs_backups *b, struct item *it, struct afs_view *v
  * caller puts it back) and the next lookup opens the file anew.  The item
  * takes the stat of the file opened: a file replaced since the last scan
  * is shown as it is now.  A failure for lack of a descriptor, or of a file
- * gone meanwhile, is not remembered. */
+ * gone meanwhile, is not remembered.  *replaced tells whether the item
+ * was last opened from another file. */
 static enum afs_err open_item(struct afs_backups *b, struct item *it, const struct stat *st,
-			      struct afs_view *closing, struct afs_view **out)
+			      struct afs_view *closing, struct afs_view **out, bool *replaced)
 {
 	void (*hook)(void *ctx, const char *name) = b->on_open;
 	void *hook_ctx = b->on_open_ctx;
@@ -647,7 +658,7 @@ static enum afs_err open_item(struct afs_backups *b, struct item *it, const stru
 	}
 	if (*out) {
 		(*out)->refs = 1;
-		keep_view(b, it, *out, &scanned, &now);
+		*replaced = keep_view(b, it, *out, &scanned, &now);
 	} else {
 		b->nopen--;
 		if (no_fd(err))
@@ -670,8 +681,10 @@ static enum afs_err make_room(struct afs_backups *b, struct afs_view **closing)
 
 enum afs_err afs_backups_view(struct afs_backups *b, const char *name, size_t len, struct afs_view **out)
 {
+	void (*on_replaced)(void *ctx, const char *name, size_t len, struct afs_view *v) = NULL;
 	struct afs_view *closing = NULL;
 	enum afs_err err = AFS_OK;
+	bool replaced = false;
 	struct item *it;
 	struct stat st;
 
@@ -705,11 +718,15 @@ enum afs_err afs_backups_view(struct afs_backups *b, const char *name, size_t le
 	 * instead of building the same index twice. */
 	it->opening = true;
 	b->nopen++;
-	err = open_item(b, it, &st, closing, out);
+	err = open_item(b, it, &st, closing, out, &replaced);
 	closing = NULL;
+	if (replaced && *out)
+		on_replaced = b->on_replaced;
 out:
 	pthread_mutex_unlock(&b->mu);
 	close_list(closing);
+	if (on_replaced)
+		on_replaced(b->on_replaced_ctx, name, len, *out);
 	return err;
 }
 
@@ -742,6 +759,15 @@ void afs_backups_on_open(struct afs_backups *b, void (*fn)(void *ctx, const char
 	pthread_mutex_lock(&b->mu);
 	b->on_open = fn;
 	b->on_open_ctx = ctx;
+	pthread_mutex_unlock(&b->mu);
+}
+
+void afs_backups_on_replaced(struct afs_backups *b,
+			     void (*fn)(void *ctx, const char *name, size_t len, struct afs_view *v), void *ctx)
+{
+	pthread_mutex_lock(&b->mu);
+	b->on_replaced = fn;
+	b->on_replaced_ctx = ctx;
 	pthread_mutex_unlock(&b->mu);
 }
 

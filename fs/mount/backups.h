@@ -102,6 +102,14 @@ size_t afs_backups_open_count(struct afs_backups *b);
  * no-op. */
 void afs_backups_put(struct afs_backups *b, struct afs_view *v);
 
+/* fn(ctx, name, len, v) is called when a lookup has opened archive
+ * name[0..len) from another file than the one it was last opened from
+ * (replaced under the same name), with v, the new file's view, held for
+ * the call, and no lock of b held: the FUSE layer drops what the kernel
+ * cached of the old file's paths.  NULL turns it off. */
+void afs_backups_on_replaced(struct afs_backups *b,
+			     void (*fn)(void *ctx, const char *name, size_t len, struct afs_view *v), void *ctx);
+
 /* How many archives are shown and their total size in bytes. */
 void afs_backups_totals(struct afs_backups *b, uint64_t *count, uint64_t *bytes);
 
