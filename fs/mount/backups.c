@@ -538,36 +538,39 @@ static bool no_fd(enum afs_err err)
 }
 
 /* Sees that a descriptor can be had and which file path names now (*st),
- * by opening it for a moment. */
-static enum afs_err probe(const char *path, struct stat *st)
+ * by opening it for a moment: 0 or the errno of the failure. */
+static int probe(const char *path, struct stat *st)
 {
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-	enum afs_err err = AFS_OK;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC), e = 0;
 
 	if (fd < 0)
-		return open_errno(errno);
+		return errno;
 	if (fstat(fd, st) != 0)
-		err = AFS_E_IO;
+		e = errno;
 	close(fd);
-	return err;
+	return e;
 }
 
 /* Probes path; when no descriptor is left, closes one idle view of the
- * LRU (if any) and tries once more.  mu not held. */
+ * LRU (if any) and tries once more.  Logs a failure but for a lack of
+ * descriptors (the caller logs that once) and a file gone.  mu not held. */
 static enum afs_err probe_room(struct afs_backups *b, const char *path, struct stat *st)
 {
 	struct afs_view *closing = NULL;
-	enum afs_err err = probe(path, st);
+	int e = probe(path, st);
 
-	if (!no_fd(err))
-		return err;
-	pthread_mutex_lock(&b->mu);
-	trim(b, b->nopen - 1, &closing);
-	pthread_mutex_unlock(&b->mu);
-	if (!closing)
-		return err;
-	close_list(closing);
-	return probe(path, st);
+	if (e == EMFILE || e == ENFILE) {
+		pthread_mutex_lock(&b->mu);
+		trim(b, b->nopen - 1, &closing);
+		pthread_mutex_unlock(&b->mu);
+		if (closing) {
+			close_list(closing);
+			e = probe(path, st);
+		}
+	}
+	if (e && e != EMFILE && e != ENFILE && e != ENOENT)
+		afs_log(AFS_LOG_ERR, "%s: %s", path, strerror(e));
+	return e ? open_errno(e) : AFS_OK;
 }
 
 /* Logs a lookup that lacked a descriptor, once until an open succeeds
@@ -593,7 +596,7 @@ static enum afs_err open_view(struct afs_backups *b, struct item *it, struct afs
 		return AFS_OK;
 	if (err != AFS_E_NOMEM) {
 		struct stat st;
-		enum afs_err again = probe(it->path, &st);
+		enum afs_err again = open_errno(probe(it->path, &st));
 
 		if (no_fd(again))
 			return again; /* short of descriptors, not a bad archive: not logged as one */

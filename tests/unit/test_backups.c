@@ -343,18 +343,41 @@ static void lru_spares_used_archives(struct afs_backups *b, char *const *p)
 	CHECK(afs_backups_open_count(b) == 1);
 }
 
+/* The on_replaced hook: which archive, and the view handed out. */
+struct replaced {
+	char name[32];
+	struct afs_view *v;
+	int calls;
+};
+
+static void on_replaced(void *ctx, const char *name, size_t len, struct afs_view *v)
+{
+	struct replaced *r = ctx;
+
+	snprintf(r->name, sizeof(r->name), "%.*s", (int)len, name);
+	r->v = v;
+	r->calls++;
+}
+
 /* An archive closed by the LRU whose file was replaced meanwhile, before
  * any scan saw it: the reopen reads the new file whole (its index, its
- * entry's stat), never the old index over the new bytes. */
+ * entry's stat), never the old index over the new bytes, and the hook
+ * that drops the kernel's cache of it is called (not for a reopen of the
+ * same file). */
 static void lru_reopen_sees_new_file(struct afs_backups *b, const struct tu_entry *e)
 {
+	struct replaced r = { .calls = 0 };
 	struct afs_view *v;
 	struct stat before, after;
 	uint32_t id;
 
+	afs_backups_on_replaced(b, on_replaced, &r);
 	afs_backups_limit(b, 1, 100);
 	touch(b, "lru3");
 	touch(b, "lru1"); /* lru3 is closed */
+	touch(b, "lru3"); /* reopened from the same file */
+	touch(b, "lru1");
+	CHECK(r.calls == 0);
 	CHECK(afs_backups_stat(b, "lru3", 4, &before) == AFS_OK);
 	char *p3 = tu_zip("lru3.zip", e, 1); /* a new file: no uploads/a.txt */
 	v = view_of(b, "lru3");
@@ -362,7 +385,9 @@ static void lru_reopen_sees_new_file(struct afs_backups *b, const struct tu_entr
 	CHECK(afs_index_count(v->index) == 2);
 	CHECK(afs_backups_stat(b, "lru3", 4, &after) == AFS_OK);
 	CHECK(after.st_ino != before.st_ino && after.st_size < before.st_size && open_here(p3));
+	CHECK(r.calls == 1 && strcmp(r.name, "lru3") == 0 && r.v == v);
 	afs_backups_put(b, v);
+	afs_backups_on_replaced(b, NULL, NULL);
 }
 
 static int lowest_free_fd(void)
