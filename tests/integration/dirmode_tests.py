@@ -400,7 +400,7 @@ def t_dirmode_walk_past_descriptor_limit():
         check_bounded(mount, "after the second walk")
         rss2 = H.vm_rss_kib(mount.proc.pid)
         check(rss2 <= rss1 + 8 * 1024, "memory grew from %d to %d KiB between two walks" % (rss1, rss2))
-        check(H.sanitized() or rss2 < 64 * 1024, "%d KiB resident after two walks of 400 archives" % rss2)
+        check(H.sanitized() or rss2 < 32 * 1024, "%d KiB resident after two walks of 400 archives" % rss2)
         check(os.readlink(os.path.join(m, "latest")) == daily_name(ARCHIVES - 1), "latest is not the newest")
         newest = daily_name(ARCHIVES)
         tiny_archive(os.path.join(d, newest + ".zip"), newest)
