@@ -9,16 +9,96 @@
 #   - random 4 KiB reads across a deflated db.sqlite, the first byte after
 #     open, and a real sqlite3 query on it;
 #   - cp -r of 20,000 small uploads;
-#   - peak memory (VmHWM) of each filesystem process.
+#   - peak memory (VmHWM) of each filesystem process;
+#   - directory mode: a walk of */manifest.json over 2,000 daily archives,
+#     the LRU of open archives at its default against every archive open.
 # Prints the tables and writes them into docs/performance.md.
 #   usage: scripts/bench.sh [SIZE_MB]   (default 1024: the size of db.dump and db.sqlite)
 #          scripts/bench.sh pg [ROWS]   the PostgreSQL restore (scripts/bench-pg.sh)
 #          scripts/bench.sh sqlite [SIZE_MB]   the SQLite restore (scripts/bench-sqlite.sh)
+#          scripts/bench.sh dirmode [ARCHIVES]   the directory-mode walk alone (default 2000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# ---- directory mode: find over N daily archives with the LRU at its default,
+# against every archive open (--max-open-archives N); a fresh mount per run
+# and two walks on it (the second reopens what the LRU closed).  A subshell:
+# its own scratch directory and cleanup.
+bench_dirmode() (
+  n=${1:-2000}
+  scripts/setup.sh </dev/null
+  [ -f build-bench-isal/build.ninja ] || meson setup build-bench-isal -Dbuildtype=release -Dinflate=isal -Dtests=true >/dev/null
+  ninja -C build-bench-isal archfs tests/mountcost >/dev/null  # what this part runs
+  work=$(mktemp -d /tmp/archfs-bench-dir.XXXXXX)
+  mnt=$work/mnt
+  pid=
+  mkdir -p "$mnt" "$work/backups"
+  trap 'mountpoint -q "$mnt" && fusermount3 -u "$mnt"; [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+  echo "making $n daily archives (the application's layout: manifest, settings, db.sqlite, 50 uploads) ..."
+  /usr/bin/python3 - "$work" "$n" <<'PY'
+import os, shutil, sys, time
+sys.path.insert(0, "tests/fixtures")
+import mkarchive
+work, n = sys.argv[1], int(sys.argv[2])
+one = os.path.join(work, "one.zip")
+mkarchive.make_archive(one, os.path.join(work, "src"), "app", uploads=50)
+for i in range(n):  # one a day, named as the application names them
+    name = time.strftime("timetracker_backup_%Y%m%d_%H%M%S", time.gmtime(1609470000 + i * 86400))
+    shutil.copy(one, os.path.join(work, "backups", name + ".zip"))
+mkarchive.make_archive(os.path.join(work, "big.zip"), os.path.join(work, "bigsrc"), "app", uploads=20000)
+PY
+  d_now() { date +%s.%N; }
+  d_since() { echo "$(d_now) - $1" | bc -l; }
+  d_med() { sort -g | sed -n 2p; }
+  d_fmt() { printf '%.2f' "$1"; }
+  d_ratio() { echo "scale=2; $1 / $2" | bc -l | sed 's/^\./0./'; }
+  d_mb() { echo "scale=0; $1 / 1024" | bc -l; }
+  walk() { find "$mnt" -path "$mnt/*/manifest.json" -exec cat {} + >/dev/null; }
+  declare -A W1 W2 HWM ZIPS
+  for cfg in lru all; do
+    opts=()
+    [ $cfg = all ] && opts=(--max-open-archives "$n")
+    r1=() r2=() h=()
+    for _ in 1 2 3; do
+      build-bench-isal/archfs -f "${opts[@]}" "$work/backups" "$mnt" &
+      pid=$!
+      for _ in $(seq 1 2000); do mountpoint -q "$mnt" && break; sleep 0.01; done
+      s=$(d_now); walk; r1+=("$(d_since "$s")")
+      s=$(d_now); walk; r2+=("$(d_since "$s")")
+      h+=("$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")")
+      ZIPS[$cfg]=$(find "/proc/$pid/fd" -lname '*.zip' | wc -l)
+      fusermount3 -u "$mnt"
+      wait "$pid" || true
+      pid=
+    done
+    W1[$cfg]=$(printf '%s\n' "${r1[@]}" | d_med)
+    W2[$cfg]=$(printf '%s\n' "${r2[@]}" | d_med)
+    HWM[$cfg]=$(printf '%s\n' "${h[@]}" | d_med)
+  done
+  lru_default=$(build-bench-isal/archfs --help | sed -n 's/.*(default \([0-9]*\), and never.*/\1/p')
+  small=$(build-bench-isal/tests/mountcost "$work/one.zip")
+  big=$(build-bench-isal/tests/mountcost "$work/big.zip")
+  report=$(cat <<EOT
+Run of $(date +%Y-%m-%d), \`scripts/bench.sh dirmode $n\`. Machine: $(nproc) cores, Linux $(uname -r). $n archives of $(( $(stat -c %s "$work/one.zip") / 1024 )) KiB each (the application's layout, 50 uploads); \`find MNT -path 'MNT/*/manifest.json' -exec cat {} +\` twice on a fresh mount; medians of 3 mounts.
+
+| open archives | first walk, s | second walk, s | peak memory (VmHWM), MB | archives open after the walks |
+|---|---|---|---|---|
+| LRU at its default ($lru_default) | $(d_fmt ${W1[lru]}) | $(d_fmt ${W2[lru]}) | $(d_mb ${HWM[lru]}) | ${ZIPS[lru]} |
+| all open (--max-open-archives $n) | $(d_fmt ${W1[all]}) | $(d_fmt ${W2[all]}) | $(d_mb ${HWM[all]}) | ${ZIPS[all]} |
+| LRU / all open | $(d_ratio ${W1[lru]} ${W1[all]}) | $(d_ratio ${W2[lru]} ${W2[all]}) | $(d_ratio ${HWM[lru]} ${HWM[all]}) | |
+
+Reopening an archive the LRU closed, split in-process (\`tests/bench/mountcost\`): one of these archives: $small; one with 20,000 uploads: $big
+EOT
+)
+  echo
+  echo "$report"
+  printf '%s\n' "$report" | scripts/doc-table.py docs/performance.md bench-dirmode
+)
+
 case ${1:-} in
   pg) shift; exec scripts/bench-pg.sh "$@" ;;
   sqlite) shift; exec scripts/bench-sqlite.sh "$@" ;;
+  dirmode) shift; bench_dirmode "$@"; exit 0 ;;
 esac
 size_mb=${1:-1024}
 RANDOM_READS=2000
@@ -328,3 +408,4 @@ EOT
 echo
 echo "$report"
 printf '%s\n' "$report" | scripts/doc-table.py docs/performance.md bench
+bench_dirmode

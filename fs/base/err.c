@@ -26,6 +26,8 @@ const char *afs_strerror(enum afs_err e)
 	case AFS_E_NOSPC: return "not enough disk space";
 	case AFS_E_CANCELLED: return "cancelled";
 	case AFS_E_FAILED: return "failed";
+	case AFS_E_MFILE: return "too many open files";
+	case AFS_E_NFILE: return "too many open files in the system";
 	}
 	return "unknown error";
 }
@@ -53,6 +55,8 @@ int afs_errno(enum afs_err e)
 	case AFS_E_NOSPC: return ENOSPC;
 	case AFS_E_CANCELLED: return ECANCELED;
 	case AFS_E_FAILED: return EIO;
+	case AFS_E_MFILE: return EMFILE;
+	case AFS_E_NFILE: return ENFILE;
 	}
 	return EIO;
 }

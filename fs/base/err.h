@@ -24,6 +24,8 @@ enum afs_err {
 	AFS_E_NOSPC,       /* not enough disk space */
 	AFS_E_CANCELLED,   /* the operation was cancelled */
 	AFS_E_FAILED,      /* a restore step failed (the job's error says why) */
+	AFS_E_MFILE,       /* the process has no file descriptor left */
+	AFS_E_NFILE,       /* the system has no file descriptor left */
 };
 
 /* A short human description ("entry data is corrupt"); never NULL. */

@@ -18,7 +18,8 @@
 
 struct afs_args {
 	struct afs_target_opts target; /* values point into owned copies */
-	const char *seek_cache;        /* the one mount option of archfs's own */
+	const char *seek_cache;        /* the mount options of archfs's own */
+	const char *max_open_archives;
 	bool help, version;
 	const char *pos[AFS_ARGS_MAX_POS]; /* ARCHIVE MOUNTPOINT, or verify|restore ARCHIVE */
 	int npos;

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* archfs: options, checks before mounting, and the FUSE session. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <time.h>
@@ -22,6 +24,14 @@
 
 enum { EXIT_MOUNT = 1, EXIT_USAGE = 2 };
 #define DEFAULT_SEEK_CACHE_MB 128
+#define MAX_OPEN_ARCHIVES_CAP 1000000
+/* Descriptors never given to archives: libfuse's device and a splice pipe
+ * pair per worker thread, the log, and a restore's database files (the
+ * target, its journal, the staged copy), uploads tree walk, snapshot
+ * writer and its child processes' pipes. */
+#define FD_RESERVE 128
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static void usage(FILE *f)
 {
@@ -58,6 +68,10 @@ static void usage(FILE *f)
 		"\n"
 		"Mount options (each also as -o name=value):\n"
 		"  --seek-cache MB        memory for seek points into deflated entries (default 128)\n"
+		"  --max-open-archives N  BACKUP_DIR: archives kept open at once; past N the least\n"
+		"                         recently used idle ones are closed, reopened when next used\n"
+		"                         (default " STR(AFS_BACKUPS_MAX_OPEN) ", and never more than the limit of\n"
+		"                         open files allows)\n"
 		"\n"
 		"Options:\n"
 		"  -h, --help             show this help and exit\n"
@@ -176,6 +190,77 @@ static size_t seek_cache_bytes(const char *v)
 	return (size_t)mb << 20;
 }
 
+/* --max-open-archives N, or 0 with a message for a bad value. */
+static size_t max_open_archives(const char *v)
+{
+	char *end;
+	unsigned long n;
+
+	if (!v)
+		return AFS_BACKUPS_MAX_OPEN;
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno || end == v || *end || v[0] == '-' || n < 1 || n > MAX_OPEN_ARCHIVES_CAP) {
+		fprintf(stderr, "archfs: --max-open-archives: '%s' is not a number of archives (1 to %d)\n", v,
+			MAX_OPEN_ARCHIVES_CAP);
+		return 0;
+	}
+	return n;
+}
+
+/* Loads libgcc_s now, while descriptors are free.  glibc's pthread_cancel
+ * (libfuse cancels its workers when the session ends) loads the unwinder
+ * on first use and aborts the process when it cannot ("libgcc_s.so.1 must
+ * be installed for pthread_cancel to work"), as when every descriptor is
+ * taken; once loaded, it is found without opening anything.  Never
+ * unloaded. */
+static void preload_unwinder(void)
+{
+	if (!dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NODELETE))
+		afs_log(AFS_LOG_WARN, "cannot load libgcc_s.so.1 (%s): the daemon may abort if it runs out of "
+			"file descriptors", dlerror());
+}
+
+/* Raises the soft limit of open files to the hard one (every open archive
+ * holds a descriptor) and returns the soft limit then in force. */
+static rlim_t raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit want = { rl.rlim_max, rl.rlim_max };
+
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0) /* fails for a hard limit past fs.nr_open */
+			rl.rlim_cur = rl.rlim_max;
+	}
+	return rl.rlim_cur;
+}
+
+/* The archives that may be open at once with nofile descriptors: all but
+ * FD_RESERVE (half of them under twice that). */
+static size_t fd_budget(rlim_t nofile)
+{
+	if (nofile == RLIM_INFINITY || nofile > SIZE_MAX / 2)
+		return SIZE_MAX / 2;
+	return nofile > 2 * FD_RESERVE ? (size_t)nofile - FD_RESERVE : (size_t)nofile / 2;
+}
+
+/* Bounds the open archives of a backups directory: max_open as asked, cut
+ * (with a warning) to what the limit of open files leaves. */
+static void limit_backups(struct afs_backups *b, size_t max_open, rlim_t nofile)
+{
+	size_t budget = fd_budget(nofile);
+
+	if (max_open > budget) {
+		afs_log(AFS_LOG_WARN, "--max-open-archives %zu: the limit of %llu open files leaves room for %zu",
+			max_open, (unsigned long long)nofile, budget);
+		max_open = budget;
+	}
+	afs_backups_limit(b, max_open, budget);
+}
+
 /* True when one of libfuse's -o lists holds the item name. */
 static bool fuse_opt_given(const struct afs_args *o, const char *name)
 {
@@ -205,12 +290,14 @@ int main(int argc, char *argv[])
 	struct afs_seekreg *seek_pool = NULL;
 	const char *archive, *mountpoint;
 	char msg[1024], *full = NULL, *mp_full = NULL;
-	size_t seek_cap;
+	size_t seek_cap, max_open;
+	rlim_t nofile;
 	struct stat ast;
 	enum afs_err err;
 	int rc = EXIT_USAGE;
 
 	afs_archive_init_process();
+	preload_unwinder();
 	err = afs_args_parse(&o, argc, argv);
 	/* the values are copies now: hide database passwords from ps */
 	for (int i = 1; i < argc; i++)
@@ -247,9 +334,11 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	seek_cap = seek_cache_bytes(o.seek_cache);
-	if (!seek_cap)
+	max_open = max_open_archives(o.max_open_archives);
+	if (!seek_cap || !max_open)
 		goto out;
 	rc = EXIT_MOUNT;
+	nofile = raise_nofile();
 	if (fuse_opt_add_arg(&args, argv[0]) != 0)
 		goto nomem;
 	for (int i = 0; i < o.nfuse; i++)
@@ -273,6 +362,8 @@ int main(int argc, char *argv[])
 		afs_log(AFS_LOG_ERR, "%s: %s", archive, msg); /* escaped: msg may name an archive entry */
 		goto out;
 	}
+	if (m.backups)
+		limit_backups(m.backups, max_open, nofile);
 	if (check_mountpoint(mountpoint) != 0 || add_fsname(&args, archive) != 0)
 		goto out;
 	/* absolute: the daemon changes to / and unmounts by this path on SIGTERM */

@@ -2,10 +2,13 @@
 /* struct fuse_operations: resolve the path, call the core, map the error. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include "backups.h"
+#include "index.h"
 #include "log.h"
 #include "ops.h"
 #include "resolve.h"
@@ -88,6 +91,36 @@ static uid_t caller(void)
 	return fuse_get_context()->uid;
 }
 
+/* The hook of afs_backups_on_replaced(): the kernel may hold attributes
+ * and pages of archive name[0..len)'s paths as the file it replaced had
+ * them (for a day: CACHE_TIMEOUT, and keep_cache).  Drops them for every
+ * path of the new file (and the archive's directory) that the kernel
+ * knows, before the lookup that opened it answers, so that no read mixes
+ * the two.  Paths only the old file had answer ENOENT when used. */
+static void forget_replaced(void *ctx, const char *name, size_t len, struct afs_view *v)
+{
+	struct fuse *f = ctx;
+	char *path = NULL;
+	size_t cap = 0;
+
+	for (uint32_t id = 0; id < afs_index_count(v->index); id++) {
+		const char *sub = afs_index_path(v->index, id);
+		size_t need = len + strlen(sub) + 3;
+
+		if (need > cap) {
+			char *grown = realloc(path, need);
+
+			if (!grown)
+				break;
+			path = grown;
+			cap = need;
+		}
+		snprintf(path, cap, "/%.*s%s%s", (int)len, name, *sub ? "/" : "", sub);
+		fuse_invalidate_path(f, path); /* -ENOENT for a path the kernel does not know */
+	}
+	free(path);
+}
+
 static void *afs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	struct afs_mount *m = mount_of();
@@ -102,6 +135,8 @@ static void *afs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	m->open = calloc(1, sizeof(*m->open)); /* without it, files are simply not listed */
 	if (m->open)
 		pthread_mutex_init(&m->open->mu, NULL);
+	if (m->backups)
+		afs_backups_on_replaced(m->backups, forget_replaced, fuse_get_context()->fuse);
 	return m;
 }
 

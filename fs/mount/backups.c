@@ -1,33 +1,46 @@
 /* SPDX-License-Identifier: MIT */
 /* A backups directory: one view per *.zip archive, opened on first use,
- * closed once its archive has left the directory and nothing uses it.
+ * closed when the least recently used of too many open, or once its
+ * archive has left the directory, and only when nothing uses it.
  *
- * Locking: mu guards the list, every item's fields and every view's
- * bookkeeping (refs, gone, next).  An archive is opened outside mu: its
- * item is marked opening (which keeps the item allocated even if a scan
- * drops it from the list), others asking for the same archive wait on the
- * condition variable opened, and every other call goes on.  Views are
- * closed outside mu too (closing waits for the job's thread and the
- * archive's mutex).  Lock order: mu, then a job's lock (to see whether it
- * runs); no lock of b is held while calling afs_view_open(),
+ * Locking: mu guards the list, every item's fields, the LRU, the counts
+ * and every view's bookkeeping (refs, gone, next).  An archive is opened
+ * outside mu: its item is marked opening (which keeps the item allocated
+ * even if a scan drops it from the list), others asking for the same
+ * archive wait on the condition variable opened, and every other call goes
+ * on.  Views are closed outside mu too (closing waits for the job's thread
+ * and the archive's mutex).  Lock order: mu, then a job's lock (to see
+ * whether it runs); no lock of b is held while calling afs_view_open(),
  * afs_view_free() or the test hook.
  *
  * A view's lifetime: a lookup takes a reference (refs) and its caller puts
- * it back; an item holds its view without a reference.  When the archive
- * leaves the directory or its file is replaced, a scan moves the view to
- * the gone list; a view gone is closed when it is idle: no reference and
- * no command of its job running (a restore reads the archive).  The last
- * put closes it, or, when its job was what kept it, the next refresh after
- * the job ends.  (Closing idle views still listed, to cap the archives
- * open at once, would use the same idle() and close_list().) */
+ * it back; an item holds its view without a reference, and is then in the
+ * LRU, most recently looked up first.  When the archive leaves the
+ * directory or its file is replaced, a scan moves the view to the gone
+ * list; a view gone is closed when it is idle: no reference and no command
+ * of its job running (a restore reads the archive).  The last put closes
+ * it, or, when its job was what kept it, the next refresh after the job
+ * ends.  A listed view is closed by the LRU (trim()) when more than
+ * max_open are open and it is idle and its job has nothing to show
+ * (quiet()); its item then opens the file again on the next lookup, and
+ * builds its index anew (docs/architecture.md, Directory mode, says why
+ * the index is not kept).
+ *
+ * Descriptors: nopen counts the views not closed (listed, gone, being
+ * opened), each holding libzip's descriptor of its file.  An open past
+ * max_fds, or one for which the process has no descriptor left (probed
+ * with open() first), fails with AFS_E_MFILE or AFS_E_NFILE for that call
+ * only: such a failure is not remembered against the archive. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "backups.h"
 #include "job.h"
 #include "log.h"
@@ -45,6 +58,9 @@ struct item {
 	bool shown;            /* in the directory at the last scan */
 	bool opening;          /* a thread is opening it, without mu */
 	bool dropped;          /* gone from the list while opening: the opener frees it */
+	struct item *newer, *older; /* in the LRU while view is set */
+	struct stat opened;    /* the file the last view was opened from */
+	bool was_opened;       /* opened is set */
 };
 
 struct afs_backups {
@@ -56,12 +72,19 @@ struct afs_backups {
 	struct item **items;       /* sorted by name */
 	size_t n, cap;
 	struct afs_view *gone;     /* views of archives gone or replaced, not idle yet: linked by next */
+	struct item *lru_new, *lru_old; /* the items with a view, most recently looked up first */
+	size_t nopen;              /* views not closed yet: listed, gone and being opened */
+	size_t max_open;           /* the LRU closes idle views past this many */
+	size_t max_fds;            /* never more views open than this */
+	bool short_logged;         /* a lookup lacked a descriptor; logged once until an open succeeds */
 	bool warned_latest; /* about a latest.zip, once */
 	const struct afs_target *target;
 	struct afs_seekreg *pool;
 	void (*on_log)(void *ctx, const char *line);
 	void (*on_open)(void *ctx, const char *name); /* the test hook */
 	void *on_open_ctx;
+	void (*on_replaced)(void *ctx, const char *name, size_t len, struct afs_view *v);
+	void *on_replaced_ctx;
 };
 
 static bool same_file(const struct stat *a, const struct stat *b)
@@ -139,6 +162,53 @@ static bool idle(struct afs_view *v)
 	return st == AFS_ST_IDLE || st == AFS_ST_DONE || st == AFS_ST_FAILED || st == AFS_ST_CANCELLED;
 }
 
+/* Whether the LRU may close v: idle, and its job has neither run nor
+ * refused a command, so that nothing its .status and .log show would be
+ * lost (a job made anew shows the same).  A finished restore keeps its
+ * archive open, with its outcome readable.  mu held. */
+static bool quiet(struct afs_view *v)
+{
+	enum afs_state st;
+	unsigned percent;
+	char *error;
+
+	if (v->refs > 0)
+		return false;
+	afs_job_peek(v->job, &st, &percent);
+	if (st != AFS_ST_IDLE)
+		return false;
+	error = afs_job_error(v->job);
+	free(error);
+	return error == NULL;
+}
+
+static void lru_unlink(struct afs_backups *b, struct item *it)
+{
+	if (it->newer)
+		it->newer->older = it->older;
+	else if (b->lru_new == it)
+		b->lru_new = it->older;
+	if (it->older)
+		it->older->newer = it->newer;
+	else if (b->lru_old == it)
+		b->lru_old = it->newer;
+	it->newer = it->older = NULL;
+}
+
+/* Puts it, which has a view, first in the LRU.  mu held. */
+static void lru_touch(struct afs_backups *b, struct item *it)
+{
+	if (b->lru_new == it)
+		return;
+	lru_unlink(b, it);
+	it->older = b->lru_new;
+	if (b->lru_new)
+		b->lru_new->newer = it;
+	b->lru_new = it;
+	if (!b->lru_old)
+		b->lru_old = it;
+}
+
 /* v is no longer reachable by name (its archive left the directory, or
  * its file was replaced): on the gone list until it is idle.  mu held. */
 static void let_go(struct afs_backups *b, struct afs_view *v)
@@ -148,8 +218,23 @@ static void let_go(struct afs_backups *b, struct afs_view *v)
 	b->gone = v;
 }
 
-/* Moves the idle views of the gone list to *closing (linked by next).
- * mu held. */
+/* it's view leaves it for the gone list.  mu held. */
+static void detach(struct afs_backups *b, struct item *it)
+{
+	lru_unlink(b, it);
+	let_go(b, it->view);
+	it->view = NULL;
+}
+
+/* Moves v to *closing (linked by next), no longer counted as open. */
+static void to_close(struct afs_backups *b, struct afs_view *v, struct afs_view **closing)
+{
+	v->next = *closing;
+	*closing = v;
+	b->nopen--;
+}
+
+/* Moves the idle views of the gone list to *closing.  mu held. */
 static void sweep(struct afs_backups *b, struct afs_view **closing)
 {
 	for (struct afs_view **pv = &b->gone; *pv;) {
@@ -160,8 +245,26 @@ static void sweep(struct afs_backups *b, struct afs_view **closing)
 			continue;
 		}
 		*pv = v->next;
-		v->next = *closing;
-		*closing = v;
+		to_close(b, v, closing);
+	}
+}
+
+/* Moves the views of the least recently used items that quiet() lets go
+ * to *closing until at most keep are open (or none is left to close);
+ * their items open their files again when next looked up.  mu held. */
+static void trim(struct afs_backups *b, size_t keep, struct afs_view **closing)
+{
+	struct item *it = b->lru_old;
+
+	while (it && b->nopen > keep) {
+		struct item *newer = it->newer;
+
+		if (quiet(it->view)) {
+			lru_unlink(b, it);
+			to_close(b, it->view, closing);
+			it->view = NULL;
+		}
+		it = newer;
 	}
 }
 
@@ -219,10 +322,8 @@ static enum afs_err scan(struct afs_backups *b, char *msg, size_t msglen)
 		it = find(b, de->d_name, len, &pos);
 		if (!it && !(it = insert(b, pos, de->d_name, len)))
 			continue; /* out of memory: not shown this time */
-		if (it->view && !same_file(&it->st, &st)) {
-			let_go(b, it->view); /* replaced under the same name: new lookups see the new file */
-			it->view = NULL;
-		}
+		if (it->view && !same_file(&it->st, &st))
+			detach(b, it); /* replaced under the same name: new lookups see the new file */
 		it->st = st;
 		it->shown = true;
 	}
@@ -235,7 +336,7 @@ static enum afs_err scan(struct afs_backups *b, char *msg, size_t msglen)
 			continue;
 		}
 		if (it->view)
-			let_go(b, it->view);
+			detach(b, it);
 		if (it->opening) {
 			it->dropped = true; /* its opener still uses it */
 			continue;
@@ -264,6 +365,8 @@ enum afs_err afs_backups_new(const char *dir, const struct afs_target *t, struct
 	b->target = t;
 	b->pool = pool;
 	b->on_log = on_log;
+	b->max_open = AFS_BACKUPS_MAX_OPEN;
+	b->max_fds = SIZE_MAX;
 	err = scan(b, msg, msglen);
 	if (err != AFS_OK) {
 		afs_backups_free(b);
@@ -313,6 +416,7 @@ void afs_backups_refresh(struct afs_backups *b)
 			afs_log(AFS_LOG_WARN, "%s: %s", b->dir, msg); /* the list stays as it was */
 	}
 	sweep(b, &closing);
+	trim(b, b->max_open, &closing);
 	pthread_mutex_unlock(&b->mu);
 	close_list(closing);
 }
@@ -328,6 +432,8 @@ void afs_backups_put(struct afs_backups *b, struct afs_view *v)
 		v->refs--;
 	if (v->gone && v->refs == 0)
 		sweep(b, &closing);
+	if (v->refs == 0 && b->nopen > b->max_open) /* what kept it open past the LRU's bound is gone */
+		trim(b, b->max_open, &closing);
 	pthread_mutex_unlock(&b->mu);
 	close_list(closing);
 }
@@ -413,44 +519,175 @@ static struct item *find_settled(struct afs_backups *b, const char *name, size_t
 	return it;
 }
 
-/* Opens the archive of it, marked opening, without holding b->mu (held on
- * entry and on return); the file was st when the open began.  Keeps the
- * view in it, with the caller's reference, unless a scan meanwhile saw the
- * file replaced or gone: then the view is gone (closed when its caller
- * puts it back) and the next lookup opens the file anew. */
-static enum afs_err open_item(struct afs_backups *b, struct item *it, const struct stat *st, struct afs_view **out)
+/* The error for an open(2) that failed with e. */
+static enum afs_err open_errno(int e)
 {
-	void (*hook)(void *ctx, const char *name) = b->on_open;
-	void *hook_ctx = b->on_open_ctx;
-	struct stat scanned = it->st;
+	switch (e) {
+	case EMFILE: return AFS_E_MFILE;
+	case ENFILE: return AFS_E_NFILE;
+	case ENOENT: return AFS_E_NOENT;
+	case ENOMEM: return AFS_E_NOMEM;
+	default: return AFS_E_IO;
+	}
+}
+
+/* Whether err says that a descriptor was lacking, not what the archive is. */
+static bool no_fd(enum afs_err err)
+{
+	return err == AFS_E_MFILE || err == AFS_E_NFILE;
+}
+
+/* Sees that a descriptor can be had and which file path names now (*st),
+ * by opening it for a moment: 0 or the errno of the failure. */
+static int probe(const char *path, struct stat *st)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC), e = 0;
+
+	if (fd < 0)
+		return errno;
+	if (fstat(fd, st) != 0)
+		e = errno;
+	close(fd);
+	return e;
+}
+
+/* Probes path; when no descriptor is left, closes one idle view of the
+ * LRU (if any) and tries once more.  Logs a failure but for a lack of
+ * descriptors (the caller logs that once) and a file gone.  mu not held. */
+static enum afs_err probe_room(struct afs_backups *b, const char *path, struct stat *st)
+{
+	struct afs_view *closing = NULL;
+	int e = probe(path, st);
+
+	if (e == EMFILE || e == ENFILE) {
+		pthread_mutex_lock(&b->mu);
+		trim(b, b->nopen - 1, &closing);
+		pthread_mutex_unlock(&b->mu);
+		if (closing) {
+			close_list(closing);
+			e = probe(path, st);
+		}
+	}
+	if (e && e != EMFILE && e != ENFILE && e != ENOENT)
+		afs_log(AFS_LOG_ERR, "%s: %s", path, strerror(e));
+	return e ? open_errno(e) : AFS_OK;
+}
+
+/* Logs a lookup that lacked a descriptor, once until an open succeeds
+ * again.  mu held. */
+static void log_short(struct afs_backups *b, const char *path, enum afs_err err)
+{
+	if (b->short_logged)
+		return;
+	b->short_logged = true;
+	afs_log(AFS_LOG_ERR, "%s: not opened: %s (%zu archives open; lookups into archives not open answer so "
+		"until descriptors are free)", path, afs_strerror(err), b->nopen);
+}
+
+/* Opens the file of it into *out; logs why not, but a lack of
+ * descriptors (the caller logs that once).  mu not held. */
+static enum afs_err open_view(struct afs_backups *b, struct item *it, struct afs_view **out)
+{
 	enum afs_err err;
 	char msg[512];
 
+	err = afs_view_open(it->path, b->target, b->pool, b->on_log, out, msg, sizeof(msg));
+	if (err == AFS_OK)
+		return AFS_OK;
+	if (err != AFS_E_NOMEM) {
+		struct stat st;
+		enum afs_err again = open_errno(probe(it->path, &st));
+
+		if (no_fd(again))
+			return again; /* short of descriptors, not a bad archive: not logged as one */
+	}
+	afs_log(AFS_LOG_ERR, "%s: %s", it->path, msg);
+	return err;
+}
+
+/* Keeps v, just opened from the file *now, in it, first in the LRU; the
+ * item takes the file's stat (the directory's entry is refreshed when the
+ * file changed since the scan).  But when a scan meanwhile dropped the
+ * item or saw its file change from *scanned, v is gone.  Returns whether
+ * the item was last opened from another file.  mu held. */
+static bool keep_view(struct afs_backups *b, struct item *it, struct afs_view *v, const struct stat *scanned,
+		      const struct stat *now)
+{
+	bool replaced = it->was_opened && !same_file(&it->opened, now);
+
+	it->opened = *now;
+	it->was_opened = true;
+	b->short_logged = false;
+	if (it->dropped || !same_file(&it->st, scanned)) {
+		let_go(b, v);
+		return replaced;
+	}
+	it->view = v;
+	lru_touch(b, it);
+	it->st = *now;
+	return replaced;
+}
+
+/* Opens the archive of it, marked opening and counted in nopen, without
+ * holding b->mu (held on entry and on return), after closing the views of
+ * closing; the file was *st when the lookup began.  Keeps the view in it,
+ * first in the LRU, with the caller's reference, unless a scan meanwhile
+ * saw the file replaced or gone: then the view is gone (closed when its
+ * caller puts it back) and the next lookup opens the file anew.  The item
+ * takes the stat of the file opened: a file replaced since the last scan
+ * is shown as it is now.  A failure for lack of a descriptor, or of a file
+ * gone meanwhile, is not remembered.  *replaced tells whether the item
+ * was last opened from another file. */
+static enum afs_err open_item(struct afs_backups *b, struct item *it, const struct stat *st,
+			      struct afs_view *closing, struct afs_view **out, bool *replaced)
+{
+	void (*hook)(void *ctx, const char *name) = b->on_open;
+	void *hook_ctx = b->on_open_ctx;
+	struct stat scanned = it->st, now = *st;
+	enum afs_err err;
+
 	pthread_mutex_unlock(&b->mu);
+	close_list(closing);
 	if (hook)
 		hook(hook_ctx, it->name);
-	err = afs_view_open(it->path, b->target, b->pool, b->on_log, out, msg, sizeof(msg));
-	if (err != AFS_OK)
-		afs_log(AFS_LOG_ERR, "%s: %s", it->path, msg);
+	err = probe_room(b, it->path, &now);
+	if (err == AFS_OK)
+		err = open_view(b, it, out);
 	pthread_mutex_lock(&b->mu);
 	it->opening = false;
-	it->failed = err;
-	it->failed_st = *st;
-	if (*out)
+	if (!no_fd(err) && err != AFS_E_NOENT) {
+		it->failed = err;
+		it->failed_st = now;
+	}
+	if (*out) {
 		(*out)->refs = 1;
-	if (*out && (it->dropped || !same_file(&it->st, &scanned)))
-		let_go(b, *out);
-	else
-		it->view = *out;
+		*replaced = keep_view(b, it, *out, &scanned, &now);
+	} else {
+		b->nopen--;
+		if (no_fd(err))
+			log_short(b, it->path, err);
+	}
 	if (it->dropped)
 		item_free(it);
 	pthread_cond_broadcast(&b->opened);
 	return err;
 }
 
+/* Makes room for one more open view: closes least recently used idle
+ * views into *closing while max_open or more are open.  AFS_E_MFILE when
+ * max_fds are open and none can be closed.  mu held. */
+static enum afs_err make_room(struct afs_backups *b, struct afs_view **closing)
+{
+	trim(b, b->max_open - 1, closing);
+	return b->nopen >= b->max_fds ? AFS_E_MFILE : AFS_OK;
+}
+
 enum afs_err afs_backups_view(struct afs_backups *b, const char *name, size_t len, struct afs_view **out)
 {
+	void (*on_replaced)(void *ctx, const char *name, size_t len, struct afs_view *v) = NULL;
+	struct afs_view *closing = NULL;
 	enum afs_err err = AFS_OK;
+	bool replaced = false;
 	struct item *it;
 	struct stat st;
 
@@ -464,6 +701,7 @@ enum afs_err afs_backups_view(struct afs_backups *b, const char *name, size_t le
 	if (it->view) {
 		*out = it->view;
 		it->view->refs++;
+		lru_touch(b, it);
 		goto out;
 	}
 	if (stat(it->path, &st) != 0) {
@@ -474,13 +712,49 @@ enum afs_err afs_backups_view(struct afs_backups *b, const char *name, size_t le
 		err = it->failed;
 		goto out;
 	}
+	err = make_room(b, &closing);
+	if (err != AFS_OK) {
+		log_short(b, it->path, err);
+		goto out;
+	}
 	/* One open per archive: a second caller for it waits in find_settled()
 	 * instead of building the same index twice. */
 	it->opening = true;
-	err = open_item(b, it, &st, out);
+	b->nopen++;
+	err = open_item(b, it, &st, closing, out, &replaced);
+	closing = NULL;
+	if (replaced && *out)
+		on_replaced = b->on_replaced;
 out:
 	pthread_mutex_unlock(&b->mu);
+	close_list(closing);
+	if (on_replaced)
+		on_replaced(b->on_replaced_ctx, name, len, *out);
 	return err;
+}
+
+void afs_backups_limit(struct afs_backups *b, size_t max_open, size_t max_fds)
+{
+	struct afs_view *closing = NULL;
+
+	pthread_mutex_lock(&b->mu);
+	b->max_fds = max_fds ? max_fds : 1;
+	b->max_open = max_open ? max_open : 1;
+	if (b->max_open > b->max_fds)
+		b->max_open = b->max_fds;
+	trim(b, b->max_open, &closing);
+	pthread_mutex_unlock(&b->mu);
+	close_list(closing);
+}
+
+size_t afs_backups_open_count(struct afs_backups *b)
+{
+	size_t n;
+
+	pthread_mutex_lock(&b->mu);
+	n = b->nopen;
+	pthread_mutex_unlock(&b->mu);
+	return n;
 }
 
 void afs_backups_on_open(struct afs_backups *b, void (*fn)(void *ctx, const char *name), void *ctx)
@@ -488,6 +762,15 @@ void afs_backups_on_open(struct afs_backups *b, void (*fn)(void *ctx, const char
 	pthread_mutex_lock(&b->mu);
 	b->on_open = fn;
 	b->on_open_ctx = ctx;
+	pthread_mutex_unlock(&b->mu);
+}
+
+void afs_backups_on_replaced(struct afs_backups *b,
+			     void (*fn)(void *ctx, const char *name, size_t len, struct afs_view *v), void *ctx)
+{
+	pthread_mutex_lock(&b->mu);
+	b->on_replaced = fn;
+	b->on_replaced_ctx = ctx;
 	pthread_mutex_unlock(&b->mu);
 }
 

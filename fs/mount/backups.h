@@ -20,6 +20,13 @@
  * the directory (or whose file was replaced) is closed, freeing its file's
  * space, as soon as it is idle: when its last reference is put, or at the
  * first refresh after its job's running command (a restore) ends.
+ *
+ * Open archives are bounded (afs_backups_limit()): each holds a file
+ * descriptor, libzip's copy of its central directory and its index.  Past
+ * the bound the least recently looked up archives are closed, those that
+ * are idle and whose job has never run or refused a command (a restore
+ * running or finished keeps its archive open, its outcome readable), and
+ * opened again, their index built anew, when next looked up.
  */
 #ifndef AFS_BACKUPS_H
 #define AFS_BACKUPS_H
@@ -31,6 +38,9 @@
 
 /* The link to the newest archive, beside the archives' directories. */
 #define AFS_BACKUPS_LATEST "latest"
+
+/* How many archives stay open at most by default (--max-open-archives). */
+#define AFS_BACKUPS_MAX_OPEN 64
 
 struct afs_backups;
 struct afs_seekreg;
@@ -67,14 +77,38 @@ enum afs_err afs_backups_stat(struct afs_backups *b, const char *name, size_t le
  * caller; others asking for it meanwhile wait for that open), with a
  * reference the caller gives back with afs_backups_put().  AFS_E_NOENT
  * when there is no such archive; an archive that cannot be opened gives
- * its error, logged once, until its file changes.  On error *out is NULL
- * and nothing is held. */
+ * its error, logged once, until its file changes.  AFS_E_MFILE or
+ * AFS_E_NFILE when no descriptor can be had for it (afs_backups_limit(),
+ * or open(2) says so even after an idle archive was closed): for this call
+ * only, logged once until an open succeeds.  The file opened is the one
+ * the archive's entry then shows (afs_backups_stat(), `latest`): a file
+ * replaced since the last scan is shown anew, its index built from it.
+ * On error *out is NULL and nothing is held. */
 enum afs_err afs_backups_view(struct afs_backups *b, const char *name, size_t len, struct afs_view **out);
+
+/* Bounds the archives open at once: past max_open, the least recently
+ * looked up idle ones are closed (now, and whenever one more is opened);
+ * while max_fds are open (those in use, gone or being opened count) and
+ * none can be closed, afs_backups_view() of an archive not open answers
+ * AFS_E_MFILE.  0 counts as 1; max_open is cut to max_fds.  Until called:
+ * AFS_BACKUPS_MAX_OPEN, and no max_fds. */
+void afs_backups_limit(struct afs_backups *b, size_t max_open, size_t max_fds);
+
+/* How many archives are open now (those gone but still used included). */
+size_t afs_backups_open_count(struct afs_backups *b);
 
 /* Gives back a reference afs_backups_view() handed out; closes the view
  * when its archive has left the directory and it is idle now.  NULL is a
  * no-op. */
 void afs_backups_put(struct afs_backups *b, struct afs_view *v);
+
+/* fn(ctx, name, len, v) is called when a lookup has opened archive
+ * name[0..len) from another file than the one it was last opened from
+ * (replaced under the same name), with v, the new file's view, held for
+ * the call, and no lock of b held: the FUSE layer drops what the kernel
+ * cached of the old file's paths.  NULL turns it off. */
+void afs_backups_on_replaced(struct afs_backups *b,
+			     void (*fn)(void *ctx, const char *name, size_t len, struct afs_view *v), void *ctx);
 
 /* How many archives are shown and their total size in bytes. */
 void afs_backups_totals(struct afs_backups *b, uint64_t *count, uint64_t *bytes);

@@ -274,3 +274,249 @@ def t_dirmode_removed_archive_restore_runs_on():
             time.sleep(0.05)
         check(not os.path.exists(live.flag), "the restore left its flag file")
     check(R.db_dump(live.db) == R.db_dump(os.path.join(src, "db.sqlite")), "the restore did not finish its work")
+
+
+# ------------------------------------------- years of daily backups (issue 17)
+# (imported here, not at the top: this part of the module is appended to)
+import json  # noqa: E402
+import resource  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+
+NOFILE = 256    # the daemon's limit of open files in these tests (soft and hard)
+ARCHIVES = 400  # more archives than that
+_many = {}
+
+
+def daily_name(i):
+    t = time.gmtime(1704067200 + i * 86400 + 3 * 3600 + 17 * 60)  # 2024-01-01 03:17 + i days
+    return time.strftime("timetracker_backup_%Y%m%d_%H%M%S", t)
+
+
+def tiny_archive(path, name, version=1):
+    """A small archive: a one-line manifest.json naming it (and its version)
+    and an upload whose bytes and size depend on both."""
+    body = ("%s v%d\n" % (name, version)).encode() * (200 * version)
+    with zipfile.ZipFile(path + ".tmp", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", manifest_line(name, version))
+        z.writestr("uploads/data.txt", body)
+    os.replace(path + ".tmp", path)  # a new file, as a backup tool writes it
+    return body
+
+
+def manifest_line(name, version=1):
+    return json.dumps({"db_type": "sqlite", "archive": name, "version": version}) + "\n"
+
+
+def many_archives(n=ARCHIVES):
+    """A backups directory of n tiny daily archives, generated once per run
+    (read-only: tests that change it link its files into a directory of
+    their own)."""
+    if n not in _many:
+        d = tempfile.mkdtemp(prefix="many-", dir=H.WORK)
+        for i in range(n):
+            tiny_archive(os.path.join(d, daily_name(i) + ".zip"), daily_name(i))
+        _many[n] = d
+    return _many[n]
+
+
+def linked_copy(src):
+    d = tempfile.mkdtemp(prefix="many-", dir=H.WORK)
+    for f in os.listdir(src):
+        os.link(os.path.join(src, f), os.path.join(d, f))
+    return d
+
+
+class LimitedMount(Mount):
+    """A Mount whose daemon starts with RLIMIT_NOFILE at nofile, soft and
+    hard (Mount.__enter__ with a preexec_fn)."""
+
+    def __init__(self, archive, *opts, nofile=NOFILE, env=None):
+        super().__init__(archive, *opts, env=env)
+        self.nofile = nofile
+
+    def __enter__(self):
+        n = self.nofile
+        self.err = tempfile.TemporaryFile(dir=H.WORK)
+        self.proc = subprocess.Popen([H.ARCHFS, "-f", *self.opts, self.archive, self.mnt], stdin=subprocess.DEVNULL,
+                                     stderr=self.err, env=self.env,
+                                     preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)))
+        deadline = time.time() + 20
+        while not H.is_mounted(self.mnt):
+            if self.proc.poll() is not None:
+                raise H.Failure("archfs exited with %d before mounting: %s" % (self.proc.returncode, self.stderr()))
+            if time.time() > deadline:
+                self.proc.kill()
+                raise H.Failure("mount did not appear within 20 s")
+            time.sleep(0.02)
+        return self.mnt
+
+
+def walk(m, archives="*"):
+    """find MNT -name manifest.json -exec cat {} +: the manifests' lines, sorted
+    (of the archives whose names match the pattern archives; the walk goes
+    through every one)."""
+    r = subprocess.run(["find", m, "-path", "%s/%s/manifest.json" % (m, archives), "-exec", "cat", "{}", "+"],
+                       capture_output=True, timeout=600)
+    check(r.returncode == 0 and not r.stderr, "the walk failed (%d): %s" % (r.returncode, r.stderr[-1000:]))
+    return sorted(r.stdout.decode().splitlines(keepends=True))
+
+
+def fds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def zips_open(pid):
+    return [p for p in open_paths(pid) if ".zip" in p]
+
+
+def check_bounded(mount, what):
+    """The daemon is alive, holds at most the default LRU's archives open,
+    and few descriptors besides."""
+    pid = mount.proc.pid
+    check(mount.proc.poll() is None and H.is_mounted(mount.mnt), "the daemon died %s: %s"
+          % (what, mount.stderr()[-2000:]))
+    check(len(zips_open(pid)) <= 64, "%d archives open %s" % (len(zips_open(pid)), what))
+    check(fds(pid) <= 64 + 48, "%d descriptors open %s" % (fds(pid), what))
+
+
+def t_dirmode_walk_past_descriptor_limit():
+    """400 archives, a daemon limited to 256 open files: every manifest is
+    read in one walk and in a second, the daemon lives, its descriptors and
+    memory stay bounded, and nothing is logged about descriptors.  (Each
+    archive opened stayed open: past the limit lookups answered EIO, and the
+    daemon aborted in pthread_cancel.)"""
+    d = many_archives()
+    expected = sorted(manifest_line(daily_name(i)) for i in range(ARCHIVES))
+    mount = LimitedMount(d)
+    with mount as m:
+        with open("/proc/%d/limits" % mount.proc.pid) as f:
+            check(any(line.startswith("Max open files") and line.split()[3:5] == [str(NOFILE)] * 2 for line in f),
+                  "the daemon does not run with the test's limit of open files")
+        check(walk(m) == expected, "the first walk read wrong manifests")
+        check_bounded(mount, "after the first walk")
+        rss1 = H.vm_rss_kib(mount.proc.pid)
+        check(walk(m) == expected, "the second walk read wrong manifests")
+        check_bounded(mount, "after the second walk")
+        rss2 = H.vm_rss_kib(mount.proc.pid)
+        check(rss2 <= rss1 + 8 * 1024, "memory grew from %d to %d KiB between two walks" % (rss1, rss2))
+        check(H.sanitized() or rss2 < 32 * 1024, "%d KiB resident after two walks of 400 archives" % rss2)
+        check(os.readlink(os.path.join(m, "latest")) == daily_name(ARCHIVES - 1), "latest is not the newest")
+        newest = daily_name(ARCHIVES)
+        tiny_archive(os.path.join(d, newest + ".zip"), newest)
+        try:
+            check(os.readlink(os.path.join(m, "latest")) == newest, "latest does not follow a new archive")
+            with open(os.path.join(m, "latest", "manifest.json")) as f:
+                check(f.read() == manifest_line(newest), "latest/manifest.json is not the newest's")
+        finally:
+            os.unlink(os.path.join(d, newest + ".zip"))
+        check("open files" not in mount.stderr(), "descriptors ran short: " + mount.stderr()[-1000:])
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def t_dirmode_archive_replaced_between_walks():
+    """Two archives replaced under the same name between two walks (one the
+    LRU had closed, one still open): the second walk and reads of their
+    files show the new archives' bytes, whole, without a remount."""
+    d = linked_copy(many_archives())
+    early, late = daily_name(3), daily_name(ARCHIVES - 2)  # closed by the LRU after a walk / still open
+    mount = LimitedMount(d)
+    with mount as m:
+        old = {n: read_bytes(os.path.join(m, n, "uploads/data.txt")) for n in (early, late)}
+        expected = walk(m)
+        check(any(late in p for p in zips_open(mount.proc.pid)), "the last archives walked are not open")
+        check(not any(early in p for p in zips_open(mount.proc.pid)), "the first archives walked are still open")
+        new = {n: tiny_archive(os.path.join(d, n + ".zip"), n, version=2) for n in (early, late)}
+        for n in (early, late):
+            check(new[n] != old[n] and len(new[n]) > len(old[n]), "the test's new archive is not different")
+            expected[expected.index(manifest_line(n))] = manifest_line(n, 2)
+        got = walk(m)
+        check(got == sorted(expected), "the second walk did not read the replaced archives' manifests: %s"
+              % sorted(set(got) ^ set(expected)))
+        for n in (early, late):
+            check(read_bytes(os.path.join(m, n, "uploads/data.txt")) == new[n], "%s: mixed or old bytes" % n)
+            check(read_bytes(os.path.join(m, n, "manifest.json")) == manifest_line(n, 2).encode(), "%s: manifest" % n)
+            check(os.stat(os.path.join(m, n, "uploads/data.txt")).st_size == len(new[n]), "%s: old size" % n)
+        check(H.is_mounted(m), "the mount is gone")
+
+
+def t_dirmode_restore_while_walking_all_archives():
+    """A restore from one archive (stopped at its database step's gate)
+    while a walk opens every other archive, past the LRU's bound and the
+    daemon's limit of open files: the restoring archive stays open, the
+    walk reads everything, and the restore ends with the archive's rows."""
+    a, src = fixture("app")
+    d = linked_copy(many_archives())
+    name = "timetracker_backup_20231231_235959"  # the oldest: the LRU's first choice, were it idle
+    shutil.copy(a, os.path.join(d, name + ".zip"))
+    live = R.Live()
+    gates, env = R.gates_env("db-step")
+    mount = LimitedMount(d, *live.opts(), env=env)
+    with mount as m:
+        arch = os.path.join(m, name)
+        check(R.control(arch, "restore") == 0, "restore refused: %s" % R.status(arch)["error"])
+        try:
+            R.wait_gate(gates, "db-step", arch)
+            expected = sorted(manifest_line(daily_name(i)) for i in range(ARCHIVES))
+            got = walk(m, "timetracker_backup_202[45]*")
+            check(len(zips_open(mount.proc.pid)) <= 64 + 1, "%d archives open" % len(zips_open(mount.proc.pid)))
+            check(holds(mount.proc.pid, os.path.join(d, name + ".zip")), "the restoring archive was closed")
+            walk(m)
+        finally:
+            R.open_gate(gates, "db-step")
+        s = R.wait_final(arch)
+        check(got == expected, "the walk during the restore read wrong manifests")
+        check(s["state"] == "done", "restore: %s (%s)" % (s["state"], s["error"]))
+        check(R.status(arch)["state"] == "done", "the finished restore's status was lost")
+        check_bounded(mount, "after the restore")
+    check(R.db_dump(live.db) == R.db_dump(os.path.join(src, "db.sqlite")), "the database is not the archive's")
+
+
+def lowest_free_fd(pid):
+    used = {int(n) for n in os.listdir("/proc/%d/fd" % pid)}
+    return next(i for i in range(len(used) + 1) if i not in used)
+
+
+def t_dirmode_descriptors_exhausted():
+    """More archives held open (a file open in each) than the daemon's
+    descriptors allow: the lookups past them answer EMFILE, logged once, and
+    work again once files are closed.  Then with not one descriptor left
+    (its limit lowered under it), the daemon still answers and stops
+    cleanly on SIGTERM: libfuse's pthread_cancel used to abort it, unable to
+    load libgcc_s.so.1."""
+    d = many_archives()
+    mount = LimitedMount(d)
+    held = []
+    with mount as m:
+        try:
+            for i in range(NOFILE):
+                try:
+                    held.append(os.open(os.path.join(m, daily_name(i), "manifest.json"), os.O_RDONLY))
+                except OSError as e:
+                    check(e.errno == errno.EMFILE, "archive %d: %s, not EMFILE" % (i, e))
+                    break
+            check(NOFILE // 4 < len(held) < NOFILE, "%d archives held open, with %d descriptors" % (len(held), NOFILE))
+            check(errno_of(os.stat, os.path.join(m, daily_name(len(held) + 1), "manifest.json")) == errno.EMFILE,
+                  "a second lookup past the descriptors: not EMFILE")
+            check(mount.stderr().count("too many open files") == 1, "not logged once: " + mount.stderr()[-1000:])
+            check(os.read(held[7], 4096) == manifest_line(daily_name(7)).encode(), "a held file reads wrong")
+            os.close(held.pop())
+            H.wait_requests_done(m)  # the release has reached the daemon
+            with open(os.path.join(m, daily_name(NOFILE), "manifest.json")) as f:
+                check(f.read() == manifest_line(daily_name(NOFILE)), "a lookup after a file was closed fails")
+            H.wait_requests_done(m)  # its archive is closed: no idle one is left to close for a descriptor
+            resource.prlimit(mount.proc.pid, resource.RLIMIT_NOFILE, (lowest_free_fd(mount.proc.pid),) * 2)
+            e = errno_of(os.stat, os.path.join(m, daily_name(NOFILE + 1), "manifest.json"))
+            check(e == errno.EMFILE, "a lookup with no descriptor left: %s, not EMFILE" % os.strerror(e))
+            check(len(os.listdir(m)) == ARCHIVES + 1, "the top does not list with no descriptor left")
+            check(os.pread(held[0], 4096, 0) == manifest_line(daily_name(0)).encode(), "a held file reads wrong")
+            mount.proc.send_signal(signal.SIGTERM)
+            rc = mount.proc.wait(timeout=30)
+            check(rc == 0, "archfs exited with %d on SIGTERM with no descriptor left: %s" % (rc, mount.stderr()[-500:]))
+        finally:
+            for fd in held:
+                os.close(fd)

@@ -1,19 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of fs/mount/backups.c: which files a backups directory shows, the
  * newest archive, archives opened on first use, a directory that changes
- * while it is mounted, an open that keeps nothing else waiting, and
- * archives gone from the directory closed once unused. */
+ * while it is mounted, an open that keeps nothing else waiting,
+ * archives gone from the directory closed once unused, and the bound on
+ * archives open at once (LRU, descriptors). */
 #include <dirent.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 #include "backups.h"
 #include "index.h"
+#include "job.h"
 #include "seekidx.h"
 #include "target.h"
 #include "testutil.h"
@@ -284,6 +287,179 @@ static void gone_archives_close(const char *dir, const struct afs_target *target
 	free(p3);
 }
 
+static struct afs_view *view_of(struct afs_backups *b, const char *name)
+{
+	struct afs_view *v = NULL;
+
+	CHECK(afs_backups_view(b, name, strlen(name), &v) == AFS_OK && v);
+	return v;
+}
+
+/* Looks name up and gives the reference back at once. */
+static void touch(struct afs_backups *b, const char *name)
+{
+	afs_backups_put(b, view_of(b, name));
+}
+
+/* Past max_open the least recently looked up idle archive is closed, and
+ * opened again (a new index) when next looked up. */
+static void lru_closes_least_recent(struct afs_backups *b, char *const *p)
+{
+	uint32_t id;
+
+	afs_backups_limit(b, 2, 100);
+	touch(b, "lru0");
+	touch(b, "lru1");
+	CHECK(afs_backups_open_count(b) == 2 && open_here(p[0]) && open_here(p[1]));
+	touch(b, "lru0"); /* now lru1 is the least recent */
+	touch(b, "lru2");
+	CHECK(afs_backups_open_count(b) == 2);
+	CHECK(open_here(p[0]) && !open_here(p[1]) && open_here(p[2]));
+	struct afs_view *v = view_of(b, "lru1"); /* reopened; lru0 goes */
+	CHECK(v && afs_index_lookup(v->index, "/uploads/a.txt", &id) == AFS_OK);
+	CHECK(open_here(p[1]) && !open_here(p[0]) && open_here(p[2]));
+	afs_backups_put(b, v);
+	afs_backups_limit(b, 1, 100); /* lowering the bound closes at once */
+	CHECK(afs_backups_open_count(b) == 1 && open_here(p[1]) && !open_here(p[2]));
+}
+
+/* Archives in use are never closed: the bound is passed while they are
+ * held, up to max_fds, past which a lookup answers AFS_E_MFILE (not
+ * remembered); once given back, they are closed down to the bound.  A job
+ * that refused a command keeps its archive open (its .status says so). */
+static void lru_spares_used_archives(struct afs_backups *b, char *const *p)
+{
+	struct afs_view *v0, *v1, *v = NULL;
+	char msg[256];
+
+	afs_backups_limit(b, 1, 2);
+	v0 = view_of(b, "lru0");
+	v1 = view_of(b, "lru1");
+	CHECK(afs_backups_open_count(b) == 2 && open_here(p[0]) && open_here(p[1]));
+	CHECK(afs_backups_view(b, "lru2", 4, &v) == AFS_E_MFILE && !v && !open_here(p[2]));
+	afs_backups_put(b, v1);
+	CHECK(afs_backups_open_count(b) == 1 && !open_here(p[1]) && open_here(p[0]));
+	touch(b, "lru2"); /* lru0 is held: one past the bound */
+	CHECK(afs_backups_open_count(b) == 1 && open_here(p[0]) && !open_here(p[2]));
+
+	/* a command refused (no target): the job has something to show */
+	CHECK(afs_job_command(v0->job, AFS_CMD_CANCEL, msg, sizeof(msg)) == AFS_E_INVAL);
+	afs_backups_put(b, v0);
+	afs_backups_limit(b, 1, 100);
+	touch(b, "lru1");
+	touch(b, "lru2");
+	CHECK(open_here(p[0]) && !open_here(p[1]) && !open_here(p[2]));
+	CHECK(afs_backups_open_count(b) == 1);
+}
+
+/* The on_replaced hook: which archive, and the view handed out. */
+struct replaced {
+	char name[32];
+	struct afs_view *v;
+	int calls;
+};
+
+static void on_replaced(void *ctx, const char *name, size_t len, struct afs_view *v)
+{
+	struct replaced *r = ctx;
+
+	snprintf(r->name, sizeof(r->name), "%.*s", (int)len, name);
+	r->v = v;
+	r->calls++;
+}
+
+/* An archive closed by the LRU whose file was replaced meanwhile, before
+ * any scan saw it: the reopen reads the new file whole (its index, its
+ * entry's stat), never the old index over the new bytes, and the hook
+ * that drops the kernel's cache of it is called (not for a reopen of the
+ * same file). */
+static void lru_reopen_sees_new_file(struct afs_backups *b, const struct tu_entry *e)
+{
+	struct replaced r = { .calls = 0 };
+	struct afs_view *v;
+	struct stat before, after;
+	uint32_t id;
+
+	afs_backups_on_replaced(b, on_replaced, &r);
+	afs_backups_limit(b, 1, 100);
+	touch(b, "lru3");
+	touch(b, "lru1"); /* lru3 is closed */
+	touch(b, "lru3"); /* reopened from the same file */
+	touch(b, "lru1");
+	CHECK(r.calls == 0);
+	CHECK(afs_backups_stat(b, "lru3", 4, &before) == AFS_OK);
+	char *p3 = tu_zip("lru3.zip", e, 1); /* a new file: no uploads/a.txt */
+	v = view_of(b, "lru3");
+	CHECK(v && afs_index_lookup(v->index, "/uploads/a.txt", &id) == AFS_E_NOENT);
+	CHECK(afs_index_count(v->index) == 2);
+	CHECK(afs_backups_stat(b, "lru3", 4, &after) == AFS_OK);
+	CHECK(after.st_ino != before.st_ino && after.st_size < before.st_size && open_here(p3));
+	CHECK(r.calls == 1 && strcmp(r.name, "lru3") == 0 && r.v == v);
+	afs_backups_put(b, v);
+	afs_backups_on_replaced(b, NULL, NULL);
+}
+
+static int lowest_free_fd(void)
+{
+	int fd = dup(0);
+
+	close(fd);
+	return fd;
+}
+
+static void set_nofile(rlim_t n)
+{
+	struct rlimit rl;
+
+	CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	rl.rlim_cur = n;
+	CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+}
+
+/* With no descriptor left, a lookup closes an idle archive to get one;
+ * with none idle it answers AFS_E_MFILE for that call only.  (lru0 stays
+ * open throughout: its job refused a command.) */
+static void lru_descriptor_shortage(struct afs_backups *b, char *const *p)
+{
+	struct afs_view *v2, *v = NULL;
+	struct rlimit saved;
+
+	afs_backups_limit(b, 64, 1000);
+	touch(b, "lru1");
+	CHECK(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+	set_nofile((rlim_t)lowest_free_fd()); /* not one descriptor more */
+	v2 = view_of(b, "lru2");                /* lru1, idle, is closed for it */
+	CHECK(afs_backups_view(b, "lru3", 4, &v) == AFS_E_MFILE && !v);
+	CHECK(setrlimit(RLIMIT_NOFILE, &saved) == 0);
+	CHECK(open_here(p[0]) && !open_here(p[1]) && open_here(p[2]));
+	v = view_of(b, "lru3"); /* the shortage was not remembered against it */
+	afs_backups_put(b, v);
+	afs_backups_put(b, v2);
+}
+
+static void lru(const char *dir, const struct afs_target *target, struct afs_seekreg *pool,
+		const struct tu_entry *e)
+{
+	struct afs_backups *b = NULL;
+	char *p[4], name[16], msg[256];
+
+	for (int i = 0; i < 4; i++) {
+		snprintf(name, sizeof(name), "lru%d.zip", i);
+		p[i] = strdup(tu_zip(name, e, 2));
+	}
+	CHECK(afs_backups_new(dir, target, pool, NULL, &b, msg, sizeof(msg)) == AFS_OK);
+	lru_closes_least_recent(b, p);
+	lru_spares_used_archives(b, p);
+	lru_reopen_sees_new_file(b, e);
+	lru_descriptor_shortage(b, p);
+	afs_backups_free(b);
+	for (int i = 0; i < 4; i++) {
+		CHECK(!open_here(p[i]));
+		unlink(p[i]);
+		free(p[i]);
+	}
+}
+
 int main(void)
 {
 	struct tu_entry e[] = {
@@ -362,6 +538,7 @@ int main(void)
 
 	open_keeps_nothing_waiting(dir, &target, pool, e, copy, copy2);
 	gone_archives_close(dir, &target, pool, e);
+	lru(dir, &target, pool, e);
 
 	b = NULL;
 	CHECK(afs_backups_new("/nonexistent/archfs-backups", &target, pool, NULL, &b, msg, sizeof(msg)) == AFS_E_IO);

@@ -13,7 +13,7 @@ int main(void)
 		{ AFS_E_BADNAME, EIO }, { AFS_E_CONFLICT, EIO }, { AFS_E_UNSUPPORTED, EOPNOTSUPP },
 		{ AFS_E_INVAL, EINVAL }, { AFS_E_RANGE, ERANGE }, { AFS_E_NODATA, ENODATA }, { AFS_E_ROFS, EROFS },
 		{ AFS_E_BUSY, EBUSY }, { AFS_E_ACCES, EACCES }, { AFS_E_NOSPC, ENOSPC },
-		{ AFS_E_CANCELLED, ECANCELED }, { AFS_E_FAILED, EIO },
+		{ AFS_E_CANCELLED, ECANCELED }, { AFS_E_FAILED, EIO }, { AFS_E_MFILE, EMFILE }, { AFS_E_NFILE, ENFILE },
 	};
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
 		CHECK(afs_errno(map[i].e) == map[i].no);
