@@ -36,7 +36,8 @@ struct afs_node {
 struct afs_index;
 
 /* Builds the tree of every entry of a.  Fails, leaving *out NULL, on the
- * first unsafe name (AFS_E_BADNAME), clashing names (AFS_E_CONFLICT),
+ * first unsafe name (AFS_E_BADNAME: afs_index_check_name(), or a name that
+ * holds a NUL byte), clashing names (AFS_E_CONFLICT),
  * encrypted entries or unknown methods (AFS_E_UNSUPPORTED); msg then names
  * the entry.  The index does not keep a reference to a. */
 enum afs_err afs_index_build(struct afs_archive *a, struct afs_index **out, char *msg, size_t msglen);
