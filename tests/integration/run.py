@@ -26,6 +26,7 @@ import dirmode_tests  # noqa: E402
 import restore_tests  # noqa: E402
 import pg_tests  # noqa: E402
 import app_tests  # noqa: E402
+import badinput_tests  # noqa: E402
 from harness import Failure, Mount, check, compare_tree, fixture, is_mounted, mkarchive, refused, sha  # noqa: E402,F401
 
 # ---------------------------------------------------------------- the tests
@@ -384,7 +385,7 @@ def main():
     H.ARCHFS = os.path.abspath(args.archfs)
     H.WORK = args.work or tempfile.mkdtemp(prefix="archfs-it-")
     os.makedirs(H.WORK, exist_ok=True)
-    tests = [(n[2:], f) for mod in (globals(), vars(dirmode_tests), vars(restore_tests), vars(pg_tests), vars(app_tests)) for n, f in mod.items()
+    tests = [(n[2:], f) for mod in (globals(), vars(dirmode_tests), vars(restore_tests), vars(pg_tests), vars(app_tests), vars(badinput_tests)) for n, f in mod.items()
              if n.startswith("t_") and callable(f) and args.k in n]
     passed = failed = 0
     try:
