@@ -202,6 +202,7 @@ static void leading_data(void)
 	struct afs_archive *a = NULL;
 	struct afs_entry_info info;
 	char msg[256] = "";
+	int fds = count_fds();
 	size_t len;
 
 	z = read_all(tu_zip("inner.zip", e, 2), &len);
@@ -224,6 +225,7 @@ static void leading_data(void)
 	      AFS_E_NOTZIP);
 	CHECK(afs_archive_open(sfx("stub-cut.zip", stub, 5000, z, len - 30, false), &a, msg, sizeof(msg)) ==
 	      AFS_E_NOTZIP && a == NULL);
+	CHECK(count_fds() == fds); /* every descriptor closed, on errors too */
 	free(z);
 	free(body);
 	free(stub);
