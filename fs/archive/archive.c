@@ -373,7 +373,7 @@ static zip_t *zip_open_at(int fd, uint64_t prefix, int *ze)
 	return z;
 }
 
-/* Opens a->zip from fd (of st_size bytes): the file as it is, or, when
+/* Opens a->zip from fd (of size bytes): the file as it is, or, when
  * libzip finds no archive there, the archive after a self-extracting stub
  * (find_prefix; libzip takes the offsets an archive states as offsets in
  * the file, so it reads a stub's archive only when they were adjusted,
