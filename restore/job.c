@@ -754,7 +754,10 @@ static enum afs_err command_locked(struct afs_job *j, enum afs_cmd cmd, char *ms
 	pthread_mutex_lock(&j->mu);
 	clear_run_locked(j);
 	j->command = cmd;
-	j->do_db = db;
+	/* verify without a target checks what a restore of everything would,
+	 * whatever the target: every check that needs none (see verify()) */
+	j->any_target = cmd == AFS_CMD_VERIFY && !afs_target_configured(t);
+	j->do_db = db || j->any_target;
 	j->do_uploads = uploads;
 	j->do_migrate = db && t->migrate && cmd != AFS_CMD_VERIFY;
 	j->backend = NULL;

@@ -60,6 +60,7 @@ struct afs_job {
 
 	/* --- the pipeline thread's own --- */
 	bool do_db, do_uploads, do_migrate;
+	bool any_target;                   /* verify without a target: as for a restore of everything (do_db) into a target of the archive's own kind */
 	const struct afs_db_backend *backend;
 	void *backend_state;
 	uint32_t dump;                     /* node of the dump, AFS_NONE if none */

@@ -65,6 +65,19 @@ static bool part_of_backup(const char *path)
 	       strcmp(path, "db.sqlite") == 0 || strcmp(path, "db.dump") == 0 || strncmp(path, "uploads/", 8) == 0;
 }
 
+/* The file type the archive states for node n: its entry's Unix mode
+ * (the index shows a device or fifo as a regular file), or the type the
+ * index shows when the archive states none. */
+static mode_t stated_type(const struct afs_job *j, const struct afs_node *n)
+{
+	struct afs_entry_info e;
+
+	if (n->entry != AFS_NONE && afs_archive_entry(j->cur_archive, n->entry, &e) == AFS_OK && (e.mode & S_IFMT) &&
+	    !S_ISDIR(n->mode))
+		return e.mode & S_IFMT;
+	return n->mode & S_IFMT;
+}
+
 /* Checks every entry's CRC-32 (the dump's is checked as the backend reads
  * it) and that nothing under uploads/ is other than a file or directory.
  * An entry that cannot be decoded (encrypted, an unknown method) refuses
@@ -80,10 +93,11 @@ static enum afs_err verify_entries(struct afs_job *j, bool backend_reads_dump)
 	for (uint32_t id = 1; id < afs_index_count(ix); id++) {
 		const struct afs_node *n = afs_index_node(ix, id);
 		const char *path = afs_index_path(ix, id);
+		mode_t type = strncmp(path, "uploads/", 8) == 0 ? stated_type(j, n) : S_IFREG;
 
-		if (strncmp(path, "uploads/", 8) == 0 && !S_ISREG(n->mode) && !S_ISDIR(n->mode))
+		if (type != S_IFREG && type != S_IFDIR)
 			return afs_job_fail(j, AFS_E_BADNAME, "%s in the archive is a %s: refusing to restore it", path,
-					    S_ISLNK(n->mode) ? "symlink" : "special file");
+					    type == S_IFLNK ? "symlink" : "special file (a device, fifo or socket)");
 		if (!S_ISDIR(n->mode) && !afs_stream_decodable(n, why, sizeof(why))) {
 			if (part_of_backup(path))
 				return afs_job_fail(j, AFS_E_UNSUPPORTED, "%s in the archive is %s: refusing to restore it",
@@ -206,7 +220,10 @@ static enum afs_err inspect_target(struct afs_job *j, bool after)
 	return AFS_OK;
 }
 
-/* Step 1: everything is checked, nothing is changed. */
+/* Step 1: everything is checked, nothing is changed.  Without a target
+ * (j->any_target), every check that needs none runs as for a target of the
+ * archive's own kind: verify refuses what a restore into any target would
+ * refuse for the archive itself, with the same reason. */
 static enum afs_err verify(struct afs_job *j)
 {
 	const struct afs_target *t = j->target;
@@ -216,6 +233,9 @@ static enum afs_err verify(struct afs_job *j)
 	enum afs_err err;
 
 	afs_job_log(j, "verifying %s", j->archive_path);
+	if (afs_archive_prefix(j->cur_archive))
+		afs_job_log(j, "the archive starts after %llu bytes of other data (a self-extracting stub)",
+			    (unsigned long long)afs_archive_prefix(j->cur_archive));
 	if (j->do_db && t->kind != AFS_DB_UNKNOWN) {
 		err = inspect_target(j, false);
 		if (err != AFS_OK)
@@ -226,17 +246,13 @@ static enum afs_err verify(struct afs_job *j)
 	if (!j->has_manifest)
 		afs_job_warn(j, "the archive has no manifest.json: the database file present decides its type");
 	kind = archive_db_type(j);
-	if (j->command == AFS_CMD_VERIFY && t->kind == AFS_DB_UNKNOWN && j->dump != AFS_NONE &&
-	    backend_for(t->backends, kind)) {
-		j->do_db = true; /* no target: still check the dump itself */
-		j->backend = backend_for(t->backends, kind);
-	} else if (j->do_db) {
+	if (j->do_db) {
 		if (kind == AFS_DB_UNKNOWN || j->dump == AFS_NONE)
 			return afs_job_fail(j, AFS_E_CORRUPT, "the archive holds no database (%s)",
 					    kind == AFS_DB_SQLITE ? "db.sqlite is missing"
 					    : kind == AFS_DB_POSTGRESQL ? "db.dump is missing"
 					    : "neither db.sqlite nor db.dump");
-		if (kind != t->kind)
+		if (kind != t->kind && !j->any_target)
 			return afs_job_fail(j, AFS_E_INVAL, "the archive holds a %s database but the target is %s",
 					    afs_db_type_name(kind), afs_db_type_name(t->kind));
 		j->backend = backend_for(t->backends, kind);

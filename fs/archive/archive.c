@@ -29,6 +29,8 @@ struct afs_archive {
 	uint64_t file_size;
 	int64_t file_mtime;
 	uint8_t *past_eof;  /* bit per entry, see afs_archive_entry_past_eof(); NULL: none */
+	uint8_t *nul_name;  /* bit per entry whose stated name holds a NUL byte; NULL: none */
+	uint64_t prefix;    /* bytes of other data before the archive (afs_archive_prefix()) */
 };
 
 struct afs_raw {
@@ -76,44 +78,92 @@ static uint64_t le64(const unsigned char *p)
 #define LOCAL_LEN 30
 #define CDIR_MAX_REC (CDIR_LEN + 3 * 0xffff)
 #define CDIR_BUF (1024 * 1024)
+#define TAIL_MAX (EOCD_LEN + 0xffff + EOCD64_LOC_LEN)
+#define EXTRA_UNICODE_PATH 0x7075 /* Info-ZIP Unicode path: libzip shows its name instead */
 
-/* Finds the central directory as its end records state it: the last
- * end-of-central-directory record in the file's tail whose directory fits
- * before it, and the ZIP64 record when the classic one says so.  false when
- * none agrees with libzip's entry count. */
-static bool find_cdir(int fd, uint64_t fsize, uint64_t count, uint64_t *cd_off, uint64_t *cd_len)
+/* The bytes libzip reads as the archive: [base, base + size) of the file
+ * fd.  base is not 0 when other data (a self-extracting stub) precedes an
+ * archive whose offsets count from its own start. */
+struct span {
+	int fd;
+	uint64_t base, size;
+};
+
+/* Reads n bytes at offset off of the span; false past its end or on error. */
+static bool span_read(const struct span *s, void *buf, size_t n, uint64_t off)
 {
-	unsigned char tail[EOCD_LEN + 0xffff + EOCD64_LOC_LEN], rec[EOCD64_LEN];
-	size_t n = fsize < sizeof(tail) ? (size_t)fsize : sizeof(tail);
-	uint64_t base = fsize - n;
+	return off <= s->size && n <= s->size - off && pread(s->fd, buf, n, (off_t)(s->base + off)) == (ssize_t)n;
+}
 
-	if (pread(fd, tail, n, (off_t)base) != (ssize_t)n)
+/* What an end-of-central-directory record states. */
+struct cdir_end {
+	uint64_t at;       /* offset of the record that ends the directory (the ZIP64 one when present) */
+	uint64_t entries;  /* the directory's entry count */
+	uint64_t off, len; /* its stated offset and size */
+	bool zip64;
+};
+
+/* Reads the last TAIL_MAX bytes (or fewer) of s into tail: their count,
+ * and their offset in *tbase; 0 on error. */
+static size_t read_tail(const struct span *s, unsigned char *tail, uint64_t *tbase)
+{
+	size_t n = s->size < TAIL_MAX ? (size_t)s->size : TAIL_MAX;
+
+	*tbase = s->size - n;
+	return span_read(s, tail, n, *tbase) ? n : 0;
+}
+
+/* Reads the end record whose signature would be at tail[i] (offset
+ * tbase + i of s).  As libzip does, a ZIP64 locator right before it makes
+ * the ZIP64 record the one that counts: where the locator says, or, with
+ * adjacent set (offsets that may not count from the span's start), right
+ * before the locator, where every writer puts it.  false when there is no
+ * such record. */
+static bool read_end(const struct span *s, const unsigned char *tail, size_t i, uint64_t tbase, bool adjacent,
+		     struct cdir_end *e)
+{
+	const unsigned char *r = tail + i, *loc = r - EOCD64_LOC_LEN;
+	unsigned char rec[EOCD64_LEN];
+	uint64_t at64;
+
+	if (le32(r) != 0x06054b50)
 		return false;
-	for (size_t i = n >= EOCD_LEN ? n - EOCD_LEN + 1 : 0; i-- > 0;) {
-		const unsigned char *e = tail + i;
-		uint64_t at = base + i, entries = le16(e + 10), len = le32(e + 12), off = le32(e + 16);
+	*e = (struct cdir_end){ .at = tbase + i, .entries = le16(r + 10), .len = le32(r + 12), .off = le32(r + 16) };
+	if (i < EOCD64_LOC_LEN || le32(loc) != 0x07064b50)
+		return true;
+	if (adjacent && e->at < EOCD64_LOC_LEN + EOCD64_LEN)
+		return false;
+	at64 = adjacent ? e->at - EOCD64_LOC_LEN - EOCD64_LEN : le64(loc + 8);
+	if (!span_read(s, rec, EOCD64_LEN, at64) || le32(rec) != 0x06064b50)
+		return false;
+	*e = (struct cdir_end){ .at = at64, .entries = le64(rec + 32), .len = le64(rec + 40), .off = le64(rec + 48),
+				.zip64 = true };
+	return true;
+}
 
-		if (le32(e) != 0x06054b50)
+/* How many bytes of other data (a self-extracting stub) precede an
+ * archive whose offsets count from its own start, found as Info-ZIP's
+ * unzip finds them: a central directory ends where its end record begins,
+ * so the archive starts at that record's offset less the directory's size
+ * and stated offset, and the directory must begin with a record there.
+ * 0 when no end record in the file's tail says so. */
+static uint64_t find_prefix(int fd, uint64_t fsize)
+{
+	struct span s = { fd, 0, fsize };
+	unsigned char *tail = malloc(TAIL_MAX), sig[4];
+	uint64_t tbase, start = 0;
+	size_t n = tail ? read_tail(&s, tail, &tbase) : 0;
+	struct cdir_end e;
+
+	for (size_t i = n >= EOCD_LEN ? n - EOCD_LEN + 1 : 0; i-- > 0 && start == 0;) {
+		if (!read_end(&s, tail, i, tbase, true, &e) || e.len == 0 || e.off > e.at || e.len > e.at - e.off)
 			continue;
-		if ((entries == 0xffff || len == 0xffffffff || off == 0xffffffff) && i >= EOCD64_LOC_LEN &&
-		    le32(e - EOCD64_LOC_LEN) == 0x07064b50) {
-			uint64_t at64 = le64(e - EOCD64_LOC_LEN + 8);
-
-			if (at64 > fsize - EOCD64_LEN ||
-			    pread(fd, rec, EOCD64_LEN, (off_t)at64) != EOCD64_LEN || le32(rec) != 0x06064b50)
-				continue;
-			entries = le64(rec + 32);
-			len = le64(rec + 40);
-			off = le64(rec + 48);
-			at = at64;
-		}
-		if (entries == count && off <= at && len <= at - off) {
-			*cd_off = off;
-			*cd_len = len;
-			return true;
-		}
+		start = e.at - e.len - e.off;
+		if (!span_read(&s, sig, 4, start + e.off) || le32(sig) != 0x02014b50)
+			start = 0;
 	}
-	return false;
+	free(tail);
+	return start;
 }
 
 /* The local header offset and compressed size of one central-directory
@@ -147,74 +197,149 @@ static void cdir_ranges(const unsigned char *r, uint64_t *local, uint64_t *comp)
 	}
 }
 
-/* Marks every entry whose local header and compressed data reach past the
- * end of the file (see afs_archive_entry_past_eof()).  The central
- * directory is walked once, in order as libzip numbers the entries, through
- * a buffer of CDIR_BUF bytes (a record is at most CDIR_LEN + 3 * 65535).  A
- * directory this walk cannot follow marks nothing: libzip accepted it, and
- * a read of a bad entry still fails when libzip opens it. */
-static enum afs_err mark_past_eof(struct afs_archive *a, const char *path)
+/* True when the name of central-directory record r, or its Info-ZIP
+ * Unicode path, holds a NUL byte: the C string libzip gives ends there,
+ * short of the name the record states. */
+static bool name_holds_nul(const unsigned char *r)
+{
+	uint16_t name = le16(r + 28), extra = le16(r + 30);
+	const unsigned char *x = r + CDIR_LEN + name, *end = x + extra;
+
+	if (memchr(r + CDIR_LEN, 0, name))
+		return true;
+	while (end - x >= 4) {
+		uint16_t id = le16(x), dlen = le16(x + 2);
+		const unsigned char *d = x + 4;
+
+		if (dlen > end - d)
+			break;
+		if (id == EXTRA_UNICODE_PATH && dlen > 5 && memchr(d + 5, 0, dlen - 5)) /* version, CRC, name */
+			return true;
+		x = d + dlen;
+	}
+	return false;
+}
+
+/* Sets bit i of the per-entry bitmap *bits (allocated on first use). */
+static enum afs_err mark(uint8_t **bits, uint64_t count, uint64_t i)
+{
+	if (!*bits && !(*bits = calloc(count / 8 + 1, 1)))
+		return AFS_E_NOMEM;
+	(*bits)[i / 8] |= (uint8_t)(1u << (i % 8));
+	return AFS_OK;
+}
+
+static bool marked(const uint8_t *bits, uint64_t count, uint64_t i)
+{
+	return bits && i < count && (bits[i / 8] >> (i % 8) & 1);
+}
+
+/* Records what entry i's central-directory record r says that libzip does
+ * not: data past the end of the span, a NUL byte in the name. */
+static enum afs_err mark_record(struct afs_archive *a, const struct span *s, const unsigned char *r, uint64_t i)
 {
 	enum afs_err err = AFS_OK;
-	unsigned char *buf = NULL;
-	uint64_t cd_off, cd_len, done = 0; /* bytes of the directory consumed */
-	size_t have = 0, pos = 0;          /* bytes in buf, and the next record's place */
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	uint64_t local, comp;
 
-	if (fd < 0)
-		return AFS_OK;
-	if (!find_cdir(fd, a->file_size, a->count, &cd_off, &cd_len))
-		goto out;
-	if (!(buf = malloc(CDIR_BUF))) {
-		err = AFS_E_NOMEM;
-		goto out;
-	}
-	for (uint64_t i = 0; i < a->count; i++) {
+	cdir_ranges(r, &local, &comp);
+	if (local > s->size || s->size - local < LOCAL_LEN || s->size - local - LOCAL_LEN < comp)
+		err = mark(&a->past_eof, a->count, i);
+	if (err == AFS_OK && name_holds_nul(r))
+		err = mark(&a->nul_name, a->count, i);
+	return err;
+}
+
+/* Walks the central directory that e states, in order as libzip numbers
+ * the entries, through a buffer of CDIR_BUF bytes (a record is at most
+ * CDIR_LEN + 3 * 65535), marking each entry (mark_record).  *followed is
+ * set when a->count records fill exactly the stated size, as libzip read
+ * them. */
+static enum afs_err walk_cdir(struct afs_archive *a, const struct span *s, const struct cdir_end *e, bool *followed)
+{
+	enum afs_err err = AFS_OK;
+	unsigned char *buf = malloc(CDIR_BUF);
+	uint64_t done = 0; /* bytes of the directory consumed before buf */
+	size_t have = 0, pos = 0; /* bytes in buf, and the next record's place */
+
+	*followed = false;
+	if (!buf)
+		return AFS_E_NOMEM;
+	for (uint64_t i = 0; i < a->count && err == AFS_OK; i++) {
 		const unsigned char *r;
-		uint64_t local, comp;
 		size_t len;
 
-		if (have - pos < CDIR_MAX_REC && done + have < cd_len) { /* refill */
+		if (have - pos < CDIR_MAX_REC && done + have < e->len) { /* refill */
 			size_t want = CDIR_BUF - (have - pos);
-			ssize_t n;
 
 			memmove(buf, buf + pos, have - pos);
 			done += pos;
 			have -= pos;
 			pos = 0;
-			if (want > cd_len - done - have)
-				want = (size_t)(cd_len - done - have);
-			n = pread(fd, buf + have, want, (off_t)(cd_off + done + have));
-			if (n != (ssize_t)want)
-				break;
+			if (want > e->len - done - have)
+				want = (size_t)(e->len - done - have);
+			if (!span_read(s, buf + have, want, e->off + done + have))
+				goto out;
 			have += want;
 		}
 		r = buf + pos;
 		if (have - pos < CDIR_LEN || le32(r) != 0x02014b50)
-			break;
+			goto out;
 		len = CDIR_LEN + (size_t)le16(r + 28) + le16(r + 30) + le16(r + 32);
 		if (have - pos < len)
-			break;
-		cdir_ranges(r, &local, &comp);
-		if (local > a->file_size || a->file_size - local < LOCAL_LEN ||
-		    a->file_size - local - LOCAL_LEN < comp) {
-			if (!a->past_eof && !(a->past_eof = calloc(a->count / 8 + 1, 1))) {
-				err = AFS_E_NOMEM;
-				goto out;
-			}
-			a->past_eof[i / 8] |= (uint8_t)(1u << (i % 8));
-		}
+			goto out;
+		err = mark_record(a, s, r, i);
 		pos += len;
 	}
+	*followed = err == AFS_OK && done + pos == e->len;
 out:
 	free(buf);
-	close(fd);
+	return err;
+}
+
+/* Reads, beside libzip, the central directory libzip read, record by
+ * record, for what libzip does not tell (mark_record).  The directory is
+ * the one an end record in the span's tail states, the last one first,
+ * whose entry count agrees with libzip's (modulo 65536 without ZIP64, as
+ * Info-ZIP writes more entries) and whose records can be followed.
+ * AFS_E_NOTZIP, with msg, when none can: the directory is not what it
+ * says it is, and names libzip shows could hide what the records hold. */
+static enum afs_err check_cdir(struct afs_archive *a, const struct span *s, char *msg, size_t msglen)
+{
+	unsigned char *tail = malloc(TAIL_MAX);
+	uint64_t tbase;
+	size_t n = tail ? read_tail(s, tail, &tbase) : 0;
+	enum afs_err err = tail ? AFS_E_NOTZIP : AFS_E_NOMEM;
+	bool followed = false;
+	struct cdir_end e;
+
+	for (size_t i = n >= EOCD_LEN ? n - EOCD_LEN + 1 : 0; i-- > 0 && !followed && err == AFS_E_NOTZIP;) {
+		if (!read_end(s, tail, i, tbase, false, &e) ||
+		    e.entries != (e.zip64 ? a->count : a->count & 0xffff) || e.off > e.at || e.len > e.at - e.off)
+			continue;
+		err = walk_cdir(a, s, &e, &followed);
+		if (err == AFS_OK && !followed) { /* another end record, maybe: forget this one's marks */
+			free(a->past_eof);
+			free(a->nul_name);
+			a->past_eof = a->nul_name = NULL;
+			err = AFS_E_NOTZIP;
+		}
+	}
+	free(tail);
+	if (err == AFS_E_NOMEM)
+		snprintf(msg, msglen, "out of memory");
+	else if (err != AFS_OK)
+		snprintf(msg, msglen, "the central directory does not read record by record as its end record states");
 	return err;
 }
 
 bool afs_archive_entry_past_eof(const struct afs_archive *a, uint64_t i)
 {
-	return a->past_eof && i < a->count && (a->past_eof[i / 8] >> (i % 8) & 1);
+	return marked(a->past_eof, a->count, i);
+}
+
+uint64_t afs_archive_prefix(const struct afs_archive *a)
+{
+	return a->prefix;
 }
 
 void afs_archive_init_process(void)
@@ -224,62 +349,152 @@ void afs_archive_init_process(void)
 	tzset();
 }
 
+/* Opens, read-only with libzip, the archive that starts prefix bytes into
+ * the file fd (0: at its start): the offsets the archive states then count
+ * from there.  fd becomes the archive's (libzip reads it through a stream
+ * and closes it with the archive) and is closed here on error, so an open
+ * never needs more than one descriptor.  NULL, with libzip's error code in
+ * *ze, on error. */
+static zip_t *zip_open_at(int fd, uint64_t prefix, int *ze)
+{
+	FILE *fp = fdopen(fd, "rb");
+	zip_source_t *src = NULL;
+	zip_t *z = NULL;
+	zip_error_t zerr;
+
+	zip_error_init(&zerr);
+	if (!fp) {
+		zip_error_set(&zerr, ZIP_ER_OPEN, errno);
+		close(fd);
+	} else if (!(src = zip_source_filep_create(fp, prefix, 0, &zerr))) { /* 0: to the end */
+		fclose(fp);
+	} else if (!(z = zip_open_from_source(src, ZIP_RDONLY, &zerr))) {
+		zip_source_free(src); /* closes fp */
+	}
+	*ze = zip_error_code_zip(&zerr);
+	zip_error_fini(&zerr);
+	return z;
+}
+
+/* Opens path again for the second try of open_zip: -1 unless it still is
+ * the file st describes. */
+static int reopen_same(const char *path, const struct stat *st)
+{
+	struct stat now;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0 && (fstat(fd, &now) != 0 || now.st_dev != st->st_dev || now.st_ino != st->st_ino)) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/* Opens a->zip from fd, the file path that st describes: the file as it
+ * is, or, when libzip finds no archive there, the archive after a
+ * self-extracting stub (find_prefix; libzip takes the offsets an archive
+ * states as offsets in the file, so it reads a stub's archive only when
+ * they were adjusted, as `zip -A` does).  fd is consumed (zip_open_at);
+ * *live is the descriptor libzip reads, open until the archive is freed,
+ * or -1.  Sets a->prefix; msg says why on error. */
+static enum afs_err open_zip(struct afs_archive *a, const char *path, int fd, const struct stat *st, int *live,
+			     char *msg, size_t msglen)
+{
+	zip_error_t zerr;
+	enum afs_err err;
+	int ze = 0;
+
+	a->zip = zip_open_at(fd, 0, &ze);
+	*live = a->zip ? fd : -1;
+	if (!a->zip && (ze == ZIP_ER_NOZIP || ze == ZIP_ER_INCONS) && (fd = reopen_same(path, st)) >= 0) {
+		a->prefix = find_prefix(fd, (uint64_t)st->st_size);
+		if (a->prefix == 0) {
+			close(fd);
+		} else {
+			a->zip = zip_open_at(fd, a->prefix, &ze);
+			*live = a->zip ? fd : -1;
+			if (!a->zip) {
+				zip_error_init_with_code(&zerr, ze);
+				snprintf(msg, msglen,
+					 "not a ZIP archive, nor one after the %llu bytes of other data before it: %s",
+					 (unsigned long long)a->prefix, zip_error_strerror(&zerr));
+				zip_error_fini(&zerr);
+				return map_zip_error(ze);
+			}
+		}
+	}
+	if (!a->zip) {
+		zip_error_init_with_code(&zerr, ze);
+		err = map_zip_error(ze);
+		snprintf(msg, msglen, "%s", err == AFS_E_NOTZIP ? "not a ZIP archive, or truncated" : zip_error_strerror(&zerr));
+		zip_error_fini(&zerr);
+		return err;
+	}
+	if (zip_get_num_entries(a->zip, 0) < 0) {
+		snprintf(msg, msglen, "cannot read the central directory");
+		return AFS_E_NOTZIP;
+	}
+	return AFS_OK;
+}
+
+/* The refusal of a file that cannot be an archive: a directory, another
+ * kind of file, or an empty one. */
+static enum afs_err not_a_file(const struct stat *st, char *msg, size_t msglen)
+{
+	snprintf(msg, msglen, "%s, not a ZIP archive",
+		 S_ISDIR(st->st_mode) ? "is a directory" : !S_ISREG(st->st_mode) ? "not a regular file" : "empty file");
+	return AFS_E_NOTZIP;
+}
+
 enum afs_err afs_archive_open(const char *path, struct afs_archive **out, char *msg, size_t msglen)
 {
 	struct afs_archive *a = NULL;
 	enum afs_err err = AFS_OK;
 	struct stat st;
-	zip_error_t zerr;
-	int ze = 0;
+	int fd;
 
 	*out = NULL;
 	if (stat(path, &st) != 0) {
 		snprintf(msg, msglen, "%s", strerror(errno));
 		return AFS_E_IO;
 	}
-	if (S_ISDIR(st.st_mode)) {
-		snprintf(msg, msglen, "is a directory, not a ZIP archive");
-		return AFS_E_NOTZIP;
+	if (!S_ISREG(st.st_mode) || st.st_size == 0) /* refused before anything opens a device */
+		return not_a_file(&st, msg, msglen);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		snprintf(msg, msglen, "%s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return AFS_E_IO;
 	}
-	if (!S_ISREG(st.st_mode) || st.st_size == 0) {
-		snprintf(msg, msglen, "%s, not a ZIP archive", st.st_size == 0 ? "empty file" : "not a regular file");
-		return AFS_E_NOTZIP;
+	if (!S_ISREG(st.st_mode) || st.st_size == 0) { /* replaced since the stat() */
+		close(fd);
+		return not_a_file(&st, msg, msglen);
 	}
 	a = calloc(1, sizeof(*a));
 	if (!a) {
 		snprintf(msg, msglen, "out of memory");
+		close(fd);
 		return AFS_E_NOMEM;
 	}
-	a->zip = zip_open(path, ZIP_RDONLY, &ze);
-	if (!a->zip) {
-		zip_error_init_with_code(&zerr, ze);
-		err = map_zip_error(ze);
-		snprintf(msg, msglen, "%s", err == AFS_E_NOTZIP ? "not a ZIP archive, or truncated" : zip_error_strerror(&zerr));
-		zip_error_fini(&zerr);
-		goto out;
-	}
-	if (zip_get_num_entries(a->zip, 0) < 0) {
-		snprintf(msg, msglen, "cannot read the central directory");
-		err = AFS_E_NOTZIP;
-		goto out;
-	}
-	a->count = (uint64_t)zip_get_num_entries(a->zip, 0);
 	a->file_size = (uint64_t)st.st_size;
 	a->file_mtime = st.st_mtim.tv_sec;
-	err = mark_past_eof(a, path);
-	if (err != AFS_OK) {
-		snprintf(msg, msglen, "out of memory");
-		goto out;
+	err = open_zip(a, path, fd, &st, &fd, msg, msglen);
+	if (err == AFS_OK) {
+		struct span s = { fd, a->prefix, a->file_size - a->prefix };
+
+		a->count = (uint64_t)zip_get_num_entries(a->zip, 0);
+		err = check_cdir(a, &s, msg, msglen);
 	}
-	pthread_mutex_init(&a->lock, NULL);
-out:
-	if (err != AFS_OK) {
+	if (err != AFS_OK) { /* fd is closed with a->zip, or was by open_zip */
 		if (a->zip)
 			zip_discard(a->zip);
 		free(a->past_eof);
+		free(a->nul_name);
 		free(a);
 		return err;
 	}
+	pthread_mutex_init(&a->lock, NULL);
 	*out = a;
 	return AFS_OK;
 }
@@ -291,6 +506,7 @@ void afs_archive_free(struct afs_archive *a)
 	zip_discard(a->zip); /* read-only: nothing to write back */
 	pthread_mutex_destroy(&a->lock);
 	free(a->past_eof);
+	free(a->nul_name);
 	free(a);
 }
 
@@ -342,6 +558,7 @@ enum afs_err afs_archive_entry(struct afs_archive *a, uint64_t i, struct afs_ent
 		goto out;
 	}
 	out->name = st.name;
+	out->name_nul = marked(a->nul_name, a->count, i);
 	out->size = st.size;
 	out->comp_size = st.comp_size;
 	out->crc = (st.valid & ZIP_STAT_CRC) ? st.crc : 0;

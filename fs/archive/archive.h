@@ -28,6 +28,8 @@
 /* One central-directory entry, as the archive states it. */
 struct afs_entry_info {
 	const char *name;   /* as stored; owned by the archive, valid until afs_archive_free() */
+	bool name_nul;      /* the stored name holds a NUL byte: name is not it (libzip up to 1.11
+			     * shows a space there, later ones end the name there) */
 	uint64_t size;      /* uncompressed size */
 	uint64_t comp_size; /* compressed size */
 	uint32_t crc;       /* CRC-32 of the uncompressed data */
@@ -63,7 +65,13 @@ struct afs_archive;
  * reads once.  Times come out the same either way. */
 void afs_archive_init_process(void);
 
-/* Opens the ZIP file at path and reads its central directory.
+/* Opens the ZIP file at path and reads its central directory, with libzip
+ * and once more record by record (for afs_archive_entry_past_eof() and
+ * name_nul): a directory whose records do not follow each other as its end
+ * record states is refused.  An archive after other data whose offsets
+ * count from the archive's own start (a self-extracting stub that
+ * `zip -A` did not adjust) is read from its start, found as Info-ZIP's
+ * unzip finds it (afs_archive_prefix()).
  * On success *out owns the open file; on error *out is NULL and msg holds a
  * one-line reason (without the path) of at most msglen bytes. */
 enum afs_err afs_archive_open(const char *path, struct afs_archive **out, char *msg, size_t msglen);
@@ -87,6 +95,11 @@ enum afs_err afs_archive_entry(struct afs_archive *a, uint64_t i, struct afs_ent
  * checks every entry's range at once, so such an entry is known before its
  * first read (which must then fail, cleanly). */
 bool afs_archive_entry_past_eof(const struct afs_archive *a, uint64_t i);
+
+/* Bytes of other data before the archive when its offsets count from its
+ * own start (an unadjusted self-extracting stub); 0 otherwise, also for an
+ * adjusted stub, whose offsets are the file's. */
+uint64_t afs_archive_prefix(const struct afs_archive *a);
 
 /* A raw byte stream over the compressed data of one entry. */
 struct afs_raw;

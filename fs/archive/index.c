@@ -278,6 +278,8 @@ static enum afs_err add_entry(struct builder *b, uint64_t i, const struct afs_en
 	enum afs_err err;
 	uint64_t h;
 
+	if (e->name_nul)
+		return fail(b, AFS_E_BADNAME, e->name, "unsafe name (the name it states holds a NUL byte)");
 	if (afs_index_check_name(e->name) != AFS_OK)
 		return fail(b, AFS_E_BADNAME, e->name, "unsafe name (absolute, '..', '.', empty or overlong component)");
 	if (e->name[len - 1] == '/')

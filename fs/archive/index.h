@@ -37,10 +37,11 @@ struct afs_node {
 struct afs_index;
 
 /* Builds the tree of every entry of a.  Fails, leaving *out NULL, on the
- * first unsafe name (AFS_E_BADNAME) or clashing names (AFS_E_CONFLICT);
- * msg then names the entry.  Encrypted entries and entries of any
- * compression method are listed (stream.h says which can be read).  The
- * index does not keep a reference to a. */
+ * first unsafe name (AFS_E_BADNAME: afs_index_check_name(), or a name that
+ * holds a NUL byte) or clashing names (AFS_E_CONFLICT); msg then names the
+ * entry.  Encrypted entries and entries of any compression method are
+ * listed (stream.h says which can be read).  The index does not keep a
+ * reference to a. */
 enum afs_err afs_index_build(struct afs_archive *a, struct afs_index **out, char *msg, size_t msglen);
 
 /* Frees the index; NULL is a no-op. */

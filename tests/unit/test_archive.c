@@ -142,6 +142,131 @@ static void opener_entries(void)
 		free((char *)c.paths[i]);
 }
 
+/* The bytes of the file at path, in *len (malloc'd). */
+static unsigned char *read_all(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *b = malloc(1 << 20);
+
+	*len = f ? fread(b, 1, 1 << 20, f) : 0;
+	if (f)
+		fclose(f);
+	return b;
+}
+
+static void put_le32(unsigned char *p, uint32_t v)
+{
+	for (int k = 0; k < 4; k++)
+		p[k] = (unsigned char)(v >> (8 * k));
+}
+
+static uint32_t get_le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* A self-extracting archive: stub bytes, then the archive z (len bytes,
+ * no comment, no ZIP64); with adjust, its offsets moved past the stub as
+ * `zip -A` does.  Returns the path of the new file. */
+static char *sfx(const char *name, const unsigned char *stub, size_t slen, const unsigned char *z, size_t len,
+		 bool adjust)
+{
+	unsigned char *b = malloc(slen + len), *eocd = b + slen + len - 22;
+	char *path;
+
+	memcpy(b, stub, slen);
+	memcpy(b + slen, z, len);
+	if (adjust) {
+		uint32_t off = get_le32(eocd + 16), size = get_le32(eocd + 12);
+
+		for (unsigned char *r = b + slen + off; r < b + slen + off + size;
+		     r += 46 + (r[28] | r[29] << 8) + (r[30] | r[31] << 8) + (r[32] | r[33] << 8))
+			put_le32(r + 42, get_le32(r + 42) + (uint32_t)slen);
+		put_le32(eocd + 16, off + (uint32_t)slen);
+	}
+	path = tu_file(name, b, slen + len);
+	free(b);
+	return path;
+}
+
+/* Archives after a self-extracting stub: read whether or not their
+ * offsets were adjusted (libzip reads only the adjusted one by itself);
+ * a stub before data that is no archive is still refused. */
+static void leading_data(void)
+{
+	unsigned char *body = tu_data(70000, 5), *stub = tu_data(5000, 6), *z;
+	struct tu_entry e[] = {
+		{ "uploads/a.txt", body, 70000, 1, S_IFREG | 0644, 1700000000 },
+		{ "uploads/b.bin", body, 1000, 0, S_IFREG | 0600, 1700000000 },
+	};
+	struct afs_archive *a = NULL;
+	struct afs_entry_info info;
+	char msg[256] = "";
+	int fds = count_fds();
+	size_t len;
+
+	z = read_all(tu_zip("inner.zip", e, 2), &len);
+	for (int adjust = 0; adjust < 2; adjust++) {
+		char *p = sfx(adjust ? "sfx-adjusted.zip" : "sfx-raw.zip", stub, 5000, z, len, adjust);
+
+		CHECK(afs_archive_open(p, &a, msg, sizeof(msg)) == AFS_OK);
+		if (!a)
+			continue;
+		CHECK(afs_archive_prefix(a) == (adjust ? 0 : 5000) && afs_archive_count(a) == 2);
+		CHECK(afs_archive_file_size(a) == 5000 + len);
+		CHECK(afs_archive_entry(a, 1, &info) == AFS_OK && strcmp(info.name, "uploads/b.bin") == 0);
+		CHECK(!afs_archive_entry_past_eof(a, 0) && !afs_archive_entry_past_eof(a, 1));
+		check_deflated(a, 0, body, 70000);
+		afs_archive_free(a);
+		a = NULL;
+	}
+	/* the stub alone, and the stub before a directory cut short */
+	CHECK(afs_archive_open(sfx("stub-only.zip", stub, 5000, stub, 1000, false), &a, msg, sizeof(msg)) ==
+	      AFS_E_NOTZIP);
+	CHECK(afs_archive_open(sfx("stub-cut.zip", stub, 5000, z, len - 30, false), &a, msg, sizeof(msg)) ==
+	      AFS_E_NOTZIP && a == NULL);
+	CHECK(count_fds() == fds); /* every descriptor closed, on errors too */
+	free(z);
+	free(body);
+	free(stub);
+}
+
+/* Names that hold a NUL byte are told (libzip's C string stops there);
+ * an end record inside the archive comment does not mislead the check of
+ * the central directory. */
+static void nul_names_and_comments(void)
+{
+	struct tu_entry e[] = {
+		{ "uploads/ok.txt", "fine\n", 5, 1, S_IFREG | 0644, 0 },
+		{ "uploads/ok.txtZevil", "evil\n", 5, 1, S_IFREG | 0644, 0 },
+	};
+	struct afs_archive *a = NULL;
+	struct afs_entry_info info;
+	unsigned char *b;
+	char msg[256] = "", *p = tu_zip("nul.zip", e, 2);
+	size_t len;
+
+	CHECK(tu_patch_u32(p, 0x76655a74 /* "tZev" */, 0x00005a00 /* Z -> NUL */) == 2);
+	CHECK(afs_archive_open(p, &a, msg, sizeof(msg)) == AFS_OK);
+	if (a) {
+		CHECK(afs_archive_entry(a, 0, &info) == AFS_OK && !info.name_nul);
+		/* libzip up to 1.11 shows the NUL as a space, later ones end the name there */
+		CHECK(afs_archive_entry(a, 1, &info) == AFS_OK && info.name_nul &&
+		      (strcmp(info.name, "uploads/ok.txt") == 0 || strcmp(info.name, "uploads/ok.txt evil") == 0));
+		afs_archive_free(a);
+	}
+	/* a comment that holds a copy of the end record, its directory moved */
+	b = read_all(tu_zip("comment.zip", e, 1), &len);
+	b[len - 2] = 22;
+	memcpy(b + len, b + len - 22, 22);
+	put_le32(b + len + 16, 0);
+	b[len + 20] = b[len + 21] = 0;
+	CHECK(afs_archive_open(tu_file("comment2.zip", b, len + 22), &a, msg, sizeof(msg)) == AFS_OK &&
+	      afs_archive_count(a) == 1);
+	afs_archive_free(a);
+	free(b);
+}
+
 int main(void)
 {
 	unsigned char *big = tu_data(BIG, 1);
@@ -229,5 +354,7 @@ int main(void)
 		umask(old_mask);
 	}
 	opener_entries();
+	leading_data();
+	nul_names_and_comments();
 	return tu_done("archive");
 }

@@ -145,5 +145,14 @@ int main(void)
 	ix = (void *)1;
 	CHECK(afs_index_build(a, &ix, msg, sizeof(msg)) == AFS_E_CONFLICT && ix == NULL && strstr(msg, "same"));
 	afs_archive_free(a);
+	/* A name with a NUL byte inside (libzip shows it otherwise): refused. */
+	struct tu_entry nul[] = { { "ok", "1", 1, 0, 0, 0 }, { "uploads/a.txtZ../x", "2", 1, 0, 0, 0 } };
+	p = tu_zip("nul.zip", nul, 2);
+	CHECK(tu_patch_u32(p, 0x2e2e5a74 /* "tZ.." */, 0x00005a00 /* Z -> NUL */) == 2);
+	CHECK(afs_archive_open(p, &a, msg, sizeof(msg)) == AFS_OK);
+	ix = (void *)1;
+	CHECK(afs_index_build(a, &ix, msg, sizeof(msg)) == AFS_E_BADNAME && ix == NULL);
+	CHECK(strstr(msg, "entry 'uploads/a.txt") && strstr(msg, "NUL byte"));
+	afs_archive_free(a);
 	return tu_done("index");
 }
