@@ -11,20 +11,6 @@
 #include "afile.h"
 #include "testutil.h"
 
-/* Entries of dir other than . and .. */
-static int entries(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int n = 0;
-
-	while (d && (e = readdir(d)))
-		n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-	if (d)
-		closedir(d);
-	return n;
-}
-
 static char *slurp(const char *path)
 {
 	static char buf[256];
@@ -50,16 +36,16 @@ int main(void)
 	CHECK(afs_afile_hold(&f, dfd, "flag") == AFS_OK);
 	CHECK(fstat(f.fd, &st) == 0 && (st.st_mode & 07777) == 0600);
 	CHECK(afs_write_all(f.fd, "one\n", 4) == AFS_OK);
-	CHECK(entries(dir) == 0 && access(path, F_OK) != 0);
+	CHECK(tu_entries(dir) == 0 && access(path, F_OK) != 0);
 	CHECK(afs_afile_commit(&f) == AFS_OK && f.fd == -1);
-	CHECK(strcmp(slurp(path), "one\n") == 0 && entries(dir) == 1);
+	CHECK(strcmp(slurp(path), "one\n") == 0 && tu_entries(dir) == 1);
 
 	/* replacing it: a reader of the old file keeps the old bytes */
 	old = open(path, O_RDONLY);
 	CHECK(afs_afile_hold_path(&f, path) == AFS_OK);
 	CHECK(afs_write_all(f.fd, "two\n", 4) == AFS_OK && fchmod(f.fd, 0644) == 0);
 	CHECK(afs_afile_commit(&f) == AFS_OK);
-	CHECK(strcmp(slurp(path), "two\n") == 0 && entries(dir) == 1);
+	CHECK(strcmp(slurp(path), "two\n") == 0 && tu_entries(dir) == 1);
 	CHECK(stat(path, &st) == 0 && (st.st_mode & 07777) == 0644);
 	{
 		char b[8] = "";
@@ -72,7 +58,7 @@ int main(void)
 	CHECK(afs_write_all(f.fd, "three\n", 6) == AFS_OK);
 	afs_afile_rollback(&f);
 	afs_afile_rollback(&f); /* twice is harmless */
-	CHECK(strcmp(slurp(path), "two\n") == 0 && entries(dir) == 1);
+	CHECK(strcmp(slurp(path), "two\n") == 0 && tu_entries(dir) == 1);
 
 	/* a rename that cannot happen (a directory is in the way) rolls back */
 	snprintf(path, sizeof(path), "%s/sub", dir);
@@ -81,7 +67,7 @@ int main(void)
 	CHECK(mkdir(path, 0755) == 0 && creat(strcat(path, "/y"), 0644) >= 0);
 	CHECK(afs_afile_hold(&f, dfd, "sub") == AFS_OK);
 	CHECK(afs_afile_commit(&f) == AFS_E_IO && f.fd == -1);
-	CHECK(entries(dir) == 2);
+	CHECK(tu_entries(dir) == 2);
 
 	/* bad names and directories */
 	memset(long_name, 'n', sizeof(long_name) - 1);

@@ -13,20 +13,6 @@
 #include "privdir.h"
 #include "testutil.h"
 
-/* Entries of dir other than . and .. */
-static int entries(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int n = 0;
-
-	while (d && (e = readdir(d)))
-		n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-	if (d)
-		closedir(d);
-	return n;
-}
-
 /* "a/b" in one of 16 rotating buffers: keep a result only for a few calls. */
 static char *join(const char *a, const char *b)
 {
@@ -67,7 +53,7 @@ static void case_lifecycle(const char *shared)
 	CHECK(afs_privdir_create(&d, "stage.db-journal", NULL) == AFS_OK);
 	CHECK(afs_privdir_remove(&d));
 	CHECK(d.path == NULL && d.fd == -1 && d.parent == -1);
-	CHECK(entries(shared) == 0);
+	CHECK(tu_entries(shared) == 0);
 	CHECK(afs_privdir_remove(&d)); /* a no-op on an empty one */
 }
 
@@ -86,7 +72,7 @@ static void case_symlink_planted(const char *shared)
 	CHECK(close(open(victim, O_WRONLY | O_CREAT, 0600)) == 0);
 	CHECK(afs_privdir_remove(&d));
 	CHECK(access(victim, F_OK) == 0);
-	CHECK(unlink(victim) == 0 && entries(shared) == 0);
+	CHECK(unlink(victim) == 0 && tu_entries(shared) == 0);
 }
 
 /* The directory renamed away and a symlink put in its place (what the
@@ -107,10 +93,10 @@ static void case_swapped(const char *shared)
 	CHECK(rename(was, moved) == 0 && symlink(elsewhere, was) == 0);
 	CHECK(!afs_privdir_remove(&d));
 	CHECK(access(join(elsewhere, "stage.db"), F_OK) == 0);
-	CHECK(entries(moved) == 0); /* emptied through its descriptor */
+	CHECK(tu_entries(moved) == 0); /* emptied through its descriptor */
 	CHECK(rmdir(moved) == 0 && unlink(was) == 0);
 	CHECK(unlink(join(elsewhere, "stage.db")) == 0 && rmdir(elsewhere) == 0);
-	CHECK(entries(shared) == 0);
+	CHECK(tu_entries(shared) == 0);
 }
 
 /* Leftovers of a killed run: only a private directory of this user is

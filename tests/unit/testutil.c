@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Test harness helpers: fixture archives written with the libzip writer. */
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zip.h>
@@ -206,4 +207,17 @@ int tu_done(const char *what)
 		free(paths[--npaths]);
 	printf("%s: %s (%d failed checks)\n", what, tu_failures ? "FAIL" : "ok", tu_failures);
 	return tu_failures ? 1 : 0;
+}
+
+int tu_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	while (d && (e = readdir(d)))
+		n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+	if (d)
+		closedir(d);
+	return n;
 }

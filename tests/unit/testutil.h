@@ -26,6 +26,9 @@ struct tu_entry {
 	int64_t mtime;    /* 0 = leave libzip's default */
 };
 
+/* The number of entries of dir other than . and .. (0 when it cannot be read). */
+int tu_entries(const char *dir);
+
 /* A fresh directory under /tmp, removed by tu_cleanup(). */
 const char *tu_tmpdir(void);
 
