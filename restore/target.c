@@ -152,14 +152,16 @@ static bool is_space(char c)
  * them: white space around '=', a value in single quotes (with \' and \\
  * escapes) or up to the next white space (with \ escapes).  A key counts
  * at the start, after white space, '=' or ',' (an argv item such as
- * "--database=password=..." or "-o database=...,..."). */
+ * "--database=password=..." or "-o database=...,..."), and after a quote:
+ * libpq reads the next key right after a quoted value, with no white
+ * space between ("dbname='app'password=..."). */
 static void scan_pairs(const char *s, struct spans *sp)
 {
 	for (size_t i = 0; s[i]; i++) {
 		size_t k, v, e;
 		bool quoted;
 
-		if (i > 0 && !is_space(s[i - 1]) && s[i - 1] != '=' && s[i - 1] != ',')
+		if (i > 0 && !is_space(s[i - 1]) && s[i - 1] != '=' && s[i - 1] != ',' && s[i - 1] != '\'')
 			continue;
 		if (!(k = secret_key_at(s + i, false)))
 			continue;
