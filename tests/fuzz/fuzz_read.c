@@ -19,8 +19,9 @@
  *
  * Every read is checked against a reference decoding of the entry made
  * here with zlib in one pass (raw bytes through afs_raw_*): an entry the
- * reference decodes whole, with the right size and CRC-32, must read
- * without error, byte for byte; bytes a read returns from any entry must
+ * reference decodes whole, from all the compressed bytes the archive
+ * states, to the right size and CRC-32, must read without error, byte
+ * for byte; bytes a read returns from any entry must
  * be the reference's, and never lie past where the reference found the
  * data bad; an error is sticky; a read returns exactly the bytes up to
  * the entry's size. */
@@ -127,18 +128,19 @@ static struct ref *ref_of(struct ref *refs, struct afs_archive *a, const struct 
 	if (f->done)
 		return f;
 	f->done = true;
-	if ((n->method != AFS_METHOD_STORE && n->method != AFS_METHOD_DEFLATE) || n->size > REF_CAP)
+	if ((n->method != AFS_METHOD_STORE && n->method != AFS_METHOD_DEFLATE) || n->size > REF_CAP ||
+	    n->comp_size > REF_CAP)
 		return f;
 	f->bytes = malloc(n->size + 1);
 	FZ_ASSERT(f->bytes, "out of memory");
 	f->known = true;
+	len = raw_bytes(a, n->entry, n->comp_size, &raw, &whole);
+	whole = whole && len == n->comp_size; /* all the compressed bytes the archive states are there */
 	if (n->method == AFS_METHOD_STORE) {
-		len = raw_bytes(a, n->entry, n->size, &raw, &whole);
 		f->valid = len < n->size ? len : n->size;
 		memcpy(f->bytes, raw, f->valid);
-		ok = f->valid == n->size;
+		ok = f->valid == n->size && whole;
 	} else {
-		len = raw_bytes(a, n->entry, n->comp_size < REF_CAP ? n->comp_size : REF_CAP, &raw, &whole);
 		ok = ref_inflate(f, raw, len, whole, n->size);
 	}
 	free(raw);

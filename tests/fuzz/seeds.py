@@ -120,7 +120,10 @@ def read_headers():
     ends = b"".join(op(i % 4, 8 | (i & 1), 100 * i, 300) for i in range(READ_OPS))  # near the end
     swap = b"".join(op(i % 2 + 1, (i & 1) | 4, 0, 65536) for i in range(READ_OPS))  # two streams evicting
     far = b"".join(op(1, 0x10 | 12, (i + 1) * 700000, 8192) for i in range(READ_OPS))  # private, far jumps
-    return [("seq", seq), ("jumps", jumps), ("ends", ends), ("swap", swap), ("far", far)]
+    # far, then back to a seek point, then on (both the shared and the private stream)
+    back = b"".join(op(1, flags | 12, off, 4096) for flags in (0, 0x10)
+                    for off in (2500000, 1500000, 2200000, 100, 1100000, 2600000, 1048577, 2097153))
+    return [("seq", seq), ("jumps", jumps), ("ends", ends), ("swap", swap), ("far", far), ("back", back)]
 
 
 def manifests():
