@@ -241,6 +241,16 @@ static void test_masking(void)
 	      "host=h dbname='app'password=xxxxxx", "secret");
 	masks("host=h dbname='password=s3credbname='password=s3cgpass", "host=h dbname='password=xxx",
 	      "host=h dbname='password=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "s3cgpass");
+	/* libpq's user-info ends at the first '@': a query may hold one of its own
+	 * (fuzz finds, fuzz_dburl: these were shown whole, in argv and display) */
+	masks("postgresql://u@h?password=p@ss", "postgresql://u@h?password=xxx", "postgresql://u@h?password=xxxx", "p@ss");
+	masks("postgresql://app@happ?password=,@", "postgresql://app@happ?password=xxx",
+	      "postgresql://app@happ?password=xx", "=,@");
+	masks("postgresql://app@happ?password=s3@oes\\#ret-pw&sslpassword=-pass/",
+	      "postgresql://app@happ?password=xxx&sslpassword=xxx",
+	      "postgresql://app@happ?password=xxxxxxxxxxxxxx&sslpassword=xxxxxx", "ret-pw");
+	masks("postgresql://ap@h?password=s3cret-pw&sslpassword=keys3s3cret-pw@s3cret-pw a5432/aets3cret-pw-pasn&sslkey=/k/em",
+	      "postgresql://ap@h?password=xxx&sslpassword=xxx&sslkey=xxx", NULL, "s3cret");
 	/* argv items as given on the command line */
 	masks("--database=postgresql://u:secret@h/db", "--database=postgresql://u@h/db", NULL, "secret");
 	masks("--database=host=h password=secret", "--database=host=h password=xxx", NULL, "secret");
@@ -260,6 +270,7 @@ static void test_masking(void)
 		    "postgresql+psycopg2://u@/db?host=/run/pg&pass%77ord=xxx", "secret");
 	libpq_masks("host=h password='it\\'s se\\\\cret' dbname=db", "host=h password='xxx' dbname=db", "cret");
 	libpq_masks("host=h dbname='app'password=secret", "host=h dbname='app'password=xxx", "secret");
+	libpq_masks("postgresql://u@h?password=p@ss", "postgresql://u@h?password=xxx", "p@ss");
 	libpq_masks("postgresql://u@h/db?sslpassword=secret&sslkey=/k/secret&passfile=/p/secret",
 		    "postgresql://u@h/db?sslpassword=xxx&sslkey=xxx&passfile=xxx", "secret");
 	/* a display whose other options would differ is not shown at all */
