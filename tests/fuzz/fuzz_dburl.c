@@ -10,7 +10,7 @@
  * expand_dbname): the form .status shows, the refusal message, the masked
  * argv item and the display form hold its value fewer times than the URL
  * does (so not as the secret), and libpq reading them finds no secret but
- * masks. */
+ * masks (in .status's form, which the PostgreSQL backend checks so). */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,30 +67,39 @@ static size_t count(const char *hay, const char *needle)
 	return n;
 }
 
-/* A value that could be found by chance, or is a mask itself. */
+/* A value that a mask could make (masks are 'x's), or too short to tell
+ * from other text. */
 static bool weak(const char *v)
 {
-	return strlen(v) < 4 || strspn(v, "x") == strlen(v);
+	return strlen(v) < 2 || strspn(v, "x") == strlen(v);
 }
 
-/* shown (a form of url made for people) keeps none of url's secrets;
- * other is the rest of the input, which shown may quote. */
+/* shown (a form of url made for people) keeps none of url's secrets:
+ * holds each fewer times than the input (url, and other, the rest of the
+ * input, which shown may quote).  Masking only overwrites with 'x' and
+ * removes, so it makes no new occurrence of a secret without one. */
 static void check_shown(const char *what, const char *url, const char *other, const char *shown, char **sec,
 			size_t nsec)
 {
-	char *found[MAX_SECRETS];
-	size_t nfound;
-
 	for (size_t i = 0; i < nsec; i++) {
 		size_t given = count(url, sec[i]) + count(other, sec[i]);
 
 		FZ_ASSERT(weak(sec[i]) || count(shown, sec[i]) < given || count(url, sec[i]) == 0,
 			  "%s shows the secret '%s': %s", what, sec[i], shown);
 	}
-	nfound = secrets(shown, found);
+}
+
+/* libpq reading the .status form finds no secret but masks (what the
+ * PostgreSQL backend's mask promises; target.c's display form alone may
+ * change the string's structure where it masks, so this holds only here). */
+static void check_status_url(const char *shown)
+{
+	char *found[MAX_SECRETS];
+	size_t nfound = secrets(shown, found);
+
 	for (size_t i = 0; i < nfound; i++) {
-		FZ_ASSERT(strspn(found[i], "x") == strlen(found[i]), "libpq reads a secret '%s' in %s: %s", found[i],
-			  what, shown);
+		FZ_ASSERT(strcmp(found[i], AFS_TARGET_MASK) == 0, "libpq reads a secret '%s' in .status's URL: %s",
+			  found[i], shown);
 		free(found[i]);
 	}
 }
@@ -119,12 +128,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	nsec = secrets(url, sec);
 	if (afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK) {
 		FZ_ASSERT(!url[0] || (t.url && strcmp(t.url, url) == 0 && t.display_url), "the URL is not kept");
-		if (t.display_url)
+		if (t.display_url) {
 			check_shown(".status's URL", url, lock, t.display_url, sec, nsec);
+			if (t.kind == AFS_DB_POSTGRESQL)
+				check_status_url(t.display_url);
+		}
 		afs_target_release(&t);
 	} else {
 		FZ_ASSERT(msg[0] != '\0', "a refusal without a reason");
-		check_shown("the refusal", url, lock, msg, sec, nsec);
+		if (strncmp(msg, "--lock-wait", 11) != 0) /* quotes only the value given for it */
+			check_shown("the refusal", url, lock, msg, sec, nsec);
 	}
 	masked = strdup(url);
 	FZ_ASSERT(masked, "out of memory");
