@@ -68,16 +68,17 @@ static size_t count(const char *hay, const char *needle)
 }
 
 /* A value that a mask could make (masks are 'x's), or too short to tell
- * from other text. */
+ * from other text: the fixed words of a message ("scheme"), the text a
+ * removed password's neighbours make ("u" + "@h"), a percent-decoded
+ * secret spelled otherwise in the URL ("%40p" and "@p"). */
 static bool weak(const char *v)
 {
-	return strlen(v) < 2 || strspn(v, "x") == strlen(v);
+	return strlen(v) < 4 || strspn(v, "x") == strlen(v);
 }
 
 /* shown (a form of url made for people) keeps none of url's secrets:
  * holds each fewer times than the input (url, and other, the rest of the
- * input, which shown may quote).  Masking only overwrites with 'x' and
- * removes, so it makes no new occurrence of a secret without one. */
+ * input, which shown may quote). */
 static void check_shown(const char *what, const char *url, const char *other, const char *shown, char **sec,
 			size_t nsec)
 {
