@@ -128,6 +128,7 @@ static void log_append_locked(struct afs_job *j, const char *line)
 /* One line of the log: control characters escaped (afs_log_escape), so
  * that text from the archive (entry names, manifest fields, a child's
  * output) cannot forge lines of .log or of the daemon's log. */
+static void vlog(struct afs_job *j, bool warn, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 static void vlog(struct afs_job *j, bool warn, const char *fmt, va_list ap)
 {
 	char raw[1024], line[2048];

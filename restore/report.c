@@ -12,11 +12,32 @@ static cJSON *str_or_null(const char *s)
 	return s ? cJSON_CreateString(s) : cJSON_CreateNull();
 }
 
-/* Prints root (consumed) formatted, with a trailing newline. */
+/* The length of the well-formed UTF-8 sequence at p (RFC 3629: no
+ * overlong forms, surrogates or code points past U+10FFFF), or 0. */
+static size_t utf8_seq(const unsigned char *p)
+{
+	size_t n = p[0] < 0x80 ? 1 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : p[0] >= 0xe0 && p[0] <= 0xef ? 3
+		 : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : 0;
+
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0) || (p[0] == 0xf0 && p[1] < 0x90) ||
+	    (p[0] == 0xf4 && p[1] >= 0x90))
+		return 0;
+	return n;
+}
+
+/* Prints root (consumed) formatted, with a trailing newline.  JSON is
+ * UTF-8 (RFC 8259) and its readers refuse anything else, but its strings
+ * come from archives (entry names, manifest fields) and .control writes,
+ * any bytes: each byte that does not start a well-formed sequence becomes
+ * U+FFFD.  cJSON writes only ASCII outside strings, so only strings
+ * change. */
 static char *finish(cJSON *root, int fail)
 {
 	char *text = NULL, *out = NULL;
-	size_t len;
+	size_t len, o = 0;
 
 	if (root && !fail)
 		text = cJSON_Print(root);
@@ -24,11 +45,17 @@ static char *finish(cJSON *root, int fail)
 	if (!text)
 		return NULL;
 	len = strlen(text);
-	out = malloc(len + 2);
+	out = malloc(3 * len + 2);
+	for (size_t i = 0; out && i < len;) {
+		size_t n = utf8_seq((const unsigned char *)text + i);
+
+		memcpy(out + o, n ? text + i : "\xef\xbf\xbd", n ? n : 3);
+		o += n ? n : 3;
+		i += n ? n : 1;
+	}
 	if (out) {
-		memcpy(out, text, len);
-		out[len] = '\n';
-		out[len + 1] = '\0';
+		out[o] = '\n';
+		out[o + 1] = '\0';
 	}
 	cJSON_free(text);
 	return out;

@@ -33,7 +33,8 @@ struct afs_status_view {
 };
 
 /* Each returns a malloc'd NUL-terminated JSON text ending in a newline, or
- * NULL when out of memory. */
+ * NULL when out of memory.  The text is valid UTF-8: a byte of a string
+ * that does not start a well-formed UTF-8 sequence is shown as U+FFFD. */
 char *afs_report_status(const struct afs_status_view *v);
 char *afs_report_flag(long pid, const char *archive, const char *started_at);
 

@@ -114,7 +114,9 @@ static size_t secret_key_at(const char *p, bool pct)
  * last such '@', so that a raw '@', '?' or '#' in the password is covered;
  * failing that, the last '@' before the first '?', for a raw '/' that
  * libpq would misread), and the values of secret query parameters (up to
- * the next '&'). */
+ * the next '&'), after any '?' or '&' past the "://": libpq's user-info
+ * ends at the first '@', so a query may hold an '@' of its own
+ * ("postgresql://u@h?password=p@ss"). */
 static void scan_urls(const char *s, struct spans *sp)
 {
 	for (const char *p = strstr(s, "://"); p; p = strstr(p + 3, "://")) {
@@ -131,7 +133,7 @@ static void scan_urls(const char *s, struct spans *sp)
 			colon = memchr(auth, ':', (size_t)(at - auth));
 		if (colon)
 			add_span(sp, (size_t)(colon - s), (size_t)(at - s), true);
-		for (q = strchr(at ? at + 1 : auth, '?'); q; q = strchr(q, '&')) {
+		for (q = auth; (q = strpbrk(q, "?&"));) {
 			size_t k = secret_key_at(++q, true), vlen;
 
 			if (!k || q[k] != '=')
@@ -152,14 +154,16 @@ static bool is_space(char c)
  * them: white space around '=', a value in single quotes (with \' and \\
  * escapes) or up to the next white space (with \ escapes).  A key counts
  * at the start, after white space, '=' or ',' (an argv item such as
- * "--database=password=..." or "-o database=...,..."). */
+ * "--database=password=..." or "-o database=...,..."), and after a quote:
+ * libpq reads the next key right after a quoted value, with no white
+ * space between ("dbname='app'password=..."). */
 static void scan_pairs(const char *s, struct spans *sp)
 {
 	for (size_t i = 0; s[i]; i++) {
 		size_t k, v, e;
 		bool quoted;
 
-		if (i > 0 && !is_space(s[i - 1]) && s[i - 1] != '=' && s[i - 1] != ',')
+		if (i > 0 && !is_space(s[i - 1]) && s[i - 1] != '=' && s[i - 1] != ',' && s[i - 1] != '\'')
 			continue;
 		if (!(k = secret_key_at(s + i, false)))
 			continue;
@@ -188,7 +192,7 @@ static int span_cmp(const void *a, const void *b)
 }
 
 /* The secrets of s, sorted, overlapping ones merged (a merged span is
- * userinfo only if all its parts are). */
+ * userinfo only if all the parts that extend it are). */
 static void find_secrets(const char *s, struct spans *sp)
 {
 	size_t out = 0;
@@ -203,9 +207,10 @@ static void find_secrets(const char *s, struct spans *sp)
 		struct span *last = &sp->v[out];
 
 		if (sp->v[i].start <= last->end) {
-			if (sp->v[i].end > last->end)
+			if (sp->v[i].end > last->end) { /* a span within another changes nothing */
 				last->end = sp->v[i].end;
-			last->userinfo = last->userinfo && sp->v[i].userinfo;
+				last->userinfo = last->userinfo && sp->v[i].userinfo;
+			}
 		} else {
 			sp->v[++out] = sp->v[i];
 		}

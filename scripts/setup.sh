@@ -6,7 +6,8 @@ pkgs=(build-essential pkg-config meson ninja-build libfuse3-dev fuse3 libzip-dev
       libcjson-dev libisal-dev libsqlite3-dev sqlite3 libpq-dev
       python3 unzip zip attr util-linux bc
       postgresql-15 postgresql-client-15 python3-psycopg2
-      python3-flask python3-flask-sqlalchemy python3-flask-migrate gunicorn)
+      python3-flask python3-flask-sqlalchemy python3-flask-migrate gunicorn
+      clang libclang-rt-14-dev)  # the libFuzzer targets (tests/fuzz)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

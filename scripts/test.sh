@@ -96,6 +96,44 @@ run_suite() {
   integration "$dir"
 }
 
+# fuzz DIR: builds the libFuzzer targets (tests/fuzz) with clang under
+# ASan/UBSan and runs each for ARCHFS_FUZZ_SECONDS (default 15) from the
+# seed corpora, in a fresh corpus directory: one test per target, failed
+# by any crash, leak, sanitizer report or broken property (the input is
+# kept under DIR/fuzz-artifacts).  scripts/fuzz.sh runs them longer.
+fuzz() {
+  local dir=$1 secs=${ARCHFS_FUZZ_SECONDS:-15} exe name corpus
+  echo "== $dir"
+  if ! command -v clang >/dev/null; then
+    echo "fuzz targets skipped: no clang"
+    return
+  fi
+  if ! CC=clang build "$dir" -Dfuzz=true -Dtests=false -Db_sanitize=address,undefined -Db_lundef=false; then
+    note_fail "build of $dir"
+    return
+  fi
+  if ! python3 tests/fuzz/seeds.py "$dir/fuzz-seeds" >/dev/null; then
+    note_fail "fuzz seed corpora (tests/fuzz/seeds.py)"
+    return
+  fi
+  mkdir -p "$dir/fuzz-artifacts"
+  for exe in "$dir"/tests/fuzz/fuzz_*; do
+    [ -f "$exe" ] && [ -x "$exe" ] || continue
+    name=${exe##*/fuzz_}
+    corpus=$(mktemp -d)
+    if "$exe" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 \
+      -artifact_prefix="$dir/fuzz-artifacts/$name-" -dict="tests/fuzz/${name/#read_*/archive}.dict" \
+      "$corpus" "$dir/fuzz-seeds/${name/#read_*/read}" >"$dir/fuzz-$name.log" 2>&1; then
+      echo "ok fuzz: $name ($(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$dir/fuzz-$name.log") runs)"
+      passed=$((passed + 1))
+    else
+      tail -n 40 "$dir/fuzz-$name.log"
+      note_fail "fuzz: $name (log $dir/fuzz-$name.log, input in $dir/fuzz-artifacts)"
+    fi
+    rm -rf "$corpus"
+  done
+}
+
 # A throwaway PostgreSQL cluster for the restore tests, on a Unix socket in
 # a temporary directory, stopped on every way out.
 pgdir=$(mktemp -d /tmp/archfs-pg.XXXXXX)
@@ -115,4 +153,7 @@ run_suite build -Dtest_hooks=true
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 run_suite build-asan -Dtest_hooks=true -Db_sanitize=address,undefined -Db_lundef=false -Dinflate=zlib
+# The fuzz tree decodes with ISA-L and builds fuzz_read once more with
+# zlib: both decoders are fuzzed.
+fuzz build-fuzz
 finish

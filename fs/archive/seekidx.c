@@ -72,7 +72,10 @@ static struct afs_seekidx *idx_new(uint64_t size, struct afs_seekreg *reg)
 	x->reg = reg;
 	x->size = size;
 	x->span = AFS_SEEK_SPAN;
-	while (x->span * AFS_SEEK_MAX_POINTS < size)
+	/* span * AFS_SEEK_MAX_POINTS >= size, without computing the product:
+	 * it wraps for a size past 2^63 (an archive's claim) and the loop
+	 * never ended */
+	while (x->span < size / AFS_SEEK_MAX_POINTS + (size % AFS_SEEK_MAX_POINTS != 0))
 		x->span *= 2;
 	return x;
 }

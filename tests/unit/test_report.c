@@ -6,8 +6,32 @@
 #include "report.h"
 #include "testutil.h"
 
+#define FFFD "\xef\xbf\xbd"
+
+/* .status is valid UTF-8 whatever bytes its strings hold (a fuzz find: an
+ * unknown command written to .control was shown byte for byte, and a JSON
+ * reader refused the whole file); well-formed text is kept as it is. */
+static void status_utf8(void)
+{
+	const char *warnings[] = { "overlong \xc0\xaf", "surrogate \xed\xa0\x80", "cut \xe6\x97", "lead \xf8\x88",
+				   "past U+10FFFF \xf4\x90\x80\x80", "kept: caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80" };
+	struct afs_status_view v = { .state = "idle", .error = "unknown command '\n\xf2'", .warnings = warnings,
+				     .nwarnings = sizeof(warnings) / sizeof(warnings[0]) };
+	char *json = afs_report_status(&v);
+
+	CHECK(json && strstr(json, "\"unknown command '\\n" FFFD "'\""));
+	CHECK(json && strstr(json, "\"overlong " FFFD FFFD "\""));
+	CHECK(json && strstr(json, "\"surrogate " FFFD FFFD FFFD "\""));
+	CHECK(json && strstr(json, "\"cut " FFFD FFFD "\""));
+	CHECK(json && strstr(json, "\"lead " FFFD FFFD "\""));
+	CHECK(json && strstr(json, "\"past U+10FFFF " FFFD FFFD FFFD FFFD "\""));
+	CHECK(json && strstr(json, "\"kept: caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80\""));
+	free(json);
+}
+
 int main(void)
 {
+	status_utf8();
 	/* a dump header whose strings hold a quote, a backslash and control characters */
 	struct afs_dump_view v = { .format = "custom", .vmaj = 1, .vmin = 14, .vrev = 0,
 				   .server_version = "15.4 \"q\" \\ \n-- forged\t\x1b[1m",

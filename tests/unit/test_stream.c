@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 #include "archive.h"
 #include "decpool.h"
@@ -136,6 +137,40 @@ static void hostile_offsets(void)
 		afs_archive_free(f.a);
 	}
 	free(text);
+}
+
+/* A deflated entry whose ZIP64 size claims more than 2^63 bytes (its data
+ * is 12,000): a read that jumps (at 2 MiB) made its seek index, whose span
+ * computation wrapped and never ended, holding the registry's lock.  It
+ * must fail, at once (SIGALRM kills the test if it hangs). */
+static void huge_size(void)
+{
+	static const char zip[] =
+	"\x50\x4b\x03\x04\x2d\x00\x00\x00\x08\x00\x00\x00\x21\x00\x3b\x90\x27\xaa\xff\xff\xff\xff\xff\xff"
+	"\xff\xff\x07\x00\x14\x00\x62\x69\x67\x2e\x74\x78\x74\x01\x00\x10\x00\x01\x00\x00\x00\x00\x00\x00"
+	"\x80\x38\x00\x00\x00\x00\x00\x00\x00\xed\xc6\xb1\x09\x00\x20\x10\x04\xb0\xde\x29\x1c\x4e\xe1\x8b"
+	"\x83\x07\x1b\xd7\x77\x0c\x9b\xa4\x4a\xed\xa4\xe7\xed\x93\x35\xca\xdd\xdd\xdd\xdd\xdd\xdd\xdd\xdd"
+	"\xdd\xdd\xdd\xdd\xdd\xdd\xdd\xdd\xdd\xdd\xdd\xdd\xdd\xdd\xfd\xd3\x1f\x50\x4b\x01\x02\x1e\x03\x2d"
+	"\x00\x00\x00\x08\x00\x00\x00\x21\x00\x3b\x90\x27\xaa\xff\xff\xff\xff\xff\xff\xff\xff\x07\x00\x14"
+	"\x00\x00\x00\x00\x00\x00\x00\x00\x00\xa4\x81\x00\x00\x00\x00\x62\x69\x67\x2e\x74\x78\x74\x01\x00"
+	"\x10\x00\x01\x00\x00\x00\x00\x00\x00\x80\x38\x00\x00\x00\x00\x00\x00\x00\x50\x4b\x05\x06\x00\x00"
+	"\x00\x00\x01\x00\x01\x00\x49\x00\x00\x00\x71\x00\x00\x00\x00\x00";
+	const char *path = tu_file("huge.zip", zip, sizeof(zip) - 1);
+	struct fx f = open_fx(path);
+	struct afs_stream *s = open_s(&f, "/big.txt");
+	unsigned char buf[100];
+	size_t got;
+
+	CHECK(afs_index_node(f.ix, 1)->size == 0x8000000000000001ull);
+	alarm(20);
+	CHECK(afs_stream_pread(s, buf, sizeof(buf), 2u << 20, &got) == AFS_E_CORRUPT && got == 0);
+	alarm(0);
+	afs_stream_close(s);
+	s = open_s(&f, "/big.txt");
+	CHECK(afs_stream_pread(s, buf, 12, 0, &got) == AFS_OK && got == 12 && memcmp(buf, "hello world\n", 12) == 0);
+	afs_stream_close(s);
+	afs_index_free(f.ix);
+	afs_archive_free(f.a);
 }
 
 /* Reads (off, len) in turn on one stream of entry name, each checked
@@ -472,6 +507,7 @@ int main(void)
 	s = (void *)1;
 	CHECK(afs_stream_open(f.a, f.ix, id, &s) == AFS_E_ISDIR && s == NULL);
 	afs_stream_close(NULL);
+	huge_size();
 	pool_logic();
 	pool_streams(&f, data);
 	pool_threads(&f, data);

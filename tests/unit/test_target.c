@@ -235,6 +235,22 @@ static void test_masking(void)
 	masks("password=se\\ cret host=h passfile = '/p/secret' sslpassword=secret sslkey=/k/secret",
 	      "password=xxx host=h passfile = 'xxx' sslpassword=xxx sslkey=xxx", NULL, "secret");
 	masks("dbname=postgresql://u:secret@h/db host=h", "dbname=postgresql://u@h/db host=h", NULL, "secret");
+	/* libpq reads a key right after a quoted value (a fuzz find, fuzz_dburl:
+	 * the second password, after the quote, was shown in argv) */
+	masks("host=h dbname='app'password=secret", "host=h dbname='app'password=xxx",
+	      "host=h dbname='app'password=xxxxxx", "secret");
+	masks("host=h dbname='password=s3credbname='password=s3cgpass", "host=h dbname='password=xxx",
+	      "host=h dbname='password=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "s3cgpass");
+	/* libpq's user-info ends at the first '@': a query may hold one of its own
+	 * (fuzz finds, fuzz_dburl: these were shown whole, in argv and display) */
+	masks("postgresql://u@h?password=p@ss", "postgresql://u@h?password=xxx", "postgresql://u@h?password=xxxx", "p@ss");
+	masks("postgresql://app@happ?password=,@", "postgresql://app@happ?password=xxx",
+	      "postgresql://app@happ?password=xx", "=,@");
+	masks("postgresql://app@happ?password=s3@oes\\#ret-pw&sslpassword=-pass/",
+	      "postgresql://app@happ?password=xxx&sslpassword=xxx",
+	      "postgresql://app@happ?password=xxxxxxxxxxxxxx&sslpassword=xxxxxx", "ret-pw");
+	masks("postgresql://ap@h?password=s3cret-pw&sslpassword=keys3s3cret-pw@s3cret-pw a5432/aets3cret-pw-pasn&sslkey=/k/em",
+	      "postgresql://ap@h?password=xxx&sslpassword=xxx&sslkey=xxx", NULL, "s3cret");
 	/* argv items as given on the command line */
 	masks("--database=postgresql://u:secret@h/db", "--database=postgresql://u@h/db", NULL, "secret");
 	masks("--database=host=h password=secret", "--database=host=h password=xxx", NULL, "secret");
@@ -253,6 +269,8 @@ static void test_masking(void)
 	libpq_masks("postgresql+psycopg2://u@/db?host=/run/pg&pass%77ord=secret",
 		    "postgresql+psycopg2://u@/db?host=/run/pg&pass%77ord=xxx", "secret");
 	libpq_masks("host=h password='it\\'s se\\\\cret' dbname=db", "host=h password='xxx' dbname=db", "cret");
+	libpq_masks("host=h dbname='app'password=secret", "host=h dbname='app'password=xxx", "secret");
+	libpq_masks("postgresql://u@h?password=p@ss", "postgresql://u@h?password=xxx", "p@ss");
 	libpq_masks("postgresql://u@h/db?sslpassword=secret&sslkey=/k/secret&passfile=/p/secret",
 		    "postgresql://u@h/db?sslpassword=xxx&sslkey=xxx&passfile=xxx", "secret");
 	/* a display whose other options would differ is not shown at all */

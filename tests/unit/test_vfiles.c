@@ -93,9 +93,37 @@ static void log_readers(void)
 	afs_archive_free(a);
 }
 
+/* An unknown command is named in .status, which stays valid UTF-8 (a fuzz
+ * find, fuzz_control: these exact bytes were shown raw, and JSON readers
+ * refused the whole file). */
+static void unknown_command_status(void)
+{
+	struct tu_entry e[] = { { "manifest.json", "{}", 2, 1, 0, 0 } };
+	const char *path = tu_zip("unknown.zip", e, 1);
+	struct afs_archive *a = NULL;
+	struct afs_index *ix = NULL;
+	struct afs_target t = { 0 };
+	struct afs_job *j = NULL;
+	char msg[256], *status;
+	size_t len;
+
+	CHECK(afs_archive_open(path, &a, msg, sizeof(msg)) == AFS_OK);
+	CHECK(afs_index_build(a, &ix, msg, sizeof(msg)) == AFS_OK);
+	CHECK(afs_job_new(path, a, ix, &t, &j) == AFS_OK);
+	CHECK(afs_vfile_control(j, "\n\xf2", 2) == AFS_E_INVAL);
+	status = afs_vfile_read(j, AFS_VF_STATUS, &len);
+	CHECK(status && strstr(status, "\"error\":\t\"unknown command '\\n\xef\xbf\xbd'"));
+	CHECK(status && !strchr(status, '\xf2'));
+	free(status);
+	afs_job_free(j);
+	afs_index_free(ix);
+	afs_archive_free(a);
+}
+
 int main(void)
 {
 	log_readers();
+	unknown_command_status();
 	/* ---- the commands */
 	P("restore", AFS_CMD_RESTORE);
 	P("restore\n", AFS_CMD_RESTORE);
