@@ -634,6 +634,15 @@ static void start(struct tcase *c, enum afs_cmd cmd)
 
 /* --------------------------------------------------------------- cases */
 
+/* The job reports no error. */
+static void check_no_error(struct afs_job *j)
+{
+	char *e = afs_job_error(j);
+
+	CHECK(e == NULL);
+	free(e);
+}
+
 /* 1. verify: the backend verifies, nothing is written. */
 static void case_verify(void)
 {
@@ -649,12 +658,7 @@ static void case_verify(void)
 	CHECK(ncalls("release") == 1);
 	check_states_released(1);
 	check_unchanged(&c, true);
-	{
-		char *e = afs_job_error(c.j);
-
-		CHECK(e == NULL);
-		free(e);
-	}
+	check_no_error(c.j);
 	teardown(&c);
 }
 
@@ -746,12 +750,7 @@ static void case_restore_ok(void)
 	CHECK(holds(c.up, "keep.txt", LIVE_KEEP));
 	CHECK(!present(c.dir, "restore.flag"));
 	check_snapshot(&c);
-	{
-		char *e = afs_job_error(c.j);
-
-		CHECK(e == NULL);
-		free(e);
-	}
+	check_no_error(c.j);
 	teardown(&c);
 }
 
