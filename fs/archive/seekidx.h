@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* Seek points into deflated entries, as zlib's zran.c example builds them:
- * while an entry is inflated (with zlib, which reports deflate block
- * boundaries), a point is recorded about every span bytes of output: the
+ * while an entry is inflated (with either decoder of inflate.h, asked to
+ * stop at the first deflate block boundary a span past the last point),
+ * a point is recorded about every span bytes of output: the
  * compressed offset and bit of a block boundary and the 32 KiB window of
  * output before it.  A read at any offset then starts at the nearest point
  * at or before it and inflates at most one span.
  *
- * Memory: a point keeps its window deflated (level 1) plus 40 bytes; an
+ * Memory: a point keeps its window packed (afs_window_pack()) plus 40 bytes; an
  * entry keeps at most one point per span, the span being at least
  * AFS_SEEK_SPAN and growing so that no entry has more than
  * AFS_SEEK_MAX_POINTS points; and all indexes of a registry together stop
@@ -24,7 +25,7 @@
 #include <stdint.h>
 #include "err.h"
 
-#define AFS_SEEK_SPAN (1024 * 1024)
+#define AFS_SEEK_SPAN (512 * 1024)
 #define AFS_SEEK_MAX_POINTS 4096
 
 struct afs_decpool;
@@ -65,7 +66,7 @@ size_t afs_seekidx_memory(struct afs_seekidx *x);
  * off into buf (*got == 0 only at the end of the compressed data). */
 typedef enum afs_err (*afs_zsource)(void *ctx, uint64_t off, void *buf, size_t len, size_t *got);
 
-/* A zlib raw-deflate decoder over an index. */
+/* A raw-deflate decoder (inflate.h's) over an index. */
 struct afs_zdec;
 
 enum afs_err afs_zdec_new(struct afs_seekidx *x, afs_zsource src, void *ctx, struct afs_zdec **out);
@@ -73,6 +74,9 @@ void afs_zdec_free(struct afs_zdec *d);
 
 /* The uncompressed offset the decoder is at. */
 uint64_t afs_zdec_pos(const struct afs_zdec *d);
+
+/* Bytes it has inflated since it was made (reads and skips alike). */
+uint64_t afs_zdec_inflated(const struct afs_zdec *d);
 
 /* Restarts the decoder at the last point at or before off (the start of
  * the entry when there is none). */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Entry content at any offset: stored entries by seeking the raw bytes,
  * deflated entries by inflating forward (the fast decoder, from offset 0
- * on) or, for a read that jumps, from the nearest seek point (zlib, see
+ * on) or, for a read that jumps, from the nearest seek point (a second decoder, see
  * seekidx.h); entries of the other methods libzip decodes (bzip2, ...)
  * through libzip, forward, one pass from offset 0 at a time; never holding
  * a whole entry.  A stream opened with a registry counts its decoders in
@@ -52,7 +52,7 @@ struct afs_stream {
 	struct afs_inflate_io io;
 	unsigned char *in;     /* IN_BUF compressed bytes, then SKIP_BUF scratch */
 	/* reads that jump: seek points shared through the registry (or this
-	 * stream's own), and a zlib decoder resumed from them */
+	 * stream's own), and a decoder resumed from them */
 	struct afs_seekreg *reg;
 	uint32_t id;
 	struct afs_seekidx *idx;
@@ -79,7 +79,7 @@ static void seq_free(struct afs_stream *s)
 	s->raw_eof = false;
 }
 
-/* Frees the zlib decoder of reads that jump: the next one starts at a seek
+/* Frees the decoder of reads that jump: the next one starts at a seek
  * point again. */
 static void jump_free(struct afs_stream *s)
 {
@@ -290,6 +290,7 @@ static enum afs_err step(struct afs_stream *s)
 	case AFS_INFLATE_BAD:
 		return corrupt(s, "malformed deflate data");
 	case AFS_INFLATE_OK:
+	case AFS_INFLATE_BLOCK: /* never asked for here */
 		break;
 	}
 	if (starved && out == s->io.avail_out)
@@ -328,7 +329,7 @@ static enum afs_err inflate_to(struct afs_stream *s, unsigned char *out, size_t 
 	return account(s, out, len, start);
 }
 
-/* The zlib decoder's source: compressed bytes at off, from a raw stream
+/* The jump decoder's source: compressed bytes at off, from a raw stream
  * of its own (the sequential decoder keeps its place in the other). */
 static enum afs_err zsource(void *ctx, uint64_t off, void *buf, size_t len, size_t *got)
 {
@@ -354,7 +355,7 @@ static enum afs_err zsource(void *ctx, uint64_t off, void *buf, size_t len, size
 }
 
 /* A read that jumps: from the seek point at or before off (or from where
- * the zlib decoder already is, when that is nearer), at most a span. */
+ * the jump decoder already is, when that is nearer), at most a span. */
 static enum afs_err jump_read(struct afs_stream *s, unsigned char *buf, size_t len, uint64_t off)
 {
 	enum afs_err err;
