@@ -3,27 +3,27 @@
  * inflate.h: the one place that resumes inflating in the middle of a
  * deflate stream.  Windows are kept deflated (inflate.h's afs_window_pack()). */
 #include <pthread.h>
+#include <stdatomic.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include "archive.h"
 #include "decpool.h"
 #include "inflate.h"
+#include "pointfile.h"
 #include "seekidx.h"
 
 #define WINDOW 32768
 #define IN_BUF (48 * 1024)
 #define SKIP_BUF (32 * 1024)
 
-struct point {
-	uint64_t out;        /* uncompressed offset */
-	uint64_t in;         /* compressed offset of the first byte not (wholly) consumed */
-	uint8_t bits;        /* bits of the byte at in - 1 still to be consumed */
-	uint8_t prime;       /* that byte */
-	uint32_t wlen;       /* window length (< WINDOW only near the start) */
-	uint32_t zlen;       /* its deflated size */
-	unsigned char *zwin; /* the window, deflated */
-};
+#define point afs_seekpoint /* pointfile.h */
+
 
 struct afs_seekidx {
 	pthread_mutex_t mu;
@@ -33,6 +33,14 @@ struct afs_seekidx {
 	size_t n, cap;
 	size_t bytes;
 	bool full; /* the registry's budget turned a point down: record no more */
+	/* kept on disk (pointfile.h), through the registry's pool */
+	bool keyed;        /* entry is known: the index may be loaded and saved */
+	uint64_t entry;    /* its number in the archive */
+	unsigned users;    /* streams holding it (afs_seekreg_hold()) */
+	bool dirty;        /* points recorded since it was loaded or saved */
+	bool tried;        /* its file was looked for */
+	bool loaded;       /* its points came from its file (and those recorded past them) */
+	_Atomic uint64_t inflated; /* bytes inflated for it (afs_seekidx_inflated()) */
 };
 
 struct afs_seekreg {
@@ -42,6 +50,9 @@ struct afs_seekreg {
 	size_t cap, used;
 	struct afs_seekreg *pool; /* whose cap and used bytes this one draws on: itself, or a shared one */
 	struct afs_decpool *decoders; /* the live decoders of its streams (a pool's own; NULL in a shared one) */
+	struct afs_archive *archive; /* whose entries these are (afs_seekreg_set_archive()); NULL: none */
+	int dfd;                     /* a pool's: the directory of points files (-1: none) */
+	void (*log)(const char *line); /* a pool's: says why a file was not used or written */
 };
 
 struct afs_zdec {
@@ -53,6 +64,7 @@ struct afs_zdec {
 	bool ended;           /* the deflate stream ended */
 	bool src_end;         /* the source has no more compressed bytes */
 	bool armed;           /* the decoder is to stop at the next block boundary */
+	bool from_file;       /* it resumed at a point loaded from a file */
 	uint64_t out;         /* uncompressed offset */
 	uint64_t in_next;     /* compressed offset of the next byte to read from src */
 	uint64_t inflated;    /* bytes inflated since it was made */
@@ -136,6 +148,7 @@ static struct afs_seekreg *reg_new(uint32_t nodes, size_t cap, struct afs_seekre
 		return NULL;
 	}
 	pthread_mutex_init(&r->mu, NULL);
+	r->dfd = -1;
 	r->nodes = nodes;
 	r->cap = cap;
 	r->pool = pool ? pool->pool : r;
@@ -157,14 +170,29 @@ struct afs_decpool *afs_seekreg_decoders(struct afs_seekreg *r)
 	return r->pool->decoders;
 }
 
+static void unbudget(struct afs_seekreg *r, size_t bytes);
+static void save_locked(struct afs_seekidx *x);
+
 void afs_seekreg_free(struct afs_seekreg *r)
 {
 	if (!r)
 		return;
-	for (uint32_t i = 0; i < r->nodes; i++)
-		afs_seekidx_free(r->idx[i]);
+	for (uint32_t i = 0; i < r->nodes; i++) {
+		struct afs_seekidx *x = r->idx[i];
+
+		if (!x)
+			continue;
+		pthread_mutex_lock(&x->mu);
+		save_locked(x); /* at unmount, or when a backups directory closes the archive */
+		pthread_mutex_unlock(&x->mu);
+		if (r->pool != r) /* its points' bytes go back to the pool's budget */
+			unbudget(r, x->bytes + x->n * sizeof(struct point));
+		afs_seekidx_free(x);
+	}
 	free(r->idx);
 	afs_decpool_free(r->decoders);
+	if (r->dfd >= 0)
+		close(r->dfd);
 	pthread_mutex_destroy(&r->mu);
 	free(r);
 }
@@ -208,6 +236,186 @@ static bool budget(struct afs_seekreg *r, size_t bytes)
 		r->used += bytes;
 	pthread_mutex_unlock(&r->mu);
 	return ok;
+}
+
+/* Gives bytes back to the registry's budget. */
+static void unbudget(struct afs_seekreg *r, size_t bytes)
+{
+	if (!r)
+		return;
+	r = r->pool;
+	pthread_mutex_lock(&r->mu);
+	r->used -= bytes < r->used ? bytes : r->used;
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* ------------------------------------------------- points kept on disk */
+
+#define FILE_MAX ((size_t)AFS_SEEK_MAX_POINTS * (afs_window_bound(WINDOW) + 64) + 4096)
+
+/* The largest points file worth reading: one whose points all fit in what
+ * is left of the registry's budget (a point takes more memory than file). */
+static size_t budget_left(struct afs_seekreg *r)
+{
+	size_t left;
+
+	r = r->pool;
+	pthread_mutex_lock(&r->mu);
+	left = r->cap > r->used ? r->cap - r->used : 0;
+	pthread_mutex_unlock(&r->mu);
+	return left < FILE_MAX ? left : FILE_MAX;
+}
+
+
+static void note(struct afs_seekreg *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(struct afs_seekreg *r, const char *fmt, ...)
+{
+	char line[400];
+	va_list ap;
+
+	if (!r->pool->log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	r->pool->log(line);
+}
+
+/* The key of x's file; false when x cannot have one (no directory, no
+ * archive, its entry unknown or not of its size). */
+static bool key_of(struct afs_seekidx *x, struct afs_pointkey *k)
+{
+	struct afs_seekreg *r = x->reg;
+	struct afs_entry_info e;
+
+	if (!r || !x->keyed || !r->archive || r->pool->dfd < 0 || afs_archive_entry(r->archive, x->entry, &e) != AFS_OK ||
+	    e.size != x->size)
+		return false;
+	*k = (struct afs_pointkey){
+		.file_size = afs_archive_file_size(r->archive),
+		.file_mtime = afs_archive_file_mtime(r->archive),
+		.cdir_crc = afs_archive_cdir_crc(r->archive),
+		.entries = afs_archive_count(r->archive),
+		.entry = x->entry,
+		.size = e.size,
+		.comp_size = e.comp_size,
+		.crc = e.crc,
+	};
+	return true;
+}
+
+/* Writes x's points when it recorded new ones; x->mu held. */
+static void save_locked(struct afs_seekidx *x)
+{
+	struct afs_pointkey k;
+	enum afs_err err;
+
+	if (!x->dirty || !key_of(x, &k))
+		return;
+	x->dirty = false; /* written or not, once: a failure is said once */
+	err = afs_pointfile_save(x->reg->pool->dfd, &k, x->pts, x->n);
+	if (err != AFS_OK)
+		note(x->reg, "seek points of entry %" PRIu64 " not kept: %s", x->entry, afs_strerror(err));
+}
+
+/* Takes x's file's points, once, when they go further than x's own. */
+static void load(struct afs_seekidx *x)
+{
+	struct afs_pointkey k;
+	struct point *pts = NULL;
+	size_t n = 0, old = 0, keep = 0;
+	enum afs_err err;
+	char why[160] = "";
+
+	if (!key_of(x, &k))
+		return;
+	err = afs_pointfile_load(x->reg->pool->dfd, &k, budget_left(x->reg), &pts, &n, why, sizeof(why));
+	if (err == AFS_E_NOENT)
+		return;
+	if (err != AFS_OK) {
+		note(x->reg, "seek points kept for entry %" PRIu64 " ignored: %s", x->entry, why[0] ? why : afs_strerror(err));
+		return;
+	}
+	pthread_mutex_lock(&x->mu);
+	if (n > 0 && (x->n == 0 || pts[n - 1].out > x->pts[x->n - 1].out)) {
+		for (size_t i = 0; i < x->n; i++) {
+			old += x->pts[i].zlen + sizeof(struct point);
+			free(x->pts[i].zwin);
+		}
+		free(x->pts);
+		unbudget(x->reg, old);
+		x->bytes = 0;
+		while (keep < n && budget(x->reg, pts[keep].zlen + sizeof(struct point)))
+			x->bytes += pts[keep++].zlen;
+		for (size_t i = keep; i < n; i++)
+			free(pts[i].zwin);
+		x->full = keep < n;
+		x->loaded = true;
+		x->pts = pts;
+		x->n = keep;
+		x->cap = n;
+		x->dirty = false;
+		pts = NULL;
+	}
+	pthread_mutex_unlock(&x->mu);
+	afs_seekpoints_free(pts, n);
+}
+
+void afs_seekreg_keep(struct afs_seekreg *pool, int dfd, void (*log)(const char *line))
+{
+	pool->dfd = dfd;
+	pool->log = log;
+}
+
+void afs_seekreg_set_archive(struct afs_seekreg *r, struct afs_archive *a)
+{
+	r->archive = a;
+}
+
+struct afs_seekidx *afs_seekreg_hold(struct afs_seekreg *r, uint32_t id, uint64_t size, uint64_t entry)
+{
+	struct afs_seekidx *x = afs_seekreg_get(r, id, size);
+
+	if (!x)
+		return NULL;
+	pthread_mutex_lock(&x->mu);
+	if (!x->keyed) {
+		x->keyed = true;
+		x->entry = entry;
+	}
+	x->users++;
+	pthread_mutex_unlock(&x->mu);
+	return x;
+}
+
+void afs_seekreg_release(struct afs_seekidx *x)
+{
+	pthread_mutex_lock(&x->mu);
+	if (x->users > 0 && --x->users == 0)
+		save_locked(x);
+	pthread_mutex_unlock(&x->mu);
+}
+
+struct afs_seekidx *afs_seekreg_peek(struct afs_seekreg *r, uint32_t id)
+{
+	struct afs_seekidx *x;
+
+	if (id >= r->nodes)
+		return NULL;
+	pthread_mutex_lock(&r->mu);
+	x = r->idx[id];
+	pthread_mutex_unlock(&r->mu);
+	return x;
+}
+
+void afs_seekidx_count(struct afs_seekidx *x, uint64_t bytes)
+{
+	atomic_fetch_add(&x->inflated, bytes);
+}
+
+uint64_t afs_seekidx_inflated(struct afs_seekidx *x)
+{
+	return atomic_load(&x->inflated);
 }
 
 /* True when a point past the index's last one is due at the decoder's
@@ -288,7 +496,10 @@ static void add_point(struct afs_zdec *d)
 			if (x->n < x->cap) {
 				x->pts[x->n++] = p;
 				x->bytes += zlen;
+				x->dirty = true;
 				z = NULL;
+			} else {
+				unbudget(x->reg, zlen + sizeof(p));
 			}
 		}
 	}
@@ -332,6 +543,33 @@ uint64_t afs_zdec_pos(const struct afs_zdec *d)
 	return d->out;
 }
 
+bool afs_zdec_distrust(struct afs_zdec *d)
+{
+	struct afs_seekidx *x = d->x;
+	size_t bytes = 0;
+	bool drop;
+
+	pthread_mutex_lock(&x->mu);
+	drop = d->from_file && x->loaded;
+	if (drop) {
+		for (size_t i = 0; i < x->n; i++) {
+			bytes += x->pts[i].zlen + sizeof(struct point);
+			free(x->pts[i].zwin);
+		}
+		unbudget(x->reg, bytes);
+		x->n = 0;
+		x->bytes = 0;
+		x->full = false;
+		x->loaded = false;
+		x->dirty = true; /* the file is wrong: the points recorded from now on replace it */
+	}
+	d->from_file = false;
+	pthread_mutex_unlock(&x->mu);
+	if (drop)
+		note(x->reg, "seek points kept for entry %" PRIu64 " do not fit its data: dropped", x->entry);
+	return drop;
+}
+
 uint64_t afs_zdec_inflated(const struct afs_zdec *d)
 {
 	return d->inflated;
@@ -341,9 +579,17 @@ enum afs_err afs_zdec_seek(struct afs_zdec *d, uint64_t off)
 {
 	struct afs_seekidx *x = d->x;
 	struct point p = { 0 };
-	bool have = false;
+	bool have = false, fetch;
 	enum afs_err err;
 
+	pthread_mutex_lock(&x->mu);
+	/* past the known points: the ones kept on disk, the first time */
+	fetch = x->reg && x->keyed && !x->tried && off >= (x->n ? x->pts[x->n - 1].out : 0) + x->span;
+	if (fetch)
+		x->tried = true;
+	pthread_mutex_unlock(&x->mu);
+	if (fetch)
+		load(x);
 	pthread_mutex_lock(&x->mu);
 	/* the last point at or before off: points are in increasing order */
 	size_t lo = 0, hi = x->n;
@@ -359,6 +605,7 @@ enum afs_err afs_zdec_seek(struct afs_zdec *d, uint64_t off)
 		p = x->pts[lo - 1];
 		have = p.wlen <= WINDOW && afs_window_unpack(d->dec, p.zwin, p.zlen, d->win, p.wlen);
 	}
+	d->from_file = lo > 0 && x->loaded;
 	pthread_mutex_unlock(&x->mu);
 	d->io.avail_in = 0;
 	d->ended = false;
@@ -420,6 +667,8 @@ enum afs_err afs_zdec_read(struct afs_zdec *d, unsigned char *out, size_t len)
 			track(d, from, made);
 			d->out += made;
 			d->inflated += made;
+			if (made)
+				afs_seekidx_count(d->x, made);
 			if (rc == AFS_INFLATE_END) {
 				d->ended = true;
 			} else if (rc == AFS_INFLATE_BAD) {

@@ -57,6 +57,7 @@ struct afs_stream {
 	uint32_t id;
 	struct afs_seekidx *idx;
 	bool own_idx;
+	bool held;             /* idx is held (afs_seekreg_hold()) until close */
 	struct afs_zdec *z;
 	struct afs_raw *zraw;  /* its own raw stream of the entry */
 	uint64_t zraw_pos;     /* compressed offset zraw is at */
@@ -148,6 +149,12 @@ enum afs_err afs_stream_open_shared(struct afs_archive *a, const struct afs_inde
 	if (reg) {
 		s->pool = afs_seekreg_decoders(reg);
 		afs_decpool_join(s->pool, &s->user, evict);
+		/* an entry that can have points: held from open to close, so that
+		 * its points are written when its last stream closes */
+		if (s->path == PATH_DEFLATE && s->size > AFS_SEEK_SPAN) {
+			s->idx = afs_seekreg_hold(reg, id, s->size, n->entry);
+			s->held = s->idx != NULL;
+		}
 	}
 	*out = s;
 	return AFS_OK;
@@ -163,6 +170,8 @@ void afs_stream_close(struct afs_stream *s)
 	jump_free(s);
 	if (s->own_idx)
 		afs_seekidx_free(s->idx);
+	if (s->held)
+		afs_seekreg_release(s->idx);
 	free(s);
 }
 
@@ -278,12 +287,16 @@ static enum afs_err step(struct afs_stream *s)
 {
 	enum afs_err err = refill(s);
 	size_t out = s->io.avail_out;
+	enum afs_inflate_rc rc;
 	bool starved;
 
 	if (err != AFS_OK)
 		return err;
 	starved = s->io.avail_in == 0 && s->raw_eof;
-	switch (afs_inflater_run(s->dec, &s->io)) {
+	rc = afs_inflater_run(s->dec, &s->io);
+	if (s->idx && out > s->io.avail_out)
+		afs_seekidx_count(s->idx, out - s->io.avail_out);
+	switch (rc) {
 	case AFS_INFLATE_END:
 		s->dec_end = true;
 		return AFS_OK;
@@ -374,14 +387,19 @@ static enum afs_err jump_read(struct afs_stream *s, unsigned char *buf, size_t l
 			return err;
 		}
 	}
-	if (off < afs_zdec_pos(s->z) || off - afs_zdec_pos(s->z) > AFS_SEEK_SPAN) {
-		err = afs_zdec_seek(s->z, off);
-		if (err != AFS_OK)
-			return err == AFS_E_CORRUPT ? corrupt(s, "a seek point does not fit the deflate data") : err;
+	for (int tries = 0;; tries++) {
+		if (tries > 0 || off < afs_zdec_pos(s->z) || off - afs_zdec_pos(s->z) > AFS_SEEK_SPAN)
+			err = afs_zdec_seek(s->z, off);
+		else
+			err = AFS_OK;
+		if (err == AFS_OK)
+			err = afs_zdec_read(s->z, NULL, off - afs_zdec_pos(s->z));
+		if (err == AFS_OK)
+			err = afs_zdec_read(s->z, buf, len);
+		/* points kept on disk that do not fit: dropped, and the read again without them */
+		if (err != AFS_E_CORRUPT || tries > 0 || !afs_zdec_distrust(s->z))
+			break;
 	}
-	err = afs_zdec_read(s->z, NULL, off - afs_zdec_pos(s->z));
-	if (err == AFS_OK)
-		err = afs_zdec_read(s->z, buf, len);
 	if (err == AFS_E_CORRUPT)
 		return corrupt(s, "malformed or truncated deflate data");
 	if (err != AFS_OK)
