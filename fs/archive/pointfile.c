@@ -74,7 +74,7 @@ int afs_pointdir_open(const char *dir, char *why, size_t whylen)
 	return fd;
 }
 
-static void file_name(const struct afs_pointkey *k, char *buf, size_t len)
+void afs_pointfile_name(const struct afs_pointkey *k, char *buf, size_t len)
 {
 	snprintf(buf, len, "%016" PRIx64 "-%016" PRIx64 "-%08" PRIx32 "-%" PRIu64 ".points", k->file_size,
 		 (uint64_t)k->file_mtime, k->cdir_crc, k->entry);
@@ -141,7 +141,7 @@ enum afs_err afs_pointfile_save(int dfd, const struct afs_pointkey *k, const str
 		p += pts[i].zlen;
 	}
 	put(p, afs_crc32(0, buf, len - 4), 4);
-	file_name(k, name, sizeof(name));
+	afs_pointfile_name(k, name, sizeof(name));
 	err = afs_afile_hold(&f, dfd, name);
 	if (err == AFS_OK) {
 		err = afs_write_all(f.fd, buf, len);
@@ -244,7 +244,7 @@ enum afs_err afs_pointfile_load(int dfd, const struct afs_pointkey *k, size_t ma
 
 	*pts = NULL;
 	*n = 0;
-	file_name(k, name, sizeof(name));
+	afs_pointfile_name(k, name, sizeof(name));
 	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno == ENOENT)

@@ -64,6 +64,9 @@ struct afs_pointkey {
  * Returns its descriptor, or -1 with why. */
 int afs_pointdir_open(const char *dir, char *why, size_t whylen);
 
+/* The name of k's file in the directory (a single path component). */
+void afs_pointfile_name(const struct afs_pointkey *k, char *buf, size_t len);
+
 /* Writes pts[0..n) as k's file in the directory open at dfd, atomically. */
 enum afs_err afs_pointfile_save(int dfd, const struct afs_pointkey *k, const struct afs_seekpoint *pts, size_t n);
 

@@ -1,17 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /* Seek points (as zlib's zran.c makes them) over either decoder of
  * inflate.h: the one place that resumes inflating in the middle of a
- * deflate stream.  Windows are kept deflated (inflate.h's afs_window_pack()). */
-#include <pthread.h>
-#include <stdatomic.h>
+ * deflate stream.  Windows are kept deflated (inflate.h's afs_window_pack());
+ * points go to and come from files through pointfile.h. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
-#include <stdio.h>
-#include <unistd.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "archive.h"
 #include "decpool.h"
 #include "inflate.h"
