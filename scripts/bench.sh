@@ -63,7 +63,7 @@ PY
     [ $cfg = all ] && opts=(--max-open-archives "$n")
     r1=() r2=() h=()
     for _ in 1 2 3; do
-      build-bench-isal/archfs -f "${opts[@]}" "$work/backups" "$mnt" &
+      build-bench-isal/archfs -f --index-dir none "${opts[@]}" "$work/backups" "$mnt" &
       pid=$!
       for _ in $(seq 1 2000); do mountpoint -q "$mnt" && break; sleep 0.01; done
       s=$(d_now); walk; r1+=("$(d_since "$s")")
@@ -175,20 +175,27 @@ PY
   }
   r_umount() { fusermount3 -u "$mnt"; wait "$pid" || true; pid=; }
   r_peak() { awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$pid/status"; }
+  r_cpu() { awk '{printf "%.2f", ($14 + $15) / '"$(getconf CLK_TCK)"'}' "/proc/$pid/stat"; }  # the daemon's CPU seconds
   mb=$(/usr/bin/python3 -c "import zipfile,sys; print(round(zipfile.ZipFile(sys.argv[1]).getinfo('db.sqlite').file_size / 1e6))" "$zip")
   none=(--index-dir none)
-  pass=() fresh=() again=() peak=()
+  pass=() fresh=() again=() peak=() cpass=() cfresh=() cagain=()
   for _ in 1 2 3; do
-    r_mount "${none[@]}"; s=$(r_now); cat "$mnt/db.sqlite" >/dev/null; pass+=("$(r_since "$s")"); r_umount
+    r_mount "${none[@]}"; c=$(r_cpu); s=$(r_now); cat "$mnt/db.sqlite" >/dev/null; pass+=("$(r_since "$s")")
+    cpass+=("$(printf '%.2f' "$(echo "$(r_cpu) - $c" | bc -l)")"); r_umount
     r_mount "${none[@]}"
-    fresh+=("$(/usr/bin/python3 "$work/randread.py" "$mnt/db.sqlite" $reads 2026)")
-    again+=("$(/usr/bin/python3 "$work/randread.py" "$mnt/db.sqlite" $reads 2027)")
+    c=$(r_cpu); fresh+=("$(/usr/bin/python3 "$work/randread.py" "$mnt/db.sqlite" $reads 2026)")
+    cfresh+=("$(printf '%.2f' "$(echo "$(r_cpu) - $c" | bc -l)")")
+    c=$(r_cpu); again+=("$(/usr/bin/python3 "$work/randread.py" "$mnt/db.sqlite" $reads 2027)")
+    cagain+=("$(printf '%.2f' "$(echo "$(r_cpu) - $c" | bc -l)")")
     peak+=("$(r_peak)")
     r_umount
   done
   t_pass=$(printf '%s\n' "${pass[@]}" | r_med)
   t_fresh=$(printf '%s\n' "${fresh[@]}" | r_med)
   t_again=$(printf '%s\n' "${again[@]}" | r_med)
+  c_pass=$(printf '%s\n' "${cpass[@]}" | r_med)
+  c_fresh=$(printf '%s\n' "${cfresh[@]}" | r_med)
+  c_again=$(printf '%s\n' "${cagain[@]}" | r_med)
   h=$(printf '%s\n' "${peak[@]}" | r_med)
   # the points kept on disk: one mount makes them, the next ones read them
   r_mount --index-dir "$work/cache"
@@ -209,15 +216,15 @@ PY
   report=$(cat <<EOT
 Run of $(date +%Y-%m-%d), \`scripts/bench.sh random $size_mb\`. Machine: $(nproc) cores, Linux $(uname -r). db.sqlite of $mb MB, deflated; $reads random 4 KiB reads at page-aligned offsets over the whole entry; medians of 3 mounts.
 
-| what | s | ms per read | against the pass |
-|---|---|---|---|
-| one sequential pass, \`cat\` on a fresh mount (reference) | $(printf '%.3f' $t_pass) | | 1.00 |
-| $reads random reads on a fresh mount (no points on disk) | $(printf '%.3f' $total) | $(r_ms $t_fresh) | $(r_ratio $total $t_pass) |
-| $reads more on the same mount (the points in place) | $(printf '%.3f' "$(echo "$t_again * $reads" | bc -l)") | $(r_ms $t_again) | |
-| remount, first $reads reads (the points kept on disk) | $(printf '%.3f' "$(echo "$t_kept * $reads" | bc -l)") | $(r_ms $t_kept) | |
-| sqlite3 query on a fresh mount (200 rowid lookups, a range count) | $(printf '%.3f' $t_sql) | | |
+| what | s | ms per read | against the pass | daemon CPU, s | CPU against the pass's |
+|---|---|---|---|---|---|
+| one sequential pass, \`cat\` on a fresh mount (reference) | $(printf '%.3f' $t_pass) | | 1.00 | $c_pass | 1.00 |
+| $reads random reads on a fresh mount (no points on disk) | $(printf '%.3f' $total) | $(r_ms $t_fresh) | $(r_ratio $total $t_pass) | $c_fresh | $(r_ratio $c_fresh $c_pass) |
+| $reads more on the same mount (the points in place) | $(printf '%.3f' "$(echo "$t_again * $reads" | bc -l)") | $(r_ms $t_again) | | $c_again | |
+| remount, first $reads reads (the points kept on disk) | $(printf '%.3f' "$(echo "$t_kept * $reads" | bc -l)") | $(r_ms $t_kept) | | | |
+| sqlite3 query on a fresh mount (200 rowid lookups, a range count) | $(printf '%.3f' $t_sql) | | | | |
 
-Peak memory (VmHWM) after the reads on a fresh mount: $h MB.
+Peak memory (VmHWM) after the reads on a fresh mount: $h MB. Daemon CPU: user and system time of the archfs process (\`/proc/PID/stat\`), which other load on the machine disturbs less than wall time.
 EOT
 )
   echo
@@ -330,10 +337,11 @@ dump_mb=$(/usr/bin/python3 -c "import zipfile,sys; print(round(zipfile.ZipFile(s
 sqlite_mb=$(/usr/bin/python3 -c "import zipfile,sys; print(round(zipfile.ZipFile(sys.argv[1]).getinfo('db.sqlite').file_size / 1e6))" "$work/sqlite.zip")
 
 # mount_fs FS ARCHIVE: mounts in the foreground, in the background of this script
+# (archfs keeps no seek points between mounts here: every mount is a fresh one)
 mount_fs() {
   case $1 in
-    archfs) build-bench-isal/archfs -f "$2" "$mnt" & ;;
-    archfs-zlib) build-bench-zlib/archfs -f "$2" "$mnt" & ;;
+    archfs) build-bench-isal/archfs -f --index-dir none "$2" "$mnt" & ;;
+    archfs-zlib) build-bench-zlib/archfs -f --index-dir none "$2" "$mnt" & ;;
     fuse-zip) fuse-zip -f -r "$2" "$mnt" & ;;
     archivemount) archivemount -f -o readonly "$2" "$mnt" 2>/dev/null & ;;
   esac

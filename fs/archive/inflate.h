@@ -59,7 +59,7 @@ enum afs_err afs_inflater_continue(struct afs_inflater *d, const unsigned char *
 enum afs_err afs_inflater_resume(struct afs_inflater *d, unsigned nbits, unsigned bits, const unsigned char *win,
 				 size_t wlen);
 
-/* Seek point windows, kept in raw deflate at the build's fastest setting
+/* Seek point windows, kept in raw deflate at a fast level of the build's
  * (either build reads what the other wrote).  afs_window_pack() packs len
  * (at most 32 KiB) bytes of in into out, which has room for
  * afs_window_bound(len) bytes; it returns the packed size, 0 on failure. */

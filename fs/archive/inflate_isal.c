@@ -117,24 +117,30 @@ size_t afs_window_bound(size_t len)
 
 size_t afs_window_pack(const unsigned char *in, size_t len, unsigned char *out, size_t cap)
 {
-	struct isal_zstream *z = malloc(sizeof(*z)); /* 82 KiB: not on the stack */
+	/* igzip's level 1: a third smaller than level 0 here, about as fast */
+	struct pack {
+		struct isal_zstream z;
+		uint8_t level_buf[ISAL_DEF_LVL1_SMALL];
+	} *p = malloc(sizeof(*p)); /* 166 KiB: not on the stack */
 	size_t n = 0;
 
-	if (!z || len > 32768 || cap > UINT32_MAX)
+	if (!p || len > 32768 || cap > UINT32_MAX)
 		goto out;
-	isal_deflate_stateless_init(z);
-	z->level = 0; /* igzip's fastest, needs no level buffer */
-	z->gzip_flag = IGZIP_DEFLATE;
-	z->end_of_stream = 1;
-	z->flush = NO_FLUSH;
-	z->next_in = (uint8_t *)in;
-	z->avail_in = (uint32_t)len;
-	z->next_out = out;
-	z->avail_out = (uint32_t)cap;
-	if (isal_deflate_stateless(z) == COMP_OK && z->avail_in == 0)
-		n = cap - z->avail_out;
+	isal_deflate_stateless_init(&p->z);
+	p->z.level = 1;
+	p->z.level_buf = p->level_buf;
+	p->z.level_buf_size = sizeof(p->level_buf);
+	p->z.gzip_flag = IGZIP_DEFLATE;
+	p->z.end_of_stream = 1;
+	p->z.flush = NO_FLUSH;
+	p->z.next_in = (uint8_t *)in;
+	p->z.avail_in = (uint32_t)len;
+	p->z.next_out = out;
+	p->z.avail_out = (uint32_t)cap;
+	if (isal_deflate_stateless(&p->z) == COMP_OK && p->z.avail_in == 0)
+		n = cap - p->z.avail_out;
 out:
-	free(z);
+	free(p);
 	return n;
 }
 
