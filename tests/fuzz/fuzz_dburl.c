@@ -8,8 +8,10 @@
  * Checks, for every secret libpq finds in the URL (password, sslpassword,
  * passfile, sslkey; read as archfs connects: PQconnectdbParams with
  * expand_dbname): the form .status shows, the refusal message, the masked
- * argv item and the display form hold its value fewer times than the URL
- * does (so not as the secret), and libpq reading them finds no secret but
+ * argv item and the display form hold the text that spells it in the URL
+ * (the value itself, or with key=value escapes or %XX) fewer times than
+ * the URL does (so not as the secret; the same bytes elsewhere, say in a
+ * database name, may stay), and libpq reading them finds no secret but
  * masks (in .status's form, which the PostgreSQL backend checks so). */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -80,42 +82,110 @@ static int hex(char c)
 	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
-/* s with every %XX decoded (malloc'd). */
-static char *pct_decoded(const char *s)
+/* The length of the text at s that spells v as libpq reads a value
+ * (key=value: a backslash takes the next byte as it is; a URL: %XX is
+ * one byte), or 0 when it does not. */
+static size_t spells(const char *s, const char *v, bool url_form)
 {
-	char *out = malloc(strlen(s) + 1), *o = out;
+	size_t i = 0;
 
-	FZ_ASSERT(out, "out of memory");
-	for (; *s; s++) {
-		if (s[0] == '%' && hex(s[1]) >= 0 && hex(s[2]) >= 0) {
-			*o++ = (char)(hex(s[1]) * 16 + hex(s[2]));
-			s += 2;
+	for (; *v; v++) {
+		if (url_form && s[i] == '%' && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+			if ((char)(hex(s[i + 1]) * 16 + hex(s[i + 2])) != *v)
+				return 0;
+			i += 3;
+		} else if (!url_form && s[i] == '\\' && s[i + 1]) {
+			if (s[i + 1] != *v)
+				return 0;
+			i += 2;
+		} else if (s[i] == *v) {
+			i++;
 		} else {
-			*o++ = *s;
+			return 0;
 		}
 	}
-	*o = '\0';
-	return out;
+	return i;
+}
+
+/* How many of libpq's secrets in s equal v. */
+static size_t secret_count(const char *s, const char *v)
+{
+	char *found[MAX_SECRETS];
+	size_t n = secrets(s, found), same = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		same += strcmp(found[i], v) == 0;
+		free(found[i]);
+	}
+	return same;
+}
+
+#define MAX_SPELLINGS 16
+
+/* A secret libpq reads in the URL and the texts that spell it there. */
+struct secret {
+	char *value;
+	char *sp[MAX_SPELLINGS];
+	size_t nsp;
+};
+
+/* Finds the spellings of the secret sec->value in url: the places that
+ * spell it (literally, with key=value escapes or with %XX) where writing
+ * 'x's over the text makes libpq read it fewer times, that is where it is
+ * the secret and not, say, a database name that holds the same bytes.
+ * Leaves none when there are too many places to try (nothing is checked
+ * then) or the value is weak(). */
+static void find_spellings(const char *url, struct secret *sec)
+{
+	size_t tried = 0, len = strlen(url), base;
+	char *copy;
+
+	if (weak(sec->value))
+		return;
+	base = secret_count(url, sec->value);
+	copy = strdup(url);
+	FZ_ASSERT(copy, "out of memory");
+	for (size_t at = 0; at < len; at++) {
+		for (int form = 0; form < 2; form++) {
+			size_t sl = spells(url + at, sec->value, form), k;
+
+			if (!sl || (form && sl == spells(url + at, sec->value, false)))
+				continue; /* no spelling, or the same text again */
+			if (++tried > 4 * MAX_SPELLINGS) {
+				while (sec->nsp)
+					free(sec->sp[--sec->nsp]);
+				goto out;
+			}
+			memset(copy + at, 'x', sl);
+			if (secret_count(copy, sec->value) < base) {
+				for (k = 0; k < sec->nsp && !(strlen(sec->sp[k]) == sl && !memcmp(sec->sp[k], url + at, sl));
+				     k++)
+					;
+				if (k == sec->nsp && sec->nsp < MAX_SPELLINGS) {
+					sec->sp[sec->nsp] = strndup(url + at, sl);
+					FZ_ASSERT(sec->sp[sec->nsp], "out of memory");
+					sec->nsp++;
+				}
+			}
+			memcpy(copy + at, url + at, sl);
+		}
+	}
+out:
+	free(copy);
 }
 
 /* shown (a form of url made for people) keeps none of url's secrets:
- * holds each fewer times than the input (url, and other, the rest of the
- * input, which shown may quote).  A secret the URL spells with %XX
- * somewhere is left out: its plain text in the URL need not be it. */
-static void check_shown(const char *what, const char *url, const char *other, const char *shown, char **sec,
-			size_t nsec)
+ * holds each spelling of each secret (see find_spellings()) fewer times
+ * than the input does (url, and other, the rest of the input, which shown
+ * may quote).  The same bytes elsewhere in the URL (in a database name,
+ * say) are no secret and may stay. */
+static void check_shown(const char *what, const char *url, const char *other, const char *shown,
+			const struct secret *sec, size_t nsec)
 {
-	char *plain = pct_decoded(url);
-
-	for (size_t i = 0; i < nsec; i++) {
-		size_t given = count(url, sec[i]) + count(other, sec[i]);
-
-		if (weak(sec[i]) || count(plain, sec[i]) != count(url, sec[i]))
-			continue;
-		FZ_ASSERT(count(shown, sec[i]) < given || count(url, sec[i]) == 0, "%s shows the secret '%s': %s",
-			  what, sec[i], shown);
-	}
-	free(plain);
+	for (size_t i = 0; i < nsec; i++)
+		for (size_t k = 0; k < sec[i].nsp; k++)
+			FZ_ASSERT(count(shown, sec[i].sp[k]) < count(url, sec[i].sp[k]) + count(other, sec[i].sp[k]),
+				  "%s shows the secret '%s' (spelt '%s'): %s", what, sec[i].value, sec[i].sp[k], shown);
 }
 
 /* libpq reading the .status form finds no secret but masks (what the
@@ -137,7 +207,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char *in = malloc(size + 2), *url, *lock, *masked, *shown, *sec[MAX_SECRETS], msg[2048];
+	char *in = malloc(size + 2), *url, *lock, *masked, *shown, *val[MAX_SECRETS], msg[2048];
+	struct secret sec[MAX_SECRETS] = { 0 };
 	struct afs_target_opts o = { .backends = afs_db_backends };
 	struct afs_target t;
 	size_t nsec;
@@ -154,7 +225,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	o.database = url;
 	unsetenv("DATABASE_URL");
 	unsetenv("UPLOAD_FOLDER");
-	nsec = secrets(url, sec);
+	nsec = secrets(url, val);
+	for (size_t i = 0; i < nsec; i++) {
+		sec[i].value = val[i];
+		find_spellings(url, &sec[i]);
+	}
 	if (afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK) {
 		FZ_ASSERT(!url[0] || (t.url && strcmp(t.url, url) == 0 && t.display_url), "the URL is not kept");
 		if (t.display_url && t.display_url[0] != '(') { /* "(a PostgreSQL connection string that ...)" */
@@ -180,8 +255,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_shown("the display form", url, "", shown, sec, nsec);
 	free(shown);
 	free(masked);
-	for (size_t i = 0; i < nsec; i++)
-		free(sec[i]);
+	for (size_t i = 0; i < nsec; i++) {
+		while (sec[i].nsp)
+			free(sec[i].sp[--sec[i].nsp]);
+		free(sec[i].value);
+	}
 	free(in);
 	return 0;
 }
