@@ -83,7 +83,7 @@ static int hex(char c)
 }
 
 /* The length of the text at s that spells v as libpq reads a value
- * (key=value: a backslash takes the next byte as it is; a URL: %XX is
+ * (key=value: a backslash takes the next byte as it is; a URI: %XX is
  * one byte), or 0 when it does not. */
 static size_t spells(const char *s, const char *v, bool url_form)
 {
@@ -129,48 +129,61 @@ struct secret {
 	size_t nsp;
 };
 
+/* True when libpq reads s as a URI (%XX escapes) rather than as
+ * key=value pairs (backslash escapes). */
+static bool uri_form(const char *s)
+{
+	char *u = libpq_url(s);
+	bool uri = u && (strncmp(u, "postgresql://", 13) == 0 || strncmp(u, "postgres://", 11) == 0);
+
+	free(u);
+	return uri;
+}
+
 /* Finds the spellings of the secret sec->value in url: the places that
- * spell it (literally, with key=value escapes or with %XX) where writing
- * 'x's over the text makes libpq read it fewer times, that is where it is
- * the secret and not, say, a database name that holds the same bytes.
- * Leaves none when there are too many places to try (nothing is checked
- * then) or the value is weak(). */
+ * spell it (literally, or with the escapes of url's form) where writing
+ * 'x's over the text makes libpq read that many 'x's as a secret in its
+ * place, that is where it is the secret and not, say, a database name
+ * that holds the same bytes (nor text whose overwriting breaks the URL:
+ * libpq then reads no secret at all).  Leaves none when there are too
+ * many places to try (nothing is checked then) or the value is weak(). */
 static void find_spellings(const char *url, struct secret *sec)
 {
 	size_t tried = 0, len = strlen(url), base;
-	char *copy;
+	bool uri = uri_form(url);
+	char *copy, *xs;
 
 	if (weak(sec->value))
 		return;
 	base = secret_count(url, sec->value);
 	copy = strdup(url);
-	FZ_ASSERT(copy, "out of memory");
+	xs = strdup(url);
+	FZ_ASSERT(copy && xs, "out of memory");
 	for (size_t at = 0; at < len; at++) {
-		for (int form = 0; form < 2; form++) {
-			size_t sl = spells(url + at, sec->value, form), k;
+		size_t sl = spells(url + at, sec->value, uri), k;
 
-			if (!sl || (form && sl == spells(url + at, sec->value, false)))
-				continue; /* no spelling, or the same text again */
-			if (++tried > 4 * MAX_SPELLINGS) {
-				while (sec->nsp)
-					free(sec->sp[--sec->nsp]);
-				goto out;
-			}
-			memset(copy + at, 'x', sl);
-			if (secret_count(copy, sec->value) < base) {
-				for (k = 0; k < sec->nsp && !(strlen(sec->sp[k]) == sl && !memcmp(sec->sp[k], url + at, sl));
-				     k++)
-					;
-				if (k == sec->nsp && sec->nsp < MAX_SPELLINGS) {
-					sec->sp[sec->nsp] = strndup(url + at, sl);
-					FZ_ASSERT(sec->sp[sec->nsp], "out of memory");
-					sec->nsp++;
-				}
-			}
-			memcpy(copy + at, url + at, sl);
+		if (!sl)
+			continue;
+		if (++tried > 4 * MAX_SPELLINGS) {
+			while (sec->nsp)
+				free(sec->sp[--sec->nsp]);
+			break;
 		}
+		memset(copy + at, 'x', sl);
+		memset(xs, 'x', sl);
+		xs[sl] = '\0';
+		if (secret_count(copy, sec->value) < base && secret_count(copy, xs) > secret_count(url, xs)) {
+			for (k = 0; k < sec->nsp && !(strlen(sec->sp[k]) == sl && !memcmp(sec->sp[k], url + at, sl)); k++)
+				;
+			if (k == sec->nsp && sec->nsp < MAX_SPELLINGS) {
+				sec->sp[sec->nsp] = strndup(url + at, sl);
+				FZ_ASSERT(sec->sp[sec->nsp], "out of memory");
+				sec->nsp++;
+			}
+		}
+		memcpy(copy + at, url + at, sl);
 	}
-out:
+	free(xs);
 	free(copy);
 }
 

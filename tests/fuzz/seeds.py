@@ -221,6 +221,12 @@ def dburls():
                 b"host=h dbname='w" + b"\xaa" * 21 + b"\xff" * 6 + b"\xaa" * 6 + b"\xab" + b"\xaa" * 21
                 + b"\xff\xff\xff\xa0" + b"\xff" * 16 + b"s3'password=\t" + b"\xaa" * 13 + b"\\" + b"\xaa" * 6
                 + b"\x00\x00\x9d\x8fpg2://s"))
+    # Text that spells a secret but is not where libpq reads it: a backslash
+    # in a URI (no escape there), and "b" + "ss%2fw" whose "b" ends "%3b".
+    out.append(("backslash-in-uri", b"postgresql://ap\xf1\xba\\s3cre[:s3cre[:@:-'\x00"))
+    out.append(("pct-spelling-across-escape",
+                b"pogresql+psycopg2://apt:bss%2Fw@ ord%2Fword@/p%40ssp%4bss%2Fword%2Fwordsp%3bs/home" + b"N" * 59
+                + b"s%2Fword%2Fword))))))@/p%40ssp%4bss%2Fwordsp%3bss%2fword%2Fword))))))@/p%40ssp%4bssdsqlql"))
     return out
 
 
