@@ -154,10 +154,11 @@ static void seq_grow(struct afs_stream *s)
 
 /* What the pool counts for libzip's decoder of method m (and the buffer):
  * bzip2's at its size; for LZMA, XZ and zstd, with a libzip that decodes
- * them, what xdecode.h's may take, at most. */
+ * them (its memory unknown here, libzip sets no limit), the most
+ * xdecode.h's may take, which the budget holds one of. */
 static size_t libzip_bytes(uint16_t m)
 {
-	return m == METHOD_BZIP2 ? BZIP2_BYTES : AFS_XDEC_MEMLIMIT + IN_BUF + SKIP_BUF;
+	return m == METHOD_BZIP2 ? BZIP2_BYTES : AFS_XDEC_MEMLIMIT;
 }
 
 enum afs_err afs_stream_open(struct afs_archive *a, const struct afs_index *ix, uint32_t id, struct afs_stream **out)
