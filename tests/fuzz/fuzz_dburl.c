@@ -10,9 +10,11 @@
  * expand_dbname): the form .status shows, the refusal message, the masked
  * argv item and the display form hold the text that spells it in the URL
  * (the value itself, or with key=value escapes or %XX) fewer times than
- * the URL does (so not as the secret; the same bytes elsewhere, say in a
- * database name, may stay), and libpq reading them finds no secret but
- * masks (in .status's form, which the PostgreSQL backend checks so). */
+ * the URL does, or no more than they do for the URL with that text
+ * overwritten (so not as the secret; the same bytes elsewhere, say in a
+ * database name or a message's fixed words, may stay), and libpq reading
+ * them finds no secret but masks (in .status's form, which the
+ * PostgreSQL backend checks so). */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,11 +124,13 @@ static size_t secret_count(const char *s, const char *v)
 
 #define MAX_SPELLINGS 16
 
-/* A secret libpq reads in the URL and the texts that spell it there. */
+/* A secret libpq reads in the URL, the texts that spell it there, and
+ * the URL with them all overwritten with 'x's. */
 struct secret {
 	char *value;
 	char *sp[MAX_SPELLINGS];
 	size_t nsp;
+	char *url_x;
 };
 
 /* True when libpq reads s as a URI (%XX escapes) rather than as
@@ -158,7 +162,8 @@ static void find_spellings(const char *url, struct secret *sec)
 	base = secret_count(url, sec->value);
 	copy = strdup(url);
 	xs = strdup(url);
-	FZ_ASSERT(copy && xs, "out of memory");
+	sec->url_x = strdup(url);
+	FZ_ASSERT(copy && xs && sec->url_x, "out of memory");
 	for (size_t at = 0; at < len; at++) {
 		size_t sl = spells(url + at, sec->value, uri), k;
 
@@ -173,6 +178,7 @@ static void find_spellings(const char *url, struct secret *sec)
 		memset(xs, 'x', sl);
 		xs[sl] = '\0';
 		if (secret_count(copy, sec->value) < base && secret_count(copy, xs) > secret_count(url, xs)) {
+			memset(sec->url_x + at, 'x', sl);
 			for (k = 0; k < sec->nsp && !(strlen(sec->sp[k]) == sl && !memcmp(sec->sp[k], url + at, sl)); k++)
 				;
 			if (k == sec->nsp && sec->nsp < MAX_SPELLINGS) {
@@ -187,18 +193,66 @@ static void find_spellings(const char *url, struct secret *sec)
 	free(copy);
 }
 
-/* shown (a form of url made for people) keeps none of url's secrets:
- * holds each spelling of each secret (see find_spellings()) fewer times
- * than the input does (url, and other, the rest of the input, which shown
- * may quote).  The same bytes elsewhere in the URL (in a database name,
- * say) are no secret and may stay. */
-static void check_shown(const char *what, const char *url, const char *other, const char *shown,
+/* The forms of a URL made for people. */
+enum form { STATUS, REFUSAL, MASKED, DISPLAY };
+
+/* The form f of url (lock: the --lock-wait value, or NULL), malloc'd;
+ * NULL when url has no such form (STATUS: it is refused, or shown as a
+ * description; REFUSAL: it is taken). */
+static char *form_of(enum form f, const char *url, const char *lock)
+{
+	struct afs_target_opts o = { .backends = afs_db_backends, .database = url, .lock_wait = lock };
+	struct afs_target t;
+	char msg[2048], *out = NULL;
+
+	if (f == MASKED) {
+		out = strdup(url);
+		FZ_ASSERT(out, "out of memory");
+		afs_target_mask_password(out);
+	} else if (f == DISPLAY) {
+		out = afs_target_display(url);
+		FZ_ASSERT(out, "out of memory");
+	} else if (afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK) {
+		/* "(a PostgreSQL connection string that ...)": no URL */
+		if (f == STATUS && t.display_url && t.display_url[0] != '(')
+			out = strdup(t.display_url);
+		afs_target_release(&t);
+	} else if (f == REFUSAL) {
+		out = strdup(msg);
+	}
+	return out;
+}
+
+/* shown (form f of url, lock the --lock-wait value or NULL) keeps none of
+ * url's secrets: it holds each spelling of each secret (see
+ * find_spellings()) fewer times than the input does (url, and the lock
+ * value, which a refusal may quote), or no more times than the same form
+ * of the URL with the secret's spellings overwritten holds it: text that
+ * does not depend on the secret is not it (the fixed words of a message,
+ * "postgresql://", hold a secret "postgr"; a database name the same bytes
+ * as a password). */
+static void check_shown(const char *what, enum form f, const char *url, const char *lock, const char *shown,
 			const struct secret *sec, size_t nsec)
 {
-	for (size_t i = 0; i < nsec; i++)
-		for (size_t k = 0; k < sec[i].nsp; k++)
-			FZ_ASSERT(count(shown, sec[i].sp[k]) < count(url, sec[i].sp[k]) + count(other, sec[i].sp[k]),
-				  "%s shows the secret '%s' (spelt '%s'): %s", what, sec[i].value, sec[i].sp[k], shown);
+	for (size_t i = 0; i < nsec; i++) {
+		char *shown_x = NULL;
+		bool made = false;
+
+		for (size_t k = 0; k < sec[i].nsp; k++) {
+			const char *sp = sec[i].sp[k];
+			size_t n = count(shown, sp);
+
+			if (n < count(url, sp) + (lock ? count(lock, sp) : 0))
+				continue;
+			if (!made) {
+				shown_x = form_of(f, sec[i].url_x, lock);
+				made = true;
+			}
+			FZ_ASSERT(shown_x && n <= count(shown_x, sp), "%s shows the secret '%s' (spelt '%s'): %s", what,
+				  sec[i].value, sp, shown);
+		}
+		free(shown_x);
+	}
 }
 
 /* libpq reading the .status form finds no secret but masks (what the
@@ -246,7 +300,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (afs_target_from_options(&o, &t, msg, sizeof(msg)) == AFS_OK) {
 		FZ_ASSERT(!url[0] || (t.url && strcmp(t.url, url) == 0 && t.display_url), "the URL is not kept");
 		if (t.display_url && t.display_url[0] != '(') { /* "(a PostgreSQL connection string that ...)" */
-			check_shown(".status's URL", url, lock, t.display_url, sec, nsec);
+			check_shown(".status's URL", STATUS, url, o.lock_wait, t.display_url, sec, nsec);
 			if (t.kind == AFS_DB_POSTGRESQL)
 				check_status_url(t.display_url);
 		}
@@ -254,23 +308,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		FZ_ASSERT(msg[0] != '\0', "a refusal without a reason");
 		if (strncmp(msg, "--lock-wait", 11) != 0) /* quotes only the value given for it */
-			check_shown("the refusal", url, lock, msg, sec, nsec);
+			check_shown("the refusal", REFUSAL, url, o.lock_wait, msg, sec, nsec);
 	}
-	masked = strdup(url);
-	FZ_ASSERT(masked, "out of memory");
-	afs_target_mask_password(masked);
+	masked = form_of(MASKED, url, NULL);
 	FZ_ASSERT(strlen(masked) == strlen(url), "masking changed the length");
 	for (size_t i = 0; url[i]; i++)
 		FZ_ASSERT(masked[i] == url[i] || masked[i] == 'x', "masking wrote '%c'", masked[i]);
-	check_shown("the masked argv item", url, "", masked, sec, nsec);
-	shown = afs_target_display(url);
-	FZ_ASSERT(shown, "out of memory");
-	check_shown("the display form", url, "", shown, sec, nsec);
+	check_shown("the masked argv item", MASKED, url, NULL, masked, sec, nsec);
+	shown = form_of(DISPLAY, url, NULL);
+	check_shown("the display form", DISPLAY, url, NULL, shown, sec, nsec);
 	free(shown);
 	free(masked);
 	for (size_t i = 0; i < nsec; i++) {
 		while (sec[i].nsp)
 			free(sec[i].sp[--sec[i].nsp]);
+		free(sec[i].url_x);
 		free(sec[i].value);
 	}
 	free(in);

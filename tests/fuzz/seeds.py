@@ -223,6 +223,8 @@ def dburls():
                 + b"\x00\x00\x9d\x8fpg2://s"))
     # Text that spells a secret but is not where libpq reads it: a backslash
     # in a URI (no escape there), and "b" + "ss%2fw" whose "b" ends "%3b".
+    # A password that the refusal's fixed words hold ("postgresql://").
+    out.append(("secret-in-fixed-text", b"postg+eqql://a?password=postgr\x00"))
     out.append(("backslash-in-uri", b"postgresql://ap\xf1\xba\\s3cre[:s3cre[:@:-'\x00"))
     out.append(("pct-spelling-across-escape",
                 b"pogresql+psycopg2://apt:bss%2Fw@ ord%2Fword@/p%40ssp%4bss%2Fword%2Fwordsp%3bs/home" + b"N" * 59
