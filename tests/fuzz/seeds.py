@@ -229,6 +229,14 @@ def dburls():
     out.append(("pct-spelling-across-escape",
                 b"pogresql+psycopg2://apt:bss%2Fw@ ord%2Fword@/p%40ssp%4bss%2Fword%2Fwordsp%3bs/home" + b"N" * 59
                 + b"s%2Fword%2Fword))))))@/p%40ssp%4bss%2Fwordsp%3bss%2fword%2Fword))))))@/p%40ssp%4bssdsqlql"))
+    # The other inputs a 30-minute campaign stopped on, each a false alarm
+    # of the oracle (a secret's text in the shown words, escapes, %XX):
+    out.append(("campaign-1", b'poresql+psycg4://?password=sqlite:///\x00Uk/\xe7\xe7k/keop@\xe7\xe7\xe7\xe7pm'))
+    out.append(("campaign-2", b'sql+pspg2://?password=kss&sslkey=e:///'))
+    out.append(("campaign-3", b"host=h dbname='w\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xa3\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xff\xff\xff\xff\xff\xff\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xff\xff\xff\xa0\xff\xff\xff\xff\xff\xff\xff\xff\xff'password=\t\xaa\xaa\xaa\\\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\x00\x00\x9d\x8fpg2://s"))
+    out.append(("campaign-4", b"host=h dbname='a\xf3 swor\\=s1cr\xff\xfff\xff\xffme='password=\tswo\\r\x00\x01\x00\x00\x00\x00\x04\x00"))
+    out.append(("campaign-5", b"host=h dbname='pss\xcb'password=\ts\\wor\x00"))
+    out.append(("campaign-6", b"host=h dbname='w\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa[::1]\xaa\xff\xff\xff\xff'password=\t\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\\\xaa\xaa\xaa\xaa\x00\x00\x9d\x8fpg1::/s"))
     return out
 
 
