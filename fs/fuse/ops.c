@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* struct fuse_operations: resolve the path, call the core, map the error. */
+/* struct fuse_lowlevel_ops: an inode's path (inodes.h), resolve it, call the
+ * core, map the error. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <sys/statvfs.h>
 #include "backups.h"
 #include "index.h"
+#include "inodes.h"
 #include "log.h"
 #include "ops.h"
 #include "resolve.h"
@@ -36,6 +38,7 @@ struct handle {
 	struct afs_vlog log; /* .log */
 	char *text;          /* the other status files */
 	size_t len;
+	char *path;          /* for its log line */
 };
 
 /* Every open file, so that those the kernel never released are freed at
@@ -45,9 +48,18 @@ struct afs_openfiles {
 	struct handle *head;
 };
 
-static struct afs_mount *mount_of(void)
+/* The session's state, its user data. */
+struct afs_ll {
+	struct afs_mount *m;
+	struct afs_inodes *inodes;
+	struct fuse_session *se;
+	struct afs_openfiles open;
+	bool open_ready;
+};
+
+static struct afs_ll *ll_of(fuse_req_t req)
 {
-	return fuse_get_context()->private_data;
+	return fuse_req_userdata(req);
 }
 
 /* Frees h, an open file no longer listed. */
@@ -57,13 +69,12 @@ static void handle_free(struct afs_mount *m, struct handle *h)
 	afs_mount_put_view(m, h->view); /* may close an archive gone from its directory */
 	pthread_mutex_destroy(&h->lock);
 	free(h->text);
+	free(h->path);
 	free(h);
 }
 
 static void list_open(struct afs_openfiles *o, struct handle *h)
 {
-	if (!o)
-		return;
 	pthread_mutex_lock(&o->mu);
 	h->next = o->head;
 	if (o->head)
@@ -74,8 +85,6 @@ static void list_open(struct afs_openfiles *o, struct handle *h)
 
 static void unlist_open(struct afs_openfiles *o, struct handle *h)
 {
-	if (!o)
-		return;
 	pthread_mutex_lock(&o->mu);
 	if (h->prev)
 		h->prev->next = h->next;
@@ -86,126 +95,386 @@ static void unlist_open(struct afs_openfiles *o, struct handle *h)
 	pthread_mutex_unlock(&o->mu);
 }
 
-static uid_t caller(void)
+
+static uid_t caller(fuse_req_t req)
 {
-	return fuse_get_context()->uid;
+	return fuse_req_ctx(req)->uid;
+}
+
+/* The path of ino (with name: of its child name), or NULL after replying
+ * the error. */
+static char *path_of(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	char *p = afs_inodes_path(ll_of(req)->inodes, ino, name);
+
+	if (!p)
+		fuse_reply_err(req, name && (!*name || strchr(name, '/') || strcmp(name, ".") == 0 ||
+					     strcmp(name, "..") == 0) ? ENOENT : ENOMEM);
+	return p;
 }
 
 /* The hook of afs_backups_on_replaced(): the kernel may hold attributes
  * and pages of archive name[0..len)'s paths as the file it replaced had
  * them (for a day: CACHE_TIMEOUT, and keep_cache).  Drops them for every
- * path of the new file (and the archive's directory) that the kernel
- * knows, before the lookup that opened it answers, so that no read mixes
- * the two.  Paths only the old file had answer ENOENT when used. */
+ * path under the archive's directory that the kernel knows, before the
+ * lookup that opened it answers, so that no read mixes the two.  Paths
+ * only the old file had answer ENOENT when used. */
 static void forget_replaced(void *ctx, const char *name, size_t len, struct afs_view *v)
 {
-	struct fuse *f = ctx;
-	char *path = NULL;
-	size_t cap = 0;
+	struct afs_ll *ll = ctx;
+	char *dir = malloc(len + 2);
+	uint64_t *inos = NULL;
+	size_t n = 0;
 
-	for (uint32_t id = 0; id < afs_index_count(v->index); id++) {
-		const char *sub = afs_index_path(v->index, id);
-		size_t need = len + strlen(sub) + 3;
+	(void)v;
+	if (!dir)
+		return;
+	dir[0] = '/';
+	memcpy(dir + 1, name, len);
+	dir[len + 1] = '\0';
+	for (size_t max = 64;; max = n) { /* the numbers first, the notices outside the table's lock */
+		uint64_t *grown = realloc(inos, max * sizeof(*inos));
 
-		if (need > cap) {
-			char *grown = realloc(path, need);
-
-			if (!grown)
-				break;
-			path = grown;
-			cap = need;
-		}
-		snprintf(path, cap, "/%.*s%s%s", (int)len, name, *sub ? "/" : "", sub);
-		fuse_invalidate_path(f, path); /* -ENOENT for a path the kernel does not know */
+		if (!grown)
+			break;
+		inos = grown;
+		n = afs_inodes_under(ll->inodes, dir, len + 1, inos, max);
+		if (n <= max)
+			break;
 	}
-	free(path);
+	for (size_t i = 0; inos && i < n; i++)
+		fuse_lowlevel_notify_inval_inode(ll->se, inos[i], 0, 0); /* -ENOENT: the kernel dropped it */
+	free(inos);
+	free(dir);
 }
 
-static void *afs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+static void afs_init(void *userdata, struct fuse_conn_info *conn)
 {
-	struct afs_mount *m = mount_of();
+	struct afs_ll *ll = userdata;
 
-	cfg->entry_timeout = CACHE_TIMEOUT;
-	cfg->attr_timeout = CACHE_TIMEOUT;
-	/* a backups directory gains archives: a name not there may come */
-	cfg->negative_timeout = mount_of()->backups ? 0 : CACHE_TIMEOUT;
 	/* One read at a time per handle, in increasing offset order: inflating
 	 * is sequential, so out-of-order readahead would force restarts. */
 	conn->want &= ~FUSE_CAP_ASYNC_READ;
-	m->open = calloc(1, sizeof(*m->open)); /* without it, files are simply not listed */
-	if (m->open)
-		pthread_mutex_init(&m->open->mu, NULL);
-	if (m->backups)
-		afs_backups_on_replaced(m->backups, forget_replaced, fuse_get_context()->fuse);
-	return m;
+	/* Listings carry every entry's attributes, always: a tree walk or
+	 * cp -r then needs no lookup per file. */
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	if (ll->m->backups)
+		afs_backups_on_replaced(ll->m->backups, forget_replaced, ll);
 }
 
 /* The end of the session: frees the open files the kernel never released. */
-static void afs_destroy(void *private_data)
+static void afs_destroy(void *userdata)
 {
-	struct afs_mount *m = private_data;
-	struct afs_openfiles *o = m->open;
+	struct afs_ll *ll = userdata;
 
-	if (!o)
-		return;
-	while (o->head) {
-		struct handle *h = o->head;
+	while (ll->open.head) {
+		struct handle *h = ll->open.head;
 
-		o->head = h->next;
-		handle_free(m, h);
+		ll->open.head = h->next;
+		handle_free(ll->m, h);
 	}
-	pthread_mutex_destroy(&o->mu);
-	free(o);
-	m->open = NULL;
 }
 
-static int afs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+/* Attributes of path into e, its number counted; AFS_E_NOMEM when no
+ * number could be made. */
+static enum afs_err entry_of(struct afs_ll *ll, const char *path, struct fuse_entry_param *e)
 {
 	struct afs_place pl;
-	enum afs_err err = afs_resolve(mount_of(), path, AFS_RESOLVE_LOOK, &pl);
+	enum afs_err err = afs_resolve(ll->m, path, AFS_RESOLVE_LOOK, &pl);
 
+	memset(e, 0, sizeof(*e));
 	if (err == AFS_OK)
-		err = afs_place_stat(mount_of(), &pl, st);
-	afs_place_release(mount_of(), &pl);
-	return -afs_errno(err);
+		err = afs_place_stat(ll->m, &pl, &e->attr);
+	afs_place_release(ll->m, &pl);
+	if (err == AFS_OK && !(e->ino = afs_inodes_ref(ll->inodes, path, strlen(path))))
+		err = AFS_E_NOMEM;
+	e->attr.st_ino = e->ino;
+	e->attr_timeout = CACHE_TIMEOUT;
+	e->entry_timeout = CACHE_TIMEOUT;
+	return err;
 }
 
-static int afs_access(const char *path, int mask)
+static void afs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct afs_ll *ll = ll_of(req);
+	struct fuse_entry_param e;
+	char *path = path_of(req, parent, name);
+	enum afs_err err;
+
+	if (!path)
+		return;
+	err = entry_of(ll, path, &e);
+	free(path);
+	if (err == AFS_E_NOENT && !ll->m->backups) { /* a backups directory gains archives: not cached */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = CACHE_TIMEOUT;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (err != AFS_OK)
+		fuse_reply_err(req, afs_errno(err));
+	else if (fuse_reply_entry(req, &e) != 0)
+		afs_inodes_forget(ll->inodes, e.ino, 1); /* the kernel never got it */
+}
+
+static void afs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	afs_inodes_forget(ll_of(req)->inodes, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void afs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	for (size_t i = 0; i < count; i++)
+		afs_inodes_forget(ll_of(req)->inodes, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void afs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct afs_ll *ll = ll_of(req);
+	struct afs_place pl;
+	struct stat st;
+	char *path = path_of(req, ino, NULL);
+	enum afs_err err;
+
+	(void)fi;
+	if (!path)
+		return;
+	err = afs_resolve(ll->m, path, AFS_RESOLVE_LOOK, &pl);
+	if (err == AFS_OK)
+		err = afs_place_stat(ll->m, &pl, &st);
+	afs_place_release(ll->m, &pl);
+	free(path);
+	st.st_ino = ino;
+	if (err != AFS_OK)
+		fuse_reply_err(req, afs_errno(err));
+	else
+		fuse_reply_attr(req, &st, CACHE_TIMEOUT);
+}
+
+/* The place of ino (resolved how), or an error after replying it. */
+static enum afs_err place_of(fuse_req_t req, fuse_ino_t ino, enum afs_resolve_how how, struct afs_place *pl,
+			     char **path)
+{
+	enum afs_err err;
+
+	*path = path_of(req, ino, NULL);
+	if (!*path) {
+		memset(pl, 0, sizeof(*pl));
+		return AFS_E_NOMEM;
+	}
+	err = afs_resolve(ll_of(req)->m, *path, how, pl);
+	if (err != AFS_OK) {
+		afs_place_release(ll_of(req)->m, pl); /* before the reply frees req */
+		free(*path);
+		*path = NULL;
+		fuse_reply_err(req, afs_errno(err));
+	}
+	return err;
+}
+
+static void afs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	struct afs_place pl;
-	enum afs_err err = afs_resolve(mount_of(), path, AFS_RESOLVE_LOOK, &pl);
+	char *path;
 
-	if (err == AFS_OK)
-		err = afs_place_access(mount_of(), &pl, mask, caller());
-	afs_place_release(mount_of(), &pl);
-	return -afs_errno(err);
+	struct afs_ll *ll = ll_of(req);
+	enum afs_err err;
+
+	if (place_of(req, ino, AFS_RESOLVE_LOOK, &pl, &path) != AFS_OK)
+		return;
+	err = afs_place_access(ll->m, &pl, mask, caller(req));
+	afs_place_release(ll->m, &pl);
+	free(path);
+	fuse_reply_err(req, afs_errno(err));
 }
 
-/* afs_place_list() into FUSE's directory buffer. */
-struct dir_fill {
-	void *buf;
-	fuse_fill_dir_t fill;
-	enum fuse_fill_dir_flags plus;
+static void afs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char buf[4096];
+	struct afs_place pl;
+	char *path;
+	enum afs_err err;
+
+	if (place_of(req, ino, AFS_RESOLVE_LOOK, &pl, &path) != AFS_OK)
+		return;
+	err = afs_place_readlink(ll_of(req)->m, &pl, buf, sizeof(buf));
+	afs_place_release(ll_of(req)->m, &pl);
+	free(path);
+	if (err != AFS_OK)
+		fuse_reply_err(req, afs_errno(err));
+	else
+		fuse_reply_readlink(req, buf);
+}
+
+/* A directory's listing, made when it is read from its start: each entry's
+ * name and attributes.  Entries given with attributes (readdirplus) count
+ * a lookup of their path. */
+struct dirent_rec {
+	char *name;
+	struct stat st;
 };
 
-static int dir_fill(void *ctx, const char *name, const struct stat *st)
-{
-	struct dir_fill *d = ctx;
+struct dirh {
+	pthread_mutex_t lock;
+	char *path;
+	struct dirent_rec *ents;
+	size_t n, cap;
+	bool listed;
+};
 
-	return d->fill(d->buf, name, st, 0, d->plus);
+static int dir_add(void *ctx, const char *name, const struct stat *st)
+{
+	struct dirh *d = ctx;
+
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 64;
+		struct dirent_rec *g = realloc(d->ents, cap * sizeof(*g));
+
+		if (!g)
+			return 1;
+		d->ents = g;
+		d->cap = cap;
+	}
+	if (!(d->ents[d->n].name = strdup(name)))
+		return 1;
+	d->ents[d->n++].st = *st;
+	return 0;
 }
 
-static int afs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off, struct fuse_file_info *fi,
-		       enum fuse_readdir_flags flags)
+static void dir_clear(struct dirh *d)
 {
-	struct dir_fill d = { buf, fill, (flags & FUSE_READDIR_PLUS) ? FUSE_FILL_DIR_PLUS : 0 };
-	struct afs_place pl;
-	enum afs_err err = afs_resolve(mount_of(), path, AFS_RESOLVE_OPEN, &pl);
+	for (size_t i = 0; i < d->n; i++)
+		free(d->ents[i].name);
+	d->n = 0;
+	d->listed = false;
+}
 
-	if (err == AFS_OK)
-		err = afs_place_list(mount_of(), &pl, dir_fill, &d);
-	afs_place_release(mount_of(), &pl);
-	return -afs_errno(err);
+static void afs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dirh *d = calloc(1, sizeof(*d));
+
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (!(d->path = path_of(req, ino, NULL))) {
+		free(d);
+		return;
+	}
+	pthread_mutex_init(&d->lock, NULL);
+	fi->fh = (uint64_t)(uintptr_t)d;
+	fi->cache_readdir = 0;
+	if (fuse_reply_open(req, fi) != 0) {
+		free(d->path);
+		free(d);
+	}
+}
+
+static void afs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	dir_clear(d);
+	free(d->ents);
+	free(d->path);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+	fuse_reply_err(req, 0);
+}
+
+static bool is_dot(const char *name)
+{
+	return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
+}
+
+static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
+{
+	struct afs_ll *ll = ll_of(req);
+	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
+	char *buf;
+	size_t pos = 0;
+	enum afs_err err = AFS_OK;
+
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (!(buf = malloc(size ? size : 1))) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&d->lock);
+	if (off == 0 || !d->listed) { /* from the start: the directory as it is now */
+		struct afs_place pl;
+
+		dir_clear(d);
+		err = afs_resolve(ll->m, d->path, AFS_RESOLVE_OPEN, &pl);
+		if (err == AFS_OK)
+			err = afs_place_list(ll->m, &pl, dir_add, d);
+		afs_place_release(ll->m, &pl);
+		d->listed = err == AFS_OK;
+	}
+	for (size_t i = (size_t)off; err == AFS_OK && i < d->n; i++) {
+		struct dirent_rec *r = &d->ents[i];
+		size_t need;
+
+		if (!plus) {
+			need = fuse_add_direntry(req, buf + pos, size - pos, r->name, &r->st, (off_t)i + 1);
+		} else {
+			struct fuse_entry_param e = { .attr = r->st };
+			char *path = NULL;
+
+			if (!is_dot(r->name)) { /* the kernel keeps no lookup of . and .. */
+				path = malloc(strlen(d->path) + strlen(r->name) + 2);
+				if (!path) {
+					err = AFS_E_NOMEM;
+					break;
+				}
+				sprintf(path, "%s/%s", strcmp(d->path, "/") == 0 ? "" : d->path, r->name);
+				/* measure first: a number is counted only for an entry sent */
+				if (fuse_add_direntry_plus(req, NULL, 0, r->name, &e, 0) > size - pos) {
+					free(path);
+					break;
+				}
+				e.ino = afs_inodes_ref(ll->inodes, path, strlen(path));
+				free(path);
+				if (!e.ino) {
+					err = AFS_E_NOMEM;
+					break;
+				}
+				e.attr.st_ino = e.ino;
+				e.attr_timeout = CACHE_TIMEOUT;
+				e.entry_timeout = CACHE_TIMEOUT;
+			}
+			need = fuse_add_direntry_plus(req, buf + pos, size - pos, r->name, &e, (off_t)i + 1);
+		}
+		if (need > size - pos)
+			break;
+		pos += need;
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (err != AFS_OK && pos == 0)
+		fuse_reply_err(req, afs_errno(err));
+	else
+		fuse_reply_buf(req, buf, pos);
+	free(buf);
+}
+
+static void afs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	(void)ino;
+	readdir_common(req, size, off, fi, false);
+}
+
+static void afs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	(void)ino;
+	readdir_common(req, size, off, fi, true);
 }
 
 /* A handle for pl, whose opening afs_place_may_open() allowed: a stream of
@@ -238,29 +507,40 @@ static enum afs_err handle_new(struct afs_place *pl, struct handle **out)
 	return AFS_OK;
 }
 
-static int afs_open(const char *path, struct fuse_file_info *fi)
+static void afs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct afs_ll *ll = ll_of(req);
 	struct handle *h = NULL;
 	struct afs_place pl;
-	enum afs_err err = afs_resolve(mount_of(), path, AFS_RESOLVE_OPEN, &pl);
+	char *path;
+	enum afs_err err;
 
-	if (err == AFS_OK)
-		err = afs_place_may_open(mount_of(), &pl, fi->flags, caller());
+	if (place_of(req, ino, AFS_RESOLVE_OPEN, &pl, &path) != AFS_OK)
+		return;
+	err = afs_place_may_open(ll->m, &pl, fi->flags, caller(req));
 	if (err == AFS_OK)
 		err = handle_new(&pl, &h);
-	afs_place_release(mount_of(), &pl);
-	if (err != AFS_OK)
-		return -afs_errno(err);
-	list_open(mount_of()->open, h);
+	afs_place_release(ll->m, &pl);
+	if (err != AFS_OK) {
+		free(path);
+		fuse_reply_err(req, afs_errno(err));
+		return;
+	}
+	h->path = path;
+	list_open(&ll->open, h);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->direct_io = h->vfile != AFS_VF_NONE; /* every open sees the state afresh */
 	fi->keep_cache = h->vfile == AFS_VF_NONE;
-	return 0;
+	fi->noflush = 1;
+	if (fuse_reply_open(req, fi) != 0) { /* the open was interrupted */
+		unlist_open(&ll->open, h);
+		handle_free(ll->m, h);
+	}
 }
 
-static int afs_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+/* Up to size bytes of h at off into buf; the count, or -errno. */
+static int handle_read(struct handle *h, char *buf, size_t size, off_t off)
 {
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	size_t got = 0;
 	enum afs_err err;
 
@@ -283,148 +563,283 @@ static int afs_read(const char *path, char *buf, size_t size, off_t off, struct 
 	pthread_mutex_lock(&h->lock);
 	err = afs_stream_pread(h->stream, buf, size, (uint64_t)off, &got);
 	if (err != AFS_OK && !h->logged) { /* the library logs nothing: one line a handle */
-		afs_log(AFS_LOG_ERR, "%s: %s", path + 1, afs_stream_error(h->stream, err));
+		afs_log(AFS_LOG_ERR, "%s: %s", h->path + 1, afs_stream_error(h->stream, err));
 		h->logged = err != AFS_E_NOMEM;
 	}
 	pthread_mutex_unlock(&h->lock);
 	return err == AFS_OK ? (int)got : -afs_errno(err);
 }
 
-static int afs_release(const char *path, struct fuse_file_info *fi)
+static void afs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	char *buf = malloc(size ? size : 1);
+	int n;
+
+	(void)ino;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = handle_read(h, buf, size, off);
+	if (n < 0)
+		fuse_reply_err(req, -n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void afs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
-	unlist_open(mount_of()->open, h);
-	handle_free(mount_of(), h);
-	return 0;
+	(void)ino;
+	unlist_open(&ll_of(req)->open, h);
+	handle_free(ll_of(req)->m, h);
+	fuse_reply_err(req, 0);
 }
 
-static int afs_readlink(const char *path, char *buf, size_t size)
+static void afs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	struct afs_place pl;
-	enum afs_err err = afs_resolve(mount_of(), path, AFS_RESOLVE_LOOK, &pl);
-
-	if (err == AFS_OK)
-		err = afs_place_readlink(mount_of(), &pl, buf, size);
-	afs_place_release(mount_of(), &pl);
-	return -afs_errno(err);
-}
-
-static int afs_statfs(const char *path, struct statvfs *sv)
-{
+	struct afs_ll *ll = ll_of(req);
 	uint64_t files = 0, bytes = 0;
 	struct afs_place pl;
+	struct statvfs sv;
+	char *path = path_of(req, ino, NULL);
 	enum afs_err err;
 
-	afs_resolve(mount_of(), path, AFS_RESOLVE_OPEN, &pl); /* a failure counts the whole directory */
-	err = afs_place_totals(mount_of(), &pl, &files, &bytes);
-	afs_place_release(mount_of(), &pl);
+	if (!path)
+		return;
+	afs_resolve(ll->m, path, AFS_RESOLVE_OPEN, &pl); /* a failure counts the whole directory */
+	err = afs_place_totals(ll->m, &pl, &files, &bytes);
+	afs_place_release(ll->m, &pl);
+	free(path);
+	if (err != AFS_OK) {
+		fuse_reply_err(req, afs_errno(err));
+		return;
+	}
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_blocks = (bytes + 4095) / 4096;
+	sv.f_files = files;
+	sv.f_namemax = 255;
+	sv.f_flag = ST_RDONLY;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* An xattr answer: its length when size is 0, else its bytes. */
+static void reply_xattr(fuse_req_t req, enum afs_err err, const char *buf, size_t size, size_t len)
+{
 	if (err != AFS_OK)
-		return -afs_errno(err);
-	memset(sv, 0, sizeof(*sv));
-	sv->f_bsize = 4096;
-	sv->f_frsize = 4096;
-	sv->f_blocks = (bytes + 4095) / 4096;
-	sv->f_files = files;
-	sv->f_namemax = 255;
-	sv->f_flag = ST_RDONLY;
-	return 0;
+		fuse_reply_err(req, afs_errno(err));
+	else if (size == 0)
+		fuse_reply_xattr(req, len);
+	else
+		fuse_reply_buf(req, buf, len);
 }
 
-static int afs_getxattr(const char *path, const char *name, char *value, size_t size)
+static void afs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct afs_place pl;
+	char *path, *buf = size ? malloc(size) : NULL;
 	size_t len = 0;
-	enum afs_err err = afs_resolve(mount_of(), path, AFS_RESOLVE_LOOK, &pl);
+	enum afs_err err;
 
-	if (err == AFS_OK)
-		err = afs_place_getxattr(&pl, name, value, size, &len);
-	afs_place_release(mount_of(), &pl);
-	return err == AFS_OK ? (int)len : -afs_errno(err);
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (place_of(req, ino, AFS_RESOLVE_LOOK, &pl, &path) == AFS_OK) {
+		err = afs_place_getxattr(&pl, name, buf, size, &len);
+		afs_place_release(ll_of(req)->m, &pl);
+		free(path);
+		reply_xattr(req, err, buf, size, len);
+	}
+	free(buf);
 }
 
-static int afs_listxattr(const char *path, char *list, size_t size)
+static void afs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct afs_place pl;
+	char *path, *buf = size ? malloc(size) : NULL;
 	size_t len = 0;
-	enum afs_err err = afs_resolve(mount_of(), path, AFS_RESOLVE_LOOK, &pl);
+	enum afs_err err;
 
-	if (err == AFS_OK)
-		err = afs_place_listxattr(&pl, list, size, &len);
-	afs_place_release(mount_of(), &pl);
-	return err == AFS_OK ? (int)len : -afs_errno(err);
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (place_of(req, ino, AFS_RESOLVE_LOOK, &pl, &path) == AFS_OK) {
+		err = afs_place_listxattr(&pl, buf, size, &len);
+		afs_place_release(ll_of(req)->m, &pl);
+		free(path);
+		reply_xattr(req, err, buf, size, len);
+	}
+	free(buf);
 }
 
 /* `echo restore > .control` truncates before it writes: a no-op there;
- * everything else is read-only, whatever the path. */
-static int afs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+ * every other change of attributes is refused, whatever the file. */
+static void afs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi)
 {
+	struct afs_ll *ll = ll_of(req);
 	struct afs_place pl;
-	bool control = afs_resolve(mount_of(), path, AFS_RESOLVE_LOOK, &pl) == AFS_OK && pl.kind == AFS_PL_VFILE &&
-		       pl.vfile == AFS_VF_CONTROL;
+	struct stat st;
+	char *path;
+	bool control;
 
-	afs_place_release(mount_of(), &pl);
-	if (!control)
-		return -EROFS;
-	return afs_mount_may_control(mount_of(), caller()) ? 0 : -EACCES;
+	(void)attr;
+	(void)fi;
+	if (place_of(req, ino, AFS_RESOLVE_LOOK, &pl, &path) != AFS_OK)
+		return;
+	control = pl.kind == AFS_PL_VFILE && pl.vfile == AFS_VF_CONTROL && afs_place_stat(ll->m, &pl, &st) == AFS_OK;
+	afs_place_release(ll->m, &pl);
+	free(path);
+	if (!control || (to_set & ~FUSE_SET_ATTR_SIZE) || !(to_set & FUSE_SET_ATTR_SIZE)) {
+		fuse_reply_err(req, EROFS);
+	} else if (!afs_mount_may_control(ll->m, caller(req))) {
+		fuse_reply_err(req, EACCES);
+	} else {
+		st.st_ino = ino;
+		fuse_reply_attr(req, &st, CACHE_TIMEOUT);
+	}
 }
 
 /* One command per write to .control; anything else is read-only. */
-static int afs_write(const char *path, const char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+static void afs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		      struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	enum afs_err err;
 
-	if (!h || h->vfile != AFS_VF_CONTROL)
-		return -EROFS;
-	if (!afs_mount_may_control(mount_of(), caller()))
-		return -EACCES;
+	(void)ino;
+	(void)off;
+	if (!h || h->vfile != AFS_VF_CONTROL) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (!afs_mount_may_control(ll_of(req)->m, caller(req))) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
 	err = afs_vfile_control(h->job, buf, size);
-	return err == AFS_OK ? (int)size : -afs_errno(err);
+	if (err != AFS_OK)
+		fuse_reply_err(req, afs_errno(err));
+	else
+		fuse_reply_write(req, size);
 }
 
 /* Every other modifying call: the archive never changes. */
-static int rofs_path(const char *path) { return -EROFS; }
-static int rofs_mode(const char *path, mode_t mode) { return -EROFS; }
-static int rofs_two(const char *from, const char *to) { return -EROFS; }
-static int rofs_rename(const char *from, const char *to, unsigned int flags) { return -EROFS; }
-static int rofs_mknod(const char *path, mode_t mode, dev_t dev) { return -EROFS; }
-static int rofs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi) { return -EROFS; }
-static int rofs_chown(const char *path, uid_t u, gid_t g, struct fuse_file_info *fi) { return -EROFS; }
-static int rofs_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi) { return -EROFS; }
-static int rofs_create(const char *path, mode_t mode, struct fuse_file_info *fi) { return -EROFS; }
-static int rofs_setxattr(const char *path, const char *name, const char *value, size_t size, int flags)
+static void rofs_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t d)
 {
-	return -EROFS;
+	(void)p, (void)n, (void)m, (void)d;
+	fuse_reply_err(req, EROFS);
 }
-static int rofs_removexattr(const char *path, const char *name) { return -EROFS; }
+static void rofs_mkdir(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m)
+{
+	(void)p, (void)n, (void)m;
+	fuse_reply_err(req, EROFS);
+}
+static void rofs_name(fuse_req_t req, fuse_ino_t p, const char *n)
+{
+	(void)p, (void)n;
+	fuse_reply_err(req, EROFS);
+}
+static void rofs_symlink(fuse_req_t req, const char *l, fuse_ino_t p, const char *n)
+{
+	(void)l, (void)p, (void)n;
+	fuse_reply_err(req, EROFS);
+}
+static void rofs_rename(fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np, const char *nn, unsigned int f)
+{
+	(void)p, (void)n, (void)np, (void)nn, (void)f;
+	fuse_reply_err(req, EROFS);
+}
+static void rofs_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t np, const char *nn)
+{
+	(void)i, (void)np, (void)nn;
+	fuse_reply_err(req, EROFS);
+}
+static void rofs_create(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, struct fuse_file_info *fi)
+{
+	(void)p, (void)n, (void)m, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+static void rofs_setxattr(fuse_req_t req, fuse_ino_t i, const char *n, const char *v, size_t s, int f)
+{
+	(void)i, (void)n, (void)v, (void)s, (void)f;
+	fuse_reply_err(req, EROFS);
+}
+static void rofs_removexattr(fuse_req_t req, fuse_ino_t i, const char *n)
+{
+	(void)i, (void)n;
+	fuse_reply_err(req, EROFS);
+}
 
-const struct fuse_operations afs_fuse_ops = {
+static const struct fuse_lowlevel_ops afs_ll_ops = {
 	.init = afs_init,
 	.destroy = afs_destroy,
+	.lookup = afs_lookup,
+	.forget = afs_forget,
+	.forget_multi = afs_forget_multi,
 	.getattr = afs_getattr,
+	.setattr = afs_setattr,
 	.access = afs_access,
+	.readlink = afs_readlink,
+	.opendir = afs_opendir,
 	.readdir = afs_readdir,
+	.readdirplus = afs_readdirplus,
+	.releasedir = afs_releasedir,
 	.open = afs_open,
 	.read = afs_read,
+	.write = afs_write,
 	.release = afs_release,
-	.readlink = afs_readlink,
 	.statfs = afs_statfs,
 	.getxattr = afs_getxattr,
 	.listxattr = afs_listxattr,
 	.mknod = rofs_mknod,
-	.mkdir = rofs_mode,
-	.unlink = rofs_path,
-	.rmdir = rofs_path,
-	.symlink = rofs_two,
+	.mkdir = rofs_mkdir,
+	.unlink = rofs_name,
+	.rmdir = rofs_name,
+	.symlink = rofs_symlink,
 	.rename = rofs_rename,
-	.link = rofs_two,
-	.chmod = rofs_chmod,
-	.chown = rofs_chown,
-	.truncate = afs_truncate,
-	.utimens = rofs_utimens,
+	.link = rofs_link,
 	.create = rofs_create,
-	.write = afs_write,
 	.setxattr = rofs_setxattr,
 	.removexattr = rofs_removexattr,
 };
+
+struct afs_ll *afs_ll_new(struct afs_mount *m)
+{
+	struct afs_ll *ll = calloc(1, sizeof(*ll));
+
+	if (!ll || !(ll->inodes = afs_inodes_new())) {
+		free(ll);
+		return NULL;
+	}
+	ll->m = m;
+	pthread_mutex_init(&ll->open.mu, NULL);
+	return ll;
+}
+
+struct fuse_session *afs_ll_session(struct afs_ll *ll, struct fuse_args *args)
+{
+	ll->se = fuse_session_new(args, &afs_ll_ops, sizeof(afs_ll_ops), ll);
+	return ll->se;
+}
+
+void afs_ll_free(struct afs_ll *ll)
+{
+	if (!ll)
+		return;
+	while (ll->open.head) { /* a session that never ran its destroy */
+		struct handle *h = ll->open.head;
+
+		ll->open.head = h->next;
+		handle_free(ll->m, h);
+	}
+	pthread_mutex_destroy(&ll->open.mu);
+	afs_inodes_free(ll->inodes);
+	free(ll);
+}
