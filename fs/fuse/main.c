@@ -137,7 +137,7 @@ static int run_session(struct fuse_args *args, struct afs_mount *m, const char *
 		fprintf(stderr, "archfs: out of memory\n");
 		goto out;
 	}
-	se = afs_ll_session(ll, args);
+	se = afs_ll_session(ll, args, !cl.singlethread);
 	if (!se) {
 		rc = EXIT_USAGE; /* libfuse printed the rejected option */
 		goto out;

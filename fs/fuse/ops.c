@@ -54,8 +54,13 @@ struct afs_ll {
 	struct afs_inodes *inodes;
 	struct fuse_session *se;
 	struct afs_openfiles open;
-	bool open_ready;
+	bool push; /* small files' content goes to the kernel at their open */
 };
+
+/* Files up to this size are read whole when opened and their content
+ * handed to the kernel's page cache with the open's answer: a copy of many
+ * small files then waits for one request per file, not two. */
+#define PUSH_MAX (128u << 10)
 
 static struct afs_ll *ll_of(fuse_req_t req)
 {
@@ -124,7 +129,7 @@ static void forget_replaced(void *ctx, const char *name, size_t len, struct afs_
 	struct afs_ll *ll = ctx;
 	char *dir = malloc(len + 2);
 	uint64_t *inos = NULL;
-	size_t n = 0;
+	size_t n = 0, max = 64;
 
 	(void)v;
 	if (!dir)
@@ -132,7 +137,7 @@ static void forget_replaced(void *ctx, const char *name, size_t len, struct afs_
 	dir[0] = '/';
 	memcpy(dir + 1, name, len);
 	dir[len + 1] = '\0';
-	for (size_t max = 64;; max = n) { /* the numbers first, the notices outside the table's lock */
+	for (;; max = n) { /* the numbers first, the notices outside the table's lock */
 		uint64_t *grown = realloc(inos, max * sizeof(*inos));
 
 		if (!grown)
@@ -142,7 +147,7 @@ static void forget_replaced(void *ctx, const char *name, size_t len, struct afs_
 		if (n <= max)
 			break;
 	}
-	for (size_t i = 0; inos && i < n; i++)
+	for (size_t i = 0; inos && i < n && i < max; i++)
 		fuse_lowlevel_notify_inval_inode(ll->se, inos[i], 0, 0); /* -ENOENT: the kernel dropped it */
 	free(inos);
 	free(dir);
@@ -507,9 +512,27 @@ static enum afs_err handle_new(struct afs_place *pl, struct handle **out)
 	return AFS_OK;
 }
 
+/* Reads all size bytes of h and stores them in the kernel's cache of ino
+ * (the open's answer keeps the cache).  Nothing when the read fails: the
+ * file's READ then fails and logs as any other. */
+static void push_content(struct afs_ll *ll, fuse_ino_t ino, struct handle *h, size_t size)
+{
+	char *buf = malloc(size ? size : 1);
+	size_t got = 0;
+
+	if (buf && size && afs_stream_pread(h->stream, buf, size, 0, &got) == AFS_OK && got == size) {
+		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+
+		bv.buf[0].mem = buf;
+		fuse_lowlevel_notify_store(ll->se, ino, 0, &bv, 0);
+	}
+	free(buf);
+}
+
 static void afs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct afs_ll *ll = ll_of(req);
+	uint64_t size = UINT64_MAX;
 	struct handle *h = NULL;
 	struct afs_place pl;
 	char *path;
@@ -518,6 +541,11 @@ static void afs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (place_of(req, ino, AFS_RESOLVE_OPEN, &pl, &path) != AFS_OK)
 		return;
 	err = afs_place_may_open(ll->m, &pl, fi->flags, caller(req));
+	if (err == AFS_OK && pl.kind == AFS_PL_NODE) {
+		const struct afs_node *n = afs_index_node(pl.view->index, pl.node);
+
+		size = S_ISREG(n->mode) ? n->size : UINT64_MAX;
+	}
 	if (err == AFS_OK)
 		err = handle_new(&pl, &h);
 	afs_place_release(ll->m, &pl);
@@ -527,6 +555,8 @@ static void afs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	h->path = path;
+	if (ll->push && size <= PUSH_MAX && afs_inodes_mark(ll->inodes, ino, 1) == 0)
+		push_content(ll, ino, h, (size_t)size);
 	list_open(&ll->open, h);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->direct_io = h->vfile != AFS_VF_NONE; /* every open sees the state afresh */
@@ -823,8 +853,11 @@ struct afs_ll *afs_ll_new(struct afs_mount *m)
 	return ll;
 }
 
-struct fuse_session *afs_ll_session(struct afs_ll *ll, struct fuse_args *args)
+struct fuse_session *afs_ll_session(struct afs_ll *ll, struct fuse_args *args, bool threads)
 {
+	/* A push waits for the pages it fills, which another reader's READ may
+	 * hold: only with other threads to answer that READ. */
+	ll->push = threads;
 	ll->se = fuse_session_new(args, &afs_ll_ops, sizeof(afs_ll_ops), ll);
 	return ll->se;
 }

@@ -4,6 +4,7 @@
 #ifndef AFS_OPS_H
 #define AFS_OPS_H
 
+#include <stdbool.h>
 #include <fuse_lowlevel.h>
 #include "mount.h"
 
@@ -13,9 +14,9 @@ struct afs_ll;
 struct afs_ll *afs_ll_new(struct afs_mount *m);
 
 /* The session over ll with args (libfuse prints a rejected option); NULL
- * on failure.  Every operation resolves its inode's path (resolve.h),
+ * on failure.  threads: the session loop is multi-threaded.  Every operation resolves its inode's path (resolve.h),
  * calls the core and maps its error with afs_errno(). */
-struct fuse_session *afs_ll_session(struct afs_ll *ll, struct fuse_args *args);
+struct fuse_session *afs_ll_session(struct afs_ll *ll, struct fuse_args *args, bool threads);
 
 /* Frees ll and the open files its session left; after the session is
  * destroyed. */

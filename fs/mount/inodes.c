@@ -10,6 +10,7 @@ struct rec {
 	uint64_t nlookup;
 	uint64_t hash;
 	size_t len;
+	int marked;
 	char path[]; /* NUL-terminated */
 };
 
@@ -108,6 +109,7 @@ uint64_t afs_inodes_ref(struct afs_inodes *t, const char *path, size_t len)
 	if (!r && (r = malloc(sizeof(*r) + len + 1))) {
 		r->next = NULL;
 		r->nlookup = 0;
+		r->marked = 0;
 		r->hash = h;
 		r->len = len;
 		memcpy(r->path, path, len);
@@ -176,6 +178,19 @@ char *afs_inodes_path(struct afs_inodes *t, uint64_t ino, const char *name)
 	return out;
 }
 
+int afs_inodes_mark(struct afs_inodes *t, uint64_t ino, int on)
+{
+	int was = 1;
+
+	if (ino == AFS_ROOT_INO || !ino)
+		return was;
+	pthread_mutex_lock(&t->mu);
+	was = ((struct rec *)(uintptr_t)ino)->marked;
+	((struct rec *)(uintptr_t)ino)->marked = on;
+	pthread_mutex_unlock(&t->mu);
+	return was;
+}
+
 size_t afs_inodes_under(struct afs_inodes *t, const char *path, size_t len, uint64_t *inos, size_t max)
 {
 	size_t n = 0;
@@ -187,6 +202,7 @@ size_t afs_inodes_under(struct afs_inodes *t, const char *path, size_t len, uint
 			    (r->len == len || r->path[len] == '/' || is_root(path, len))) {
 				if (n < max)
 					inos[n] = (uint64_t)(uintptr_t)r;
+				r->marked = 0;
 				n++;
 			}
 	pthread_mutex_unlock(&t->mu);

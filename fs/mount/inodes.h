@@ -33,8 +33,13 @@ void afs_inodes_forget(struct afs_inodes *t, uint64_t ino, uint64_t n);
  * ".." or holds a '/'.  ino must be a number the kernel holds. */
 char *afs_inodes_path(struct afs_inodes *t, uint64_t ino, const char *name);
 
+/* Sets ino's mark to on (the FUSE skin's: its content was given to the
+ * kernel) and returns the mark it had; a number made anew is unmarked. */
+int afs_inodes_mark(struct afs_inodes *t, uint64_t ino, int on);
+
 /* The numbers of path[0..len) and of every path under it, at most max,
- * into inos; returns how many there are (which may exceed max). */
+ * into inos, their marks cleared (the caller drops the kernel's pages of
+ * them); returns how many there are (which may exceed max). */
 size_t afs_inodes_under(struct afs_inodes *t, const char *path, size_t len, uint64_t *inos, size_t max);
 
 /* How many paths have numbers (the root not counted). */
