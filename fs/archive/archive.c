@@ -19,6 +19,7 @@
 #include <zip.h>
 #include "afile.h"
 #include "archive.h"
+#include "xdecode.h"
 
 #define EXTRA_EXT_TIMESTAMP 0x5455 /* Info-ZIP extended timestamp */
 
@@ -617,10 +618,17 @@ const char *afs_encryption_name(uint16_t e)
 	return e >= 0x6600 && e < 0x6900 ? "PKWARE strong encryption" : "an unknown encryption";
 }
 
+bool afs_method_libzip(uint16_t m)
+{
+	return m != AFS_METHOD_STORE && m != AFS_METHOD_DEFLATE && m != ZIP_CM_DEFLATE64 &&
+	       zip_compression_method_supported(m, 0);
+}
+
 bool afs_method_decodable(uint16_t m)
 {
-	return m == AFS_METHOD_STORE || m == AFS_METHOD_DEFLATE || (m != ZIP_CM_DEFLATE64 && zip_compression_method_supported(m, 0));
+	return m == AFS_METHOD_STORE || m == AFS_METHOD_DEFLATE || afs_method_libzip(m) || afs_xdec_handles(m);
 }
+
 
 /* Opens entry i with libzip's flags (ZIP_FL_COMPRESSED: the raw bytes). */
 static enum afs_err raw_open(struct afs_archive *a, uint64_t i, zip_flags_t flags, struct afs_raw **out)

@@ -3,7 +3,7 @@
  *
  * It opens an archive once, reports each central-directory entry as a plain
  * value, and hands out raw (still compressed) byte streams of entries, and
- * decoded ones for the methods only libzip decodes (bzip2, ...).
+ * decoded ones for the methods libzip decodes (bzip2, ...).
  *
  * Thread safety: a libzip archive is not thread-safe, so every libzip call
  * made through this module holds the archive's mutex.  Raw streams of
@@ -21,7 +21,7 @@
 #include "err.h"
 
 /* ZIP compression methods archfs decodes itself; afs_method_decodable()
- * says which others libzip decodes. */
+ * says which others it decodes (xdecode.h, or libzip). */
 #define AFS_METHOD_STORE 0
 #define AFS_METHOD_DEFLATE 8
 
@@ -48,12 +48,18 @@ const char *afs_method_name(uint16_t m);
 /* The name of encryption method e ("ZipCrypto", "AES-256", ...); never NULL. */
 const char *afs_encryption_name(uint16_t e);
 
-/* True when archfs can decode method m: store and deflate itself, the
- * others through the decoders of the libzip it runs with (Debian 12's
- * libzip 1.7.3: bzip2 only, being built without liblzma and libzstd;
- * libzip 1.8 or later built with them adds LZMA, XZ and zstd).  Never
- * Deflate64, which libzip does not decode. */
+/* True when archfs can decode method m: store and deflate itself (the
+ * inflaters of inflate.h), LZMA, XZ and zstd with liblzma and libzstd
+ * (xdecode.h), others through the decoders of the libzip it runs with
+ * (afs_method_libzip()).  Never Deflate64, which libzip does not decode. */
 bool afs_method_decodable(uint16_t m);
+
+/* True when the libzip archfs runs with decodes method m, other than store
+ * and deflate: then its decoder is the one used (afs_raw_open_decoded()).
+ * Debian 12's libzip 1.7.3 decodes bzip2 only, being built without
+ * liblzma and libzstd; libzip 1.8 or later built with them adds LZMA, XZ
+ * and zstd.  Never Deflate64, which libzip does not decode. */
+bool afs_method_libzip(uint16_t m);
 
 struct afs_archive;
 
@@ -117,7 +123,7 @@ enum afs_err afs_raw_seek(struct afs_raw *r, uint64_t off);
 void afs_raw_close(struct afs_raw *r);
 
 /* A stream of entry i's uncompressed content as libzip's own decoders give
- * it (for an unencrypted entry whose method afs_method_decodable() accepts),
+ * it (for an unencrypted entry whose method afs_method_libzip() accepts),
  * from offset 0 on and forward only: afs_raw_seek() fails on it.  Each
  * afs_raw_read() of it decodes at most AFS_RAW_DECODED_CHUNK bytes, holding
  * the archive's mutex for that chunk only, so that reads of other entries

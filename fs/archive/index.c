@@ -10,6 +10,7 @@
  * number of threads may read an index at once without locks.
  */
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,6 +283,9 @@ static enum afs_err add_entry(struct builder *b, uint64_t i, const struct afs_en
 		return fail(b, AFS_E_BADNAME, e->name, "unsafe name (the name it states holds a NUL byte)");
 	if (afs_index_check_name(e->name) != AFS_OK)
 		return fail(b, AFS_E_BADNAME, e->name, "unsafe name (absolute, '..', '.', empty or overlong component)");
+	if (e->size > INT64_MAX || e->comp_size > INT64_MAX) /* no file offset reaches past 2^63 - 1 */
+		return fail(b, AFS_E_RANGE, e->name, e->size > INT64_MAX ? "unsafe size (it states more than 2^63 - 1 bytes)"
+									  : "unsafe compressed size (it states more than 2^63 - 1 bytes)");
 	if (e->name[len - 1] == '/')
 		len--;
 	err = add_parents(b, e->name, len, &parent);

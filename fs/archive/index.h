@@ -38,8 +38,9 @@ struct afs_index;
 
 /* Builds the tree of every entry of a.  Fails, leaving *out NULL, on the
  * first unsafe name (AFS_E_BADNAME: afs_index_check_name(), or a name that
- * holds a NUL byte) or clashing names (AFS_E_CONFLICT); msg then names the
- * entry.  Encrypted entries and entries of any compression method are
+ * holds a NUL byte), clashing names (AFS_E_CONFLICT) or an entry that
+ * states a size or compressed size past INT64_MAX (AFS_E_RANGE: no offset
+ * of a file reaches it); msg then names the entry.  Encrypted entries and entries of any compression method are
  * listed (stream.h says which can be read).  The index does not keep a
  * reference to a. */
 enum afs_err afs_index_build(struct afs_archive *a, struct afs_index **out, char *msg, size_t msglen);

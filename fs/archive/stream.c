@@ -2,7 +2,8 @@
 /* Entry content at any offset: stored entries by seeking the raw bytes,
  * deflated entries by inflating forward (the fast decoder, from offset 0
  * on) or, for a read that jumps, from the nearest seek point (zlib, see
- * seekidx.h); entries of the other methods libzip decodes (bzip2, ...)
+ * seekidx.h); LZMA, XZ and zstd entries through liblzma and libzstd
+ * (xdecode.h) and entries of the other methods libzip decodes (bzip2, ...)
  * through libzip, forward, one pass from offset 0 at a time; never holding
  * a whole entry.  A stream opened with a registry counts its decoders in
  * the registry's pool (decpool.h), which may free them between reads. */
@@ -18,6 +19,7 @@
 #include "inflate.h"
 #include "seekidx.h"
 #include "stream.h"
+#include "xdecode.h"
 
 #define IN_BUF (64 * 1024)
 #define SKIP_BUF (32 * 1024)
@@ -27,6 +29,7 @@ enum path {
 	PATH_STORE,   /* the raw bytes */
 	PATH_DEFLATE, /* inflated here */
 	PATH_LIBZIP,  /* decoded by libzip (afs_raw_open_decoded()) */
+	PATH_XDEC,    /* LZMA, XZ, zstd when libzip does not decode them: xdecode.h */
 	PATH_NONE,    /* encrypted, or a method nothing here decodes: reads fail */
 };
 
@@ -49,6 +52,7 @@ struct afs_stream {
 	/* the sequential decoder: raw, dec and in, made by the first read of a
 	 * deflated entry that starts or continues the pass from offset 0 */
 	struct afs_inflater *dec;
+	struct afs_xdec *xdec; /* PATH_XDEC: in dec's place */
 	struct afs_inflate_io io;
 	unsigned char *in;     /* IN_BUF compressed bytes, then SKIP_BUF scratch */
 	/* reads that jump: seek points shared through the registry (or this
@@ -71,9 +75,11 @@ struct afs_stream {
 static void seq_free(struct afs_stream *s)
 {
 	afs_inflater_free(s->dec);
+	afs_xdec_free(s->xdec);
 	afs_raw_close(s->raw);
 	afs_decmem_free(s->in, IN_BUF + SKIP_BUF);
 	s->dec = NULL;
+	s->xdec = NULL;
 	s->raw = NULL;
 	s->in = NULL;
 	s->raw_eof = false;
@@ -138,8 +144,10 @@ enum afs_err afs_stream_open_shared(struct afs_archive *a, const struct afs_inde
 		s->path = PATH_NONE;
 	else if (n->method == AFS_METHOD_STORE || n->method == AFS_METHOD_DEFLATE)
 		s->path = n->method == AFS_METHOD_STORE ? PATH_STORE : PATH_DEFLATE;
-	else
+	else if (afs_method_libzip(n->method)) /* a newer libzip decodes LZMA, XZ, zstd itself */
 		s->path = PATH_LIBZIP;
+	else
+		s->path = PATH_XDEC;
 	s->size = n->size;
 	s->crc_expected = n->crc;
 	s->reg = reg;
@@ -230,8 +238,15 @@ static enum afs_err stored_read(struct afs_stream *s, unsigned char *buf, size_t
 	return account(s, buf, done, off);
 }
 
+/* What s's sequential decoder decodes, for its reasons. */
+static const char *dname(const struct afs_stream *s)
+{
+	return s->path == PATH_XDEC ? afs_method_name(s->method) : "deflate";
+}
+
 /* Makes the sequential decoder (s has none), at the start of the entry:
- * its buffer, raw stream and inflater, or none of them on error. */
+ * its buffer, raw stream and inflater (PATH_XDEC: xdecode.h's decoder),
+ * or none of them on error. */
 static enum afs_err inflate_start(struct afs_stream *s)
 {
 	enum afs_err err = AFS_OK;
@@ -242,7 +257,9 @@ static enum afs_err inflate_start(struct afs_stream *s)
 		err = AFS_E_NOMEM;
 	if (err == AFS_OK)
 		err = raw_at(s, 0);
-	if (err == AFS_OK)
+	if (err == AFS_OK && s->path == PATH_XDEC)
+		err = afs_xdec_new(s->method, s->size, &s->xdec);
+	else if (err == AFS_OK)
 		err = afs_inflater_new(&s->dec);
 	if (err != AFS_OK) {
 		seq_free(s);
@@ -272,6 +289,21 @@ static enum afs_err refill(struct afs_stream *s)
 	return AFS_OK;
 }
 
+/* One xdecode.h decoder call.  A decoder that ran out of memory is
+ * dropped: the next read starts a new pass. */
+static enum afs_err xdec_step(struct afs_stream *s)
+{
+	enum afs_err err = afs_xdec_run(s->xdec, &s->io, s->raw_eof, &s->dec_end);
+
+	if (err == AFS_E_NOMEM) {
+		seq_free(s);
+		drop(s);
+	} else if (err != AFS_OK) {
+		snprintf(s->why, sizeof(s->why), "%s", afs_xdec_why(s->xdec));
+	}
+	return err;
+}
+
 /* One decoder call, with input refilled first; notes the end of the stream.
  * All input given, the stream not ended and no output: the data is truncated. */
 static enum afs_err step(struct afs_stream *s)
@@ -283,6 +315,16 @@ static enum afs_err step(struct afs_stream *s)
 	if (err != AFS_OK)
 		return err;
 	starved = s->io.avail_in == 0 && s->raw_eof;
+	if (s->xdec) {
+		err = xdec_step(s);
+		if (err != AFS_OK || s->dec_end)
+			return err;
+		if (starved && out == s->io.avail_out) {
+			snprintf(s->why, sizeof(s->why), "%s data is truncated", dname(s));
+			return AFS_E_CORRUPT;
+		}
+		return AFS_OK;
+	}
 	switch (afs_inflater_run(s->dec, &s->io)) {
 	case AFS_INFLATE_END:
 		s->dec_end = true;
@@ -309,8 +351,10 @@ static enum afs_err inflate_to(struct afs_stream *s, unsigned char *out, size_t 
 	s->io.next_out = out;
 	s->io.avail_out = len;
 	while (s->io.avail_out > 0) {
-		if (s->dec_end)
-			return corrupt(s, "deflate stream ends before the size the archive states");
+		if (s->dec_end) {
+			snprintf(s->why, sizeof(s->why), "%s stream ends before the size the archive states", dname(s));
+			return AFS_E_CORRUPT;
+		}
 		if ((err = step(s)) != AFS_OK)
 			return err;
 	}
@@ -322,8 +366,10 @@ static enum afs_err inflate_to(struct afs_stream *s, unsigned char *out, size_t 
 		while (!s->dec_end && s->io.avail_out == 1)
 			if ((err = step(s)) != AFS_OK)
 				return err;
-		if (s->io.avail_out == 0)
-			return corrupt(s, "deflate data runs past the size the archive states");
+		if (s->io.avail_out == 0) {
+			snprintf(s->why, sizeof(s->why), "%s data runs past the size the archive states", dname(s));
+			return AFS_E_CORRUPT;
+		}
 	}
 	return account(s, out, len, start);
 }
@@ -406,6 +452,36 @@ static enum afs_err deflate_read(struct afs_stream *s, unsigned char *buf, size_
 		return err;
 	}
 	if (!s->dec) {
+		err = inflate_start(s);
+		if (err != AFS_OK)
+			return err;
+	}
+	while (s->pos < off) { /* skip forward; the CRC still sees every byte */
+		uint64_t gap = off - s->pos;
+		err = inflate_to(s, s->in + IN_BUF, gap < SKIP_BUF ? (size_t)gap : SKIP_BUF);
+		if (err != AFS_OK)
+			return err;
+	}
+	err = inflate_to(s, buf, len);
+	if (err != AFS_OK)
+		return err;
+	*got = len;
+	return AFS_OK;
+}
+
+/* LZMA, XZ and zstd entries that libzip does not decode: one pass from
+ * offset 0 with xdecode.h's decoder, skipping forward to off; a read
+ * behind the pass starts a new one (the decoders cannot seek), as
+ * libzip_read() does.  The pass counts as one decoder in the pool. */
+static enum afs_err xdec_read(struct afs_stream *s, unsigned char *buf, size_t len, uint64_t off, size_t *got)
+{
+	enum afs_err err;
+
+	if (s->xdec && off < s->pos) {
+		seq_free(s);
+		drop(s);
+	}
+	if (!s->xdec) { /* none yet, evicted, dropped for going back, or out of memory */
 		err = inflate_start(s);
 		if (err != AFS_OK)
 			return err;
@@ -514,6 +590,8 @@ static enum afs_err pread_entered(struct afs_stream *s, void *buf, size_t len, u
 		err = stored_read(s, buf, len, off, got);
 	else if (s->path == PATH_DEFLATE)
 		err = deflate_read(s, buf, len, off, got);
+	else if (s->path == PATH_XDEC)
+		err = xdec_read(s, buf, len, off, got);
 	else
 		err = libzip_read(s, buf, len, off, got);
 	if (err != AFS_OK) {

@@ -5,15 +5,20 @@
  * point (seekidx.h: about one span to inflate) for a read that jumps back
  * or more than a span ahead.  Nothing is loaded whole into memory.
  *
- * Other methods: an entry that libzip decodes (afs_method_decodable():
- * bzip2 with Debian 12's libzip) is read through libzip's decoder in one
- * forward pass; a read ahead of the pass decodes and drops the bytes
- * between, a read behind it starts a new pass from offset 0 (libzip's
- * decoders keep no seek points: random access costs up to a whole pass).
- * libzip checks the CRC-32 and size when a pass reaches the end of the
- * entry.  An encrypted entry, or one of a method nothing here decodes
- * (Deflate64, ...), opens, but every read of its content fails with
- * AFS_E_UNSUPPORTED (EOPNOTSUPP), afs_stream_error() saying why.
+ * Other methods: LZMA, XZ and zstd entries are decoded with liblzma and
+ * libzstd (xdecode.h), an entry of another method that libzip decodes
+ * (afs_method_libzip(): bzip2 with Debian 12's libzip; LZMA, XZ and zstd
+ * too with a libzip built with them, which is then preferred) through
+ * libzip's decoder; either in one forward pass: a read ahead of the pass
+ * decodes and drops the bytes between, a read behind it starts a new pass
+ * from offset 0 (these decoders keep no seek points: random access costs
+ * up to a whole pass).  The CRC-32 and size are checked when a pass
+ * reaches the end of the entry (by libzip for its decoders).  An
+ * encrypted entry, or one of a method nothing here decodes (Deflate64,
+ * ...), opens, but every read of its content fails with
+ * AFS_E_UNSUPPORTED (EOPNOTSUPP), afs_stream_error() saying why; so does
+ * a read of LZMA, XZ or zstd data that needs more memory than
+ * AFS_XDEC_MEMLIMIT (256 MiB).
  *
  * CRC-32: the stream tracks the checksum of the bytes its sequential pass
  * has produced in order from offset 0.  When that pass reaches the end of
@@ -25,7 +30,9 @@
  *
  * Memory: a stream keeps at most two decoders between reads (the
  * sequential one and the one resumed at seek points, at most 210 KiB each;
- * libzip's, one, counted as one: bzip2's takes up to 3.6 MiB),
+ * libzip's or xdecode.h's, one, counted as one: bzip2's takes up to 3.6
+ * MiB, LZMA's and XZ's their dictionary, zstd's its window, each at most
+ * 256 MiB),
  * and a stream opened with a registry counts them in the registry's
  * decoder pool (decpool.h): past the pool's cap, the least recently used
  * idle stream's decoders are freed, and its next read starts again from

@@ -21,15 +21,20 @@ void afs_log_set_debug(bool on)
 	atomic_store(&debug, on);
 }
 
-/* The bytes of the UTF-8 sequence starting at p (1 when p does not start
- * a complete one: the byte stands alone). */
-static size_t utf8_len(const unsigned char *p)
+/* The length of the well-formed UTF-8 sequence at p (RFC 3629: no
+ * overlong forms, surrogates or code points past U+10FFFF; a sequence cut
+ * short by the end of the string is not one), or 0. */
+static size_t utf8_seq(const unsigned char *p)
 {
-	size_t n = p[0] >= 0xf0 && p[0] < 0xf8 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc0 ? 2 : 1;
+	size_t n = p[0] < 0x80 ? 1 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : p[0] >= 0xe0 && p[0] <= 0xef ? 3
+		 : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : 0;
 
 	for (size_t i = 1; i < n; i++)
 		if ((p[i] & 0xc0) != 0x80)
-			return 1;
+			return 0; /* also stops at the NUL: p[i] is never read past it */
+	if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0) || (p[0] == 0xf0 && p[1] < 0x90) ||
+	    (p[0] == 0xf4 && p[1] >= 0x90))
+		return 0;
 	return n;
 }
 
@@ -49,8 +54,10 @@ char *afs_log_escape(const char *in, char *out, size_t outlen)
 		} else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) { /* a C1 control: CSI is U+009B */
 			plen = (size_t)snprintf(piece, sizeof(piece), "\\x%02x\\x%02x", p[0], p[1]);
 			n = 2;
+		} else if ((n = utf8_seq(p)) == 0) { /* not UTF-8: the log stays valid text */
+			plen = (size_t)snprintf(piece, sizeof(piece), "\\x%02x", *p);
+			n = 1;
 		} else {
-			n = utf8_len(p);
 			memcpy(piece, p, n);
 			plen = n;
 		}

@@ -18,7 +18,10 @@ void afs_log_set_debug(bool on);
  * control character escaped, so that text from an archive (a name with a
  * newline, a terminal escape) can neither forge a log line nor reach a
  * terminal raw: \n, \r and \t as such, other bytes below 0x20, 0x7f and
- * the UTF-8 encoded C1 controls (U+0080..U+009F) as \xHH per byte.  A
+ * the UTF-8 encoded C1 controls (U+0080..U+009F) as \xHH per byte; so
+ * is every byte that is not part of a well-formed UTF-8 sequence (RFC
+ * 3629: overlong forms, surrogates, lone continuation bytes, sequences
+ * cut short), so that the result is valid UTF-8 whatever in holds.  A
  * backslash is left as it is, so escaping twice changes nothing.  Text
  * that does not fit is cut at an escape or character boundary.  Returns out. */
 char *afs_log_escape(const char *in, char *out, size_t outlen);

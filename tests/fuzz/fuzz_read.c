@@ -5,7 +5,10 @@
  * decoder it finds, fuzz_read_isal and fuzz_read_zlib) and the zlib
  * decoder that resumes at seek points.  Two streams share a registry whose
  * decoder pool holds one decoder, so that they evict each other between
- * reads; a third has seek points of its own.
+ * reads; a third has seek points of its own.  Entries of the other
+ * methods go through their decoders too (LZMA, XZ and zstd: xdecode.c;
+ * bzip2: libzip), one forward pass restarted for a read behind it: the
+ * checks below that need no reference decoding apply to them.
  *
  * Input: HDR_LEN bytes of read operations, then the ZIP file.  Each
  * operation is 8 bytes:

@@ -22,6 +22,7 @@ import tempfile
 import zipfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+import methods  # noqa: E402
 import mkarchive  # noqa: E402
 
 MAX_SEED = 256 * 1024  # larger seeds make slow inputs: left out
@@ -105,6 +106,28 @@ def extra_archives():
     out.append(("comment.zip", buf.getvalue()))
     stub = b"#!/bin/sh\nexit 0\n" + b"\0" * 200
     out.append(("sfx-stub.zip", stub + out[0][1]))
+    out += method_archives(lines)
+    return out
+
+
+def method_archives(lines):
+    """LZMA, XZ and zstd entries (xdecode.c): whole, beside a bzip2 one
+    (libzip's decoder), cut short, and long ones (jumps far ahead)."""
+    small = lines[:200000]
+    entries = [("uploads/%s.txt" % k, small[:50000 + 20000 * i], k) for i, k in enumerate(("lzma", "xz", "zstd"))]
+    out = []
+    work = tempfile.mkdtemp(prefix="archfs-seeds-")
+    try:
+        path = os.path.join(work, "m.zip")
+        methods.write_methods_zip(path, entries + [("uploads/b.txt", small[:30000], "bzip2")])
+        out.append(("methods.zip", open(path, "rb").read()))
+        cut = {name: (lambda p: p[:len(p) * 3 // 4]) for name, _, _ in entries}
+        methods.write_methods_zip(path, entries, mangle=cut)
+        out.append(("methods-cut.zip", open(path, "rb").read()))
+        methods.write_methods_zip(path, [("big.txt", lines, k) for k in ("lzma", "xz", "zstd")])
+        out.append(("methods-long.zip", open(path, "rb").read()))  # past a seek span
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return out
 
 

@@ -154,8 +154,10 @@ static void escapes(const char *in, const char *esc)
 		for (size_t k = 0; k <= strlen(in) && !boundary; k++) {
 			char *prefix = strndup(in, k);
 
-			if (((unsigned char)in[k] & 0xc0) != 0x80)
-				boundary = strcmp(afs_log_escape(prefix, whole, sizeof(whole)), cut) == 0;
+			/* the escape of a prefix that ends inside a character
+			 * escapes its bytes: then it is no prefix of esc */
+			boundary = strcmp(afs_log_escape(prefix, whole, sizeof(whole)), cut) == 0 &&
+				   strncmp(cut, esc, strlen(cut)) == 0;
 			free(prefix);
 		}
 		if (!boundary)
@@ -175,7 +177,19 @@ int main(void)
 	escapes("a\nb\rc\td", "a\\nb\\rc\\td");
 	escapes("\x01\x1b[31m\x7f", "\\x01\\x1b[31m\\x7f");
 	escapes("csi \xc2\x9b" "2J nbsp \xc2\xa0", "csi \\xc2\\x9b" "2J nbsp \xc2\xa0");
-	escapes("bad \xff\xc2 utf-8", "bad \xff\xc2 utf-8");
+	/* bytes that are not well-formed UTF-8 are escaped one by one; valid
+	 * characters of 2, 3 and 4 bytes stay */
+	escapes("bad \xff\xc2 utf-8", "bad \\xff\\xc2 utf-8");
+	escapes("2 \xc3\xa9 3 \xe2\x82\xac \xef\xbf\xbd 4 \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf",
+		"2 \xc3\xa9 3 \xe2\x82\xac \xef\xbf\xbd 4 \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf");
+	escapes("overlong \xc0\xaf \xc1\xbf \xe0\x80\xaf \xf0\x80\x80\xaf",
+		"overlong \\xc0\\xaf \\xc1\\xbf \\xe0\\x80\\xaf \\xf0\\x80\\x80\\xaf");
+	escapes("lone \x80 \xbf\xbf x", "lone \\x80 \\xbf\\xbf x");
+	escapes("cut \xe2\x82 \xf0\x9f\x98", "cut \\xe2\\x82 \\xf0\\x9f\\x98");
+	escapes("at the end \xe2\x82", "at the end \\xe2\\x82");
+	escapes("surrogate \xed\xa0\x80 \xed\xbf\xbf but \xed\x9f\xbf", "surrogate \\xed\\xa0\\x80 \\xed\\xbf\\xbf but \xed\x9f\xbf");
+	escapes("past U+10FFFF \xf4\x90\x80\x80 \xf5\x80\x80\x80 \xfe",
+		"past U+10FFFF \\xf4\\x90\\x80\\x80 \\xf5\\x80\\x80\\x80 \\xfe");
 	escapes("", "");
 	CHECK(sys.opens == 0 && sys.n == 0); /* stderr until detached */
 	syslog_path();

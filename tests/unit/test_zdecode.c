@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of the entries archfs does not inflate itself: methods that
  * libzip decodes (bzip2 here; LZMA, XZ and zstd when the libzip linked
- * supports them), read through stream.c at any offset with the CRC-32 and
+ * supports them, test_xdecode.c otherwise), read through stream.c at any offset with the CRC-32 and
  * size checked by libzip; and entries nothing here decodes (encrypted,
  * Deflate64, unknown methods), which the index lists and whose reads fail
  * with AFS_E_UNSUPPORTED and a reason naming the method, noted in the
@@ -336,8 +336,9 @@ static void check_unsupported(struct fx *f, const char *path, uint64_t len, cons
 
 /* Entries nothing here decodes no longer refuse the mount: encrypted ones
  * (ZipCrypto and AES through libzip's writer; a bare encrypted flag),
- * Deflate64, zstd, XZ, LZMA when the libzip linked lacks them, and a
- * method number nobody knows.  The others of the archive read fine. */
+ * Deflate64 and a method number nobody knows.  The others of the archive
+ * read fine; zstd, XZ and LZMA entries are decodable (xdecode.c, or
+ * libzip), and these, whose data is not of their method, fail as corrupt. */
 static void undecodable(const unsigned char *data)
 {
 	struct tu_entry e[] = {
@@ -366,12 +367,16 @@ static void undecodable(const unsigned char *data)
 	check_unsupported(&f, "/aes.txt", 6000, "AES-256");
 	check_unsupported(&f, "/flagged.txt", 7000, "encrypted");
 	check_unsupported(&f, "/deflate64.bin", 8000, "deflate64 (method 9)");
-	if (!afs_method_decodable(93))
-		check_unsupported(&f, "/zstd.bin", 9000, "zstd (method 93)");
-	if (!afs_method_decodable(ZIP_CM_XZ))
-		check_unsupported(&f, "/xz.bin", 9100, "xz (method 95)");
-	if (!afs_method_decodable(ZIP_CM_LZMA))
-		check_unsupported(&f, "/lzma.bin", 9200, "lzma (method 14)");
+	for (int i = 0; i < 3; i++) {
+		const char *p = (const char *[]){ "/zstd.bin", "/xz.bin", "/lzma.bin" }[i];
+		unsigned char b[64];
+		size_t got = 1;
+
+		CHECK(afs_stream_decodable(node(&f, p, NULL), NULL, 0));
+		s = open_s(&f, p, NULL);
+		CHECK(afs_stream_pread(s, b, sizeof(b), 0, &got) == AFS_E_CORRUPT && got == 0);
+		afs_stream_close(s);
+	}
 	check_unsupported(&f, "/m77.bin", 9300, "method 77");
 	s = open_s(&f, "/plain.txt", NULL);
 	CHECK(read_ok(s, data, 10000, 0, 10000));
@@ -434,6 +439,7 @@ static void names(void)
 	CHECK(strcmp(afs_method_name(93), "zstd") == 0 && strcmp(afs_method_name(95), "xz") == 0);
 	CHECK(afs_method_name(77) == NULL);
 	CHECK(afs_method_decodable(0) && afs_method_decodable(8) && afs_method_decodable(12));
+	CHECK(afs_method_decodable(14) && afs_method_decodable(93) && afs_method_decodable(95));
 	CHECK(!afs_method_decodable(9) && !afs_method_decodable(77));
 	CHECK(strcmp(afs_encryption_name(ZIP_EM_TRAD_PKWARE), "ZipCrypto") == 0);
 	CHECK(strcmp(afs_encryption_name(ZIP_EM_AES_128), "AES-128") == 0);

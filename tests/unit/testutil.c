@@ -145,6 +145,69 @@ static void put16(unsigned char *p, uint16_t v)
 	p[1] = (unsigned char)(v >> 8);
 }
 
+static void put32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+char *tu_zip_raw(const char *name, const struct tu_raw_entry *e, size_t n)
+{
+	size_t cap = 22, len = 0, cdir;
+	unsigned char *b, *h;
+	uint32_t *local = calloc(n ? n : 1, sizeof(*local));
+	char *path;
+
+	for (size_t i = 0; i < n; i++)
+		cap += 30 + 46 + 2 * strlen(e[i].name) + e[i].comp_len;
+	b = calloc(1, cap);
+	for (size_t i = 0; i < n; i++) {
+		size_t nl = strlen(e[i].name);
+		local[i] = (uint32_t)len;
+		h = b + len;
+		put32(h, 0x04034b50);
+		put16(h + 4, 63);
+		put16(h + 6, e[i].flags);
+		put16(h + 8, e[i].method);
+		put32(h + 14, e[i].crc);
+		put32(h + 18, (uint32_t)e[i].comp_len);
+		put32(h + 22, e[i].size);
+		put16(h + 26, (uint16_t)nl);
+		memcpy(h + 30, e[i].name, nl);
+		memcpy(h + 30 + nl, e[i].comp, e[i].comp_len);
+		len += 30 + nl + e[i].comp_len;
+	}
+	cdir = len;
+	for (size_t i = 0; i < n; i++) {
+		size_t nl = strlen(e[i].name);
+		h = b + len;
+		put32(h, 0x02014b50);
+		put16(h + 4, 3 << 8 | 63); /* made by Unix */
+		put16(h + 6, 63);
+		put16(h + 8, e[i].flags);
+		put16(h + 10, e[i].method);
+		put32(h + 16, e[i].crc);
+		put32(h + 20, (uint32_t)e[i].comp_len);
+		put32(h + 24, e[i].size);
+		put16(h + 28, (uint16_t)nl);
+		put32(h + 38, 0100644u << 16);
+		put32(h + 42, local[i]);
+		memcpy(h + 46, e[i].name, nl);
+		len += 46 + nl;
+	}
+	h = b + len;
+	put32(h, 0x06054b50);
+	put16(h + 8, (uint16_t)n);
+	put16(h + 10, (uint16_t)n);
+	put32(h + 12, (uint32_t)(len - cdir));
+	put32(h + 16, (uint32_t)cdir);
+	len += 22;
+	path = tu_file(name, b, len);
+	free(b);
+	free(local);
+	return path;
+}
+
 int tu_set_method(const char *path, const char *entry, uint16_t method, uint16_t flags)
 {
 	long len;

@@ -41,6 +41,23 @@ char *tu_zip(const char *name, const struct tu_entry *e, size_t n);
  * Either array may be NULL (each entry as tu_zip() writes it). */
 char *tu_zip_with(const char *name, const struct tu_entry *e, size_t n, const int *method, const int *encrypt);
 
+/* One entry of tu_zip_raw(): its compressed bytes as they are, with the
+ * method, general-purpose flags, CRC-32 and uncompressed size to state. */
+struct tu_raw_entry {
+	const char *name;
+	uint16_t method;
+	uint16_t flags;
+	uint32_t crc;
+	uint32_t size;
+	const void *comp;
+	size_t comp_len;
+};
+
+/* Writes a ZIP at dir/name whose entries hold the given compressed bytes
+ * (mode 0644, no extra fields), for methods no writer here has; returns
+ * its path. */
+char *tu_zip_raw(const char *name, const struct tu_raw_entry *e, size_t n);
+
 /* Rewrites the compression method of the entry named entry, in its
  * central-directory record and its local header, to method, and ORs flags
  * into their general-purpose bit flags (bit 0: encrypted), for methods no
