@@ -8,13 +8,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <time.h>
 #include "backups.h"
 #include "index.h"
 #include "inodes.h"
-#include "job.h"
 #include "log.h"
-#include "readers.h"
 #include "ops.h"
 #include "resolve.h"
 #include "stream.h"
@@ -42,7 +39,6 @@ struct handle {
 	char *text;          /* the other status files */
 	size_t len;
 	char *path;          /* for its log line */
-	struct afs_place pl; /* what it opened (pl.view is view) */
 };
 
 /* Every open file, so that those the kernel never released are freed at
@@ -59,36 +55,7 @@ struct afs_ll {
 	struct fuse_session *se;
 	struct afs_openfiles open;
 	bool push; /* small files' content goes to the kernel at their open */
-	/* No-open mode (a single archive, a kernel that supports it): the
-	 * kernel opens files itself and reads with no handle, through
-	 * readers; status files are read as of their last GETATTR (vsnap),
-	 * their attributes never cached. */
-	bool no_open;
-	struct afs_readers *readers;
-	pthread_mutex_t vmu;
-	struct vsnap {
-		char *text;            /* the content the last GETATTR sized */
-		size_t len;
-		uint64_t log_end;      /* .log: the end of the job's log then */
-		struct timespec mtime; /* when the content last changed */
-	} vsnap[AFS_VF_COUNT];
-	/* No-open mode: the pusher thread stores small files ahead of a
-	 * reader in the kernel's cache (push_ahead()). */
-	pthread_t pusher;
-	bool pusher_running, pusher_stop;
-	pthread_mutex_t pmu;
-	pthread_cond_t pcv;
-	uint32_t push_from; /* the node whose following siblings to push; AFS_NONE: none */
 };
-
-static void *pusher_main(void *arg);
-
-/* What one push ahead stores at most: files, and bytes. */
-#define PUSH_AHEAD_FILES 256
-#define PUSH_AHEAD_BYTES (4u << 20)
-
-/* Streams kept for reads without a handle. */
-#define READERS_MAX 32
 
 /* Files up to this size are read whole when opened and their content
  * handed to the kernel's page cache with the open's answer: a copy of many
@@ -133,64 +100,6 @@ static void unlist_open(struct afs_openfiles *o, struct handle *h)
 	pthread_mutex_unlock(&o->mu);
 }
 
-
-/* No-open mode: the attributes of status file pl into *st, its size now
- * and, as mtime, when its content last changed, so that the kernel
- * (auto_inval_data) drops the pages of an older content; its content is
- * kept for the reads that follow. */
-static void vfile_attr(struct afs_ll *ll, const struct afs_place *pl, struct stat *st)
-{
-	struct vsnap *vs = &ll->vsnap[pl->vfile];
-	struct afs_job *j = pl->view->job;
-	bool changed = false;
-
-	pthread_mutex_lock(&ll->vmu);
-	if (pl->vfile == AFS_VF_LOG) {
-		uint64_t start, end;
-
-		afs_job_log_span(j, &start, &end);
-		changed = end != vs->log_end;
-		vs->log_end = end;
-		vs->len = (size_t)(end - start);
-	} else if (pl->vfile != AFS_VF_CONTROL) {
-		size_t len = 0;
-		char *text = afs_vfile_read(j, pl->vfile, &len);
-
-		if (text && (!vs->text || len != vs->len || memcmp(text, vs->text, len) != 0)) {
-			free(vs->text);
-			vs->text = text;
-			vs->len = len;
-			text = NULL;
-			changed = true;
-		}
-		free(text);
-	}
-	if (changed || (vs->mtime.tv_sec == 0 && vs->mtime.tv_nsec == 0)) {
-		struct timespec now, was = vs->mtime;
-
-		clock_gettime(CLOCK_REALTIME, &now);
-		if (now.tv_sec < was.tv_sec || (now.tv_sec == was.tv_sec && now.tv_nsec <= was.tv_nsec)) {
-			now = was; /* never the same mtime for another content */
-			if (++now.tv_nsec == 1000000000) {
-				now.tv_sec++;
-				now.tv_nsec = 0;
-			}
-		}
-		vs->mtime = now;
-	}
-	/* .control: one byte, so that a read reaches archfs and fails EACCES
-	 * as an open for reading did, rather than find an empty file */
-	st->st_size = pl->vfile == AFS_VF_CONTROL ? 1 : (off_t)vs->len;
-	st->st_mtim = vs->mtime;
-	st->st_ctim = vs->mtime;
-	pthread_mutex_unlock(&ll->vmu);
-}
-
-/* The attribute timeout of pl: none for status files in no-open mode. */
-static double attr_timeout(const struct afs_ll *ll, const struct afs_place *pl)
-{
-	return ll->no_open && pl->kind == AFS_PL_VFILE ? 0.0 : CACHE_TIMEOUT;
-}
 
 static uid_t caller(fuse_req_t req)
 {
@@ -256,18 +165,6 @@ static void afs_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
-	/* A single archive never changes: the kernel may open its files
-	 * itself (no OPEN, RELEASE, nor a handle to keep) and keep their pages
-	 * across opens.  Directory mode keeps opens: an open file of an
-	 * archive that leaves the directory reads on through its handle. */
-	ll->no_open = !ll->m->backups && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT);
-	if (ll->no_open && (conn->capable & FUSE_CAP_AUTO_INVAL_DATA))
-		conn->want |= FUSE_CAP_AUTO_INVAL_DATA; /* status files: a new mtime drops old pages */
-	/* O_TRUNC as a SETATTR (refused but on .control), not as an open flag
-	 * that no-open mode would never see. */
-	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
-	if (ll->no_open) /* its own thread: never in the way of the loop's */
-		ll->pusher_running = pthread_create(&ll->pusher, NULL, pusher_main, ll) == 0;
 	if (ll->m->backups)
 		afs_backups_on_replaced(ll->m->backups, forget_replaced, ll);
 }
@@ -276,15 +173,6 @@ static void afs_init(void *userdata, struct fuse_conn_info *conn)
 static void afs_destroy(void *userdata)
 {
 	struct afs_ll *ll = userdata;
-
-	if (ll->pusher_running) {
-		pthread_mutex_lock(&ll->pmu);
-		ll->pusher_stop = true;
-		pthread_cond_signal(&ll->pcv);
-		pthread_mutex_unlock(&ll->pmu);
-		pthread_join(ll->pusher, NULL);
-		ll->pusher_running = false;
-	}
 
 	while (ll->open.head) {
 		struct handle *h = ll->open.head;
@@ -304,13 +192,11 @@ static enum afs_err entry_of(struct afs_ll *ll, const char *path, struct fuse_en
 	memset(e, 0, sizeof(*e));
 	if (err == AFS_OK)
 		err = afs_place_stat(ll->m, &pl, &e->attr);
-	if (err == AFS_OK && ll->no_open && pl.kind == AFS_PL_VFILE)
-		vfile_attr(ll, &pl, &e->attr);
-	e->attr_timeout = attr_timeout(ll, &pl);
 	afs_place_release(ll->m, &pl);
 	if (err == AFS_OK && !(e->ino = afs_inodes_ref(ll->inodes, path, strlen(path))))
 		err = AFS_E_NOMEM;
 	e->attr.st_ino = e->ino;
+	e->attr_timeout = CACHE_TIMEOUT;
 	e->entry_timeout = CACHE_TIMEOUT;
 	return err;
 }
@@ -359,35 +245,19 @@ static void afs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	char *path = path_of(req, ino, NULL);
 	enum afs_err err;
 
+	(void)fi;
 	if (!path)
 		return;
-	double timeout = CACHE_TIMEOUT;
-
-	if (fi && fi->fh) { /* an open file: what it opened, even if its archive has left since */
-		struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-
-		free(path);
-		err = afs_place_stat(ll->m, &h->pl, &st);
-		st.st_ino = ino;
-		if (err != AFS_OK)
-			fuse_reply_err(req, afs_errno(err));
-		else
-			fuse_reply_attr(req, &st, attr_timeout(ll, &h->pl));
-		return;
-	}
 	err = afs_resolve(ll->m, path, AFS_RESOLVE_LOOK, &pl);
 	if (err == AFS_OK)
 		err = afs_place_stat(ll->m, &pl, &st);
-	if (err == AFS_OK && ll->no_open && pl.kind == AFS_PL_VFILE)
-		vfile_attr(ll, &pl, &st);
-	timeout = attr_timeout(ll, &pl);
 	afs_place_release(ll->m, &pl);
 	free(path);
 	st.st_ino = ino;
 	if (err != AFS_OK)
 		fuse_reply_err(req, afs_errno(err));
 	else
-		fuse_reply_attr(req, &st, timeout);
+		fuse_reply_attr(req, &st, CACHE_TIMEOUT);
 }
 
 /* The place of ino (resolved how), or an error after replying it. */
@@ -583,10 +453,7 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_f
 					break;
 				}
 				e.attr.st_ino = e.ino;
-				e.attr_timeout = ll->no_open && strcmp(d->path, "/") == 0 &&
-							 afs_vfile_named(r->name) != AFS_VF_NONE
-							 ? 0.0
-							 : CACHE_TIMEOUT;
+				e.attr_timeout = CACHE_TIMEOUT;
 				e.entry_timeout = CACHE_TIMEOUT;
 			}
 			need = fuse_add_direntry_plus(req, buf + pos, size - pos, r->name, &e, (off_t)i + 1);
@@ -639,7 +506,6 @@ static enum afs_err handle_new(struct afs_place *pl, struct handle **out)
 		return err;
 	}
 	pthread_mutex_init(&h->lock, NULL);
-	h->pl = *pl;
 	h->view = pl->view;
 	pl->view = NULL;
 	*out = h;
@@ -672,10 +538,6 @@ static void afs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	char *path;
 	enum afs_err err;
 
-	if (ll->no_open) { /* from now on the kernel opens files itself */
-		fuse_reply_err(req, ENOSYS);
-		return;
-	}
 	if (place_of(req, ino, AFS_RESOLVE_OPEN, &pl, &path) != AFS_OK)
 		return;
 	err = afs_place_may_open(ll->m, &pl, fi->flags, caller(req));
@@ -738,180 +600,18 @@ static int handle_read(struct handle *h, char *buf, size_t size, off_t off)
 	return err == AFS_OK ? (int)got : -afs_errno(err);
 }
 
-
-/* Stores node's content (a small regular file) in the kernel's cache of
- * ino.  The kernel must know ino: it is pinned. */
-static void push_node(struct afs_ll *ll, struct afs_view *v, uint32_t node, uint64_t ino, size_t size)
-{
-	struct afs_stream *st = NULL;
-	char *buf = malloc(size ? size : 1);
-	size_t got = 0;
-
-	if (buf && afs_stream_open_shared(v->archive, v->index, node, v->seek, &st) == AFS_OK &&
-	    afs_stream_pread(st, buf, size, 0, &got) == AFS_OK && got == size) {
-		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
-
-		bv.buf[0].mem = buf;
-		fuse_lowlevel_notify_store(ll->se, ino, 0, &bv, 0);
-	}
-	afs_stream_close(st);
-	free(buf);
-}
-
-/* Pushes the small regular files that follow node in its directory (the
- * order listings give), those the kernel knows and has not been given
- * yet, up to PUSH_AHEAD_FILES or PUSH_AHEAD_BYTES: a reader going through
- * the directory in that order (cp -r, tar, rsync) then finds them cached
- * and sends no READ.  A file whose read fails is left to its READ. */
-static void push_ahead(struct afs_ll *ll, uint32_t node)
-{
-	struct afs_view *v = ll->m->view;
-	size_t files = 0, bytes = 0, looked = 0;
-	char *path = NULL;
-	size_t cap = 0;
-
-	for (uint32_t id = afs_index_node(v->index, node)->next_sibling;
-	     id != AFS_NONE && files < PUSH_AHEAD_FILES && bytes < PUSH_AHEAD_BYTES && looked < 4 * PUSH_AHEAD_FILES;
-	     id = afs_index_node(v->index, id)->next_sibling) {
-		const struct afs_node *n = afs_index_node(v->index, id);
-		const char *sub = afs_index_path(v->index, id);
-		size_t need = strlen(sub) + 2;
-		uint64_t ino;
-
-		looked++;
-		if (!S_ISREG(n->mode) || n->size > PUSH_MAX || n->size == 0)
-			continue;
-		if (need > cap) {
-			char *g = realloc(path, need);
-
-			if (!g)
-				break;
-			path = g;
-			cap = need;
-		}
-		snprintf(path, cap, "/%s", sub);
-		if (!(ino = afs_inodes_pin(ll->inodes, path, need - 1)))
-			continue; /* the kernel does not know it: nothing to fill */
-		if (afs_inodes_mark(ll->inodes, ino, 1) == 0) {
-			push_node(ll, v, id, ino, (size_t)n->size);
-			files++;
-			bytes += (size_t)n->size;
-		}
-		afs_inodes_unpin(ll->inodes, ino);
-		pthread_mutex_lock(&ll->pmu);
-		bool newer = ll->push_from != AFS_NONE || ll->pusher_stop;
-		pthread_mutex_unlock(&ll->pmu);
-		if (newer)
-			break; /* a later read asks for another place: go there */
-	}
-	free(path);
-}
-
-static void *pusher_main(void *arg)
-{
-	struct afs_ll *ll = arg;
-
-	pthread_mutex_lock(&ll->pmu);
-	while (!ll->pusher_stop) {
-		uint32_t node = ll->push_from;
-
-		if (node == AFS_NONE) {
-			pthread_cond_wait(&ll->pcv, &ll->pmu);
-			continue;
-		}
-		ll->push_from = AFS_NONE;
-		pthread_mutex_unlock(&ll->pmu);
-		push_ahead(ll, node);
-		pthread_mutex_lock(&ll->pmu);
-	}
-	pthread_mutex_unlock(&ll->pmu);
-	return NULL;
-}
-
-/* A READ of small file node missed the cache: push what follows it. */
-static void want_push(struct afs_ll *ll, uint32_t node)
-{
-	if (!ll->pusher_running)
-		return;
-	pthread_mutex_lock(&ll->pmu);
-	ll->push_from = node;
-	pthread_cond_signal(&ll->pcv);
-	pthread_mutex_unlock(&ll->pmu);
-}
-
-/* No-open mode: up to size bytes of pl at off into buf; the count, or
- * -errno.  A status file gives the content its last GETATTR sized; .log
- * is read at the offset in the job's log as it is now; .control is not
- * for reading. */
-static int place_read(struct afs_ll *ll, const struct afs_place *pl, const char *path, char *buf, size_t size,
-		      off_t off)
-{
-	size_t got = 0;
-	enum afs_err err = AFS_OK;
-
-	if (off < 0)
-		return -EINVAL;
-	if (pl->kind == AFS_PL_NODE) {
-		char why[256];
-
-		const struct afs_node *n = afs_index_node(pl->view->index, pl->node);
-
-		err = afs_readers_pread(ll->readers, pl->view, pl->node, buf, size, (uint64_t)off, &got, why,
-					sizeof(why));
-		if (err != AFS_OK && err != AFS_E_NOMEM)
-			afs_log(AFS_LOG_ERR, "%s: %s", path + 1, why);
-		if (err == AFS_OK && n->size <= PUSH_MAX)
-			want_push(ll, pl->node);
-	} else if (pl->kind != AFS_PL_VFILE) {
-		err = AFS_E_ISDIR;
-	} else if (pl->vfile == AFS_VF_CONTROL) {
-		err = AFS_E_ACCES;
-	} else if (pl->vfile == AFS_VF_LOG) {
-		struct afs_vlog vl;
-
-		afs_vfile_log_open(pl->view->job, &vl);
-		got = afs_vfile_log_read(pl->view->job, &vl, buf, size, (uint64_t)off);
-	} else {
-		struct vsnap *vs = &ll->vsnap[pl->vfile];
-		struct stat st;
-
-		if (!vs->text)
-			vfile_attr(ll, pl, &st);
-		pthread_mutex_lock(&ll->vmu);
-		if ((uint64_t)off < vs->len) {
-			got = vs->len - (size_t)off < size ? vs->len - (size_t)off : size;
-			memcpy(buf, vs->text + off, got);
-		}
-		pthread_mutex_unlock(&ll->vmu);
-	}
-	return err == AFS_OK ? (int)got : -afs_errno(err);
-}
-
 static void afs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	char *buf = malloc(size ? size : 1);
 	int n;
 
+	(void)ino;
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (!h) { /* no-open mode */
-		struct afs_ll *ll = ll_of(req);
-		struct afs_place pl;
-		char *path;
-
-		if (place_of(req, ino, AFS_RESOLVE_OPEN, &pl, &path) != AFS_OK) {
-			free(buf);
-			return;
-		}
-		n = place_read(ll, &pl, path, buf, size, off);
-		afs_place_release(ll->m, &pl);
-		free(path);
-	} else {
-		n = handle_read(h, buf, size, off);
-	}
+	n = handle_read(h, buf, size, off);
 	if (n < 0)
 		fuse_reply_err(req, -n);
 	else
@@ -1041,22 +741,11 @@ static void afs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 		      struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	struct afs_job *job = h && h->vfile == AFS_VF_CONTROL ? h->job : NULL;
 	enum afs_err err;
 
+	(void)ino;
 	(void)off;
-	if (!h) { /* no-open mode: which file, from its inode */
-		struct afs_place pl;
-		char *path;
-
-		if (place_of(req, ino, AFS_RESOLVE_LOOK, &pl, &path) != AFS_OK)
-			return;
-		if (pl.kind == AFS_PL_VFILE && pl.vfile == AFS_VF_CONTROL)
-			job = pl.view->job; /* the mount's own view: it outlives the call */
-		afs_place_release(ll_of(req)->m, &pl);
-		free(path);
-	}
-	if (!job) {
+	if (!h || h->vfile != AFS_VF_CONTROL) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
@@ -1064,7 +753,7 @@ static void afs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 		fuse_reply_err(req, EACCES);
 		return;
 	}
-	err = afs_vfile_control(job, buf, size);
+	err = afs_vfile_control(h->job, buf, size);
 	if (err != AFS_OK)
 		fuse_reply_err(req, afs_errno(err));
 	else
@@ -1155,18 +844,12 @@ struct afs_ll *afs_ll_new(struct afs_mount *m)
 {
 	struct afs_ll *ll = calloc(1, sizeof(*ll));
 
-	if (!ll || !(ll->inodes = afs_inodes_new()) || !(ll->readers = afs_readers_new(READERS_MAX))) {
-		if (ll)
-			afs_inodes_free(ll->inodes);
+	if (!ll || !(ll->inodes = afs_inodes_new())) {
 		free(ll);
 		return NULL;
 	}
 	ll->m = m;
 	pthread_mutex_init(&ll->open.mu, NULL);
-	pthread_mutex_init(&ll->vmu, NULL);
-	pthread_mutex_init(&ll->pmu, NULL);
-	pthread_cond_init(&ll->pcv, NULL);
-	ll->push_from = AFS_NONE;
 	return ll;
 }
 
@@ -1190,12 +873,6 @@ void afs_ll_free(struct afs_ll *ll)
 		handle_free(ll->m, h);
 	}
 	pthread_mutex_destroy(&ll->open.mu);
-	pthread_mutex_destroy(&ll->vmu);
-	pthread_mutex_destroy(&ll->pmu);
-	pthread_cond_destroy(&ll->pcv);
-	for (int v = 0; v < AFS_VF_COUNT; v++)
-		free(ll->vsnap[v].text);
-	afs_readers_free(ll->readers);
 	afs_inodes_free(ll->inodes);
 	free(ll);
 }

@@ -11,8 +11,6 @@ struct rec {
 	uint64_t hash;
 	size_t len;
 	int marked;
-	unsigned pins; /* afs_inodes_pin() holds: freed at the last unpin once forgotten */
-	bool dead;     /* forgotten, out of the table, pinned */
 	char path[]; /* NUL-terminated */
 };
 
@@ -112,8 +110,6 @@ uint64_t afs_inodes_ref(struct afs_inodes *t, const char *path, size_t len)
 		r->next = NULL;
 		r->nlookup = 0;
 		r->marked = 0;
-		r->pins = 0;
-		r->dead = false;
 		r->hash = h;
 		r->len = len;
 		memcpy(r->path, path, len);
@@ -144,10 +140,7 @@ void afs_inodes_forget(struct afs_inodes *t, uint64_t ino, uint64_t n)
 		if (*p == r) {
 			*p = r->next;
 			t->count--;
-			if (r->pins)
-				r->dead = true; /* the last unpin frees it */
-			else
-				free(r);
+			free(r);
 		}
 	}
 	pthread_mutex_unlock(&t->mu);
@@ -183,35 +176,6 @@ char *afs_inodes_path(struct afs_inodes *t, uint64_t ino, const char *name)
 	}
 	pthread_mutex_unlock(&t->mu);
 	return out;
-}
-
-uint64_t afs_inodes_pin(struct afs_inodes *t, const char *path, size_t len)
-{
-	uint64_t ino = 0;
-	struct rec *r;
-
-	if (is_root(path, len))
-		return 0;
-	pthread_mutex_lock(&t->mu);
-	r = *find(t, path, len, hash_of(path, len));
-	if (r) {
-		r->pins++;
-		ino = (uint64_t)(uintptr_t)r;
-	}
-	pthread_mutex_unlock(&t->mu);
-	return ino;
-}
-
-void afs_inodes_unpin(struct afs_inodes *t, uint64_t ino)
-{
-	struct rec *r = (struct rec *)(uintptr_t)ino;
-
-	if (!ino || ino == AFS_ROOT_INO)
-		return;
-	pthread_mutex_lock(&t->mu);
-	if (--r->pins == 0 && r->dead)
-		free(r);
-	pthread_mutex_unlock(&t->mu);
 }
 
 int afs_inodes_mark(struct afs_inodes *t, uint64_t ino, int on)

@@ -33,12 +33,6 @@ void afs_inodes_forget(struct afs_inodes *t, uint64_t ino, uint64_t n);
  * ".." or holds a '/'.  ino must be a number the kernel holds. */
 char *afs_inodes_path(struct afs_inodes *t, uint64_t ino, const char *name);
 
-/* The number of path[0..len) if it has one, held (pinned) so that it
- * stays valid, even forgotten, until afs_inodes_unpin(); 0 when it has
- * none.  Not a lookup: the kernel's counts do not change. */
-uint64_t afs_inodes_pin(struct afs_inodes *t, const char *path, size_t len);
-void afs_inodes_unpin(struct afs_inodes *t, uint64_t ino);
-
 /* Sets ino's mark to on (the FUSE skin's: its content was given to the
  * kernel) and returns the mark it had; a number made anew is unmarked. */
 int afs_inodes_mark(struct afs_inodes *t, uint64_t ino, int on);
