@@ -39,6 +39,7 @@ struct handle {
 	char *text;          /* the other status files */
 	size_t len;
 	char *path;          /* for its log line */
+	struct afs_place pl; /* what it opened (pl.view is view) */
 };
 
 /* Every open file, so that those the kernel never released are freed at
@@ -242,11 +243,21 @@ static void afs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	struct afs_ll *ll = ll_of(req);
 	struct afs_place pl;
 	struct stat st;
-	char *path = path_of(req, ino, NULL);
+	char *path;
 	enum afs_err err;
 
-	(void)fi;
-	if (!path)
+	if (fi && fi->fh) { /* an open file: what it opened, even if its archive has left since */
+		struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
+		err = afs_place_stat(ll->m, &h->pl, &st);
+		st.st_ino = ino;
+		if (err != AFS_OK)
+			fuse_reply_err(req, afs_errno(err));
+		else
+			fuse_reply_attr(req, &st, CACHE_TIMEOUT);
+		return;
+	}
+	if (!(path = path_of(req, ino, NULL)))
 		return;
 	err = afs_resolve(ll->m, path, AFS_RESOLVE_LOOK, &pl);
 	if (err == AFS_OK)
@@ -506,6 +517,7 @@ static enum afs_err handle_new(struct afs_place *pl, struct handle **out)
 		return err;
 	}
 	pthread_mutex_init(&h->lock, NULL);
+	h->pl = *pl;
 	h->view = pl->view;
 	pl->view = NULL;
 	*out = h;
