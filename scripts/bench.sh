@@ -17,6 +17,7 @@
 #          scripts/bench.sh pg [ROWS]   the PostgreSQL restore (scripts/bench-pg.sh)
 #          scripts/bench.sh sqlite [SIZE_MB]   the SQLite restore (scripts/bench-sqlite.sh)
 #          scripts/bench.sh dirmode [ARCHIVES]   the directory-mode walk alone (default 2000)
+#          scripts/bench.sh small   small files and tree walks into tmpfs (scripts/bench-small.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -99,6 +100,7 @@ case ${1:-} in
   pg) shift; exec scripts/bench-pg.sh "$@" ;;
   sqlite) shift; exec scripts/bench-sqlite.sh "$@" ;;
   dirmode) shift; bench_dirmode "$@"; exit 0 ;;
+  small) shift; exec scripts/bench-small.sh "$@" ;;
 esac
 size_mb=${1:-1024}
 RANDOM_READS=2000
@@ -409,3 +411,4 @@ echo
 echo "$report"
 printf '%s\n' "$report" | scripts/doc-table.py docs/performance.md bench
 bench_dirmode
+scripts/bench-small.sh
