@@ -8,10 +8,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include "backups.h"
 #include "index.h"
 #include "inodes.h"
+#include "job.h"
 #include "log.h"
+#include "readers.h"
 #include "ops.h"
 #include "resolve.h"
 #include "stream.h"
@@ -56,7 +59,40 @@ struct afs_ll {
 	struct fuse_session *se;
 	struct afs_openfiles open;
 	bool push; /* small files' content goes to the kernel at their open */
+	/* No-open mode (a single archive, a kernel that supports it): the
+	 * kernel opens files itself and reads with no handle, through
+	 * readers.  A status file's name is looked up afresh at every open
+	 * and names an inode for its content as of then (struct vver): the
+	 * inode's content never changes, so whoever opened it reads one
+	 * version to its end, as a renamed-over file on a disk. */
+	bool no_open;
+	struct afs_readers *readers;
+	pthread_mutex_t vmu;
+	struct vlatest {
+		uint64_t gen;          /* the latest version's number */
+		char *text;            /* its content (text files) */
+		size_t len;
+		uint64_t log_end;      /* .log: the end of the job's log then */
+		bool made;             /* a version exists */
+		struct timespec mtime; /* when it appeared */
+	} vlatest[AFS_VF_COUNT];
+	/* No-open mode: the pusher thread stores small files ahead of a
+	 * reader in the kernel's cache (push_ahead()). */
+	pthread_t pusher;
+	bool pusher_running, pusher_stop;
+	pthread_mutex_t pmu;
+	pthread_cond_t pcv;
+	uint32_t push_from; /* the node whose following siblings to push; AFS_NONE: none */
 };
+
+static void *pusher_main(void *arg);
+
+/* What one push ahead stores at most: files, and bytes. */
+#define PUSH_AHEAD_FILES 256
+#define PUSH_AHEAD_BYTES (4u << 20)
+
+/* Streams kept for reads without a handle. */
+#define READERS_MAX 32
 
 /* Files up to this size are read whole when opened and their content
  * handed to the kernel's page cache with the open's answer: a copy of many
@@ -101,6 +137,107 @@ static void unlist_open(struct afs_openfiles *o, struct handle *h)
 	pthread_mutex_unlock(&o->mu);
 }
 
+
+/* One version of a status file in no-open mode: the data of its inode. */
+struct vver {
+	enum afs_vfile vf;
+	struct afs_job *job;
+	char *text; /* text files: the content */
+	size_t len;
+	struct afs_vlog log; /* .log: the job's log span at the lookup */
+	struct timespec mtime;
+};
+
+static void vver_free(void *data)
+{
+	struct vver *v = data;
+
+	free(v->text);
+	free(v);
+}
+
+/* No-open mode: the entry of status file pl (not .control): an inode for
+ * its content now, the latest version's when that did not change, with
+ * attributes that never change (size, and as mtime when the content
+ * appeared); the name is not cached, so the next open looks it up again. */
+static enum afs_err vfile_entry(struct afs_ll *ll, const char *path, const struct afs_place *pl,
+				struct fuse_entry_param *e)
+{
+	struct vlatest *L = &ll->vlatest[pl->vfile];
+	struct vver *v = calloc(1, sizeof(*v));
+	char key[64];
+	size_t plen = strlen(path);
+	int fresh = 0;
+	bool changed;
+
+	if (!v || plen + 1 + sizeof(uint64_t) > sizeof(key)) {
+		free(v);
+		return AFS_E_NOMEM;
+	}
+	v->vf = pl->vfile;
+	v->job = pl->view->job;
+	if (v->vf == AFS_VF_LOG) {
+		afs_vfile_log_open(v->job, &v->log);
+		v->len = (size_t)(v->log.end - v->log.start);
+	} else if (!(v->text = afs_vfile_read(v->job, v->vf, &v->len))) {
+		free(v);
+		return AFS_E_NOMEM;
+	}
+	pthread_mutex_lock(&ll->vmu);
+	if (v->vf == AFS_VF_LOG)
+		changed = !L->made || L->log_end != v->log.end;
+	else
+		changed = !L->made || L->len != v->len || memcmp(L->text, v->text, v->len) != 0;
+	if (changed) {
+		char *copy = v->text ? malloc(v->len + 1) : NULL;
+		struct timespec now;
+
+		if (v->text && !copy) {
+			pthread_mutex_unlock(&ll->vmu);
+			vver_free(v);
+			return AFS_E_NOMEM;
+		}
+		if (copy)
+			memcpy(copy, v->text, v->len + 1);
+		free(L->text);
+		L->text = copy;
+		L->len = v->len;
+		L->log_end = v->log.end;
+		L->made = true;
+		L->gen++;
+		clock_gettime(CLOCK_REALTIME, &now);
+		if (now.tv_sec < L->mtime.tv_sec || (now.tv_sec == L->mtime.tv_sec && now.tv_nsec <= L->mtime.tv_nsec)) {
+			now = L->mtime; /* another content, another mtime */
+			if (++now.tv_nsec == 1000000000) {
+				now.tv_sec++;
+				now.tv_nsec = 0;
+			}
+		}
+		L->mtime = now;
+	}
+	v->mtime = L->mtime;
+	memcpy(key, path, plen + 1); /* the path, its NUL, the version: another inode per version */
+	memcpy(key + plen + 1, &L->gen, sizeof(L->gen));
+	pthread_mutex_unlock(&ll->vmu);
+	e->attr.st_size = (off_t)v->len;
+	e->attr.st_mtim = v->mtime;
+	e->attr.st_ctim = v->mtime;
+	e->ino = afs_inodes_ref_data(ll->inodes, key, plen + 1 + sizeof(uint64_t), v, &fresh);
+	if (!fresh) {
+		struct vver *had = afs_inodes_data(ll->inodes, e->ino);
+
+		if (had) { /* the version's own attributes (a log span may differ in its start) */
+			e->attr.st_size = (off_t)had->len;
+			e->attr.st_mtim = had->mtime;
+			e->attr.st_ctim = had->mtime;
+		}
+		vver_free(v);
+	}
+	e->attr.st_ino = e->ino;
+	e->attr_timeout = CACHE_TIMEOUT; /* the version never changes */
+	e->entry_timeout = 0;            /* the name does */
+	return e->ino ? AFS_OK : AFS_E_NOMEM;
+}
 
 static uid_t caller(fuse_req_t req)
 {
@@ -166,6 +303,18 @@ static void afs_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	/* A single archive never changes: the kernel may open its files
+	 * itself (no OPEN, RELEASE, nor a handle to keep) and keep their pages
+	 * across opens.  Directory mode keeps opens: an open file of an
+	 * archive that leaves the directory reads on through its handle. */
+	ll->no_open = !ll->m->backups && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT);
+	if (ll->no_open && (conn->capable & FUSE_CAP_AUTO_INVAL_DATA))
+		conn->want |= FUSE_CAP_AUTO_INVAL_DATA; /* status files: a new mtime drops old pages */
+	/* O_TRUNC as a SETATTR (refused but on .control), not as an open flag
+	 * that no-open mode would never see. */
+	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+	if (ll->no_open) /* its own thread: never in the way of the loop's */
+		ll->pusher_running = pthread_create(&ll->pusher, NULL, pusher_main, ll) == 0;
 	if (ll->m->backups)
 		afs_backups_on_replaced(ll->m->backups, forget_replaced, ll);
 }
@@ -174,6 +323,15 @@ static void afs_init(void *userdata, struct fuse_conn_info *conn)
 static void afs_destroy(void *userdata)
 {
 	struct afs_ll *ll = userdata;
+
+	if (ll->pusher_running) {
+		pthread_mutex_lock(&ll->pmu);
+		ll->pusher_stop = true;
+		pthread_cond_signal(&ll->pcv);
+		pthread_mutex_unlock(&ll->pmu);
+		pthread_join(ll->pusher, NULL);
+		ll->pusher_running = false;
+	}
 
 	while (ll->open.head) {
 		struct handle *h = ll->open.head;
@@ -193,6 +351,15 @@ static enum afs_err entry_of(struct afs_ll *ll, const char *path, struct fuse_en
 	memset(e, 0, sizeof(*e));
 	if (err == AFS_OK)
 		err = afs_place_stat(ll->m, &pl, &e->attr);
+	if (err == AFS_OK && ll->no_open && pl.kind == AFS_PL_VFILE && pl.vfile != AFS_VF_CONTROL) {
+		err = vfile_entry(ll, path, &pl, e);
+		afs_place_release(ll->m, &pl);
+		return err;
+	}
+	/* .control in no-open mode: one byte, so that a read reaches archfs
+	 * and fails EACCES as an open for reading does, not an empty file */
+	if (err == AFS_OK && ll->no_open && pl.kind == AFS_PL_VFILE)
+		e->attr.st_size = 1;
 	afs_place_release(ll->m, &pl);
 	if (err == AFS_OK && !(e->ino = afs_inodes_ref(ll->inodes, path, strlen(path))))
 		err = AFS_E_NOMEM;
@@ -243,12 +410,15 @@ static void afs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	struct afs_ll *ll = ll_of(req);
 	struct afs_place pl;
 	struct stat st;
-	char *path;
+	char *path = path_of(req, ino, NULL);
 	enum afs_err err;
 
+	if (!path)
+		return;
 	if (fi && fi->fh) { /* an open file: what it opened, even if its archive has left since */
 		struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
+		free(path);
 		err = afs_place_stat(ll->m, &h->pl, &st);
 		st.st_ino = ino;
 		if (err != AFS_OK)
@@ -257,11 +427,20 @@ static void afs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 			fuse_reply_attr(req, &st, CACHE_TIMEOUT);
 		return;
 	}
-	if (!(path = path_of(req, ino, NULL)))
-		return;
 	err = afs_resolve(ll->m, path, AFS_RESOLVE_LOOK, &pl);
 	if (err == AFS_OK)
 		err = afs_place_stat(ll->m, &pl, &st);
+	if (err == AFS_OK && ll->no_open && pl.kind == AFS_PL_VFILE) {
+		struct vver *v = afs_inodes_data(ll->inodes, ino);
+
+		if (v) { /* a status file's version */
+			st.st_size = (off_t)v->len;
+			st.st_mtim = v->mtime;
+			st.st_ctim = v->mtime;
+		} else if (pl.vfile == AFS_VF_CONTROL) {
+			st.st_size = 1;
+		}
+	}
 	afs_place_release(ll->m, &pl);
 	free(path);
 	st.st_ino = ino;
@@ -457,15 +636,26 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_f
 					free(path);
 					break;
 				}
-				e.ino = afs_inodes_ref(ll->inodes, path, strlen(path));
-				free(path);
-				if (!e.ino) {
-					err = AFS_E_NOMEM;
-					break;
+				if (ll->no_open && strcmp(d->path, "/") == 0 && afs_vfile_named(r->name) != AFS_VF_NONE) {
+					/* a status file: its version now, as a lookup gives */
+					enum afs_err verr = entry_of(ll, path, &e);
+
+					free(path);
+					if (verr != AFS_OK) {
+						err = verr;
+						break;
+					}
+				} else {
+					e.ino = afs_inodes_ref(ll->inodes, path, strlen(path));
+					free(path);
+					if (!e.ino) {
+						err = AFS_E_NOMEM;
+						break;
+					}
+					e.attr.st_ino = e.ino;
+					e.attr_timeout = CACHE_TIMEOUT;
+					e.entry_timeout = CACHE_TIMEOUT;
 				}
-				e.attr.st_ino = e.ino;
-				e.attr_timeout = CACHE_TIMEOUT;
-				e.entry_timeout = CACHE_TIMEOUT;
 			}
 			need = fuse_add_direntry_plus(req, buf + pos, size - pos, r->name, &e, (off_t)i + 1);
 		}
@@ -550,6 +740,10 @@ static void afs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	char *path;
 	enum afs_err err;
 
+	if (ll->no_open) { /* from now on the kernel opens files itself */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	if (place_of(req, ino, AFS_RESOLVE_OPEN, &pl, &path) != AFS_OK)
 		return;
 	err = afs_place_may_open(ll->m, &pl, fi->flags, caller(req));
@@ -612,18 +806,176 @@ static int handle_read(struct handle *h, char *buf, size_t size, off_t off)
 	return err == AFS_OK ? (int)got : -afs_errno(err);
 }
 
+
+/* Stores node's content (a small regular file) in the kernel's cache of
+ * ino.  The kernel must know ino: it is pinned. */
+static void push_node(struct afs_ll *ll, struct afs_view *v, uint32_t node, uint64_t ino, size_t size)
+{
+	struct afs_stream *st = NULL;
+	char *buf = malloc(size ? size : 1);
+	size_t got = 0;
+
+	if (buf && afs_stream_open_shared(v->archive, v->index, node, v->seek, &st) == AFS_OK &&
+	    afs_stream_pread(st, buf, size, 0, &got) == AFS_OK && got == size) {
+		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+
+		bv.buf[0].mem = buf;
+		fuse_lowlevel_notify_store(ll->se, ino, 0, &bv, 0);
+	}
+	afs_stream_close(st);
+	free(buf);
+}
+
+/* Pushes the small regular files that follow node in its directory (the
+ * order listings give), those the kernel knows and has not been given
+ * yet, up to PUSH_AHEAD_FILES or PUSH_AHEAD_BYTES: a reader going through
+ * the directory in that order (cp -r, tar, rsync) then finds them cached
+ * and sends no READ.  A file whose read fails is left to its READ. */
+static void push_ahead(struct afs_ll *ll, uint32_t node)
+{
+	struct afs_view *v = ll->m->view;
+	size_t files = 0, bytes = 0, looked = 0;
+	char *path = NULL;
+	size_t cap = 0;
+
+	for (uint32_t id = afs_index_node(v->index, node)->next_sibling;
+	     id != AFS_NONE && files < PUSH_AHEAD_FILES && bytes < PUSH_AHEAD_BYTES && looked < 4 * PUSH_AHEAD_FILES;
+	     id = afs_index_node(v->index, id)->next_sibling) {
+		const struct afs_node *n = afs_index_node(v->index, id);
+		const char *sub = afs_index_path(v->index, id);
+		size_t need = strlen(sub) + 2;
+		uint64_t ino;
+
+		looked++;
+		if (!S_ISREG(n->mode) || n->size > PUSH_MAX || n->size == 0)
+			continue;
+		if (need > cap) {
+			char *g = realloc(path, need);
+
+			if (!g)
+				break;
+			path = g;
+			cap = need;
+		}
+		snprintf(path, cap, "/%s", sub);
+		if (!(ino = afs_inodes_pin(ll->inodes, path, need - 1)))
+			continue; /* the kernel does not know it: nothing to fill */
+		if (afs_inodes_mark(ll->inodes, ino, 1) == 0) {
+			push_node(ll, v, id, ino, (size_t)n->size);
+			files++;
+			bytes += (size_t)n->size;
+		}
+		afs_inodes_unpin(ll->inodes, ino);
+		pthread_mutex_lock(&ll->pmu);
+		bool newer = ll->push_from != AFS_NONE || ll->pusher_stop;
+		pthread_mutex_unlock(&ll->pmu);
+		if (newer)
+			break; /* a later read asks for another place: go there */
+	}
+	free(path);
+}
+
+static void *pusher_main(void *arg)
+{
+	struct afs_ll *ll = arg;
+
+	pthread_mutex_lock(&ll->pmu);
+	while (!ll->pusher_stop) {
+		uint32_t node = ll->push_from;
+
+		if (node == AFS_NONE) {
+			pthread_cond_wait(&ll->pcv, &ll->pmu);
+			continue;
+		}
+		ll->push_from = AFS_NONE;
+		pthread_mutex_unlock(&ll->pmu);
+		push_ahead(ll, node);
+		pthread_mutex_lock(&ll->pmu);
+	}
+	pthread_mutex_unlock(&ll->pmu);
+	return NULL;
+}
+
+/* A READ of small file node missed the cache: push what follows it. */
+static void want_push(struct afs_ll *ll, uint32_t node)
+{
+	if (!ll->pusher_running)
+		return;
+	pthread_mutex_lock(&ll->pmu);
+	ll->push_from = node;
+	pthread_cond_signal(&ll->pcv);
+	pthread_mutex_unlock(&ll->pmu);
+}
+
+/* No-open mode: up to size bytes of pl (inode ino) at off into buf; the
+ * count, or -errno.  A status file's inode gives its version's content
+ * (.log: the log's span at its lookup, read from the job's buffer);
+ * .control is not for reading. */
+static int place_read(struct afs_ll *ll, fuse_ino_t ino, const struct afs_place *pl, const char *path, char *buf,
+		      size_t size, off_t off)
+{
+	size_t got = 0;
+	enum afs_err err = AFS_OK;
+
+	if (off < 0)
+		return -EINVAL;
+	if (pl->kind == AFS_PL_NODE) {
+		char why[256];
+
+		const struct afs_node *n = afs_index_node(pl->view->index, pl->node);
+
+		err = afs_readers_pread(ll->readers, pl->view, pl->node, buf, size, (uint64_t)off, &got, why,
+					sizeof(why));
+		if (err != AFS_OK && err != AFS_E_NOMEM)
+			afs_log(AFS_LOG_ERR, "%s: %s", path + 1, why);
+		if (err == AFS_OK && n->size <= PUSH_MAX)
+			want_push(ll, pl->node);
+	} else if (pl->kind != AFS_PL_VFILE) {
+		err = AFS_E_ISDIR;
+	} else if (pl->vfile == AFS_VF_CONTROL) {
+		err = AFS_E_ACCES;
+	} else {
+		struct vver *v = afs_inodes_data(ll->inodes, ino);
+
+		if (!v) {
+			err = AFS_E_NOENT; /* not a version: cannot happen but through a stale inode */
+		} else if (v->vf == AFS_VF_LOG) {
+			pthread_mutex_lock(&ll->vmu); /* the span's skip count */
+			got = afs_vfile_log_read(v->job, &v->log, buf, size, (uint64_t)off);
+			pthread_mutex_unlock(&ll->vmu);
+		} else if ((uint64_t)off < v->len) {
+			got = v->len - (size_t)off < size ? v->len - (size_t)off : size;
+			memcpy(buf, v->text + off, got);
+		}
+	}
+	return err == AFS_OK ? (int)got : -afs_errno(err);
+}
+
 static void afs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	char *buf = malloc(size ? size : 1);
 	int n;
 
-	(void)ino;
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	n = handle_read(h, buf, size, off);
+	if (!h) { /* no-open mode */
+		struct afs_ll *ll = ll_of(req);
+		struct afs_place pl;
+		char *path;
+
+		if (place_of(req, ino, AFS_RESOLVE_OPEN, &pl, &path) != AFS_OK) {
+			free(buf);
+			return;
+		}
+		n = place_read(ll, ino, &pl, path, buf, size, off);
+		afs_place_release(ll->m, &pl);
+		free(path);
+	} else {
+		n = handle_read(h, buf, size, off);
+	}
 	if (n < 0)
 		fuse_reply_err(req, -n);
 	else
@@ -753,11 +1105,22 @@ static void afs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 		      struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct afs_job *job = h && h->vfile == AFS_VF_CONTROL ? h->job : NULL;
 	enum afs_err err;
 
-	(void)ino;
 	(void)off;
-	if (!h || h->vfile != AFS_VF_CONTROL) {
+	if (!h) { /* no-open mode: which file, from its inode */
+		struct afs_place pl;
+		char *path;
+
+		if (place_of(req, ino, AFS_RESOLVE_LOOK, &pl, &path) != AFS_OK)
+			return;
+		if (pl.kind == AFS_PL_VFILE && pl.vfile == AFS_VF_CONTROL)
+			job = pl.view->job; /* the mount's own view: it outlives the call */
+		afs_place_release(ll_of(req)->m, &pl);
+		free(path);
+	}
+	if (!job) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
@@ -765,7 +1128,7 @@ static void afs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 		fuse_reply_err(req, EACCES);
 		return;
 	}
-	err = afs_vfile_control(h->job, buf, size);
+	err = afs_vfile_control(job, buf, size);
 	if (err != AFS_OK)
 		fuse_reply_err(req, afs_errno(err));
 	else
@@ -856,12 +1219,18 @@ struct afs_ll *afs_ll_new(struct afs_mount *m)
 {
 	struct afs_ll *ll = calloc(1, sizeof(*ll));
 
-	if (!ll || !(ll->inodes = afs_inodes_new())) {
+	if (!ll || !(ll->inodes = afs_inodes_new(vver_free)) || !(ll->readers = afs_readers_new(READERS_MAX))) {
+		if (ll)
+			afs_inodes_free(ll->inodes);
 		free(ll);
 		return NULL;
 	}
 	ll->m = m;
 	pthread_mutex_init(&ll->open.mu, NULL);
+	pthread_mutex_init(&ll->vmu, NULL);
+	pthread_mutex_init(&ll->pmu, NULL);
+	pthread_cond_init(&ll->pcv, NULL);
+	ll->push_from = AFS_NONE;
 	return ll;
 }
 
@@ -885,6 +1254,12 @@ void afs_ll_free(struct afs_ll *ll)
 		handle_free(ll->m, h);
 	}
 	pthread_mutex_destroy(&ll->open.mu);
+	pthread_mutex_destroy(&ll->vmu);
+	pthread_mutex_destroy(&ll->pmu);
+	pthread_cond_destroy(&ll->pcv);
+	for (int v = 0; v < AFS_VF_COUNT; v++)
+		free(ll->vlatest[v].text);
+	afs_readers_free(ll->readers);
 	afs_inodes_free(ll->inodes);
 	free(ll);
 }

@@ -11,11 +11,15 @@ struct rec {
 	uint64_t hash;
 	size_t len;
 	int marked;
+	void *data;    /* afs_inodes_ref_data()'s, freed with the record */
+	unsigned pins; /* afs_inodes_pin() holds: freed at the last unpin once forgotten */
+	bool dead;     /* forgotten, out of the table, pinned */
 	char path[]; /* NUL-terminated */
 };
 
 struct afs_inodes {
 	pthread_mutex_t mu;
+	void (*free_data)(void *data);
 	struct rec **slots; /* chains; nslots a power of two */
 	size_t nslots, count;
 };
@@ -29,7 +33,15 @@ static uint64_t hash_of(const char *p, size_t len)
 	return h;
 }
 
-struct afs_inodes *afs_inodes_new(void)
+/* Frees r and its data.  mu held (or the table going). */
+static void rec_free(struct afs_inodes *t, struct rec *r)
+{
+	if (r->data && t->free_data)
+		t->free_data(r->data);
+	free(r);
+}
+
+struct afs_inodes *afs_inodes_new(void (*free_data)(void *data))
 {
 	struct afs_inodes *t = calloc(1, sizeof(*t));
 
@@ -41,6 +53,7 @@ struct afs_inodes *afs_inodes_new(void)
 		free(t);
 		return NULL;
 	}
+	t->free_data = free_data;
 	pthread_mutex_init(&t->mu, NULL);
 	return t;
 }
@@ -54,7 +67,7 @@ void afs_inodes_free(struct afs_inodes *t)
 			struct rec *r = t->slots[i];
 
 			t->slots[i] = r->next;
-			free(r);
+			rec_free(t, r);
 		}
 	free(t->slots);
 	pthread_mutex_destroy(&t->mu);
@@ -98,9 +111,16 @@ static struct rec **find(struct afs_inodes *t, const char *path, size_t len, uin
 
 uint64_t afs_inodes_ref(struct afs_inodes *t, const char *path, size_t len)
 {
+	return afs_inodes_ref_data(t, path, len, NULL, NULL);
+}
+
+uint64_t afs_inodes_ref_data(struct afs_inodes *t, const char *path, size_t len, void *data, int *fresh)
+{
 	uint64_t h = hash_of(path, len), ino = 0;
 	struct rec **p, *r;
 
+	if (fresh)
+		*fresh = 0;
 	if (is_root(path, len))
 		return AFS_ROOT_INO;
 	pthread_mutex_lock(&t->mu);
@@ -110,6 +130,11 @@ uint64_t afs_inodes_ref(struct afs_inodes *t, const char *path, size_t len)
 		r->next = NULL;
 		r->nlookup = 0;
 		r->marked = 0;
+		r->data = data;
+		if (fresh)
+			*fresh = 1;
+		r->pins = 0;
+		r->dead = false;
 		r->hash = h;
 		r->len = len;
 		memcpy(r->path, path, len);
@@ -140,7 +165,10 @@ void afs_inodes_forget(struct afs_inodes *t, uint64_t ino, uint64_t n)
 		if (*p == r) {
 			*p = r->next;
 			t->count--;
-			free(r);
+			if (r->pins)
+				r->dead = true; /* the last unpin frees it */
+			else
+				rec_free(t, r);
 		}
 	}
 	pthread_mutex_unlock(&t->mu);
@@ -160,7 +188,7 @@ char *afs_inodes_path(struct afs_inodes *t, uint64_t ino, const char *name)
 		plen = 1;
 	} else {
 		path = ((struct rec *)(uintptr_t)ino)->path;
-		plen = ((struct rec *)(uintptr_t)ino)->len;
+		plen = strnlen(path, ((struct rec *)(uintptr_t)ino)->len); /* a key's path ends at a NUL */
 	}
 	if (name && plen == 1)
 		plen = 0; /* "/" + name */
@@ -176,6 +204,47 @@ char *afs_inodes_path(struct afs_inodes *t, uint64_t ino, const char *name)
 	}
 	pthread_mutex_unlock(&t->mu);
 	return out;
+}
+
+uint64_t afs_inodes_pin(struct afs_inodes *t, const char *path, size_t len)
+{
+	uint64_t ino = 0;
+	struct rec *r;
+
+	if (is_root(path, len))
+		return 0;
+	pthread_mutex_lock(&t->mu);
+	r = *find(t, path, len, hash_of(path, len));
+	if (r) {
+		r->pins++;
+		ino = (uint64_t)(uintptr_t)r;
+	}
+	pthread_mutex_unlock(&t->mu);
+	return ino;
+}
+
+void afs_inodes_unpin(struct afs_inodes *t, uint64_t ino)
+{
+	struct rec *r = (struct rec *)(uintptr_t)ino;
+
+	if (!ino || ino == AFS_ROOT_INO)
+		return;
+	pthread_mutex_lock(&t->mu);
+	if (--r->pins == 0 && r->dead)
+		rec_free(t, r);
+	pthread_mutex_unlock(&t->mu);
+}
+
+void *afs_inodes_data(struct afs_inodes *t, uint64_t ino)
+{
+	void *d;
+
+	if (!ino || ino == AFS_ROOT_INO)
+		return NULL;
+	pthread_mutex_lock(&t->mu);
+	d = ((struct rec *)(uintptr_t)ino)->data;
+	pthread_mutex_unlock(&t->mu);
+	return d;
 }
 
 int afs_inodes_mark(struct afs_inodes *t, uint64_t ino, int on)

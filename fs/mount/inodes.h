@@ -17,13 +17,25 @@
 
 struct afs_inodes;
 
-struct afs_inodes *afs_inodes_new(void);
+/* free_data (may be NULL) frees the data of a record when its number goes
+ * (afs_inodes_ref_data()); it is called under the table's lock and must
+ * not call into the table. */
+struct afs_inodes *afs_inodes_new(void (*free_data)(void *data));
 void afs_inodes_free(struct afs_inodes *t);
 
 /* The number of path[0..len), made now if it has none, with one more
  * lookup counted; 0 when out of memory.  "/" is AFS_ROOT_INO, never
  * counted. */
 uint64_t afs_inodes_ref(struct afs_inodes *t, const char *path, size_t len);
+
+/* afs_inodes_ref() of key[0..len) (a path, possibly followed by a NUL and
+ * more bytes, which make another number for the same path), attaching
+ * data to a number made now; *fresh says whether it was: otherwise the
+ * caller keeps data (the number has its own). */
+uint64_t afs_inodes_ref_data(struct afs_inodes *t, const char *key, size_t len, void *data, int *fresh);
+
+/* The data attached to ino, NULL when none. */
+void *afs_inodes_data(struct afs_inodes *t, uint64_t ino);
 
 /* The kernel forgot n lookups of ino: at none left, the number is gone. */
 void afs_inodes_forget(struct afs_inodes *t, uint64_t ino, uint64_t n);
@@ -32,6 +44,12 @@ void afs_inodes_forget(struct afs_inodes *t, uint64_t ino, uint64_t n);
  * when name is not NULL; NULL when out of memory or name is empty, ".",
  * ".." or holds a '/'.  ino must be a number the kernel holds. */
 char *afs_inodes_path(struct afs_inodes *t, uint64_t ino, const char *name);
+
+/* The number of path[0..len) if it has one, held (pinned) so that it
+ * stays valid, even forgotten, until afs_inodes_unpin(); 0 when it has
+ * none.  Not a lookup: the kernel's counts do not change. */
+uint64_t afs_inodes_pin(struct afs_inodes *t, const char *path, size_t len);
+void afs_inodes_unpin(struct afs_inodes *t, uint64_t ino);
 
 /* Sets ino's mark to on (the FUSE skin's: its content was given to the
  * kernel) and returns the mark it had; a number made anew is unmarked. */

@@ -115,8 +115,10 @@ def t_erofs_everywhere():
     with Mount(a) as m:
         f, d = os.path.join(m, "settings.json"), os.path.join(m, "uploads")
         attempts = {
-            "open for write": lambda: os.open(f, os.O_WRONLY),
-            "open rdwr": lambda: os.open(f, os.O_RDWR),
+            "open for write": lambda: H.write_through(f, os.O_WRONLY),
+            "open rdwr": lambda: H.write_through(f, os.O_RDWR),
+            "open with O_TRUNC": lambda: os.open(f, os.O_WRONLY | os.O_TRUNC),
+            "append": lambda: H.write_through(f, os.O_WRONLY | os.O_APPEND),
             "create": lambda: os.open(os.path.join(m, "new"), os.O_WRONLY | os.O_CREAT, 0o644),
             "unlink": lambda: os.unlink(f),
             "mkdir": lambda: os.mkdir(os.path.join(m, "newdir")),

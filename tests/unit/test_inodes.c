@@ -16,7 +16,7 @@ static int path_is(struct afs_inodes *t, uint64_t ino, const char *name, const c
 
 int main(void)
 {
-	struct afs_inodes *t = afs_inodes_new();
+	struct afs_inodes *t = afs_inodes_new(free);
 	uint64_t a, b, c, under[8];
 	char name[32];
 
@@ -65,6 +65,23 @@ int main(void)
 	a = afs_inodes_ref(t, name, strlen(name));
 	CHECK(path_is(t, a, NULL, "/d/4321"));
 	CHECK(afs_inodes_count(t) == 5000);
-	afs_inodes_free(t); /* frees what is left */
+	/* keys: the same path with more bytes after a NUL is another number,
+	 * with its own data, freed with it; its path is the path */
+	{
+		static const char k1[] = "/.status\0\1\0\0\0", k2[] = "/.status\0\2\0\0\0";
+		int fresh = 0;
+		char *d1 = malloc(4), *d2 = malloc(4);
+
+		a = afs_inodes_ref_data(t, k1, sizeof(k1) - 1, d1, &fresh);
+		CHECK(a && fresh && afs_inodes_data(t, a) == d1);
+		b = afs_inodes_ref_data(t, k1, sizeof(k1) - 1, d2, &fresh);
+		CHECK(b == a && !fresh && afs_inodes_data(t, a) == d1);
+		c = afs_inodes_ref_data(t, k2, sizeof(k2) - 1, d2, &fresh);
+		CHECK(c != a && fresh && afs_inodes_data(t, c) == d2);
+		CHECK(path_is(t, a, NULL, "/.status") && path_is(t, c, NULL, "/.status"));
+		afs_inodes_forget(t, a, 2); /* frees d1 (ASan would tell) */
+		CHECK(afs_inodes_data(t, c) == d2);
+	}
+	afs_inodes_free(t); /* frees what is left, d2 with it */
 	return tu_done("inodes");
 }
