@@ -10,6 +10,8 @@
 #     open, and a real sqlite3 query on it;
 #   - cp -r of 20,000 small uploads;
 #   - peak memory (VmHWM) of each filesystem process;
+#   - random access with seek points: a fresh mount, the same mount, a
+#     remount with the points kept on disk, against one sequential pass;
 #   - directory mode: a walk of */manifest.json over 2,000 daily archives,
 #     the LRU of open archives at its default against every archive open.
 # Prints the tables and writes them into docs/performance.md.
@@ -18,6 +20,7 @@
 #          scripts/bench.sh sqlite [SIZE_MB]   the SQLite restore (scripts/bench-sqlite.sh)
 #          scripts/bench.sh dirmode [ARCHIVES]   the directory-mode walk alone (default 2000)
 #          scripts/bench.sh small   small files and tree walks into tmpfs (scripts/bench-small.sh)
+#          scripts/bench.sh random [SIZE_MB]   random access with seek points alone (also part of a full run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,7 +64,7 @@ PY
     [ $cfg = all ] && opts=(--max-open-archives "$n")
     r1=() r2=() h=()
     for _ in 1 2 3; do
-      build-bench-isal/archfs -f "${opts[@]}" "$work/backups" "$mnt" &
+      build-bench-isal/archfs -f --index-dir none "${opts[@]}" "$work/backups" "$mnt" &
       pid=$!
       for _ in $(seq 1 2000); do mountpoint -q "$mnt" && break; sleep 0.01; done
       s=$(d_now); walk; r1+=("$(d_since "$s")")
@@ -96,11 +99,147 @@ EOT
   printf '%s\n' "$report" | scripts/doc-table.py docs/performance.md bench-dirmode
 )
 
+# ---- random access with seek points: one sequential pass over db.sqlite
+# (the reference), 300 random 4 KiB reads on a fresh mount (their total
+# against the pass), 300 more on the same mount (the points in place; other
+# offsets, the first ones sit in the page cache), a remount and the first
+# 300 reads again (the points kept on disk), the sqlite3 query, and peak
+# memory.  BENCH_RANDOM_ZIP=FILE reuses an archive holding db.sqlite.
+bench_random() (
+  size_mb=${1:-1024}
+  reads=300
+  [ -f build-bench-isal/build.ninja ] || meson setup build-bench-isal -Dbuildtype=release -Dinflate=isal -Dtests=true >/dev/null
+  ninja -C build-bench-isal archfs >/dev/null
+  work=$(mktemp -d /tmp/archfs-bench-rand.XXXXXX)
+  mnt=$work/mnt
+  pid=
+  mkdir -p "$mnt" "$work/cache"
+  trap 'mountpoint -q "$mnt" && fusermount3 -u "$mnt"; [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+  zip=${BENCH_RANDOM_ZIP:-$work/sqlite.zip}
+  if [ ! -f "$zip" ]; then
+    echo "making db.sqlite of $size_mb MB ..."
+    /usr/bin/python3 - "$work" "$size_mb" <<'PY'
+import os, sqlite3, sys, zipfile
+work, size = sys.argv[1], int(sys.argv[2]) << 20
+db = os.path.join(work, "db.sqlite")
+con = sqlite3.connect(db)
+con.executescript("""
+CREATE TABLE users (id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE, role TEXT);
+CREATE TABLE time_entries (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id),
+                           start TEXT, "end" TEXT, notes TEXT);
+CREATE INDEX time_entries_user ON time_entries (user_id);
+""")
+con.executemany("INSERT INTO users (username, role) VALUES (?, 'user')", [("user%03d" % i,) for i in range(25)])
+while os.path.getsize(db) < size:
+    con.execute("""INSERT INTO time_entries (user_id, start, "end", notes)
+        WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000)
+        SELECT 1 + abs(random()) % 25, '2026-11-20 09:00', '2026-11-20 17:00',
+               'worked on ' || hex(randomblob(24)) || ' with the team' FROM c""")
+    con.commit()
+con.close()
+with zipfile.ZipFile(os.path.join(work, "sqlite.zip"), "w", zipfile.ZIP_DEFLATED) as z:
+    z.write(db, "db.sqlite")
+os.remove(db)
+PY
+  fi
+  cat >"$work/randread.py" <<'PY'
+# FILE N SEED: N random 4 KiB preads at page-aligned offsets; prints seconds per read
+import os, random, sys, time
+path, n = sys.argv[1], int(sys.argv[2])
+rng = random.Random(int(sys.argv[3]))
+fd = os.open(path, os.O_RDONLY)
+size = os.fstat(fd).st_size
+t = time.monotonic()
+for _ in range(n):
+    off = rng.randrange(0, size - 4096) // 4096 * 4096
+    assert len(os.pread(fd, 4096, off)) == 4096
+print("%.9f" % ((time.monotonic() - t) / n))
+PY
+  /usr/bin/python3 - "$work/queries.sql" <<'PY'
+import random, sys
+rng = random.Random(7)
+with open(sys.argv[1], "w") as f:
+    for _ in range(200):
+        f.write("SELECT id, user_id, length(notes) FROM time_entries WHERE id = %d;\n" % rng.randint(1, 4000000))
+    f.write("SELECT count(*) FROM time_entries WHERE user_id = 7 AND id < 100000;\n")
+PY
+  r_now() { date +%s.%N; }
+  r_since() { echo "$(r_now) - $1" | bc -l; }
+  r_med() { sort -g | sed -n 2p; }
+  r_ms() { printf '%.2f' "$(echo "$1 * 1000" | bc -l)"; }
+  r_ratio() { echo "scale=2; $1 / $2" | bc -l | sed 's/^\./0./'; }
+  r_mount() {  # OPTIONS...: a fresh archfs mount of $zip
+    build-bench-isal/archfs -f "$@" "$zip" "$mnt" &
+    pid=$!
+    for _ in $(seq 1 2000); do mountpoint -q "$mnt" && return 0; sleep 0.01; done
+    return 1
+  }
+  r_umount() { fusermount3 -u "$mnt"; wait "$pid" || true; pid=; }
+  r_peak() { awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$pid/status"; }
+  r_cpu() { awk '{printf "%.2f", ($14 + $15) / '"$(getconf CLK_TCK)"'}' "/proc/$pid/stat"; }  # the daemon's CPU seconds
+  mb=$(/usr/bin/python3 -c "import zipfile,sys; print(round(zipfile.ZipFile(sys.argv[1]).getinfo('db.sqlite').file_size / 1e6))" "$zip")
+  none=(--index-dir none)
+  pass=() fresh=() again=() peak=() cpass=() cfresh=() cagain=()
+  for _ in 1 2 3; do
+    r_mount "${none[@]}"; c=$(r_cpu); s=$(r_now); cat "$mnt/db.sqlite" >/dev/null; pass+=("$(r_since "$s")")
+    cpass+=("$(printf '%.2f' "$(echo "$(r_cpu) - $c" | bc -l)")"); r_umount
+    r_mount "${none[@]}"
+    c=$(r_cpu); fresh+=("$(/usr/bin/python3 "$work/randread.py" "$mnt/db.sqlite" $reads 2026)")
+    cfresh+=("$(printf '%.2f' "$(echo "$(r_cpu) - $c" | bc -l)")")
+    c=$(r_cpu); again+=("$(/usr/bin/python3 "$work/randread.py" "$mnt/db.sqlite" $reads 2027)")
+    cagain+=("$(printf '%.2f' "$(echo "$(r_cpu) - $c" | bc -l)")")
+    peak+=("$(r_peak)")
+    r_umount
+  done
+  t_pass=$(printf '%s\n' "${pass[@]}" | r_med)
+  t_fresh=$(printf '%s\n' "${fresh[@]}" | r_med)
+  t_again=$(printf '%s\n' "${again[@]}" | r_med)
+  c_pass=$(printf '%s\n' "${cpass[@]}" | r_med)
+  c_fresh=$(printf '%s\n' "${cfresh[@]}" | r_med)
+  c_again=$(printf '%s\n' "${cagain[@]}" | r_med)
+  h=$(printf '%s\n' "${peak[@]}" | r_med)
+  # the points kept on disk: one mount makes them, the next ones read them
+  r_mount --index-dir "$work/cache"
+  /usr/bin/python3 "$work/randread.py" "$mnt/db.sqlite" $reads 2026 >/dev/null
+  r_umount
+  kept=() sql=() sqlk=()
+  for _ in 1 2 3; do
+    r_mount --index-dir "$work/cache"
+    kept+=("$(/usr/bin/python3 "$work/randread.py" "$mnt/db.sqlite" $reads 2028)")
+    r_umount
+    r_mount "${none[@]}"
+    s=$(r_now); sqlite3 "file:$mnt/db.sqlite?immutable=1" <"$work/queries.sql" >/dev/null; sql+=("$(r_since "$s")")
+    r_umount
+  done
+  t_kept=$(printf '%s\n' "${kept[@]}" | r_med)
+  t_sql=$(printf '%s\n' "${sql[@]}" | r_med)
+  total=$(echo "$t_fresh * $reads" | bc -l)
+  report=$(cat <<EOT
+Run of $(date +%Y-%m-%d), \`scripts/bench.sh random $size_mb\`. Machine: $(nproc) cores, Linux $(uname -r). db.sqlite of $mb MB, deflated; $reads random 4 KiB reads at page-aligned offsets over the whole entry; medians of 3 mounts.
+
+| what | s | ms per read | against the pass | daemon CPU, s | CPU against the pass's |
+|---|---|---|---|---|---|
+| one sequential pass, \`cat\` on a fresh mount (reference) | $(printf '%.3f' $t_pass) | | 1.00 | $c_pass | 1.00 |
+| $reads random reads on a fresh mount (no points on disk) | $(printf '%.3f' $total) | $(r_ms $t_fresh) | $(r_ratio $total $t_pass) | $c_fresh | $(r_ratio $c_fresh $c_pass) |
+| $reads more on the same mount (the points in place) | $(printf '%.3f' "$(echo "$t_again * $reads" | bc -l)") | $(r_ms $t_again) | | $c_again | |
+| remount, first $reads reads (the points kept on disk) | $(printf '%.3f' "$(echo "$t_kept * $reads" | bc -l)") | $(r_ms $t_kept) | | | |
+| sqlite3 query on a fresh mount (200 rowid lookups, a range count) | $(printf '%.3f' $t_sql) | | | | |
+
+Peak memory (VmHWM) after the reads on a fresh mount: $h MB. Daemon CPU: user and system time of the archfs process (\`/proc/PID/stat\`), which other load on the machine disturbs less than wall time.
+EOT
+)
+  echo
+  echo "$report"
+  [ -z "${BENCH_RANDOM_ZIP:-}" ] && printf '%s\n' "$report" | scripts/doc-table.py docs/performance.md bench-random
+  true
+)
+
 case ${1:-} in
   pg) shift; exec scripts/bench-pg.sh "$@" ;;
   sqlite) shift; exec scripts/bench-sqlite.sh "$@" ;;
   dirmode) shift; bench_dirmode "$@"; exit 0 ;;
   small) shift; exec scripts/bench-small.sh "$@" ;;
+  random) shift; bench_random "$@"; exit 0 ;;
 esac
 size_mb=${1:-1024}
 RANDOM_READS=2000
@@ -200,10 +339,11 @@ dump_mb=$(/usr/bin/python3 -c "import zipfile,sys; print(round(zipfile.ZipFile(s
 sqlite_mb=$(/usr/bin/python3 -c "import zipfile,sys; print(round(zipfile.ZipFile(sys.argv[1]).getinfo('db.sqlite').file_size / 1e6))" "$work/sqlite.zip")
 
 # mount_fs FS ARCHIVE: mounts in the foreground, in the background of this script
+# (archfs keeps no seek points between mounts here: every mount is a fresh one)
 mount_fs() {
   case $1 in
-    archfs) build-bench-isal/archfs -f "$2" "$mnt" & ;;
-    archfs-zlib) build-bench-zlib/archfs -f "$2" "$mnt" & ;;
+    archfs) build-bench-isal/archfs -f --index-dir none "$2" "$mnt" & ;;
+    archfs-zlib) build-bench-zlib/archfs -f --index-dir none "$2" "$mnt" & ;;
     fuse-zip) fuse-zip -f -r "$2" "$mnt" & ;;
     archivemount) archivemount -f -o readonly "$2" "$mnt" 2>/dev/null & ;;
   esac
@@ -410,5 +550,6 @@ EOT
 echo
 echo "$report"
 printf '%s\n' "$report" | scripts/doc-table.py docs/performance.md bench
+bench_random "$size_mb"
 bench_dirmode
 scripts/bench-small.sh

@@ -20,6 +20,7 @@
 #include "afile.h"
 #include "archive.h"
 #include "xdecode.h"
+#include "inflate.h"
 
 #define EXTRA_EXT_TIMESTAMP 0x5455 /* Info-ZIP extended timestamp */
 
@@ -32,6 +33,7 @@ struct afs_archive {
 	uint8_t *past_eof;  /* bit per entry, see afs_archive_entry_past_eof(); NULL: none */
 	uint8_t *nul_name;  /* bit per entry whose stated name holds a NUL byte; NULL: none */
 	uint64_t prefix;    /* bytes of other data before the archive (afs_archive_prefix()) */
+	uint32_t cdir_crc;  /* CRC-32 of the central directory's records (afs_archive_cdir_crc()) */
 };
 
 struct afs_raw {
@@ -263,6 +265,7 @@ static enum afs_err walk_cdir(struct afs_archive *a, const struct span *s, const
 	size_t have = 0, pos = 0; /* bytes in buf, and the next record's place */
 
 	*followed = false;
+	a->cdir_crc = 0;
 	if (!buf)
 		return AFS_E_NOMEM;
 	for (uint64_t i = 0; i < a->count && err == AFS_OK; i++) {
@@ -289,6 +292,7 @@ static enum afs_err walk_cdir(struct afs_archive *a, const struct span *s, const
 		if (have - pos < len)
 			goto out;
 		err = mark_record(a, s, r, i);
+		a->cdir_crc = afs_crc32(a->cdir_crc, r, len);
 		pos += len;
 	}
 	*followed = err == AFS_OK && done + pos == e->len;
@@ -331,6 +335,11 @@ static enum afs_err check_cdir(struct afs_archive *a, const struct span *s, char
 	else if (err != AFS_OK)
 		snprintf(msg, msglen, "the central directory does not read record by record as its end record states");
 	return err;
+}
+
+uint32_t afs_archive_cdir_crc(const struct afs_archive *a)
+{
+	return a->cdir_crc;
 }
 
 bool afs_archive_entry_past_eof(const struct afs_archive *a, uint64_t i)

@@ -92,6 +92,11 @@ uint64_t afs_archive_count(const struct afs_archive *a);
 uint64_t afs_archive_file_size(const struct afs_archive *a);
 int64_t afs_archive_file_mtime(const struct afs_archive *a);
 
+/* CRC-32 of the central directory's records, as read at open: with the
+ * file's size and mtime, what tells this archive from another (the seek
+ * points kept on disk, pointfile.h). */
+uint32_t afs_archive_cdir_crc(const struct afs_archive *a);
+
 /* Fills *out with entry i (0 <= i < count).  AFS_E_INVAL for i out of range. */
 enum afs_err afs_archive_entry(struct afs_archive *a, uint64_t i, struct afs_entry_info *out);
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Entry content at any offset: stored entries by seeking the raw bytes,
  * deflated entries by inflating forward (the fast decoder, from offset 0
- * on) or, for a read that jumps, from the nearest seek point (zlib, see
+ * on) or, for a read that jumps, from the nearest seek point (a second decoder, see
  * seekidx.h); LZMA, XZ and zstd entries through liblzma and libzstd
  * (xdecode.h) and entries of the other methods libzip decodes (bzip2, ...)
  * through libzip, forward, one pass from offset 0 at a time; never holding
@@ -56,11 +56,12 @@ struct afs_stream {
 	struct afs_inflate_io io;
 	unsigned char *in;     /* IN_BUF compressed bytes, then SKIP_BUF scratch */
 	/* reads that jump: seek points shared through the registry (or this
-	 * stream's own), and a zlib decoder resumed from them */
+	 * stream's own), and a decoder resumed from them */
 	struct afs_seekreg *reg;
 	uint32_t id;
 	struct afs_seekidx *idx;
 	bool own_idx;
+	bool held;             /* idx is held (afs_seekreg_hold()) until close */
 	struct afs_zdec *z;
 	struct afs_raw *zraw;  /* its own raw stream of the entry */
 	uint64_t zraw_pos;     /* compressed offset zraw is at */
@@ -85,7 +86,7 @@ static void seq_free(struct afs_stream *s)
 	s->raw_eof = false;
 }
 
-/* Frees the zlib decoder of reads that jump: the next one starts at a seek
+/* Frees the decoder of reads that jump: the next one starts at a seek
  * point again. */
 static void jump_free(struct afs_stream *s)
 {
@@ -156,6 +157,12 @@ enum afs_err afs_stream_open_shared(struct afs_archive *a, const struct afs_inde
 	if (reg) {
 		s->pool = afs_seekreg_decoders(reg);
 		afs_decpool_join(s->pool, &s->user, evict);
+		/* an entry that can have points: held from open to close, so that
+		 * its points are written when its last stream closes */
+		if (s->path == PATH_DEFLATE && s->size > AFS_SEEK_SPAN) {
+			s->idx = afs_seekreg_hold(reg, id, s->size, n->entry);
+			s->held = s->idx != NULL;
+		}
 	}
 	*out = s;
 	return AFS_OK;
@@ -171,6 +178,8 @@ void afs_stream_close(struct afs_stream *s)
 	jump_free(s);
 	if (s->own_idx)
 		afs_seekidx_free(s->idx);
+	if (s->held)
+		afs_seekreg_release(s->idx);
 	free(s);
 }
 
@@ -310,6 +319,7 @@ static enum afs_err step(struct afs_stream *s)
 {
 	enum afs_err err = refill(s);
 	size_t out = s->io.avail_out;
+	enum afs_inflate_rc rc;
 	bool starved;
 
 	if (err != AFS_OK)
@@ -325,13 +335,17 @@ static enum afs_err step(struct afs_stream *s)
 		}
 		return AFS_OK;
 	}
-	switch (afs_inflater_run(s->dec, &s->io)) {
+	rc = afs_inflater_run(s->dec, &s->io);
+	if (s->idx && out > s->io.avail_out)
+		afs_seekidx_count(s->idx, out - s->io.avail_out);
+	switch (rc) {
 	case AFS_INFLATE_END:
 		s->dec_end = true;
 		return AFS_OK;
 	case AFS_INFLATE_BAD:
 		return corrupt(s, "malformed deflate data");
 	case AFS_INFLATE_OK:
+	case AFS_INFLATE_BLOCK: /* never asked for here */
 		break;
 	}
 	if (starved && out == s->io.avail_out)
@@ -374,7 +388,7 @@ static enum afs_err inflate_to(struct afs_stream *s, unsigned char *out, size_t 
 	return account(s, out, len, start);
 }
 
-/* The zlib decoder's source: compressed bytes at off, from a raw stream
+/* The jump decoder's source: compressed bytes at off, from a raw stream
  * of its own (the sequential decoder keeps its place in the other). */
 static enum afs_err zsource(void *ctx, uint64_t off, void *buf, size_t len, size_t *got)
 {
@@ -400,7 +414,7 @@ static enum afs_err zsource(void *ctx, uint64_t off, void *buf, size_t len, size
 }
 
 /* A read that jumps: from the seek point at or before off (or from where
- * the zlib decoder already is, when that is nearer), at most a span. */
+ * the jump decoder already is, when that is nearer), at most a span. */
 static enum afs_err jump_read(struct afs_stream *s, unsigned char *buf, size_t len, uint64_t off)
 {
 	enum afs_err err;
@@ -419,14 +433,19 @@ static enum afs_err jump_read(struct afs_stream *s, unsigned char *buf, size_t l
 			return err;
 		}
 	}
-	if (off < afs_zdec_pos(s->z) || off - afs_zdec_pos(s->z) > AFS_SEEK_SPAN) {
-		err = afs_zdec_seek(s->z, off);
-		if (err != AFS_OK)
-			return err == AFS_E_CORRUPT ? corrupt(s, "a seek point does not fit the deflate data") : err;
+	for (int tries = 0;; tries++) {
+		if (tries > 0 || off < afs_zdec_pos(s->z) || off - afs_zdec_pos(s->z) > AFS_SEEK_SPAN)
+			err = afs_zdec_seek(s->z, off);
+		else
+			err = AFS_OK;
+		if (err == AFS_OK)
+			err = afs_zdec_read(s->z, NULL, off - afs_zdec_pos(s->z));
+		if (err == AFS_OK)
+			err = afs_zdec_read(s->z, buf, len);
+		/* points kept on disk that do not fit: dropped, and the read again without them */
+		if (err != AFS_E_CORRUPT || tries > 0 || !afs_zdec_distrust(s->z))
+			break;
 	}
-	err = afs_zdec_read(s->z, NULL, off - afs_zdec_pos(s->z));
-	if (err == AFS_OK)
-		err = afs_zdec_read(s->z, buf, len);
 	if (err == AFS_E_CORRUPT)
 		return corrupt(s, "malformed or truncated deflate data");
 	if (err != AFS_OK)

@@ -25,6 +25,7 @@ static const struct opt opts[] = {
 	{ "pg-bindir", VALUE, T(pg_bindir) },
 	{ "lock-wait", VALUE, T(lock_wait) },
 	{ "seek-cache", VALUE, offsetof(struct afs_args, seek_cache) },
+	{ "index-dir", VALUE, offsetof(struct afs_args, index_dir) },
 	{ "max-open-archives", VALUE, offsetof(struct afs_args, max_open_archives) },
 	{ "no-snapshot", FLAG, T(no_snapshot) },
 	{ "terminate-blockers", FLAG, T(terminate_blockers) },

@@ -19,6 +19,7 @@
 struct afs_args {
 	struct afs_target_opts target; /* values point into owned copies */
 	const char *seek_cache;        /* the mount options of archfs's own */
+	const char *index_dir;
 	const char *max_open_archives;
 	bool help, version;
 	const char *pos[AFS_ARGS_MAX_POS]; /* ARCHIVE MOUNTPOINT, or verify|restore ARCHIVE */

@@ -144,9 +144,9 @@ int afs_cli_command(const struct afs_args *a)
 	char msg[1024];
 	int rc;
 
-	if (a->nfuse > 0 || a->seek_cache) {
+	if (a->nfuse > 0 || a->seek_cache || a->index_dir) {
 		fprintf(stderr, "archfs: %s: option '%s' only applies to a mount\n", a->pos[0],
-			a->nfuse > 0 ? a->fuse[0] : "--seek-cache");
+			a->nfuse > 0 ? a->fuse[0] : a->seek_cache ? "--seek-cache" : "--index-dir");
 		return 2;
 	}
 	o.backends = afs_db_backends; /* the URL is checked and masked by its backend */

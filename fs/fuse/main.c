@@ -17,6 +17,7 @@
 #include "db.h"
 #include "log.h"
 #include "ops.h"
+#include "pointfile.h"
 #include "seekidx.h"
 #include "target.h"
 #include "view.h"
@@ -67,6 +68,9 @@ static void usage(FILE *f)
 		"\n"
 		"Mount options (each also as -o name=value):\n"
 		"  --seek-cache MB        memory for seek points into deflated entries (default 128)\n"
+		"  --index-dir DIR        where seek points are kept between mounts, so that a\n"
+		"                         remount reads at random at once (default\n"
+		"                         $XDG_CACHE_HOME/archfs, else ~/.cache/archfs; none: keep none)\n"
 		"  --max-open-archives N  BACKUP_DIR: archives kept open at once; past N the least\n"
 		"                         recently used idle ones are closed, reopened when next used\n"
 		"                         (default " STR(AFS_BACKUPS_MAX_OPEN) ", and never more than the limit of\n"
@@ -281,6 +285,11 @@ static bool fuse_opt_given(const struct afs_args *o, const char *name)
 	return false;
 }
 
+static void points_line(const char *line)
+{
+	afs_log(AFS_LOG_WARN, "%s", line);
+}
+
 static void log_line(void *ctx, const char *line)
 {
 	afs_log(AFS_LOG_INFO, "restore: %s", line);
@@ -359,6 +368,19 @@ int main(int argc, char *argv[])
 	full = realpath(archive, NULL);           /* the daemon leaves the current directory */
 	if (!seek_pool || (!full && errno == ENOMEM))
 		goto nomem;
+	if (!o.index_dir || strcmp(o.index_dir, "none") != 0) { /* seek points kept between mounts */
+		int dfd = afs_pointdir_open(o.index_dir, msg, sizeof(msg));
+
+		if (dfd >= 0) {
+			afs_seekreg_keep(seek_pool, dfd, points_line);
+		} else if (o.index_dir) {
+			fprintf(stderr, "archfs: --index-dir: %s\n", msg);
+			rc = EXIT_USAGE;
+			goto out;
+		} else {
+			afs_log(AFS_LOG_WARN, "seek points are not kept between mounts: %s", msg);
+		}
+	}
 	if (full && stat(full, &ast) == 0 && S_ISDIR(ast.st_mode))
 		err = afs_backups_new(full, &target, seek_pool, log_line, &m.backups, msg, sizeof(msg));
 	else

@@ -10,10 +10,13 @@
 #include "backups.h"
 #include "index.h"
 #include "resolve.h"
+#include "seekidx.h"
 #include "stream.h"
 #include "view.h"
 
 static const char xattr_names[] = "user.archfs.crc32\0user.archfs.compressed_size\0user.archfs.method";
+/* and a deflated file's: what this mount inflated for it, its seek points */
+static const char xattr_deflate_names[] = "user.archfs.inflated\0user.archfs.seek_points";
 
 /* The place of sub ("/" or "/a/b") inside view v. */
 static enum afs_err resolve_in(struct afs_view *v, const char *sub, struct afs_place *pl)
@@ -275,6 +278,17 @@ static const struct afs_node *xattr_node(const struct afs_place *pl)
 	return S_ISDIR(n->mode) ? NULL : n;
 }
 
+/* A deflated file's seek points known, or bytes inflated for it, by this
+ * mount (0 before its first read). */
+static uint64_t seek_stat(const struct afs_place *pl, bool points)
+{
+	struct afs_seekidx *x = afs_seekreg_peek(pl->view->seek, pl->node);
+
+	if (!x)
+		return 0;
+	return points ? afs_seekidx_points(x) : afs_seekidx_inflated(x);
+}
+
 enum afs_err afs_place_getxattr(const struct afs_place *pl, const char *name, char *buf, size_t size,
 				size_t *len)
 {
@@ -293,6 +307,10 @@ enum afs_err afs_place_getxattr(const struct afs_place *pl, const char *name, ch
 		got = snprintf(value, sizeof(value), "%s", afs_method_name(n->method));
 	else if (strcmp(name, "user.archfs.method") == 0)
 		got = snprintf(value, sizeof(value), "%u", n->method);
+	else if (n->method == AFS_METHOD_DEFLATE && strcmp(name, "user.archfs.inflated") == 0)
+		got = snprintf(value, sizeof(value), "%" PRIu64, seek_stat(pl, false));
+	else if (n->method == AFS_METHOD_DEFLATE && strcmp(name, "user.archfs.seek_points") == 0)
+		got = snprintf(value, sizeof(value), "%" PRIu64, seek_stat(pl, true));
 	if (got < 0)
 		return AFS_E_NODATA;
 	*len = (size_t)got;
@@ -306,12 +324,17 @@ enum afs_err afs_place_getxattr(const struct afs_place *pl, const char *name, ch
 
 enum afs_err afs_place_listxattr(const struct afs_place *pl, char *buf, size_t size, size_t *len)
 {
-	*len = xattr_node(pl) ? sizeof(xattr_names) : 0;
+	const struct afs_node *n = xattr_node(pl);
+	bool deflated = n && n->method == AFS_METHOD_DEFLATE;
+
+	*len = n ? sizeof(xattr_names) + (deflated ? sizeof(xattr_deflate_names) : 0) : 0;
 	if (size == 0 || *len == 0)
 		return AFS_OK;
 	if (size < *len)
 		return AFS_E_RANGE;
-	memcpy(buf, xattr_names, *len);
+	memcpy(buf, xattr_names, sizeof(xattr_names));
+	if (deflated)
+		memcpy(buf + sizeof(xattr_names), xattr_deflate_names, sizeof(xattr_deflate_names));
 	return AFS_OK;
 }
 

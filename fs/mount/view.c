@@ -32,6 +32,7 @@ enum afs_err afs_view_open(const char *path, const struct afs_target *t, struct 
 		err = AFS_E_NOMEM;
 		goto out;
 	}
+	afs_seekreg_set_archive(v->seek, v->archive); /* the identity of its points files */
 	if (on_log)
 		afs_job_on_log(v->job, on_log, NULL);
 	afs_vfile_note_shadowed(v->job, v->index);

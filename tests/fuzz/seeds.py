@@ -6,7 +6,7 @@ variant it has, small) and a few archives and texts made here.  Nothing
 binary is kept in the repository; scripts/test.sh and scripts/fuzz.sh run
 this into their work directories.
 
-CLI: seeds.py OUTDIR   (writes OUTDIR/{archive,read,manifest,pgdump,control,dburl}/)
+CLI: seeds.py OUTDIR   (writes OUTDIR/{archive,read,manifest,pgdump,control,dburl,pointfile}/)
 
 The read corpus is the archive corpus with a header of read operations in
 front (fuzz_read.c describes them).
@@ -218,6 +218,30 @@ def dburls():
     return out
 
 
+def pointfiles():
+    """Points files for fuzz_pointfile.c's entry (its key, its data), without
+    the trailing CRC-32 the target appends: none, and a few plausible points
+    (packed windows of the entry's bytes; offsets near, not at, blocks)."""
+    import zlib
+    size, text = 1 << 20, b"SELECT id FROM time_entries WHERE user_id = 7;\n"
+    data = bytes(text[i % 47] ^ (((i * 2654435761) >> 29) & 0xff) for i in range(size))
+    c = zlib.compressobj(6, zlib.DEFLATED, -15, 8)
+    z = c.compress(data) + c.flush()
+    head = lambda n: (b"ARCHFSPT" + struct.pack("<II", 1, n) + struct.pack("<QqII", 4096, 1764000000, 0x1234abcd, 0)
+                      + struct.pack("<QQQQII", 2, 1, size, len(z), zlib.crc32(data), 0))
+    out = [("p0", head(0))]
+    for n in (1, 3):
+        body = b""
+        for k in range(1, n + 1):
+            at = 300000 * k
+            c = zlib.compressobj(1, zlib.DEFLATED, -15)
+            w = c.compress(data[at - 32768:at]) + c.flush()
+            body += struct.pack("<QQBBHII", at, len(z) * at // size, k % 8, (0xff << (8 - k % 8)) & 0xff if k % 8 else 0,
+                                0, 32768, len(w)) + w
+        out.append(("p%d" % n, head(n) + body))
+    return out
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: seeds.py OUTDIR")
@@ -228,6 +252,7 @@ def main():
         "read": [("%s-%s" % (h, name), hdr + data) for h, hdr in read_headers() for name, data in archives
                  if len(hdr + data) <= MAX_SEED and data],
         "manifest": manifests(), "pgdump": pgdumps(), "control": controls(), "dburl": dburls(),
+        "pointfile": pointfiles(),
     }
     for corpus, seeds in corpora.items():
         d = os.path.join(root, corpus)

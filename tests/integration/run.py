@@ -97,8 +97,11 @@ def t_xattrs():
             check(os.getxattr(full, "user.archfs.crc32").decode() == "%08x" % e["crc"], path + ": crc32 xattr")
             check(os.getxattr(full, "user.archfs.compressed_size").decode() == str(e["csize"]), path + ": compressed_size")
             check(os.getxattr(full, "user.archfs.method").decode() == e["method"], path + ": method xattr")
-            check(sorted(os.listxattr(full)) == ["user.archfs.compressed_size", "user.archfs.crc32", "user.archfs.method"],
-                  path + ": listxattr")
+            names = ["user.archfs.compressed_size", "user.archfs.crc32", "user.archfs.method"]
+            if e["method"] == "deflate":  # and what this mount inflated for it, its seek points
+                names = sorted(names + ["user.archfs.inflated", "user.archfs.seek_points"])
+                check(os.getxattr(full, "user.archfs.seek_points") == b"0", path + ": seek points before any read")
+            check(sorted(os.listxattr(full)) == names, path + ": listxattr")
 
 
 def t_statfs():
@@ -166,6 +169,69 @@ def t_random_access_large_entry():
         f.seek(len(data))
         check(f.read(10) == b"", "read at EOF returned data")
 
+
+
+def t_seek_points_kept_across_mounts():
+    """Random reads of a deflated db.sqlite write its seek points to the
+    index directory when the file closes; a remount loads them, so its first
+    random reads inflate a fraction of what the first mount's did (the
+    daemon's user.archfs.inflated counter, not time), with the same bytes.
+    A damaged points file is ignored with one log line; --index-dir none
+    keeps nothing; without the option they go under $XDG_CACHE_HOME/archfs."""
+    a, src = fixture("app", db_size=24 << 20)
+    data = open(os.path.join(src, "db.sqlite"), "rb").read()
+    idx = os.path.join(H.WORK, "points-%d" % os.getpid())
+
+    def reads(m, seed, n=40):
+        """A read near the end, then n at random; the bytes inflated for the
+        first one (a fresh mount's is the whole entry) and the points after."""
+        rng = random.Random(seed)
+        path = os.path.join(m, "db.sqlite")
+        with open(path, "rb", buffering=0) as f:
+            offs = [len(data) - 8192] + [rng.randrange(len(data) - 4096) // 4096 * 4096 for _ in range(n)]
+            for i, off in enumerate(offs):
+                f.seek(off)
+                check(f.read(4096) == data[off:off + 4096], "bytes at %d differ" % off)
+                if i == 0:
+                    got = int(os.getxattr(path, "user.archfs.inflated"))
+            pts = int(os.getxattr(path, "user.archfs.seek_points"))
+        return got, pts
+
+    with Mount(a, "--index-dir", idx) as m:
+        first, pts1 = reads(m, 1)
+        check("user.archfs.inflated" in os.listxattr(os.path.join(m, "db.sqlite")), "listxattr lacks inflated")
+    files = os.listdir(idx)
+    check(len(files) == 1 and files[0].endswith(".points"), "index dir holds %r" % files)
+    check(stat.S_IMODE(os.stat(idx).st_mode) == 0o700, "index dir mode %o" % os.stat(idx).st_mode)
+    pf = os.path.join(idx, files[0])
+    check(stat.S_IMODE(os.stat(pf).st_mode) == 0o600, "points file mode %o" % os.stat(pf).st_mode)
+    check(first > len(data) * 0.9 and pts1 >= 10, "first mount inflated %d with %d points" % (first, pts1))
+    with Mount(a, "--index-dir", idx) as m:
+        second, pts2 = reads(m, 2)
+    check(pts2 >= pts1 and second < 2 << 20,
+          "remount inflated %d (first mount %d), %d points" % (second, first, pts2))
+    # a damaged points file: ignored with one line, the reads still right
+    raw = bytearray(open(pf, "rb").read())
+    raw[len(raw) // 2] ^= 0xFF
+    open(pf, "wb").write(raw)
+    mount = Mount(a, "--index-dir", idx)
+    with mount as m:
+        third, _ = reads(m, 3)
+        log = mount.stderr()
+    check(third > len(data) * 0.9, "a damaged file was used: inflated %d" % third)
+    check(log.count("seek points kept for entry") == 1 and "ignored" in log, "log: " + log[-2000:])
+    # none: nothing kept, nothing read
+    shutil.rmtree(idx)
+    with Mount(a, "--index-dir", "none") as m:
+        reads(m, 4, n=5)
+    check(not os.path.exists(idx), "--index-dir none wrote files")
+    # the default: $XDG_CACHE_HOME/archfs
+    xdg = os.path.join(H.WORK, "xdg-%d" % os.getpid())
+    with Mount(a, env={"XDG_CACHE_HOME": xdg}) as m:
+        reads(m, 5, n=5)
+    check(len(os.listdir(os.path.join(xdg, "archfs"))) == 1, "nothing under XDG_CACHE_HOME/archfs")
+    shutil.rmtree(xdg)
+    refused(["--index-dir", "/proc/no/such/dir", a, "MNT"], "--index-dir")
 
 def t_concurrent_reads():
     """Threads read at once: whole files (the database twice, the JSON files,
@@ -584,6 +650,8 @@ def main():
     H.ARCHFS = os.path.abspath(args.archfs)
     H.WORK = args.work or tempfile.mkdtemp(prefix="archfs-it-")
     os.makedirs(H.WORK, exist_ok=True)
+    # seek points kept between mounts go to the scratch directory, not the user's ~/.cache
+    os.environ["XDG_CACHE_HOME"] = os.path.join(H.WORK, "xdg-cache")
     tests = selected(args)
     passed = failed = 0
     thread_errors = []

@@ -20,7 +20,7 @@ int main(void)
 		CHECK(STREQ(a.target.database, "sqlite:////srv/a.db") && STREQ(a.target.uploads, "/srv/up"));
 		CHECK(STREQ(a.target.flag_file, "/run/f") && STREQ(a.target.snapshot_dir, "/b,c"));
 		CHECK(STREQ(a.target.lock_wait, "5") && a.target.no_snapshot && a.target.create);
-		CHECK(!a.target.terminate_blockers && !a.target.migrate && !a.seek_cache);
+		CHECK(!a.target.terminate_blockers && !a.target.migrate && !a.seek_cache && !a.index_dir);
 		CHECK(a.npos == 2 && STREQ(a.pos[0], "backup.zip") && STREQ(a.pos[1], "/mnt"));
 		/* libfuse's own, in order, the -o list without archfs's items */
 		CHECK(a.nfuse == 4 && STREQ(a.fuse[0], "-o") && STREQ(a.fuse[1], "allow_other") && STREQ(a.fuse[2], "-f") &&
@@ -31,10 +31,12 @@ int main(void)
 	/* values are copies: argv may be masked after */
 	{
 		char url[] = "postgresql://u:secret@h/db";
-		char *argv[] = { "archfs", "verify", "b.zip", "--database", url, "--seek-cache=64", "-o", "ro,fsname=a\\,b" };
+		char *argv[] = { "archfs", "verify", "b.zip", "--database", url, "--seek-cache=64", "-o", "ro,fsname=a\\,b",
+				 "--index-dir", "none" };
 		CHECK(afs_args_parse(&a, N(argv), argv) == AFS_OK);
 		memset(url, 'x', sizeof(url) - 1);
 		CHECK(STREQ(a.target.database, "postgresql://u:secret@h/db") && STREQ(a.seek_cache, "64"));
+		CHECK(STREQ(a.index_dir, "none"));
 		CHECK(a.nfuse == 2 && STREQ(a.fuse[1], "ro,fsname=a\\,b")); /* escapes kept for libfuse */
 		afs_args_release(&a);
 	}
