@@ -66,6 +66,7 @@ struct afs_ll {
 	 * inode's content never changes, so whoever opened it reads one
 	 * version to its end, as a renamed-over file on a disk. */
 	bool no_open;
+	_Atomic int64_t files_until; /* listings give files' attributes until then (ms, CLOCK_MONOTONIC) */
 	struct afs_readers *readers;
 	pthread_mutex_t vmu;
 	struct vlatest {
@@ -90,6 +91,10 @@ static void *pusher_main(void *arg);
 /* What one push ahead stores at most: files, and bytes. */
 #define PUSH_AHEAD_FILES 256
 #define PUSH_AHEAD_BYTES (4u << 20)
+
+/* How long after a file was looked up or read listings keep giving files'
+ * attributes (readdirplus), in ms: see files_wanted(). */
+#define FILE_ATTRS_MS 2000
 
 /* Streams kept for reads without a handle. */
 #define READERS_MAX 32
@@ -239,6 +244,26 @@ static enum afs_err vfile_entry(struct afs_ll *ll, const char *path, const struc
 	return e->ino ? AFS_OK : AFS_E_NOMEM;
 }
 
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Listings carry attributes, but a file's entry with attributes costs the
+ * kernel an inode (find over 200,000 entries: a second of system time, five
+ * times the walk without); a reader of files (cp -r, ls -l, du, tar) looks
+ * them up or reads them, a walk (find, ls -R) does not.  So listings give
+ * files' attributes while files are being looked up or read, and
+ * directories' always: cp -r looks up the files of its first directory
+ * and gets the rest from listings; find gets cheap ones. */
+static void files_wanted(struct afs_ll *ll)
+{
+	ll->files_until = now_ms() + FILE_ATTRS_MS;
+}
+
 static uid_t caller(fuse_req_t req)
 {
 	return fuse_req_ctx(req)->uid;
@@ -386,6 +411,8 @@ static void afs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_entry(req, &e);
 		return;
 	}
+	if (err == AFS_OK && !S_ISDIR(e.attr.st_mode))
+		files_wanted(ll);
 	if (err != AFS_OK)
 		fuse_reply_err(req, afs_errno(err));
 	else if (fuse_reply_entry(req, &e) != 0)
@@ -516,6 +543,8 @@ struct dirent_rec {
 struct dirh {
 	pthread_mutex_t lock;
 	char *path;
+	char *pbuf;        /* path without a trailing "/" ("" for the root), then room for "/name" */
+	size_t plen, pcap;
 	struct dirent_rec *ents;
 	size_t n, cap;
 	bool listed;
@@ -560,10 +589,22 @@ static void afs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		free(d);
 		return;
 	}
+	d->plen = strcmp(d->path, "/") == 0 ? 0 : strlen(d->path);
+	d->pcap = d->plen + 256;
+	if (!(d->pbuf = malloc(d->pcap))) {
+		free(d->path);
+		free(d);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memcpy(d->pbuf, d->path, d->plen);
+	d->pbuf[d->plen] = '/';
 	pthread_mutex_init(&d->lock, NULL);
 	fi->fh = (uint64_t)(uintptr_t)d;
 	fi->cache_readdir = 0;
 	if (fuse_reply_open(req, fi) != 0) {
+		pthread_mutex_destroy(&d->lock);
+		free(d->pbuf);
 		free(d->path);
 		free(d);
 	}
@@ -576,6 +617,7 @@ static void afs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 	(void)ino;
 	dir_clear(d);
 	free(d->ents);
+	free(d->pbuf);
 	free(d->path);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
@@ -590,6 +632,7 @@ static bool is_dot(const char *name)
 static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
 {
 	struct afs_ll *ll = ll_of(req);
+	bool files = now_ms() < ll->files_until;
 	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
 	char *buf;
 	size_t pos = 0;
@@ -619,35 +662,47 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_f
 		size_t need;
 
 		if (!plus) {
-			need = fuse_add_direntry(req, buf + pos, size - pos, r->name, &r->st, (off_t)i + 1);
+			struct stat st = r->st;
+
+			st.st_ino = 0xffffffffu; /* FUSE_UNKNOWN_INO: an entry with d_ino 0 is a hole to readdir(3) */
+			need = fuse_add_direntry(req, buf + pos, size - pos, r->name, &st, (off_t)i + 1);
 		} else {
 			struct fuse_entry_param e = { .attr = r->st };
-			char *path = NULL;
 
-			if (!is_dot(r->name)) { /* the kernel keeps no lookup of . and .. */
-				path = malloc(strlen(d->path) + strlen(r->name) + 2);
-				if (!path) {
-					err = AFS_E_NOMEM;
-					break;
-				}
-				sprintf(path, "%s/%s", strcmp(d->path, "/") == 0 ? "" : d->path, r->name);
+			if (!S_ISDIR(r->st.st_mode) && !files && !(ll->no_open && d->plen == 0 &&
+								       afs_vfile_named(r->name) != AFS_VF_NONE)) {
+				e.ino = 0; /* the name and type alone: no inode for the kernel to make */
+				e.attr.st_ino = 0xffffffffu;
+			} else if (!is_dot(r->name)) { /* the kernel keeps no lookup of . and .. */
+				size_t nlen = strlen(r->name);
+				char *path;
+
 				/* measure first: a number is counted only for an entry sent */
-				if (fuse_add_direntry_plus(req, NULL, 0, r->name, &e, 0) > size - pos) {
-					free(path);
+				if (fuse_add_direntry_plus(req, NULL, 0, r->name, &e, 0) > size - pos)
 					break;
+				if (d->plen + 1 + nlen + 1 > d->pcap) {
+					size_t cap = d->plen + nlen + 64;
+					char *g = realloc(d->pbuf, cap);
+
+					if (!g) {
+						err = AFS_E_NOMEM;
+						break;
+					}
+					d->pbuf = g;
+					d->pcap = cap;
 				}
-				if (ll->no_open && strcmp(d->path, "/") == 0 && afs_vfile_named(r->name) != AFS_VF_NONE) {
+				path = d->pbuf; /* the directory's path, then "/name" */
+				memcpy(path + d->plen + 1, r->name, nlen + 1);
+				if (ll->no_open && d->plen == 0 && afs_vfile_named(r->name) != AFS_VF_NONE) {
 					/* a status file: its version now, as a lookup gives */
 					enum afs_err verr = entry_of(ll, path, &e);
 
-					free(path);
 					if (verr != AFS_OK) {
 						err = verr;
 						break;
 					}
 				} else {
-					e.ino = afs_inodes_ref(ll->inodes, path, strlen(path));
-					free(path);
+					e.ino = afs_inodes_ref(ll->inodes, path, d->plen + 1 + nlen);
 					if (!e.ino) {
 						err = AFS_E_NOMEM;
 						break;
@@ -970,10 +1025,12 @@ static void afs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, str
 			free(buf);
 			return;
 		}
+		files_wanted(ll);
 		n = place_read(ll, ino, &pl, path, buf, size, off);
 		afs_place_release(ll->m, &pl);
 		free(path);
 	} else {
+		files_wanted(ll_of(req));
 		n = handle_read(h, buf, size, off);
 	}
 	if (n < 0)

@@ -30,6 +30,13 @@ static uint64_t hash_of(const char *p, size_t len)
 
 	for (size_t i = 0; i < len; i++)
 		h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+	/* FNV's low bits, which pick the slot, mix only the characters' low
+	 * bits: fold the high bits in (MurmurHash3's finaliser) */
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
 	return h;
 }
 
