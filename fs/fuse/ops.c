@@ -67,6 +67,7 @@ struct afs_ll {
 	 * version to its end, as a renamed-over file on a disk. */
 	bool no_open;
 	_Atomic int64_t files_until; /* listings give files' attributes until then (ms, CLOCK_MONOTONIC) */
+	_Atomic unsigned char *logged; /* no-open mode: the nodes whose read error was logged, one byte each */
 	struct afs_readers *readers;
 	pthread_mutex_t vmu;
 	struct vlatest {
@@ -333,6 +334,8 @@ static void afs_init(void *userdata, struct fuse_conn_info *conn)
 	 * across opens.  Directory mode keeps opens: an open file of an
 	 * archive that leaves the directory reads on through its handle. */
 	ll->no_open = !ll->m->backups && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT);
+	if (ll->no_open)
+		ll->logged = calloc(afs_index_count(ll->m->view->index), 1); /* NULL: a line a failed read */
 	if (ll->no_open && (conn->capable & FUSE_CAP_AUTO_INVAL_DATA))
 		conn->want |= FUSE_CAP_AUTO_INVAL_DATA; /* status files: a new mtime drops old pages */
 	/* O_TRUNC as a SETATTR (refused but on .control), not as an open flag
@@ -981,7 +984,9 @@ static int place_read(struct afs_ll *ll, fuse_ino_t ino, const struct afs_place 
 
 		err = afs_readers_pread(ll->readers, pl->view, pl->node, buf, size, (uint64_t)off, &got, why,
 					sizeof(why));
-		if (err != AFS_OK && err != AFS_E_NOMEM)
+		/* one line an entry: the kernel retries a failed page alone, and
+		 * every read of it fails the same way */
+		if (err != AFS_OK && err != AFS_E_NOMEM && (!ll->logged || !ll->logged[pl->node]++))
 			afs_log(AFS_LOG_ERR, "%s: %s", path + 1, why);
 		if (err == AFS_OK && n->size <= PUSH_MAX)
 			want_push(ll, pl->node);
@@ -1317,6 +1322,7 @@ void afs_ll_free(struct afs_ll *ll)
 	for (int v = 0; v < AFS_VF_COUNT; v++)
 		free(ll->vlatest[v].text);
 	afs_readers_free(ll->readers);
+	free((void *)ll->logged);
 	afs_inodes_free(ll->inodes);
 	free(ll);
 }
