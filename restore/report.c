@@ -28,24 +28,22 @@ static size_t utf8_seq(const unsigned char *p)
 	return n;
 }
 
-/* Prints root (consumed) formatted, with a trailing newline.  JSON is
- * UTF-8 (RFC 8259) and its readers refuse anything else, but its strings
- * come from archives (entry names, manifest fields) and .control writes,
- * any bytes: each byte that does not start a well-formed sequence becomes
- * U+FFFD.  cJSON writes only ASCII outside strings, so only strings
- * change. */
-static char *finish(cJSON *root, int fail)
+/* text (cJSON's output, freed here) as valid UTF-8, then tail; NULL
+ * when text is NULL or out of memory.  JSON is UTF-8 (RFC 8259) and its
+ * readers refuse anything else (so does PostgreSQL, for a NOTIFY
+ * payload), but its strings come from archives (entry and archive names,
+ * manifest fields, dump headers) and .control writes, any bytes: each
+ * byte that does not start a well-formed sequence becomes U+FFFD.  cJSON
+ * writes only ASCII outside strings, so only strings change. */
+static char *valid_utf8(char *text, const char *tail)
 {
-	char *text = NULL, *out = NULL;
-	size_t len, o = 0;
+	size_t len, o = 0, tlen = strlen(tail);
+	char *out;
 
-	if (root && !fail)
-		text = cJSON_Print(root);
-	cJSON_Delete(root);
 	if (!text)
 		return NULL;
 	len = strlen(text);
-	out = malloc(3 * len + 2);
+	out = malloc(3 * len + tlen + 1);
 	for (size_t i = 0; out && i < len;) {
 		size_t n = utf8_seq((const unsigned char *)text + i);
 
@@ -53,12 +51,20 @@ static char *finish(cJSON *root, int fail)
 		o += n ? n : 3;
 		i += n ? n : 1;
 	}
-	if (out) {
-		out[o] = '\n';
-		out[o + 1] = '\0';
-	}
+	if (out)
+		memcpy(out + o, tail, tlen + 1);
 	cJSON_free(text);
 	return out;
+}
+
+/* root (consumed) formatted, with a trailing newline, valid UTF-8; NULL
+ * on fail or when out of memory. */
+static char *finish(cJSON *root, int fail)
+{
+	char *text = root && !fail ? cJSON_Print(root) : NULL;
+
+	cJSON_Delete(root);
+	return valid_utf8(text, "\n");
 }
 
 char *afs_report_status(const struct afs_status_view *v)
@@ -129,14 +135,14 @@ char *afs_report_flag(long pid, const char *archive, const char *started_at)
 	return finish(root, fail);
 }
 
-/* root (consumed) as one line, without a newline; NULL on fail. */
+/* root (consumed) as one line, without a newline, valid UTF-8; NULL on
+ * fail or when out of memory. */
 static char *finish_line(cJSON *root, int fail)
 {
-	char *text = root && !fail ? cJSON_PrintUnformatted(root) : NULL, *out = text ? strdup(text) : NULL;
+	char *text = root && !fail ? cJSON_PrintUnformatted(root) : NULL;
 
-	cJSON_free(text);
 	cJSON_Delete(root);
-	return out;
+	return valid_utf8(text, "");
 }
 
 char *afs_report_dump(const struct afs_dump_view *v)

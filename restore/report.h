@@ -51,11 +51,13 @@ struct afs_dump_view {
 
 /* The JSON object of v, one line ({"format", "archive_version",
  * "server_version", "pg_dump_version", "pg_restore", "pg_restore_major"}),
- * or NULL when out of memory. */
+ * without a newline, valid UTF-8 as above, or NULL when out of memory. */
 char *afs_report_dump(const struct afs_dump_view *v);
 
 /* The payload of NOTIFY archfs_restore: {"event": "start"|"end", "pid",
- * "archive", "state" (at the end: done, failed or cancelled)}. */
+ * "archive", "state" (at the end: done, failed or cancelled)}, one line,
+ * valid UTF-8 as above (PostgreSQL refuses a payload that is not, and
+ * an archive's name may hold any bytes); NULL when out of memory. */
 char *afs_report_notify(const char *event, long pid, const char *archive, const char *state);
 
 /* The manifest of a snapshot: the application's keys, plus "archfs":

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The cap on live decoders: a count and a least-recently-used list of the
- * idle users holding some.  Decoders are freed outside the pool's lock (a
+/* The cap on live decoders: a count, their bytes and a least-recently-used
+ * list of the idle users holding some.  Decoders are freed outside the pool's lock (a
  * raw stream's close waits for the archive's mutex, which a read may hold
  * through a disk read). */
 #include <pthread.h>
@@ -14,6 +14,7 @@ struct afs_decpool {
 	pthread_cond_t evicted;         /* an eviction has ended */
 	struct afs_decuser *head, *tail; /* idle users holding decoders: most recent first */
 	unsigned cap, live;
+	size_t budget, bytes;
 	unsigned long evictions;
 };
 
@@ -26,6 +27,7 @@ struct afs_decpool *afs_decpool_new(unsigned cap)
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->evicted, NULL);
 	p->cap = cap ? cap : 1;
+	p->budget = AFS_DECPOOL_BUDGET;
 	return p;
 }
 
@@ -43,6 +45,23 @@ void afs_decpool_set_cap(struct afs_decpool *p, unsigned cap)
 	pthread_mutex_lock(&p->mu);
 	p->cap = cap ? cap : 1;
 	pthread_mutex_unlock(&p->mu);
+}
+
+void afs_decpool_set_budget(struct afs_decpool *p, size_t bytes)
+{
+	pthread_mutex_lock(&p->mu);
+	p->budget = bytes ? bytes : 1;
+	pthread_mutex_unlock(&p->mu);
+}
+
+size_t afs_decpool_bytes(struct afs_decpool *p)
+{
+	size_t n;
+
+	pthread_mutex_lock(&p->mu);
+	n = p->bytes;
+	pthread_mutex_unlock(&p->mu);
+	return n;
 }
 
 unsigned afs_decpool_live(struct afs_decpool *p)
@@ -103,18 +122,20 @@ void afs_decpool_enter(struct afs_decpool *p, struct afs_decuser *u)
 	pthread_mutex_unlock(&p->mu);
 }
 
-void afs_decpool_take(struct afs_decpool *p, struct afs_decuser *u)
+/* Evicts the least recently used idle users until the count is within
+ * the cap and the bytes within the budget, or none is left idle; mu held
+ * (dropped while an evict callback runs). */
+static void fit(struct afs_decpool *p)
 {
-	pthread_mutex_lock(&p->mu);
-	u->held++;
-	p->live++;
-	while (p->live > p->cap && p->tail) {
+	while ((p->live > p->cap || p->bytes > p->budget) && p->tail) {
 		struct afs_decuser *v = p->tail;
 
 		unlist(p, v);
 		v->evicting = true; /* its next enter or leave waits for the end */
 		p->live -= v->held;
+		p->bytes -= v->bytes;
 		v->held = 0;
+		v->bytes = 0;
 		p->evictions++;
 		pthread_mutex_unlock(&p->mu);
 		v->evict(v);
@@ -122,15 +143,37 @@ void afs_decpool_take(struct afs_decpool *p, struct afs_decuser *u)
 		v->evicting = false;
 		pthread_cond_broadcast(&p->evicted);
 	}
+}
+
+void afs_decpool_take(struct afs_decpool *p, struct afs_decuser *u, size_t bytes)
+{
+	pthread_mutex_lock(&p->mu);
+	u->held++;
+	u->bytes += bytes;
+	p->live++;
+	p->bytes += bytes;
+	fit(p);
 	pthread_mutex_unlock(&p->mu);
 }
 
-void afs_decpool_drop(struct afs_decpool *p, struct afs_decuser *u, unsigned n)
+void afs_decpool_grow(struct afs_decpool *p, struct afs_decuser *u, size_t bytes)
+{
+	pthread_mutex_lock(&p->mu);
+	u->bytes += bytes;
+	p->bytes += bytes;
+	fit(p);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void afs_decpool_drop(struct afs_decpool *p, struct afs_decuser *u, unsigned n, size_t bytes)
 {
 	pthread_mutex_lock(&p->mu);
 	n = n < u->held ? n : u->held;
+	bytes = bytes < u->bytes ? bytes : u->bytes;
 	u->held -= n;
+	u->bytes -= bytes;
 	p->live -= n;
+	p->bytes -= bytes;
 	pthread_mutex_unlock(&p->mu);
 }
 
@@ -156,7 +199,9 @@ void afs_decpool_leave(struct afs_decpool *p, struct afs_decuser *u)
 	settle(p, u);
 	unlist(p, u);
 	p->live -= u->held;
+	p->bytes -= u->bytes;
 	u->held = 0;
+	u->bytes = 0;
 	pthread_mutex_unlock(&p->mu);
 }
 

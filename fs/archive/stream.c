@@ -23,6 +23,13 @@
 
 #define IN_BUF (64 * 1024)
 #define SKIP_BUF (32 * 1024)
+/* What the pool counts for a decoder (decpool.h): deflate's sequential
+ * one (its state and the buffer) and the zlib one resumed at seek points,
+ * at most this each; bzip2's through libzip (100 KB + 4 x its 900 KB
+ * blocks, plus the buffer).  xdecode.h's say what they hold. */
+#define DEFLATE_BYTES (210 * 1024)
+#define METHOD_BZIP2 12
+#define BZIP2_BYTES (3700 * 1000 + IN_BUF + SKIP_BUF)
 
 /* How a stream gets its entry's content. */
 enum path {
@@ -53,6 +60,7 @@ struct afs_stream {
 	 * deflated entry that starts or continues the pass from offset 0 */
 	struct afs_inflater *dec;
 	struct afs_xdec *xdec; /* PATH_XDEC: in dec's place */
+	size_t seq_bytes;      /* what the pool counts for it (0: nothing) */
 	struct afs_inflate_io io;
 	unsigned char *in;     /* IN_BUF compressed bytes, then SKIP_BUF scratch */
 	/* reads that jump: seek points shared through the registry (or this
@@ -84,6 +92,7 @@ static void seq_free(struct afs_stream *s)
 	s->raw = NULL;
 	s->in = NULL;
 	s->raw_eof = false;
+	s->seq_bytes = 0;
 }
 
 /* Frees the decoder of reads that jump: the next one starts at a seek
@@ -107,18 +116,50 @@ static void evict(struct afs_decuser *u)
 	jump_free(s);
 }
 
-/* Counts a decoder s is about to make (it may evict other streams'). */
-static void take(struct afs_stream *s)
+/* Counts a decoder of bytes s is about to make (it may evict other
+ * streams'). */
+static void take(struct afs_stream *s, size_t bytes)
 {
 	if (s->pool)
-		afs_decpool_take(s->pool, &s->user);
+		afs_decpool_take(s->pool, &s->user, bytes);
 }
 
-/* Uncounts a decoder s failed to make. */
-static void drop(struct afs_stream *s)
+/* Uncounts a decoder of bytes s failed to make. */
+static void drop(struct afs_stream *s, size_t bytes)
 {
 	if (s->pool)
-		afs_decpool_drop(s->pool, &s->user, 1);
+		afs_decpool_drop(s->pool, &s->user, 1, bytes);
+}
+
+/* Frees the sequential decoder and uncounts it. */
+static void seq_drop(struct afs_stream *s)
+{
+	size_t bytes = s->seq_bytes;
+
+	seq_free(s);
+	drop(s, bytes);
+}
+
+/* Counts what xdecode.h's decoder has grown to since last counted (its
+ * dictionary or window is made when the data's header says how big). */
+static void seq_grow(struct afs_stream *s)
+{
+	size_t now = IN_BUF + SKIP_BUF + afs_xdec_memusage(s->xdec);
+
+	if (now > s->seq_bytes) {
+		if (s->pool)
+			afs_decpool_grow(s->pool, &s->user, now - s->seq_bytes);
+		s->seq_bytes = now;
+	}
+}
+
+/* What the pool counts for libzip's decoder of method m (and the buffer):
+ * bzip2's at its size; for LZMA, XZ and zstd, with a libzip that decodes
+ * them (its memory unknown here, libzip sets no limit), the most
+ * xdecode.h's may take, which the budget holds one of. */
+static size_t libzip_bytes(uint16_t m)
+{
+	return m == METHOD_BZIP2 ? BZIP2_BYTES : AFS_XDEC_MEMLIMIT;
 }
 
 enum afs_err afs_stream_open(struct afs_archive *a, const struct afs_index *ix, uint32_t id, struct afs_stream **out)
@@ -260,7 +301,8 @@ static enum afs_err inflate_start(struct afs_stream *s)
 {
 	enum afs_err err = AFS_OK;
 
-	take(s);
+	s->seq_bytes = s->path == PATH_XDEC ? IN_BUF + SKIP_BUF : DEFLATE_BYTES;
+	take(s, s->seq_bytes);
 	s->in = afs_decmem_alloc(IN_BUF + SKIP_BUF);
 	if (!s->in)
 		err = AFS_E_NOMEM;
@@ -271,10 +313,11 @@ static enum afs_err inflate_start(struct afs_stream *s)
 	else if (err == AFS_OK)
 		err = afs_inflater_new(&s->dec);
 	if (err != AFS_OK) {
-		seq_free(s);
-		drop(s);
+		seq_drop(s);
 		return err;
 	}
+	if (s->xdec)
+		seq_grow(s);
 	s->io.avail_in = 0;
 	s->dec_end = false;
 	s->pos = 0;
@@ -298,15 +341,14 @@ static enum afs_err refill(struct afs_stream *s)
 	return AFS_OK;
 }
 
-/* One xdecode.h decoder call.  A decoder that ran out of memory is
- * dropped: the next read starts a new pass. */
+/* One xdecode.h decoder call, its memory counted after it.  A decoder
+ * that ran out of memory is dropped: the next read starts a new pass. */
 static enum afs_err xdec_step(struct afs_stream *s)
 {
 	enum afs_err err = afs_xdec_run(s->xdec, &s->io, s->raw_eof, &s->dec_end);
 
 	if (err == AFS_E_NOMEM) {
-		seq_free(s);
-		drop(s);
+		seq_drop(s);
 	} else if (err != AFS_OK) {
 		snprintf(s->why, sizeof(s->why), "%s", afs_xdec_why(s->xdec));
 	}
@@ -327,7 +369,10 @@ static enum afs_err step(struct afs_stream *s)
 	starved = s->io.avail_in == 0 && s->raw_eof;
 	if (s->xdec) {
 		err = xdec_step(s);
-		if (err != AFS_OK || s->dec_end)
+		if (err != AFS_OK)
+			return err;
+		seq_grow(s);
+		if (s->dec_end)
 			return err;
 		if (starved && out == s->io.avail_out) {
 			snprintf(s->why, sizeof(s->why), "%s data is truncated", dname(s));
@@ -426,10 +471,10 @@ static enum afs_err jump_read(struct afs_stream *s, unsigned char *buf, size_t l
 			return AFS_E_NOMEM;
 	}
 	if (!s->z) {
-		take(s);
+		take(s, DEFLATE_BYTES);
 		err = afs_zdec_new(s->idx, zsource, s, &s->z);
 		if (err != AFS_OK) {
-			drop(s);
+			drop(s, DEFLATE_BYTES);
 			return err;
 		}
 	}
@@ -491,15 +536,14 @@ static enum afs_err deflate_read(struct afs_stream *s, unsigned char *buf, size_
 /* LZMA, XZ and zstd entries that libzip does not decode: one pass from
  * offset 0 with xdecode.h's decoder, skipping forward to off; a read
  * behind the pass starts a new one (the decoders cannot seek), as
- * libzip_read() does.  The pass counts as one decoder in the pool. */
+ * libzip_read() does.  The pass counts as one decoder in the pool, with
+ * the memory its decoder holds. */
 static enum afs_err xdec_read(struct afs_stream *s, unsigned char *buf, size_t len, uint64_t off, size_t *got)
 {
 	enum afs_err err;
 
-	if (s->xdec && off < s->pos) {
-		seq_free(s);
-		drop(s);
-	}
+	if (s->xdec && off < s->pos)
+		seq_drop(s);
 	if (!s->xdec) { /* none yet, evicted, dropped for going back, or out of memory */
 		err = inflate_start(s);
 		if (err != AFS_OK)
@@ -550,7 +594,8 @@ static enum afs_err libzip_fill(struct afs_stream *s, unsigned char *out, size_t
 
 /* Entries only libzip decodes: one pass from offset 0, skipping forward to
  * off; a read behind the pass starts a new one (libzip's decoders cannot
- * seek).  The pass counts as one decoder in the pool. */
+ * seek).  The pass counts as one decoder in the pool, at its known size
+ * (libzip_bytes()). */
 static enum afs_err libzip_read(struct afs_stream *s, unsigned char *buf, size_t len, uint64_t off, size_t *got)
 {
 	enum afs_err err;
@@ -560,10 +605,11 @@ static enum afs_err libzip_read(struct afs_stream *s, unsigned char *buf, size_t
 		s->raw = NULL;
 	}
 	if (!s->in) { /* no decoder held: none yet, or evicted */
-		take(s);
+		s->seq_bytes = libzip_bytes(s->method);
+		take(s, s->seq_bytes);
 		s->in = afs_decmem_alloc(IN_BUF + SKIP_BUF);
 		if (!s->in) {
-			drop(s);
+			seq_drop(s);
 			return AFS_E_NOMEM;
 		}
 	}

@@ -30,15 +30,15 @@
  *
  * Memory: a stream keeps at most two decoders between reads (the
  * sequential one and the one resumed at seek points, at most 210 KiB each;
- * libzip's or xdecode.h's, one, counted as one: bzip2's takes up to 3.6
- * MiB, LZMA's and XZ's their dictionary, zstd's its window, each at most
- * 256 MiB),
- * and a stream opened with a registry counts them in the registry's
- * decoder pool (decpool.h): past the pool's cap, the least recently used
- * idle stream's decoders are freed, and its next read starts again from
- * the nearest seek point (or the start of the entry).  So the streams of a
- * mount keep at most max(cap, 2 x reads in progress) decoders, however
- * many files are open.
+ * libzip's or xdecode.h's, one: bzip2's takes up to 3.6 MiB, LZMA's and
+ * XZ's their dictionary, zstd's its window, each at most 256 MiB), and a
+ * stream opened with a registry counts them, with their memory, in the
+ * registry's decoder pool (decpool.h): past the pool's cap (64 decoders)
+ * or its budget (256 MiB), the least recently used idle streams'
+ * decoders are freed, and their next read starts again from the nearest
+ * seek point (or the start of the entry).  So the streams of a mount keep
+ * at most max(cap, 2 x reads in progress) decoders and max(budget, what
+ * the reads in progress hold) bytes of them, however many files are open.
  *
  * Thread safety: one afs_stream serves one thread at a time (the caller
  * locks); different streams are independent (the pool may free one's

@@ -24,6 +24,7 @@ struct afs_xdec {
 	lzma_stream lz;
 	unsigned char hdr[LZMA_HDR];
 	size_t hdr_len;
+	uint64_t raw_mem;   /* lzma: what the raw decoder needs (liblzma does not count it) */
 	ZSTD_DStream *zs;
 	bool frame_done;    /* zstd: the last call ended a frame (or none began) */
 	char why[128];
@@ -141,6 +142,7 @@ static enum afs_err lzma_begin(struct afs_xdec *d, struct afs_inflate_io *io)
 	free(opt);
 	if (rc != LZMA_OK)
 		return lzma_failed(d, rc);
+	d->raw_mem = need;
 	d->started = true;
 	return AFS_OK;
 }
@@ -216,6 +218,19 @@ enum afs_err afs_xdec_run(struct afs_xdec *d, struct afs_inflate_io *io, bool in
 const char *afs_xdec_why(const struct afs_xdec *d)
 {
 	return d->why;
+}
+
+size_t afs_xdec_memusage(const struct afs_xdec *d)
+{
+	size_t n = sizeof(*d);
+
+	if (d->zs)
+		n += ZSTD_sizeof_DStream(d->zs);
+	else if (d->method == METHOD_LZMA)
+		n += (size_t)d->raw_mem; /* lzma_memusage() knows only XZ's stream decoder */
+	else
+		n += (size_t)lzma_memusage(&d->lz);
+	return n;
 }
 
 void afs_xdec_free(struct afs_xdec *d)

@@ -21,7 +21,10 @@
  *
  * Memory: a decoder needs what the data asks for (an LZMA or XZ
  * dictionary, a zstd window), at most AFS_XDEC_MEMLIMIT: data that asks
- * more is refused with AFS_E_UNSUPPORTED and a reason.
+ * more is refused with AFS_E_UNSUPPORTED and a reason.  It makes its
+ * dictionary or window when the data's header says how big (the first
+ * afs_xdec_run() calls); afs_xdec_memusage() says what it holds, which
+ * the pool of a mount counts (decpool.h).
  *
  * Thread safety: one decoder serves one thread at a time; decoders are
  * independent. */
@@ -29,6 +32,7 @@
 #define AFS_XDECODE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "err.h"
 #include "inflate.h"
@@ -59,6 +63,11 @@ enum afs_err afs_xdec_run(struct afs_xdec *d, struct afs_inflate_io *io, bool in
 /* What the failed afs_xdec_run() found ("malformed xz data (...)"); ""
  * before any failure. */
 const char *afs_xdec_why(const struct afs_xdec *d);
+
+/* The memory d holds now, in bytes, by its library's count
+ * (lzma_memusage(), lzma_raw_decoder_memusage() for LZMA,
+ * ZSTD_sizeof_DStream()). */
+size_t afs_xdec_memusage(const struct afs_xdec *d);
 
 /* Frees the decoder; NULL is a no-op. */
 void afs_xdec_free(struct afs_xdec *d);

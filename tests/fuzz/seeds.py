@@ -215,6 +215,20 @@ def dburls():
             "postgresql://[::1]:5432/app?connect_timeout=10&application_name=archfs"]
     out = [("u%02d" % i, u.encode()) for i, u in enumerate(urls)]
     out += [("lock1", b"sqlite:////tmp/x.db\x0060"), ("lock2", b"postgresql:///app\x00-1")]
+    # A password spelt with a backslash escape whose value (19 x 0xaa) the
+    # database name holds literally: the name is no secret and stays shown.
+    out.append(("escaped-pw-in-dbname",
+                b"host=h dbname='w" + b"\xaa" * 21 + b"\xff" * 6 + b"\xaa" * 6 + b"\xab" + b"\xaa" * 21
+                + b"\xff\xff\xff\xa0" + b"\xff" * 16 + b"s3'password=\t" + b"\xaa" * 13 + b"\\" + b"\xaa" * 6
+                + b"\x00\x00\x9d\x8fpg2://s"))
+    # Text that spells a secret but is not where libpq reads it: a backslash
+    # in a URI (no escape there), and "b" + "ss%2fw" whose "b" ends "%3b".
+    # A password that the refusal's fixed words hold ("postgresql://").
+    out.append(("secret-in-fixed-text", b"postg+eqql://a?password=postgr\x00"))
+    out.append(("backslash-in-uri", b"postgresql://ap\xf1\xba\\s3cre[:s3cre[:@:-'\x00"))
+    out.append(("pct-spelling-across-escape",
+                b"pogresql+psycopg2://apt:bss%2Fw@ ord%2Fword@/p%40ssp%4bss%2Fword%2Fwordsp%3bs/home" + b"N" * 59
+                + b"s%2Fword%2Fword))))))@/p%40ssp%4bss%2Fwordsp%3bss%2fword%2Fword))))))@/p%40ssp%4bssdsqlql"))
     return out
 
 

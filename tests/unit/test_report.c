@@ -29,9 +29,34 @@ static void status_utf8(void)
 	free(json);
 }
 
+/* The one-line JSON (the NOTIFY payload, the dump's header) and the flag
+ * file are valid UTF-8 too: an archive named with bytes of another
+ * encoding (Latin-1 "\xe9"), a dump header with a cut sequence. */
+static void lines_utf8(void)
+{
+	struct afs_dump_view v = { .format = "custom", .vmaj = 1, .vmin = 14, .vrev = 0,
+				   .server_version = "15.4 caf\xc3\xa9 \xe6\x97", .pg_dump_version = "\xff",
+				   .restore_tool = "/opt/pg\xed\xa0\x80/pg_restore", .restore_tool_major = 15 };
+	char *json = afs_report_notify("end", 42, "/srv/backups/caf\xe9.zip", "done");
+
+	CHECK(json && strcmp(json, "{\"event\":\"end\",\"pid\":42,\"archive\":\"/srv/backups/caf" FFFD
+				   ".zip\",\"state\":\"done\"}") == 0);
+	free(json);
+	json = afs_report_dump(&v);
+	CHECK(json && strstr(json, "\"server_version\":\"15.4 caf\xc3\xa9 " FFFD FFFD "\""));
+	CHECK(json && strstr(json, "\"pg_dump_version\":\"" FFFD "\""));
+	CHECK(json && strstr(json, "\"pg_restore\":\"/opt/pg" FFFD FFFD FFFD "/pg_restore\""));
+	CHECK(json && !strchr(json, '\n'));
+	free(json);
+	json = afs_report_flag(42, "/srv/backups/\xc0\xaf" "etc.zip", "2024-01-01T00:00:00Z");
+	CHECK(json && strstr(json, "\"archive\":\t\"/srv/backups/" FFFD FFFD "etc.zip\""));
+	free(json);
+}
+
 int main(void)
 {
 	status_utf8();
+	lines_utf8();
 	/* a dump header whose strings hold a quote, a backslash and control characters */
 	struct afs_dump_view v = { .format = "custom", .vmaj = 1, .vmin = 14, .vrev = 0,
 				   .server_version = "15.4 \"q\" \\ \n-- forged\t\x1b[1m",

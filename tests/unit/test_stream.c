@@ -296,7 +296,7 @@ static void fake_read(struct afs_decpool *p, struct fake *f, int n)
 {
 	afs_decpool_enter(p, &f->u);
 	for (int i = 0; i < n; i++)
-		afs_decpool_take(p, &f->u);
+		afs_decpool_take(p, &f->u, 0);
 	afs_decpool_exit(p, &f->u);
 }
 
@@ -326,9 +326,9 @@ static void pool_logic(void)
 	afs_decpool_enter(p, &d.u);
 	fake_read(p, &c, 1);
 	CHECK(!d.evicted && afs_decpool_live(p) == 3);
-	afs_decpool_take(p, &d.u); /* evicts c, the only idle one */
+	afs_decpool_take(p, &d.u, 0); /* evicts c, the only idle one */
 	CHECK(c.evicted == 2 && afs_decpool_live(p) == 3);
-	afs_decpool_drop(p, &d.u, 1); /* a decoder it failed to make */
+	afs_decpool_drop(p, &d.u, 1, 0); /* a decoder it failed to make */
 	CHECK(afs_decpool_live(p) == 2);
 	afs_decpool_exit(p, &d.u);
 	/* leaving uncounts; a lower cap takes effect at the next take */

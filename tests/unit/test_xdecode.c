@@ -407,6 +407,86 @@ static void pool(const unsigned char *data)
 	free(c3.b);
 }
 
+/* c (lzma_zip() or xz_of() data) with its dictionary size made dict: the
+ * decoder makes a dictionary that big, whatever the data uses (the
+ * encoder's memory for such a dictionary is avoided). */
+static void big_dict(uint16_t m, struct comp *c, uint32_t dict)
+{
+	if (m == M_LZMA) {
+		for (int i = 0; i < 4; i++)
+			c->b[5 + i] = (unsigned char)(dict >> (8 * i));
+		return;
+	}
+	/* XZ: the first block's header, after the 12-byte stream header */
+	lzma_filter f[LZMA_FILTERS_MAX + 1];
+	lzma_block b = { .version = 1, .check = LZMA_CHECK_CRC64, .filters = f };
+	uint32_t size;
+
+	b.header_size = lzma_block_header_size_decode(c->b[12]);
+	size = b.header_size;
+	CHECK(lzma_block_header_decode(&b, NULL, c->b + 12) == LZMA_OK && f[0].id == LZMA_FILTER_LZMA2);
+	((lzma_options_lzma *)f[0].options)->dict_size = dict;
+	CHECK(lzma_block_header_size(&b) == LZMA_OK && b.header_size == size);
+	CHECK(lzma_block_header_encode(&b, c->b + 12) == LZMA_OK);
+	for (size_t i = 0; f[i].id != LZMA_VLI_UNKNOWN; i++)
+		free(f[i].options);
+}
+
+/* The pool counts LZMA and XZ decoders by the dictionary they hold: many
+ * streams of big dictionaries read a little at a time keep the idle ones
+ * within the byte budget (not 64 of them), and a stream whose decoder
+ * was evicted reads the right bytes again from a new pass. */
+static void pool_budget(const unsigned char *data)
+{
+	enum { N = 8, DICT = 32u << 20 };
+	struct comp c[2] = { compress_with(M_LZMA, data, LEN), compress_with(M_XZ, data, LEN) };
+	uint32_t crc = (uint32_t)crc32(0, data, LEN);
+	struct tu_raw_entry e[N];
+	char names[N][4];
+	struct afs_stream *s[N];
+	struct fx f;
+	struct afs_seekreg *reg;
+	struct afs_decpool *p;
+	size_t budget = 100u << 20, most = 0;
+
+	big_dict(M_LZMA, &c[0], DICT);
+	big_dict(M_XZ, &c[1], DICT);
+	for (int i = 0; i < N; i++) {
+		snprintf(names[i], sizeof(names[i]), "b%d", i);
+		e[i] = (struct tu_raw_entry){ names[i], i % 2 ? M_XZ : M_LZMA, c[i % 2].flags, crc, LEN, c[i % 2].b,
+					      c[i % 2].len };
+	}
+	f = open_fx(tu_zip_raw("budget.zip", e, N));
+	reg = afs_seekreg_new(afs_index_count(f.ix), 64u << 20);
+	p = afs_seekreg_decoders(reg);
+	afs_decpool_set_budget(p, budget);
+	for (int i = 0; i < N; i++) {
+		char path[8];
+
+		snprintf(path, sizeof(path), "/b%d", i);
+		s[i] = open_s(&f, path, reg);
+	}
+	CHECK(read_ok(s[0], data, LEN, 0, 1000));
+	CHECK(afs_decpool_live(p) == 1 && afs_decpool_bytes(p) > DICT); /* the dictionary counted */
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < N; i++) {
+			CHECK(read_ok(s[i], data, LEN, (uint64_t)round * 100000 + 1000, 4000));
+			most = afs_decpool_bytes(p) > most ? afs_decpool_bytes(p) : most;
+		}
+	}
+	CHECK(most <= budget && afs_decpool_live(p) == 3); /* 3 dictionaries of 32 MiB fit in 100 MiB */
+	CHECK(afs_decpool_evictions(p) >= 3 * N - 3);
+	CHECK(read_ok(s[0], data, LEN, LEN - 5000, 5000)); /* evicted: a new pass, the bytes right */
+	CHECK(read_ok(s[N - 1], data, LEN, LEN - 5000, 5000)); /* kept: goes on */
+	for (int i = 0; i < N; i++)
+		afs_stream_close(s[i]);
+	CHECK(afs_decpool_live(p) == 0 && afs_decpool_bytes(p) == 0);
+	afs_seekreg_free(reg);
+	close_fx(&f);
+	free(c[0].b);
+	free(c[1].b);
+}
+
 int main(void)
 {
 	unsigned char *data = tu_data(LEN, 23);
@@ -421,6 +501,7 @@ int main(void)
 	lzma_marker(data);
 	memlimit(data);
 	pool(data);
+	pool_budget(data);
 	free(data);
 	return tu_done("xdecode");
 }
