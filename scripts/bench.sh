@@ -19,6 +19,7 @@
 #          scripts/bench.sh pg [ROWS]   the PostgreSQL restore (scripts/bench-pg.sh)
 #          scripts/bench.sh sqlite [SIZE_MB]   the SQLite restore (scripts/bench-sqlite.sh)
 #          scripts/bench.sh dirmode [ARCHIVES]   the directory-mode walk alone (default 2000)
+#          scripts/bench.sh small   small files and tree walks into tmpfs (scripts/bench-small.sh)
 #          scripts/bench.sh random [SIZE_MB]   random access with seek points alone (also part of a full run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -237,6 +238,7 @@ case ${1:-} in
   pg) shift; exec scripts/bench-pg.sh "$@" ;;
   sqlite) shift; exec scripts/bench-sqlite.sh "$@" ;;
   dirmode) shift; bench_dirmode "$@"; exit 0 ;;
+  small) shift; exec scripts/bench-small.sh "$@" ;;
   random) shift; bench_random "$@"; exit 0 ;;
 esac
 size_mb=${1:-1024}
@@ -550,3 +552,4 @@ echo "$report"
 printf '%s\n' "$report" | scripts/doc-table.py docs/performance.md bench
 bench_random "$size_mb"
 bench_dirmode
+scripts/bench-small.sh

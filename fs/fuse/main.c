@@ -21,7 +21,6 @@
 #include "seekidx.h"
 #include "target.h"
 #include "view.h"
-#include <fuse_lowlevel.h> /* fuse_parse_cmdline() */
 
 enum { EXIT_MOUNT = 1, EXIT_USAGE = 2 };
 #define DEFAULT_SEEK_CACHE_MB 128
@@ -131,27 +130,32 @@ static int run_session(struct fuse_args *args, struct afs_mount *m, const char *
 {
 	struct fuse_cmdline_opts cl;
 	struct fuse_loop_config *lc = NULL;
-	struct fuse *fuse;
+	struct fuse_session *se;
+	struct afs_ll *ll;
 	int rc = EXIT_MOUNT;
 
 	if (fuse_parse_cmdline(args, &cl) != 0)
 		return EXIT_USAGE;
 	afs_log_set_debug(cl.debug);
-	fuse = fuse_new(args, &afs_fuse_ops, sizeof(afs_fuse_ops), m);
-	if (!fuse) {
+	if (!(ll = afs_ll_new(m))) {
+		fprintf(stderr, "archfs: out of memory\n");
+		goto out;
+	}
+	se = afs_ll_session(ll, args, !cl.singlethread);
+	if (!se) {
 		rc = EXIT_USAGE; /* libfuse printed the rejected option */
 		goto out;
 	}
-	if (fuse_mount(fuse, mountpoint) != 0)
+	if (fuse_session_mount(se, mountpoint) != 0)
 		goto out_destroy;
 	if (fuse_daemonize(cl.foreground) != 0)
 		goto out_unmount;
 	if (!cl.foreground)
 		afs_log_to_syslog();
-	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
+	if (fuse_set_signal_handlers(se) != 0)
 		goto out_unmount;
 	if (cl.singlethread) {
-		rc = fuse_loop(fuse);
+		rc = fuse_session_loop(se);
 	} else {
 		lc = fuse_loop_cfg_create();
 		if (!lc)
@@ -161,18 +165,19 @@ static int run_session(struct fuse_args *args, struct afs_mount *m, const char *
 			fuse_loop_cfg_set_max_threads(lc, cl.max_threads);
 		if (cl.max_idle_threads <= 100000)
 			fuse_loop_cfg_set_idle_threads(lc, cl.max_idle_threads);
-		rc = fuse_loop_mt(fuse, lc);
+		rc = fuse_session_loop_mt(se, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
 	/* libfuse returns the signal that ended the loop: a stop, not a failure */
 	rc = rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP ? 0 : EXIT_MOUNT;
 out_signals:
-	fuse_remove_signal_handlers(fuse_get_session(fuse));
+	fuse_remove_signal_handlers(se);
 out_unmount:
-	fuse_unmount(fuse);
+	fuse_session_unmount(se);
 out_destroy:
-	fuse_destroy(fuse);
+	fuse_session_destroy(se);
 out:
+	afs_ll_free(ll);
 	free(cl.mountpoint);
 	return rc;
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* struct fuse_operations: resolve the path, call the core, map the error. */
+/* struct fuse_lowlevel_ops: an inode's path (inodes.h), resolve it, call the
+ * core, map the error. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -7,9 +8,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include "backups.h"
 #include "index.h"
+#include "inodes.h"
+#include "job.h"
 #include "log.h"
+#include "readers.h"
 #include "ops.h"
 #include "resolve.h"
 #include "stream.h"
@@ -36,6 +41,8 @@ struct handle {
 	struct afs_vlog log; /* .log */
 	char *text;          /* the other status files */
 	size_t len;
+	char *path;          /* for its log line */
+	struct afs_place pl; /* what it opened (pl.view is view) */
 };
 
 /* Every open file, so that those the kernel never released are freed at
@@ -45,9 +52,62 @@ struct afs_openfiles {
 	struct handle *head;
 };
 
-static struct afs_mount *mount_of(void)
+/* The session's state, its user data. */
+struct afs_ll {
+	struct afs_mount *m;
+	struct afs_inodes *inodes;
+	struct fuse_session *se;
+	struct afs_openfiles open;
+	bool push; /* small files' content goes to the kernel at their open */
+	/* No-open mode (a single archive, a kernel that supports it): the
+	 * kernel opens files itself and reads with no handle, through
+	 * readers.  A status file's name is looked up afresh at every open
+	 * and names an inode for its content as of then (struct vver): the
+	 * inode's content never changes, so whoever opened it reads one
+	 * version to its end, as a renamed-over file on a disk. */
+	bool no_open;
+	_Atomic int64_t files_until; /* listings give files' attributes until then (ms, CLOCK_MONOTONIC) */
+	_Atomic unsigned char *logged; /* no-open mode: the nodes whose read error was logged, one byte each */
+	struct afs_readers *readers;
+	pthread_mutex_t vmu;
+	struct vlatest {
+		uint64_t gen;          /* the latest version's number */
+		char *text;            /* its content (text files) */
+		size_t len;
+		uint64_t log_end;      /* .log: the end of the job's log then */
+		bool made;             /* a version exists */
+		struct timespec mtime; /* when it appeared */
+	} vlatest[AFS_VF_COUNT];
+	/* No-open mode: the pusher thread stores small files ahead of a
+	 * reader in the kernel's cache (push_ahead()). */
+	pthread_t pusher;
+	bool pusher_running, pusher_stop;
+	pthread_mutex_t pmu;
+	pthread_cond_t pcv;
+	uint32_t push_from; /* the node whose following siblings to push; AFS_NONE: none */
+};
+
+static void *pusher_main(void *arg);
+
+/* What one push ahead stores at most: files, and bytes. */
+#define PUSH_AHEAD_FILES 256
+#define PUSH_AHEAD_BYTES (4u << 20)
+
+/* How long after a file was looked up or read listings keep giving files'
+ * attributes (readdirplus), in ms: see files_wanted(). */
+#define FILE_ATTRS_MS 2000
+
+/* Streams kept for reads without a handle. */
+#define READERS_MAX 32
+
+/* Files up to this size are read whole when opened and their content
+ * handed to the kernel's page cache with the open's answer: a copy of many
+ * small files then waits for one request per file, not two. */
+#define PUSH_MAX (128u << 10)
+
+static struct afs_ll *ll_of(fuse_req_t req)
 {
-	return fuse_get_context()->private_data;
+	return fuse_req_userdata(req);
 }
 
 /* Frees h, an open file no longer listed. */
@@ -57,13 +117,12 @@ static void handle_free(struct afs_mount *m, struct handle *h)
 	afs_mount_put_view(m, h->view); /* may close an archive gone from its directory */
 	pthread_mutex_destroy(&h->lock);
 	free(h->text);
+	free(h->path);
 	free(h);
 }
 
 static void list_open(struct afs_openfiles *o, struct handle *h)
 {
-	if (!o)
-		return;
 	pthread_mutex_lock(&o->mu);
 	h->next = o->head;
 	if (o->head)
@@ -74,8 +133,6 @@ static void list_open(struct afs_openfiles *o, struct handle *h)
 
 static void unlist_open(struct afs_openfiles *o, struct handle *h)
 {
-	if (!o)
-		return;
 	pthread_mutex_lock(&o->mu);
 	if (h->prev)
 		h->prev->next = h->next;
@@ -86,126 +143,602 @@ static void unlist_open(struct afs_openfiles *o, struct handle *h)
 	pthread_mutex_unlock(&o->mu);
 }
 
-static uid_t caller(void)
+
+/* One version of a status file in no-open mode: the data of its inode. */
+struct vver {
+	enum afs_vfile vf;
+	struct afs_job *job;
+	char *text; /* text files: the content */
+	size_t len;
+	struct afs_vlog log; /* .log: the job's log span at the lookup */
+	struct timespec mtime;
+};
+
+static void vver_free(void *data)
 {
-	return fuse_get_context()->uid;
+	struct vver *v = data;
+
+	free(v->text);
+	free(v);
+}
+
+/* No-open mode: the entry of status file pl (not .control): an inode for
+ * its content now, the latest version's when that did not change, with
+ * attributes that never change (size, and as mtime when the content
+ * appeared); the name is not cached, so the next open looks it up again. */
+static enum afs_err vfile_entry(struct afs_ll *ll, const char *path, const struct afs_place *pl,
+				struct fuse_entry_param *e)
+{
+	struct vlatest *L = &ll->vlatest[pl->vfile];
+	struct vver *v = calloc(1, sizeof(*v));
+	char key[64];
+	size_t plen = strlen(path);
+	int fresh = 0;
+	bool changed;
+
+	if (!v || plen + 1 + sizeof(uint64_t) > sizeof(key)) {
+		free(v);
+		return AFS_E_NOMEM;
+	}
+	v->vf = pl->vfile;
+	v->job = pl->view->job;
+	if (v->vf == AFS_VF_LOG) {
+		afs_vfile_log_open(v->job, &v->log);
+		v->len = (size_t)(v->log.end - v->log.start);
+	} else if (!(v->text = afs_vfile_read(v->job, v->vf, &v->len))) {
+		free(v);
+		return AFS_E_NOMEM;
+	}
+	pthread_mutex_lock(&ll->vmu);
+	if (v->vf == AFS_VF_LOG)
+		changed = !L->made || L->log_end != v->log.end;
+	else
+		changed = !L->made || L->len != v->len || memcmp(L->text, v->text, v->len) != 0;
+	if (changed) {
+		char *copy = v->text ? malloc(v->len + 1) : NULL;
+		struct timespec now;
+
+		if (v->text && !copy) {
+			pthread_mutex_unlock(&ll->vmu);
+			vver_free(v);
+			return AFS_E_NOMEM;
+		}
+		if (copy)
+			memcpy(copy, v->text, v->len + 1);
+		free(L->text);
+		L->text = copy;
+		L->len = v->len;
+		L->log_end = v->log.end;
+		L->made = true;
+		L->gen++;
+		clock_gettime(CLOCK_REALTIME, &now);
+		if (now.tv_sec < L->mtime.tv_sec || (now.tv_sec == L->mtime.tv_sec && now.tv_nsec <= L->mtime.tv_nsec)) {
+			now = L->mtime; /* another content, another mtime */
+			if (++now.tv_nsec == 1000000000) {
+				now.tv_sec++;
+				now.tv_nsec = 0;
+			}
+		}
+		L->mtime = now;
+	}
+	v->mtime = L->mtime;
+	memcpy(key, path, plen + 1); /* the path, its NUL, the version: another inode per version */
+	memcpy(key + plen + 1, &L->gen, sizeof(L->gen));
+	pthread_mutex_unlock(&ll->vmu);
+	e->attr.st_size = (off_t)v->len;
+	e->attr.st_mtim = v->mtime;
+	e->attr.st_ctim = v->mtime;
+	e->ino = afs_inodes_ref_data(ll->inodes, key, plen + 1 + sizeof(uint64_t), v, &fresh);
+	if (!fresh) {
+		struct vver *had = afs_inodes_data(ll->inodes, e->ino);
+
+		if (had) { /* the version's own attributes (a log span may differ in its start) */
+			e->attr.st_size = (off_t)had->len;
+			e->attr.st_mtim = had->mtime;
+			e->attr.st_ctim = had->mtime;
+		}
+		vver_free(v);
+	}
+	e->attr.st_ino = e->ino;
+	e->attr_timeout = CACHE_TIMEOUT; /* the version never changes */
+	e->entry_timeout = 0;            /* the name does */
+	return e->ino ? AFS_OK : AFS_E_NOMEM;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Listings carry attributes, but a file's entry with attributes costs the
+ * kernel an inode (find over 200,000 entries: a second of system time, five
+ * times the walk without); a reader of files (cp -r, ls -l, du, tar) looks
+ * them up or reads them, a walk (find, ls -R) does not.  So listings give
+ * files' attributes while files are being looked up or read, and
+ * directories' always: cp -r looks up the files of its first directory
+ * and gets the rest from listings; find gets cheap ones. */
+static void files_wanted(struct afs_ll *ll)
+{
+	ll->files_until = now_ms() + FILE_ATTRS_MS;
+}
+
+static uid_t caller(fuse_req_t req)
+{
+	return fuse_req_ctx(req)->uid;
+}
+
+/* The path of ino (with name: of its child name), or NULL after replying
+ * the error. */
+static char *path_of(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	char *p = afs_inodes_path(ll_of(req)->inodes, ino, name);
+
+	if (!p)
+		fuse_reply_err(req, name && (!*name || strchr(name, '/') || strcmp(name, ".") == 0 ||
+					     strcmp(name, "..") == 0) ? ENOENT : ENOMEM);
+	return p;
 }
 
 /* The hook of afs_backups_on_replaced(): the kernel may hold attributes
  * and pages of archive name[0..len)'s paths as the file it replaced had
  * them (for a day: CACHE_TIMEOUT, and keep_cache).  Drops them for every
- * path of the new file (and the archive's directory) that the kernel
- * knows, before the lookup that opened it answers, so that no read mixes
- * the two.  Paths only the old file had answer ENOENT when used. */
+ * path under the archive's directory that the kernel knows, before the
+ * lookup that opened it answers, so that no read mixes the two.  Paths
+ * only the old file had answer ENOENT when used. */
 static void forget_replaced(void *ctx, const char *name, size_t len, struct afs_view *v)
 {
-	struct fuse *f = ctx;
-	char *path = NULL;
-	size_t cap = 0;
+	struct afs_ll *ll = ctx;
+	char *dir = malloc(len + 2);
+	uint64_t *inos = NULL;
+	size_t n = 0, max = 64;
 
-	for (uint32_t id = 0; id < afs_index_count(v->index); id++) {
-		const char *sub = afs_index_path(v->index, id);
-		size_t need = len + strlen(sub) + 3;
+	(void)v;
+	if (!dir)
+		return;
+	dir[0] = '/';
+	memcpy(dir + 1, name, len);
+	dir[len + 1] = '\0';
+	for (;; max = n) { /* the numbers first, the notices outside the table's lock */
+		uint64_t *grown = realloc(inos, max * sizeof(*inos));
 
-		if (need > cap) {
-			char *grown = realloc(path, need);
-
-			if (!grown)
-				break;
-			path = grown;
-			cap = need;
-		}
-		snprintf(path, cap, "/%.*s%s%s", (int)len, name, *sub ? "/" : "", sub);
-		fuse_invalidate_path(f, path); /* -ENOENT for a path the kernel does not know */
+		if (!grown)
+			break;
+		inos = grown;
+		n = afs_inodes_under(ll->inodes, dir, len + 1, inos, max);
+		if (n <= max)
+			break;
 	}
-	free(path);
+	for (size_t i = 0; inos && i < n && i < max; i++)
+		fuse_lowlevel_notify_inval_inode(ll->se, inos[i], 0, 0); /* -ENOENT: the kernel dropped it */
+	free(inos);
+	free(dir);
 }
 
-static void *afs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+static void afs_init(void *userdata, struct fuse_conn_info *conn)
 {
-	struct afs_mount *m = mount_of();
+	struct afs_ll *ll = userdata;
 
-	cfg->entry_timeout = CACHE_TIMEOUT;
-	cfg->attr_timeout = CACHE_TIMEOUT;
-	/* a backups directory gains archives: a name not there may come */
-	cfg->negative_timeout = mount_of()->backups ? 0 : CACHE_TIMEOUT;
 	/* One read at a time per handle, in increasing offset order: inflating
 	 * is sequential, so out-of-order readahead would force restarts. */
 	conn->want &= ~FUSE_CAP_ASYNC_READ;
-	m->open = calloc(1, sizeof(*m->open)); /* without it, files are simply not listed */
-	if (m->open)
-		pthread_mutex_init(&m->open->mu, NULL);
-	if (m->backups)
-		afs_backups_on_replaced(m->backups, forget_replaced, fuse_get_context()->fuse);
-	return m;
+	/* Listings carry every entry's attributes, always: a tree walk or
+	 * cp -r then needs no lookup per file. */
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	/* A single archive never changes: the kernel may open its files
+	 * itself (no OPEN, RELEASE, nor a handle to keep) and keep their pages
+	 * across opens.  Directory mode keeps opens: an open file of an
+	 * archive that leaves the directory reads on through its handle. */
+	ll->no_open = !ll->m->backups && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT);
+	if (ll->no_open)
+		ll->logged = calloc(afs_index_count(ll->m->view->index), 1); /* NULL: a line a failed read */
+	if (ll->no_open && (conn->capable & FUSE_CAP_AUTO_INVAL_DATA))
+		conn->want |= FUSE_CAP_AUTO_INVAL_DATA; /* status files: a new mtime drops old pages */
+	/* O_TRUNC as a SETATTR (refused but on .control), not as an open flag
+	 * that no-open mode would never see. */
+	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+	if (ll->no_open) /* its own thread: never in the way of the loop's */
+		ll->pusher_running = pthread_create(&ll->pusher, NULL, pusher_main, ll) == 0;
+	if (ll->m->backups)
+		afs_backups_on_replaced(ll->m->backups, forget_replaced, ll);
 }
 
 /* The end of the session: frees the open files the kernel never released. */
-static void afs_destroy(void *private_data)
+static void afs_destroy(void *userdata)
 {
-	struct afs_mount *m = private_data;
-	struct afs_openfiles *o = m->open;
+	struct afs_ll *ll = userdata;
 
-	if (!o)
-		return;
-	while (o->head) {
-		struct handle *h = o->head;
-
-		o->head = h->next;
-		handle_free(m, h);
+	if (ll->pusher_running) {
+		pthread_mutex_lock(&ll->pmu);
+		ll->pusher_stop = true;
+		pthread_cond_signal(&ll->pcv);
+		pthread_mutex_unlock(&ll->pmu);
+		pthread_join(ll->pusher, NULL);
+		ll->pusher_running = false;
 	}
-	pthread_mutex_destroy(&o->mu);
-	free(o);
-	m->open = NULL;
+
+	while (ll->open.head) {
+		struct handle *h = ll->open.head;
+
+		ll->open.head = h->next;
+		handle_free(ll->m, h);
+	}
 }
 
-static int afs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+/* Attributes of path into e, its number counted; AFS_E_NOMEM when no
+ * number could be made. */
+static enum afs_err entry_of(struct afs_ll *ll, const char *path, struct fuse_entry_param *e)
 {
 	struct afs_place pl;
-	enum afs_err err = afs_resolve(mount_of(), path, AFS_RESOLVE_LOOK, &pl);
+	enum afs_err err = afs_resolve(ll->m, path, AFS_RESOLVE_LOOK, &pl);
 
+	memset(e, 0, sizeof(*e));
 	if (err == AFS_OK)
-		err = afs_place_stat(mount_of(), &pl, st);
-	afs_place_release(mount_of(), &pl);
-	return -afs_errno(err);
+		err = afs_place_stat(ll->m, &pl, &e->attr);
+	if (err == AFS_OK && ll->no_open && pl.kind == AFS_PL_VFILE && pl.vfile != AFS_VF_CONTROL) {
+		err = vfile_entry(ll, path, &pl, e);
+		afs_place_release(ll->m, &pl);
+		return err;
+	}
+	/* .control in no-open mode: one byte, so that a read reaches archfs
+	 * and fails EACCES as an open for reading does, not an empty file */
+	if (err == AFS_OK && ll->no_open && pl.kind == AFS_PL_VFILE)
+		e->attr.st_size = 1;
+	afs_place_release(ll->m, &pl);
+	if (err == AFS_OK && !(e->ino = afs_inodes_ref(ll->inodes, path, strlen(path))))
+		err = AFS_E_NOMEM;
+	e->attr.st_ino = e->ino;
+	e->attr_timeout = CACHE_TIMEOUT;
+	e->entry_timeout = CACHE_TIMEOUT;
+	return err;
 }
 
-static int afs_access(const char *path, int mask)
+static void afs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct afs_ll *ll = ll_of(req);
+	struct fuse_entry_param e;
+	char *path = path_of(req, parent, name);
+	enum afs_err err;
+
+	if (!path)
+		return;
+	err = entry_of(ll, path, &e);
+	free(path);
+	if (err == AFS_E_NOENT && !ll->m->backups) { /* a backups directory gains archives: not cached */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = CACHE_TIMEOUT;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (err == AFS_OK && !S_ISDIR(e.attr.st_mode))
+		files_wanted(ll);
+	if (err != AFS_OK)
+		fuse_reply_err(req, afs_errno(err));
+	else if (fuse_reply_entry(req, &e) != 0)
+		afs_inodes_forget(ll->inodes, e.ino, 1); /* the kernel never got it */
+}
+
+static void afs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	afs_inodes_forget(ll_of(req)->inodes, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void afs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	for (size_t i = 0; i < count; i++)
+		afs_inodes_forget(ll_of(req)->inodes, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void afs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct afs_ll *ll = ll_of(req);
+	struct afs_place pl;
+	struct stat st;
+	char *path = path_of(req, ino, NULL);
+	enum afs_err err;
+
+	if (!path)
+		return;
+	if (fi && fi->fh) { /* an open file: what it opened, even if its archive has left since */
+		struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
+		free(path);
+		err = afs_place_stat(ll->m, &h->pl, &st);
+		st.st_ino = ino;
+		if (err != AFS_OK)
+			fuse_reply_err(req, afs_errno(err));
+		else
+			fuse_reply_attr(req, &st, CACHE_TIMEOUT);
+		return;
+	}
+	err = afs_resolve(ll->m, path, AFS_RESOLVE_LOOK, &pl);
+	if (err == AFS_OK)
+		err = afs_place_stat(ll->m, &pl, &st);
+	if (err == AFS_OK && ll->no_open && pl.kind == AFS_PL_VFILE) {
+		struct vver *v = afs_inodes_data(ll->inodes, ino);
+
+		if (v) { /* a status file's version */
+			st.st_size = (off_t)v->len;
+			st.st_mtim = v->mtime;
+			st.st_ctim = v->mtime;
+		} else if (pl.vfile == AFS_VF_CONTROL) {
+			st.st_size = 1;
+		}
+	}
+	afs_place_release(ll->m, &pl);
+	free(path);
+	st.st_ino = ino;
+	if (err != AFS_OK)
+		fuse_reply_err(req, afs_errno(err));
+	else
+		fuse_reply_attr(req, &st, CACHE_TIMEOUT);
+}
+
+/* The place of ino (resolved how), or an error after replying it. */
+static enum afs_err place_of(fuse_req_t req, fuse_ino_t ino, enum afs_resolve_how how, struct afs_place *pl,
+			     char **path)
+{
+	enum afs_err err;
+
+	*path = path_of(req, ino, NULL);
+	if (!*path) {
+		memset(pl, 0, sizeof(*pl));
+		return AFS_E_NOMEM;
+	}
+	err = afs_resolve(ll_of(req)->m, *path, how, pl);
+	if (err != AFS_OK) {
+		afs_place_release(ll_of(req)->m, pl); /* before the reply frees req */
+		free(*path);
+		*path = NULL;
+		fuse_reply_err(req, afs_errno(err));
+	}
+	return err;
+}
+
+static void afs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	struct afs_place pl;
-	enum afs_err err = afs_resolve(mount_of(), path, AFS_RESOLVE_LOOK, &pl);
+	char *path;
 
-	if (err == AFS_OK)
-		err = afs_place_access(mount_of(), &pl, mask, caller());
-	afs_place_release(mount_of(), &pl);
-	return -afs_errno(err);
+	struct afs_ll *ll = ll_of(req);
+	enum afs_err err;
+
+	if (place_of(req, ino, AFS_RESOLVE_LOOK, &pl, &path) != AFS_OK)
+		return;
+	err = afs_place_access(ll->m, &pl, mask, caller(req));
+	afs_place_release(ll->m, &pl);
+	free(path);
+	fuse_reply_err(req, afs_errno(err));
 }
 
-/* afs_place_list() into FUSE's directory buffer. */
-struct dir_fill {
-	void *buf;
-	fuse_fill_dir_t fill;
-	enum fuse_fill_dir_flags plus;
+static void afs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char buf[4096];
+	struct afs_place pl;
+	char *path;
+	enum afs_err err;
+
+	if (place_of(req, ino, AFS_RESOLVE_LOOK, &pl, &path) != AFS_OK)
+		return;
+	err = afs_place_readlink(ll_of(req)->m, &pl, buf, sizeof(buf));
+	afs_place_release(ll_of(req)->m, &pl);
+	free(path);
+	if (err != AFS_OK)
+		fuse_reply_err(req, afs_errno(err));
+	else
+		fuse_reply_readlink(req, buf);
+}
+
+/* A directory's listing, made when it is read from its start: each entry's
+ * name and attributes.  Entries given with attributes (readdirplus) count
+ * a lookup of their path. */
+struct dirent_rec {
+	char *name;
+	struct stat st;
 };
 
-static int dir_fill(void *ctx, const char *name, const struct stat *st)
-{
-	struct dir_fill *d = ctx;
+struct dirh {
+	pthread_mutex_t lock;
+	char *path;
+	char *pbuf;        /* path without a trailing "/" ("" for the root), then room for "/name" */
+	size_t plen, pcap;
+	struct dirent_rec *ents;
+	size_t n, cap;
+	bool listed;
+};
 
-	return d->fill(d->buf, name, st, 0, d->plus);
+static int dir_add(void *ctx, const char *name, const struct stat *st)
+{
+	struct dirh *d = ctx;
+
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 64;
+		struct dirent_rec *g = realloc(d->ents, cap * sizeof(*g));
+
+		if (!g)
+			return 1;
+		d->ents = g;
+		d->cap = cap;
+	}
+	if (!(d->ents[d->n].name = strdup(name)))
+		return 1;
+	d->ents[d->n++].st = *st;
+	return 0;
 }
 
-static int afs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off, struct fuse_file_info *fi,
-		       enum fuse_readdir_flags flags)
+static void dir_clear(struct dirh *d)
 {
-	struct dir_fill d = { buf, fill, (flags & FUSE_READDIR_PLUS) ? FUSE_FILL_DIR_PLUS : 0 };
-	struct afs_place pl;
-	enum afs_err err = afs_resolve(mount_of(), path, AFS_RESOLVE_OPEN, &pl);
+	for (size_t i = 0; i < d->n; i++)
+		free(d->ents[i].name);
+	d->n = 0;
+	d->listed = false;
+}
 
-	if (err == AFS_OK)
-		err = afs_place_list(mount_of(), &pl, dir_fill, &d);
-	afs_place_release(mount_of(), &pl);
-	return -afs_errno(err);
+static void afs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dirh *d = calloc(1, sizeof(*d));
+
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (!(d->path = path_of(req, ino, NULL))) {
+		free(d);
+		return;
+	}
+	d->plen = strcmp(d->path, "/") == 0 ? 0 : strlen(d->path);
+	d->pcap = d->plen + 256;
+	if (!(d->pbuf = malloc(d->pcap))) {
+		free(d->path);
+		free(d);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memcpy(d->pbuf, d->path, d->plen);
+	d->pbuf[d->plen] = '/';
+	pthread_mutex_init(&d->lock, NULL);
+	fi->fh = (uint64_t)(uintptr_t)d;
+	fi->cache_readdir = 0;
+	if (fuse_reply_open(req, fi) != 0) {
+		pthread_mutex_destroy(&d->lock);
+		free(d->pbuf);
+		free(d->path);
+		free(d);
+	}
+}
+
+static void afs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	dir_clear(d);
+	free(d->ents);
+	free(d->pbuf);
+	free(d->path);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+	fuse_reply_err(req, 0);
+}
+
+static bool is_dot(const char *name)
+{
+	return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
+}
+
+static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
+{
+	struct afs_ll *ll = ll_of(req);
+	bool files = now_ms() < ll->files_until;
+	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
+	char *buf;
+	size_t pos = 0;
+	enum afs_err err = AFS_OK;
+
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (!(buf = malloc(size ? size : 1))) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&d->lock);
+	if (off == 0 || !d->listed) { /* from the start: the directory as it is now */
+		struct afs_place pl;
+
+		dir_clear(d);
+		err = afs_resolve(ll->m, d->path, AFS_RESOLVE_OPEN, &pl);
+		if (err == AFS_OK)
+			err = afs_place_list(ll->m, &pl, dir_add, d);
+		afs_place_release(ll->m, &pl);
+		d->listed = err == AFS_OK;
+	}
+	for (size_t i = (size_t)off; err == AFS_OK && i < d->n; i++) {
+		struct dirent_rec *r = &d->ents[i];
+		size_t need;
+
+		if (!plus) {
+			struct stat st = r->st;
+
+			st.st_ino = 0xffffffffu; /* FUSE_UNKNOWN_INO: an entry with d_ino 0 is a hole to readdir(3) */
+			need = fuse_add_direntry(req, buf + pos, size - pos, r->name, &st, (off_t)i + 1);
+		} else {
+			struct fuse_entry_param e = { .attr = r->st };
+
+			if (!S_ISDIR(r->st.st_mode) && !files && !(ll->no_open && d->plen == 0 &&
+								       afs_vfile_named(r->name) != AFS_VF_NONE)) {
+				e.ino = 0; /* the name and type alone: no inode for the kernel to make */
+				e.attr.st_ino = 0xffffffffu;
+			} else if (!is_dot(r->name)) { /* the kernel keeps no lookup of . and .. */
+				size_t nlen = strlen(r->name);
+				char *path;
+
+				/* measure first: a number is counted only for an entry sent */
+				if (fuse_add_direntry_plus(req, NULL, 0, r->name, &e, 0) > size - pos)
+					break;
+				if (d->plen + 1 + nlen + 1 > d->pcap) {
+					size_t cap = d->plen + nlen + 64;
+					char *g = realloc(d->pbuf, cap);
+
+					if (!g) {
+						err = AFS_E_NOMEM;
+						break;
+					}
+					d->pbuf = g;
+					d->pcap = cap;
+				}
+				path = d->pbuf; /* the directory's path, then "/name" */
+				memcpy(path + d->plen + 1, r->name, nlen + 1);
+				if (ll->no_open && d->plen == 0 && afs_vfile_named(r->name) != AFS_VF_NONE) {
+					/* a status file: its version now, as a lookup gives */
+					enum afs_err verr = entry_of(ll, path, &e);
+
+					if (verr != AFS_OK) {
+						err = verr;
+						break;
+					}
+				} else {
+					e.ino = afs_inodes_ref(ll->inodes, path, d->plen + 1 + nlen);
+					if (!e.ino) {
+						err = AFS_E_NOMEM;
+						break;
+					}
+					e.attr.st_ino = e.ino;
+					e.attr_timeout = CACHE_TIMEOUT;
+					e.entry_timeout = CACHE_TIMEOUT;
+				}
+			}
+			need = fuse_add_direntry_plus(req, buf + pos, size - pos, r->name, &e, (off_t)i + 1);
+		}
+		if (need > size - pos)
+			break;
+		pos += need;
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (err != AFS_OK && pos == 0)
+		fuse_reply_err(req, afs_errno(err));
+	else
+		fuse_reply_buf(req, buf, pos);
+	free(buf);
+}
+
+static void afs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	(void)ino;
+	readdir_common(req, size, off, fi, false);
+}
+
+static void afs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	(void)ino;
+	readdir_common(req, size, off, fi, true);
 }
 
 /* A handle for pl, whose opening afs_place_may_open() allowed: a stream of
@@ -232,35 +765,76 @@ static enum afs_err handle_new(struct afs_place *pl, struct handle **out)
 		return err;
 	}
 	pthread_mutex_init(&h->lock, NULL);
+	h->pl = *pl;
 	h->view = pl->view;
 	pl->view = NULL;
 	*out = h;
 	return AFS_OK;
 }
 
-static int afs_open(const char *path, struct fuse_file_info *fi)
+/* Reads all size bytes of h and stores them in the kernel's cache of ino
+ * (the open's answer keeps the cache).  Nothing when the read fails: the
+ * file's READ then fails and logs as any other. */
+static void push_content(struct afs_ll *ll, fuse_ino_t ino, struct handle *h, size_t size)
 {
+	char *buf = malloc(size ? size : 1);
+	size_t got = 0;
+
+	if (buf && size && afs_stream_pread(h->stream, buf, size, 0, &got) == AFS_OK && got == size) {
+		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+
+		bv.buf[0].mem = buf;
+		fuse_lowlevel_notify_store(ll->se, ino, 0, &bv, 0);
+	}
+	free(buf);
+}
+
+static void afs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct afs_ll *ll = ll_of(req);
+	uint64_t size = UINT64_MAX;
 	struct handle *h = NULL;
 	struct afs_place pl;
-	enum afs_err err = afs_resolve(mount_of(), path, AFS_RESOLVE_OPEN, &pl);
+	char *path;
+	enum afs_err err;
 
-	if (err == AFS_OK)
-		err = afs_place_may_open(mount_of(), &pl, fi->flags, caller());
+	if (ll->no_open) { /* from now on the kernel opens files itself */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	if (place_of(req, ino, AFS_RESOLVE_OPEN, &pl, &path) != AFS_OK)
+		return;
+	err = afs_place_may_open(ll->m, &pl, fi->flags, caller(req));
+	if (err == AFS_OK && pl.kind == AFS_PL_NODE) {
+		const struct afs_node *n = afs_index_node(pl.view->index, pl.node);
+
+		size = S_ISREG(n->mode) ? n->size : UINT64_MAX;
+	}
 	if (err == AFS_OK)
 		err = handle_new(&pl, &h);
-	afs_place_release(mount_of(), &pl);
-	if (err != AFS_OK)
-		return -afs_errno(err);
-	list_open(mount_of()->open, h);
+	afs_place_release(ll->m, &pl);
+	if (err != AFS_OK) {
+		free(path);
+		fuse_reply_err(req, afs_errno(err));
+		return;
+	}
+	h->path = path;
+	if (ll->push && size <= PUSH_MAX && afs_inodes_mark(ll->inodes, ino, 1) == 0)
+		push_content(ll, ino, h, (size_t)size);
+	list_open(&ll->open, h);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->direct_io = h->vfile != AFS_VF_NONE; /* every open sees the state afresh */
 	fi->keep_cache = h->vfile == AFS_VF_NONE;
-	return 0;
+	fi->noflush = 1;
+	if (fuse_reply_open(req, fi) != 0) { /* the open was interrupted */
+		unlist_open(&ll->open, h);
+		handle_free(ll->m, h);
+	}
 }
 
-static int afs_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+/* Up to size bytes of h at off into buf; the count, or -errno. */
+static int handle_read(struct handle *h, char *buf, size_t size, off_t off)
 {
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	size_t got = 0;
 	enum afs_err err;
 
@@ -283,148 +857,472 @@ static int afs_read(const char *path, char *buf, size_t size, off_t off, struct 
 	pthread_mutex_lock(&h->lock);
 	err = afs_stream_pread(h->stream, buf, size, (uint64_t)off, &got);
 	if (err != AFS_OK && !h->logged) { /* the library logs nothing: one line a handle */
-		afs_log(AFS_LOG_ERR, "%s: %s", path + 1, afs_stream_error(h->stream, err));
+		afs_log(AFS_LOG_ERR, "%s: %s", h->path + 1, afs_stream_error(h->stream, err));
 		h->logged = err != AFS_E_NOMEM;
 	}
 	pthread_mutex_unlock(&h->lock);
 	return err == AFS_OK ? (int)got : -afs_errno(err);
 }
 
-static int afs_release(const char *path, struct fuse_file_info *fi)
+
+/* Stores node's content (a small regular file) in the kernel's cache of
+ * ino.  The kernel must know ino: it is pinned. */
+static void push_node(struct afs_ll *ll, struct afs_view *v, uint32_t node, uint64_t ino, size_t size)
+{
+	struct afs_stream *st = NULL;
+	char *buf = malloc(size ? size : 1);
+	size_t got = 0;
+
+	if (buf && afs_stream_open_shared(v->archive, v->index, node, v->seek, &st) == AFS_OK &&
+	    afs_stream_pread(st, buf, size, 0, &got) == AFS_OK && got == size) {
+		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+
+		bv.buf[0].mem = buf;
+		fuse_lowlevel_notify_store(ll->se, ino, 0, &bv, 0);
+	}
+	afs_stream_close(st);
+	free(buf);
+}
+
+/* Pushes the small regular files that follow node in its directory (the
+ * order listings give), those the kernel knows and has not been given
+ * yet, up to PUSH_AHEAD_FILES or PUSH_AHEAD_BYTES: a reader going through
+ * the directory in that order (cp -r, tar, rsync) then finds them cached
+ * and sends no READ.  A file whose read fails is left to its READ. */
+static void push_ahead(struct afs_ll *ll, uint32_t node)
+{
+	struct afs_view *v = ll->m->view;
+	size_t files = 0, bytes = 0, looked = 0;
+	char *path = NULL;
+	size_t cap = 0;
+
+	for (uint32_t id = afs_index_node(v->index, node)->next_sibling;
+	     id != AFS_NONE && files < PUSH_AHEAD_FILES && bytes < PUSH_AHEAD_BYTES && looked < 4 * PUSH_AHEAD_FILES;
+	     id = afs_index_node(v->index, id)->next_sibling) {
+		const struct afs_node *n = afs_index_node(v->index, id);
+		const char *sub = afs_index_path(v->index, id);
+		size_t need = strlen(sub) + 2;
+		uint64_t ino;
+
+		looked++;
+		if (!S_ISREG(n->mode) || n->size > PUSH_MAX || n->size == 0)
+			continue;
+		if (need > cap) {
+			char *g = realloc(path, need);
+
+			if (!g)
+				break;
+			path = g;
+			cap = need;
+		}
+		snprintf(path, cap, "/%s", sub);
+		if (!(ino = afs_inodes_pin(ll->inodes, path, need - 1)))
+			continue; /* the kernel does not know it: nothing to fill */
+		if (afs_inodes_mark(ll->inodes, ino, 1) == 0) {
+			push_node(ll, v, id, ino, (size_t)n->size);
+			files++;
+			bytes += (size_t)n->size;
+		}
+		afs_inodes_unpin(ll->inodes, ino);
+		pthread_mutex_lock(&ll->pmu);
+		bool newer = ll->push_from != AFS_NONE || ll->pusher_stop;
+		pthread_mutex_unlock(&ll->pmu);
+		if (newer)
+			break; /* a later read asks for another place: go there */
+	}
+	free(path);
+}
+
+static void *pusher_main(void *arg)
+{
+	struct afs_ll *ll = arg;
+
+	pthread_mutex_lock(&ll->pmu);
+	while (!ll->pusher_stop) {
+		uint32_t node = ll->push_from;
+
+		if (node == AFS_NONE) {
+			pthread_cond_wait(&ll->pcv, &ll->pmu);
+			continue;
+		}
+		ll->push_from = AFS_NONE;
+		pthread_mutex_unlock(&ll->pmu);
+		push_ahead(ll, node);
+		pthread_mutex_lock(&ll->pmu);
+	}
+	pthread_mutex_unlock(&ll->pmu);
+	return NULL;
+}
+
+/* A READ of small file node missed the cache: push what follows it. */
+static void want_push(struct afs_ll *ll, uint32_t node)
+{
+	if (!ll->pusher_running)
+		return;
+	pthread_mutex_lock(&ll->pmu);
+	ll->push_from = node;
+	pthread_cond_signal(&ll->pcv);
+	pthread_mutex_unlock(&ll->pmu);
+}
+
+/* No-open mode: up to size bytes of pl (inode ino) at off into buf; the
+ * count, or -errno.  A status file's inode gives its version's content
+ * (.log: the log's span at its lookup, read from the job's buffer);
+ * .control is not for reading. */
+static int place_read(struct afs_ll *ll, fuse_ino_t ino, const struct afs_place *pl, const char *path, char *buf,
+		      size_t size, off_t off)
+{
+	size_t got = 0;
+	enum afs_err err = AFS_OK;
+
+	if (off < 0)
+		return -EINVAL;
+	if (pl->kind == AFS_PL_NODE) {
+		char why[256];
+
+		const struct afs_node *n = afs_index_node(pl->view->index, pl->node);
+
+		err = afs_readers_pread(ll->readers, pl->view, pl->node, buf, size, (uint64_t)off, &got, why,
+					sizeof(why));
+		/* one line an entry: the kernel retries a failed page alone, and
+		 * every read of it fails the same way */
+		if (err != AFS_OK && err != AFS_E_NOMEM && (!ll->logged || !ll->logged[pl->node]++))
+			afs_log(AFS_LOG_ERR, "%s: %s", path + 1, why);
+		if (err == AFS_OK && n->size <= PUSH_MAX)
+			want_push(ll, pl->node);
+	} else if (pl->kind != AFS_PL_VFILE) {
+		err = AFS_E_ISDIR;
+	} else if (pl->vfile == AFS_VF_CONTROL) {
+		err = AFS_E_ACCES;
+	} else {
+		struct vver *v = afs_inodes_data(ll->inodes, ino);
+
+		if (!v) {
+			err = AFS_E_NOENT; /* not a version: cannot happen but through a stale inode */
+		} else if (v->vf == AFS_VF_LOG) {
+			pthread_mutex_lock(&ll->vmu); /* the span's skip count */
+			got = afs_vfile_log_read(v->job, &v->log, buf, size, (uint64_t)off);
+			pthread_mutex_unlock(&ll->vmu);
+		} else if ((uint64_t)off < v->len) {
+			got = v->len - (size_t)off < size ? v->len - (size_t)off : size;
+			memcpy(buf, v->text + off, got);
+		}
+	}
+	return err == AFS_OK ? (int)got : -afs_errno(err);
+}
+
+static void afs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	char *buf = malloc(size ? size : 1);
+	int n;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (!h) { /* no-open mode */
+		struct afs_ll *ll = ll_of(req);
+		struct afs_place pl;
+		char *path;
+
+		if (place_of(req, ino, AFS_RESOLVE_OPEN, &pl, &path) != AFS_OK) {
+			free(buf);
+			return;
+		}
+		files_wanted(ll);
+		n = place_read(ll, ino, &pl, path, buf, size, off);
+		afs_place_release(ll->m, &pl);
+		free(path);
+	} else {
+		files_wanted(ll_of(req));
+		n = handle_read(h, buf, size, off);
+	}
+	if (n < 0)
+		fuse_reply_err(req, -n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void afs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
-	unlist_open(mount_of()->open, h);
-	handle_free(mount_of(), h);
-	return 0;
+	(void)ino;
+	unlist_open(&ll_of(req)->open, h);
+	handle_free(ll_of(req)->m, h);
+	fuse_reply_err(req, 0);
 }
 
-static int afs_readlink(const char *path, char *buf, size_t size)
+static void afs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	struct afs_place pl;
-	enum afs_err err = afs_resolve(mount_of(), path, AFS_RESOLVE_LOOK, &pl);
-
-	if (err == AFS_OK)
-		err = afs_place_readlink(mount_of(), &pl, buf, size);
-	afs_place_release(mount_of(), &pl);
-	return -afs_errno(err);
-}
-
-static int afs_statfs(const char *path, struct statvfs *sv)
-{
+	struct afs_ll *ll = ll_of(req);
 	uint64_t files = 0, bytes = 0;
 	struct afs_place pl;
+	struct statvfs sv;
+	char *path = path_of(req, ino, NULL);
 	enum afs_err err;
 
-	afs_resolve(mount_of(), path, AFS_RESOLVE_OPEN, &pl); /* a failure counts the whole directory */
-	err = afs_place_totals(mount_of(), &pl, &files, &bytes);
-	afs_place_release(mount_of(), &pl);
+	if (!path)
+		return;
+	afs_resolve(ll->m, path, AFS_RESOLVE_OPEN, &pl); /* a failure counts the whole directory */
+	err = afs_place_totals(ll->m, &pl, &files, &bytes);
+	afs_place_release(ll->m, &pl);
+	free(path);
+	if (err != AFS_OK) {
+		fuse_reply_err(req, afs_errno(err));
+		return;
+	}
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_blocks = (bytes + 4095) / 4096;
+	sv.f_files = files;
+	sv.f_namemax = 255;
+	sv.f_flag = ST_RDONLY;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* An xattr answer: its length when size is 0, else its bytes. */
+static void reply_xattr(fuse_req_t req, enum afs_err err, const char *buf, size_t size, size_t len)
+{
 	if (err != AFS_OK)
-		return -afs_errno(err);
-	memset(sv, 0, sizeof(*sv));
-	sv->f_bsize = 4096;
-	sv->f_frsize = 4096;
-	sv->f_blocks = (bytes + 4095) / 4096;
-	sv->f_files = files;
-	sv->f_namemax = 255;
-	sv->f_flag = ST_RDONLY;
-	return 0;
+		fuse_reply_err(req, afs_errno(err));
+	else if (size == 0)
+		fuse_reply_xattr(req, len);
+	else
+		fuse_reply_buf(req, buf, len);
 }
 
-static int afs_getxattr(const char *path, const char *name, char *value, size_t size)
+static void afs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct afs_place pl;
+	char *path, *buf = size ? malloc(size) : NULL;
 	size_t len = 0;
-	enum afs_err err = afs_resolve(mount_of(), path, AFS_RESOLVE_LOOK, &pl);
+	enum afs_err err;
 
-	if (err == AFS_OK)
-		err = afs_place_getxattr(&pl, name, value, size, &len);
-	afs_place_release(mount_of(), &pl);
-	return err == AFS_OK ? (int)len : -afs_errno(err);
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (place_of(req, ino, AFS_RESOLVE_LOOK, &pl, &path) == AFS_OK) {
+		err = afs_place_getxattr(&pl, name, buf, size, &len);
+		afs_place_release(ll_of(req)->m, &pl);
+		free(path);
+		reply_xattr(req, err, buf, size, len);
+	}
+	free(buf);
 }
 
-static int afs_listxattr(const char *path, char *list, size_t size)
+static void afs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct afs_place pl;
+	char *path, *buf = size ? malloc(size) : NULL;
 	size_t len = 0;
-	enum afs_err err = afs_resolve(mount_of(), path, AFS_RESOLVE_LOOK, &pl);
+	enum afs_err err;
 
-	if (err == AFS_OK)
-		err = afs_place_listxattr(&pl, list, size, &len);
-	afs_place_release(mount_of(), &pl);
-	return err == AFS_OK ? (int)len : -afs_errno(err);
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (place_of(req, ino, AFS_RESOLVE_LOOK, &pl, &path) == AFS_OK) {
+		err = afs_place_listxattr(&pl, buf, size, &len);
+		afs_place_release(ll_of(req)->m, &pl);
+		free(path);
+		reply_xattr(req, err, buf, size, len);
+	}
+	free(buf);
 }
 
 /* `echo restore > .control` truncates before it writes: a no-op there;
- * everything else is read-only, whatever the path. */
-static int afs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+ * every other change of attributes is refused, whatever the file. */
+static void afs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi)
 {
+	struct afs_ll *ll = ll_of(req);
 	struct afs_place pl;
-	bool control = afs_resolve(mount_of(), path, AFS_RESOLVE_LOOK, &pl) == AFS_OK && pl.kind == AFS_PL_VFILE &&
-		       pl.vfile == AFS_VF_CONTROL;
+	struct stat st;
+	char *path;
+	bool control;
 
-	afs_place_release(mount_of(), &pl);
-	if (!control)
-		return -EROFS;
-	return afs_mount_may_control(mount_of(), caller()) ? 0 : -EACCES;
+	(void)attr;
+	(void)fi;
+	if (place_of(req, ino, AFS_RESOLVE_LOOK, &pl, &path) != AFS_OK)
+		return;
+	control = pl.kind == AFS_PL_VFILE && pl.vfile == AFS_VF_CONTROL && afs_place_stat(ll->m, &pl, &st) == AFS_OK;
+	afs_place_release(ll->m, &pl);
+	free(path);
+	if (!control || (to_set & ~FUSE_SET_ATTR_SIZE) || !(to_set & FUSE_SET_ATTR_SIZE)) {
+		fuse_reply_err(req, EROFS);
+	} else if (!afs_mount_may_control(ll->m, caller(req))) {
+		fuse_reply_err(req, EACCES);
+	} else {
+		st.st_ino = ino;
+		fuse_reply_attr(req, &st, CACHE_TIMEOUT);
+	}
 }
 
 /* One command per write to .control; anything else is read-only. */
-static int afs_write(const char *path, const char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+static void afs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		      struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct afs_job *job = h && h->vfile == AFS_VF_CONTROL ? h->job : NULL;
 	enum afs_err err;
 
-	if (!h || h->vfile != AFS_VF_CONTROL)
-		return -EROFS;
-	if (!afs_mount_may_control(mount_of(), caller()))
-		return -EACCES;
-	err = afs_vfile_control(h->job, buf, size);
-	return err == AFS_OK ? (int)size : -afs_errno(err);
+	(void)off;
+	if (!h) { /* no-open mode: which file, from its inode */
+		struct afs_place pl;
+		char *path;
+
+		if (place_of(req, ino, AFS_RESOLVE_LOOK, &pl, &path) != AFS_OK)
+			return;
+		if (pl.kind == AFS_PL_VFILE && pl.vfile == AFS_VF_CONTROL)
+			job = pl.view->job; /* the mount's own view: it outlives the call */
+		afs_place_release(ll_of(req)->m, &pl);
+		free(path);
+	}
+	if (!job) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (!afs_mount_may_control(ll_of(req)->m, caller(req))) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
+	err = afs_vfile_control(job, buf, size);
+	if (err != AFS_OK)
+		fuse_reply_err(req, afs_errno(err));
+	else
+		fuse_reply_write(req, size);
 }
 
 /* Every other modifying call: the archive never changes. */
-static int rofs_path(const char *path) { return -EROFS; }
-static int rofs_mode(const char *path, mode_t mode) { return -EROFS; }
-static int rofs_two(const char *from, const char *to) { return -EROFS; }
-static int rofs_rename(const char *from, const char *to, unsigned int flags) { return -EROFS; }
-static int rofs_mknod(const char *path, mode_t mode, dev_t dev) { return -EROFS; }
-static int rofs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi) { return -EROFS; }
-static int rofs_chown(const char *path, uid_t u, gid_t g, struct fuse_file_info *fi) { return -EROFS; }
-static int rofs_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi) { return -EROFS; }
-static int rofs_create(const char *path, mode_t mode, struct fuse_file_info *fi) { return -EROFS; }
-static int rofs_setxattr(const char *path, const char *name, const char *value, size_t size, int flags)
+static void rofs_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t d)
 {
-	return -EROFS;
+	(void)p, (void)n, (void)m, (void)d;
+	fuse_reply_err(req, EROFS);
 }
-static int rofs_removexattr(const char *path, const char *name) { return -EROFS; }
+static void rofs_mkdir(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m)
+{
+	(void)p, (void)n, (void)m;
+	fuse_reply_err(req, EROFS);
+}
+static void rofs_name(fuse_req_t req, fuse_ino_t p, const char *n)
+{
+	(void)p, (void)n;
+	fuse_reply_err(req, EROFS);
+}
+static void rofs_symlink(fuse_req_t req, const char *l, fuse_ino_t p, const char *n)
+{
+	(void)l, (void)p, (void)n;
+	fuse_reply_err(req, EROFS);
+}
+static void rofs_rename(fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np, const char *nn, unsigned int f)
+{
+	(void)p, (void)n, (void)np, (void)nn, (void)f;
+	fuse_reply_err(req, EROFS);
+}
+static void rofs_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t np, const char *nn)
+{
+	(void)i, (void)np, (void)nn;
+	fuse_reply_err(req, EROFS);
+}
+static void rofs_create(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, struct fuse_file_info *fi)
+{
+	(void)p, (void)n, (void)m, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+static void rofs_setxattr(fuse_req_t req, fuse_ino_t i, const char *n, const char *v, size_t s, int f)
+{
+	(void)i, (void)n, (void)v, (void)s, (void)f;
+	fuse_reply_err(req, EROFS);
+}
+static void rofs_removexattr(fuse_req_t req, fuse_ino_t i, const char *n)
+{
+	(void)i, (void)n;
+	fuse_reply_err(req, EROFS);
+}
 
-const struct fuse_operations afs_fuse_ops = {
+static const struct fuse_lowlevel_ops afs_ll_ops = {
 	.init = afs_init,
 	.destroy = afs_destroy,
+	.lookup = afs_lookup,
+	.forget = afs_forget,
+	.forget_multi = afs_forget_multi,
 	.getattr = afs_getattr,
+	.setattr = afs_setattr,
 	.access = afs_access,
+	.readlink = afs_readlink,
+	.opendir = afs_opendir,
 	.readdir = afs_readdir,
+	.readdirplus = afs_readdirplus,
+	.releasedir = afs_releasedir,
 	.open = afs_open,
 	.read = afs_read,
+	.write = afs_write,
 	.release = afs_release,
-	.readlink = afs_readlink,
 	.statfs = afs_statfs,
 	.getxattr = afs_getxattr,
 	.listxattr = afs_listxattr,
 	.mknod = rofs_mknod,
-	.mkdir = rofs_mode,
-	.unlink = rofs_path,
-	.rmdir = rofs_path,
-	.symlink = rofs_two,
+	.mkdir = rofs_mkdir,
+	.unlink = rofs_name,
+	.rmdir = rofs_name,
+	.symlink = rofs_symlink,
 	.rename = rofs_rename,
-	.link = rofs_two,
-	.chmod = rofs_chmod,
-	.chown = rofs_chown,
-	.truncate = afs_truncate,
-	.utimens = rofs_utimens,
+	.link = rofs_link,
 	.create = rofs_create,
-	.write = afs_write,
 	.setxattr = rofs_setxattr,
 	.removexattr = rofs_removexattr,
 };
+
+struct afs_ll *afs_ll_new(struct afs_mount *m)
+{
+	struct afs_ll *ll = calloc(1, sizeof(*ll));
+
+	if (!ll || !(ll->inodes = afs_inodes_new(vver_free)) || !(ll->readers = afs_readers_new(READERS_MAX))) {
+		if (ll)
+			afs_inodes_free(ll->inodes);
+		free(ll);
+		return NULL;
+	}
+	ll->m = m;
+	pthread_mutex_init(&ll->open.mu, NULL);
+	pthread_mutex_init(&ll->vmu, NULL);
+	pthread_mutex_init(&ll->pmu, NULL);
+	pthread_cond_init(&ll->pcv, NULL);
+	ll->push_from = AFS_NONE;
+	return ll;
+}
+
+struct fuse_session *afs_ll_session(struct afs_ll *ll, struct fuse_args *args, bool threads)
+{
+	/* A push waits for the pages it fills, which another reader's READ may
+	 * hold: only with other threads to answer that READ. */
+	ll->push = threads;
+	ll->se = fuse_session_new(args, &afs_ll_ops, sizeof(afs_ll_ops), ll);
+	return ll->se;
+}
+
+void afs_ll_free(struct afs_ll *ll)
+{
+	if (!ll)
+		return;
+	while (ll->open.head) { /* a session that never ran its destroy */
+		struct handle *h = ll->open.head;
+
+		ll->open.head = h->next;
+		handle_free(ll->m, h);
+	}
+	pthread_mutex_destroy(&ll->open.mu);
+	pthread_mutex_destroy(&ll->vmu);
+	pthread_mutex_destroy(&ll->pmu);
+	pthread_cond_destroy(&ll->pcv);
+	for (int v = 0; v < AFS_VF_COUNT; v++)
+		free(ll->vlatest[v].text);
+	afs_readers_free(ll->readers);
+	free((void *)ll->logged);
+	afs_inodes_free(ll->inodes);
+	free(ll);
+}

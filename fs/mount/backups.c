@@ -56,6 +56,7 @@ struct item {
 	enum afs_err failed;   /* why the last open failed; AFS_OK when it did not */
 	struct stat failed_st; /* the file as it was then */
 	bool shown;            /* in the directory at the last scan */
+	bool shown_once;       /* st is set */
 	bool opening;          /* a thread is opening it, without mu */
 	bool dropped;          /* gone from the list while opening: the opener frees it */
 	struct item *newer, *older; /* in the LRU while view is set */
@@ -286,8 +287,32 @@ static void item_free(struct item *it)
 	free(it);
 }
 
-/* Reads the directory into the list; the caller holds b->mu. */
-static enum afs_err scan(struct afs_backups *b, char *msg, size_t msglen)
+/* Names of archives a scan found gone or replaced (malloc'd). */
+struct left {
+	char **names;
+	size_t n, cap;
+};
+
+static void left_add(struct left *l, const char *name)
+{
+	if (!l)
+		return;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 8;
+		char **g = realloc(l->names, cap * sizeof(*g));
+
+		if (!g)
+			return; /* out of memory: the kernel keeps its cache of it */
+		l->names = g;
+		l->cap = cap;
+	}
+	if ((l->names[l->n] = strdup(name)))
+		l->n++;
+}
+
+/* Reads the directory into the list, noting in left (when not NULL) the
+ * archives gone or replaced since the last scan; the caller holds b->mu. */
+static enum afs_err scan(struct afs_backups *b, struct left *left, char *msg, size_t msglen)
 {
 	struct dirent *de;
 	struct stat dst;
@@ -322,10 +347,13 @@ static enum afs_err scan(struct afs_backups *b, char *msg, size_t msglen)
 		it = find(b, de->d_name, len, &pos);
 		if (!it && !(it = insert(b, pos, de->d_name, len)))
 			continue; /* out of memory: not shown this time */
+		if (it->shown_once && !same_file(&it->st, &st))
+			left_add(left, it->name);
 		if (it->view && !same_file(&it->st, &st))
 			detach(b, it); /* replaced under the same name: new lookups see the new file */
 		it->st = st;
 		it->shown = true;
+		it->shown_once = true;
 	}
 	closedir(d);
 	for (size_t i = 0; i < b->n; i++) {
@@ -335,6 +363,7 @@ static enum afs_err scan(struct afs_backups *b, char *msg, size_t msglen)
 			b->items[k++] = it;
 			continue;
 		}
+		left_add(left, it->name);
 		if (it->view)
 			detach(b, it);
 		if (it->opening) {
@@ -367,7 +396,7 @@ enum afs_err afs_backups_new(const char *dir, const struct afs_target *t, struct
 	b->on_log = on_log;
 	b->max_open = AFS_BACKUPS_MAX_OPEN;
 	b->max_fds = SIZE_MAX;
-	err = scan(b, msg, msglen);
+	err = scan(b, NULL, msg, msglen);
 	if (err != AFS_OK) {
 		afs_backups_free(b);
 		return err;
@@ -406,19 +435,28 @@ static bool stale(const struct afs_backups *b, const struct stat *st)
 
 void afs_backups_refresh(struct afs_backups *b)
 {
+	void (*on_replaced)(void *ctx, const char *name, size_t len, struct afs_view *v);
 	struct afs_view *closing = NULL;
+	struct left left = { 0 };
 	struct stat st;
 	char msg[256];
 
 	pthread_mutex_lock(&b->mu);
 	if (stat(b->dir, &st) != 0 || stale(b, &st)) {
-		if (scan(b, msg, sizeof(msg)) != AFS_OK)
+		if (scan(b, &left, msg, sizeof(msg)) != AFS_OK)
 			afs_log(AFS_LOG_WARN, "%s: %s", b->dir, msg); /* the list stays as it was */
 	}
 	sweep(b, &closing);
 	trim(b, b->max_open, &closing);
+	on_replaced = b->on_replaced;
 	pthread_mutex_unlock(&b->mu);
 	close_list(closing);
+	for (size_t i = 0; i < left.n; i++) {
+		if (on_replaced)
+			on_replaced(b->on_replaced_ctx, left.names[i], strlen(left.names[i]), NULL);
+		free(left.names[i]);
+	}
+	free(left.names);
 }
 
 void afs_backups_put(struct afs_backups *b, struct afs_view *v)

@@ -105,8 +105,10 @@ void afs_backups_put(struct afs_backups *b, struct afs_view *v);
 /* fn(ctx, name, len, v) is called when a lookup has opened archive
  * name[0..len) from another file than the one it was last opened from
  * (replaced under the same name), with v, the new file's view, held for
- * the call, and no lock of b held: the FUSE layer drops what the kernel
- * cached of the old file's paths.  NULL turns it off. */
+ * the call; and with v NULL when a scan (afs_backups_refresh()) finds
+ * the archive gone from the directory or its file replaced.  No lock of b
+ * is held: the FUSE layer drops what the kernel cached of the old file's
+ * paths.  NULL turns it off. */
 void afs_backups_on_replaced(struct afs_backups *b,
 			     void (*fn)(void *ctx, const char *name, size_t len, struct afs_view *v), void *ctx);
 

@@ -9,7 +9,6 @@
 #include <time.h>
 
 struct afs_backups;
-struct afs_openfiles;
 struct afs_view;
 
 /* Passed to fuse_new() as private data.  Read-only after the mount starts
@@ -22,7 +21,6 @@ struct afs_mount {
 	gid_t gid;
 	bool others;                 /* -o allow_other: other users may enter, the kernel checks modes
 				      * (default_permissions), and .status and .log are the owner's only */
-	struct afs_openfiles *open;  /* the FUSE skin's (ops.c, made at its init): the open files */
 };
 
 #endif

@@ -215,6 +215,41 @@ def t_dirmode_removed_archive_is_closed():
         H.compare_tree(os.path.join(m, NEW), *fixture("stored"))  # the others still read
 
 
+def t_dirmode_removed_archive_cached_paths_go():
+    """Paths of an archive whose attributes the kernel holds from a listing
+    alone (nothing read, so nothing else refreshes them) answer ENOENT once
+    a listing has seen the archive leave; a replaced archive shows its new
+    file's sizes, not the old ones."""
+    d = backups_dir()
+    old = os.path.join(d, OLD + ".zip")
+    new = os.path.join(d, NEW + ".zip")
+    with Mount(d) as m:
+        names = os.listdir(os.path.join(m, OLD))
+        sizes = {n: os.stat(os.path.join(m, OLD, n)).st_size for n in names}  # cached for a day
+        check("manifest.json" in sizes, "manifest.json not listed: %s" % names)
+        os.unlink(old)
+        check(OLD not in os.listdir(m), "a removed archive is still listed")
+        for n in names:
+            check(errno_of(os.stat, os.path.join(m, OLD, n)) == errno.ENOENT, "%s of a removed archive resolves" % n)
+        # replaced under the same name: the listing's attributes are the new file's
+        before = {n: os.stat(os.path.join(m, NEW, n)).st_size for n in os.listdir(os.path.join(m, NEW))}
+        a, src = fixture("app", db_size=3 << 20)
+        tmp = new + ".tmp"
+        shutil.copy(a, tmp)
+        os.rename(tmp, new)
+        os.listdir(m)
+        with zipfile.ZipFile(a) as zf:
+            top = {zi.filename: zi for zi in zf.infolist() if "/" not in zi.filename.rstrip("/") and not zi.is_dir()}
+        changed = [n for n in top if n in before and before[n] != top[n].file_size]
+        check(changed, "the test needs a file whose size the replacement changes: %s / %s" % (before, top))
+        for n, zi in top.items():
+            got = os.stat(os.path.join(m, NEW, n)).st_size
+            check(got == zi.file_size, "%s of the replaced archive: size %d, the new file's is %d (the old %s)"
+                  % (n, got, zi.file_size, before.get(n)))
+            with open(os.path.join(m, NEW, n), "rb") as f, zipfile.ZipFile(a) as zf:
+                check(f.read() == zf.read(zi), "%s of the replaced archive: old bytes" % n)
+
+
 def t_dirmode_removed_archive_open_file_reads_on():
     """A file open in an archive that is removed keeps reading it (every
     byte right); the archive closes once that file is released."""

@@ -688,6 +688,45 @@ def t_new_uploads_owned_like_their_directory():
           "attachments/2026/10 does not belong to the owner of attachments/")
 
 
+def t_status_files_one_version_per_open():
+    """A status file read through one open is one version to its end, as a
+    file renamed over on a disk: a change between two reads of that open
+    neither glues the new content to the old nor shifts it, and the next
+    open sees the new one.  (With the kernel opening files itself, a
+    read() to the end once found a newer, longer .status after the one it
+    had: the JSON did not parse.)"""
+    archive, _ = fixture("app")
+    with Mount(archive) as m:
+        path = os.path.join(m, ".status")
+        held = [os.open(os.path.join(m, n), os.O_RDONLY) for n in (".status", ".progress", ".log")]
+        try:
+            first = os.read(held[0], 7)  # a part of it, the rest after the change
+            progress_first = os.read(held[1], 3)
+            log_before = read(m, ".log")
+            check(control(m, "verify") == 0, "verify refused")
+            done = wait_final(m)
+            check(done["state"] == "done", "verify failed: %s" % done)
+            rest = b"".join(iter(lambda: os.read(held[0], 5), b""))
+            old = json.loads((first + rest).decode())
+            check(old["state"] == "idle", ".status read through one open changed version: %s" % old["state"])
+            whole = progress_first + b"".join(iter(lambda: os.read(held[1], 1), b""))
+            check(whole == b"0 idle\n", ".progress read through one open: %r" % whole)
+            log_held = os.pread(held[2], 1 << 20, 0).decode()
+            check(log_held == log_before and "verify done" not in log_held,
+                  ".log read through an open file grew after it: %r" % log_held[-200:])
+            again = os.pread(held[0], 1 << 16, 0)
+            check(json.loads(again.decode())["state"] == "idle", "a re-read from 0 of the held .status changed")
+        finally:
+            for fd in held:
+                os.close(fd)
+        check(status(m)["state"] == "done", "a new open of .status: %s" % status(m)["state"])
+        check(read(m, ".progress") == "100 done\n", "a new open of .progress: %r" % read(m, ".progress"))
+        check("verify done" in read(m, ".log"), "a new open of .log lacks the verify")
+        st = os.stat(path)
+        with open(path, "rb") as f:
+            check(st.st_size in (0, len(f.read())), ".status size %d" % st.st_size)
+
+
 def t_control_refusals():
     archive, _ = fixture("app")
     # browse-only mount: no target
@@ -706,8 +745,8 @@ def t_control_refusals():
         check(control(m, "cancel") == errno.EINVAL, "cancel with nothing running: not EINVAL")
         for name in (".status", ".progress", ".log", ".restore_in_progress"):
             try:
-                os.open(os.path.join(m, name), os.O_WRONLY)
-                raise Failure(name + " opened for writing")
+                H.write_through(os.path.join(m, name), os.O_WRONLY, b"restore\n")
+                raise Failure(name + " written")
             except OSError as e:
                 check(e.errno == errno.EROFS, "%s: errno %s, expected EROFS" % (name, errno.errorcode[e.errno]))
         try:

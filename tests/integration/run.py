@@ -118,8 +118,10 @@ def t_erofs_everywhere():
     with Mount(a) as m:
         f, d = os.path.join(m, "settings.json"), os.path.join(m, "uploads")
         attempts = {
-            "open for write": lambda: os.open(f, os.O_WRONLY),
-            "open rdwr": lambda: os.open(f, os.O_RDWR),
+            "open for write": lambda: H.write_through(f, os.O_WRONLY),
+            "open rdwr": lambda: H.write_through(f, os.O_RDWR),
+            "open with O_TRUNC": lambda: os.open(f, os.O_WRONLY | os.O_TRUNC),
+            "append": lambda: H.write_through(f, os.O_WRONLY | os.O_APPEND),
             "create": lambda: os.open(os.path.join(m, "new"), os.O_WRONLY | os.O_CREAT, 0o644),
             "unlink": lambda: os.unlink(f),
             "mkdir": lambda: os.mkdir(os.path.join(m, "newdir")),
@@ -285,8 +287,8 @@ def t_large_and_world_writable_uploads():
                 arc, stat.S_IMODE(os.stat(full).st_mode), mode))
             check(open(full, "rb").read() == zf.read(arc), arc + ": bytes differ")
             try:
-                os.open(full, os.O_WRONLY)
-                raise Failure(arc + ": opened for writing")
+                H.write_through(full, os.O_WRONLY)
+                raise Failure(arc + ": written")
             except OSError as err:
                 check(err.errno == errno.EROFS, "%s: errno %s, expected EROFS" % (arc, errno.errorcode.get(err.errno)))
 

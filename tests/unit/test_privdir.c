@@ -20,7 +20,9 @@ static char *join(const char *a, const char *b)
 	static int next;
 	char *out = buf[next++ % 16];
 
-	snprintf(out, sizeof(buf[0]), "%s/%s", a, b);
+	/* a path past the buffer is a test bug: fail loudly, not truncate */
+	if ((size_t)snprintf(out, sizeof(buf[0]), "%s/%s", a, b) >= sizeof(buf[0]))
+		abort();
 	return out;
 }
 
