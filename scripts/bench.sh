@@ -51,12 +51,8 @@ for i in range(n):  # one a day, named as the application names them
     shutil.copy(one, os.path.join(work, "backups", name + ".zip"))
 mkarchive.make_archive(os.path.join(work, "big.zip"), os.path.join(work, "bigsrc"), "app", uploads=20000)
 PY
-  d_now() { date +%s.%N; }
-  d_since() { echo "$(d_now) - $1" | bc -l; }
-  d_med() { sort -g | sed -n 2p; }
+  . scripts/bench-lib.sh
   d_fmt() { printf '%.2f' "$1"; }
-  d_ratio() { echo "scale=2; $1 / $2" | bc -l | sed 's/^\./0./'; }
-  d_mb() { echo "scale=0; $1 / 1024" | bc -l; }
   walk() { find "$mnt" -path "$mnt/*/manifest.json" -exec cat {} + >/dev/null; }
   declare -A W1 W2 HWM ZIPS
   for cfg in lru all; do
@@ -67,17 +63,17 @@ PY
       build-bench-isal/archfs -f --index-dir none "${opts[@]}" "$work/backups" "$mnt" &
       pid=$!
       for _ in $(seq 1 2000); do mountpoint -q "$mnt" && break; sleep 0.01; done
-      s=$(d_now); walk; r1+=("$(d_since "$s")")
-      s=$(d_now); walk; r2+=("$(d_since "$s")")
+      s=$(now); walk; r1+=("$(since "$s")")
+      s=$(now); walk; r2+=("$(since "$s")")
       h+=("$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")")
       ZIPS[$cfg]=$(find "/proc/$pid/fd" -lname '*.zip' | wc -l)
       fusermount3 -u "$mnt"
       wait "$pid" || true
       pid=
     done
-    W1[$cfg]=$(printf '%s\n' "${r1[@]}" | d_med)
-    W2[$cfg]=$(printf '%s\n' "${r2[@]}" | d_med)
-    HWM[$cfg]=$(printf '%s\n' "${h[@]}" | d_med)
+    W1[$cfg]=$(printf '%s\n' "${r1[@]}" | med)
+    W2[$cfg]=$(printf '%s\n' "${r2[@]}" | med)
+    HWM[$cfg]=$(printf '%s\n' "${h[@]}" | med)
   done
   lru_default=$(build-bench-isal/archfs --help | sed -n 's/.*(default \([0-9]*\), and never.*/\1/p')
   small=$(build-bench-isal/tests/mountcost "$work/one.zip")
@@ -87,9 +83,9 @@ Run of $(date +%Y-%m-%d), \`scripts/bench.sh dirmode $n\`. Machine: $(nproc) cor
 
 | open archives | first walk, s | second walk, s | peak memory (VmHWM), MB | archives open after the walks |
 |---|---|---|---|---|
-| LRU at its default ($lru_default) | $(d_fmt ${W1[lru]}) | $(d_fmt ${W2[lru]}) | $(d_mb ${HWM[lru]}) | ${ZIPS[lru]} |
-| all open (--max-open-archives $n) | $(d_fmt ${W1[all]}) | $(d_fmt ${W2[all]}) | $(d_mb ${HWM[all]}) | ${ZIPS[all]} |
-| LRU / all open | $(d_ratio ${W1[lru]} ${W1[all]}) | $(d_ratio ${W2[lru]} ${W2[all]}) | $(d_ratio ${HWM[lru]} ${HWM[all]}) | |
+| LRU at its default ($lru_default) | $(d_fmt ${W1[lru]}) | $(d_fmt ${W2[lru]}) | $(mb ${HWM[lru]}) | ${ZIPS[lru]} |
+| all open (--max-open-archives $n) | $(d_fmt ${W1[all]}) | $(d_fmt ${W2[all]}) | $(mb ${HWM[all]}) | ${ZIPS[all]} |
+| LRU / all open | $(ratio ${W1[lru]} ${W1[all]}) | $(ratio ${W2[lru]} ${W2[all]}) | $(ratio ${HWM[lru]} ${HWM[all]}) | |
 
 Reopening an archive the LRU closed, split in-process (\`tests/bench/mountcost\`): one of these archives: $small; one with 20,000 uploads: $big
 EOT
@@ -163,11 +159,8 @@ with open(sys.argv[1], "w") as f:
         f.write("SELECT id, user_id, length(notes) FROM time_entries WHERE id = %d;\n" % rng.randint(1, 4000000))
     f.write("SELECT count(*) FROM time_entries WHERE user_id = 7 AND id < 100000;\n")
 PY
-  r_now() { date +%s.%N; }
-  r_since() { echo "$(r_now) - $1" | bc -l; }
-  r_med() { sort -g | sed -n 2p; }
+  . scripts/bench-lib.sh
   r_ms() { printf '%.2f' "$(echo "$1 * 1000" | bc -l)"; }
-  r_ratio() { echo "scale=2; $1 / $2" | bc -l | sed 's/^\./0./'; }
   r_mount() {  # OPTIONS...: a fresh archfs mount of $zip
     build-bench-isal/archfs -f "$@" "$zip" "$mnt" &
     pid=$!
@@ -181,7 +174,7 @@ PY
   none=(--index-dir none)
   pass=() fresh=() again=() peak=() cpass=() cfresh=() cagain=()
   for _ in 1 2 3; do
-    r_mount "${none[@]}"; c=$(r_cpu); s=$(r_now); cat "$mnt/db.sqlite" >/dev/null; pass+=("$(r_since "$s")")
+    r_mount "${none[@]}"; c=$(r_cpu); s=$(now); cat "$mnt/db.sqlite" >/dev/null; pass+=("$(since "$s")")
     cpass+=("$(printf '%.2f' "$(echo "$(r_cpu) - $c" | bc -l)")"); r_umount
     r_mount "${none[@]}"
     c=$(r_cpu); fresh+=("$(/usr/bin/python3 "$work/randread.py" "$mnt/db.sqlite" $reads 2026)")
@@ -191,13 +184,13 @@ PY
     peak+=("$(r_peak)")
     r_umount
   done
-  t_pass=$(printf '%s\n' "${pass[@]}" | r_med)
-  t_fresh=$(printf '%s\n' "${fresh[@]}" | r_med)
-  t_again=$(printf '%s\n' "${again[@]}" | r_med)
-  c_pass=$(printf '%s\n' "${cpass[@]}" | r_med)
-  c_fresh=$(printf '%s\n' "${cfresh[@]}" | r_med)
-  c_again=$(printf '%s\n' "${cagain[@]}" | r_med)
-  h=$(printf '%s\n' "${peak[@]}" | r_med)
+  t_pass=$(printf '%s\n' "${pass[@]}" | med)
+  t_fresh=$(printf '%s\n' "${fresh[@]}" | med)
+  t_again=$(printf '%s\n' "${again[@]}" | med)
+  c_pass=$(printf '%s\n' "${cpass[@]}" | med)
+  c_fresh=$(printf '%s\n' "${cfresh[@]}" | med)
+  c_again=$(printf '%s\n' "${cagain[@]}" | med)
+  h=$(printf '%s\n' "${peak[@]}" | med)
   # the points kept on disk: one mount makes them, the next ones read them
   r_mount --index-dir "$work/cache"
   /usr/bin/python3 "$work/randread.py" "$mnt/db.sqlite" $reads 2026 >/dev/null
@@ -208,11 +201,11 @@ PY
     kept+=("$(/usr/bin/python3 "$work/randread.py" "$mnt/db.sqlite" $reads 2028)")
     r_umount
     r_mount "${none[@]}"
-    s=$(r_now); sqlite3 "file:$mnt/db.sqlite?immutable=1" <"$work/queries.sql" >/dev/null; sql+=("$(r_since "$s")")
+    s=$(now); sqlite3 "file:$mnt/db.sqlite?immutable=1" <"$work/queries.sql" >/dev/null; sql+=("$(since "$s")")
     r_umount
   done
-  t_kept=$(printf '%s\n' "${kept[@]}" | r_med)
-  t_sql=$(printf '%s\n' "${sql[@]}" | r_med)
+  t_kept=$(printf '%s\n' "${kept[@]}" | med)
+  t_sql=$(printf '%s\n' "${sql[@]}" | med)
   total=$(echo "$t_fresh * $reads" | bc -l)
   report=$(cat <<EOT
 Run of $(date +%Y-%m-%d), \`scripts/bench.sh random $size_mb\`. Machine: $(nproc) cores, Linux $(uname -r). db.sqlite of $mb MB, deflated; $reads random 4 KiB reads at page-aligned offsets over the whole entry; medians of 3 mounts.
@@ -220,7 +213,7 @@ Run of $(date +%Y-%m-%d), \`scripts/bench.sh random $size_mb\`. Machine: $(nproc
 | what | s | ms per read | against the pass | daemon CPU, s | CPU against the pass's |
 |---|---|---|---|---|---|
 | one sequential pass, \`cat\` on a fresh mount (reference) | $(printf '%.3f' $t_pass) | | 1.00 | $c_pass | 1.00 |
-| $reads random reads on a fresh mount (no points on disk) | $(printf '%.3f' $total) | $(r_ms $t_fresh) | $(r_ratio $total $t_pass) | $c_fresh | $(r_ratio $c_fresh $c_pass) |
+| $reads random reads on a fresh mount (no points on disk) | $(printf '%.3f' $total) | $(r_ms $t_fresh) | $(ratio $total $t_pass) | $c_fresh | $(ratio $c_fresh $c_pass) |
 | $reads more on the same mount (the points in place) | $(printf '%.3f' "$(echo "$t_again * $reads" | bc -l)") | $(r_ms $t_again) | | $c_again | |
 | remount, first $reads reads (the points kept on disk) | $(printf '%.3f' "$(echo "$t_kept * $reads" | bc -l)") | $(r_ms $t_kept) | | | |
 | sqlite3 query on a fresh mount (200 rowid lookups, a range count) | $(printf '%.3f' $t_sql) | | | | |
@@ -338,35 +331,7 @@ rm -f "$work/db.dump" && rm -rf "$work/src"
 dump_mb=$(/usr/bin/python3 -c "import zipfile,sys; print(round(zipfile.ZipFile(sys.argv[1]).getinfo('db.dump').file_size / 1e6))" "$work/pg.zip")
 sqlite_mb=$(/usr/bin/python3 -c "import zipfile,sys; print(round(zipfile.ZipFile(sys.argv[1]).getinfo('db.sqlite').file_size / 1e6))" "$work/sqlite.zip")
 
-# mount_fs FS ARCHIVE: mounts in the foreground, in the background of this script
-# (archfs keeps no seek points between mounts here: every mount is a fresh one)
-mount_fs() {
-  case $1 in
-    archfs) build-bench-isal/archfs -f --index-dir none "$2" "$mnt" & ;;
-    archfs-zlib) build-bench-zlib/archfs -f --index-dir none "$2" "$mnt" & ;;
-    fuse-zip) fuse-zip -f -r "$2" "$mnt" & ;;
-    archivemount) archivemount -f -o readonly "$2" "$mnt" 2>/dev/null & ;;
-  esac
-  FS_PID=$!
-  for _ in $(seq 1 6000); do
-    mountpoint -q "$mnt" && return 0
-    kill -0 "$FS_PID" 2>/dev/null || { echo "$1 failed to mount $2" >&2; return 1; }
-    sleep 0.01
-  done
-  echo "$1 did not mount $2" >&2
-  return 1
-}
-umount_fs() {
-  fusermount3 -u "$mnt"
-  wait "$FS_PID" 2>/dev/null || true
-  FS_PID=
-}
-peak_kb() { awk '/VmHWM/ {print $2}' "/proc/$FS_PID/status"; }
-now() { date +%s.%N; }
-since() { echo "$(now) - $1" | bc -l; }
-med() { sort -g | sed -n 2p; }  # the median of 3
-fmt() { printf '%.3f' "$1"; }
-ratio() { echo "scale=2; $1 / $2" | bc -l | sed 's/^\./0./'; }
+. scripts/bench-lib.sh
 declare -A PEAK
 
 # ---- mount + first ls; find | wc -l
@@ -497,7 +462,6 @@ slow() { [ "$1" = nan ] && echo "over $SLOW_LIMIT" || fmt "$1"; }
 sratio() { [ "$1" = nan ] || [ "$2" = nan ] && echo "n/a" || ratio "$1" "$2"; }
 ms() { [ "$1" = nan ] && echo "n/a" || printf '%.2f' "$(echo "$1 * 1000" | bc -l)"; }
 mbps() { echo "scale=0; $dump_mb / $1" | bc -l; }
-mb() { echo "scale=0; ${1:-0} / 1024" | bc -l; }
 report=$(cat <<EOT
 Run of $(date +%Y-%m-%d), \`scripts/bench.sh $size_mb\`. Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r), $(. /etc/os-release; echo "$PRETTY_NAME"). archfs $(build-bench-isal/archfs --version | awk '{print $2}'), fuse-zip $(dpkg-query -W -f='${Version}' fuse-zip), archivemount $(dpkg-query -W -f='${Version}' archivemount). Medians of 3 unless noted.
 
