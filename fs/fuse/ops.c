@@ -336,8 +336,10 @@ static void afs_init(void *userdata, struct fuse_conn_info *conn)
 	ll->no_open = !ll->m->backups && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT);
 	if (ll->no_open)
 		ll->logged = calloc(afs_index_count(ll->m->view->index), 1); /* NULL: a line a failed read */
-	if (ll->no_open && (conn->capable & FUSE_CAP_AUTO_INVAL_DATA))
-		conn->want |= FUSE_CAP_AUTO_INVAL_DATA; /* status files: a new mtime drops old pages */
+	/* Nothing here changes under the kernel but through the notices archfs
+	 * sends (a replaced archive; a status file's versions are inodes of
+	 * their own): no attribute check on every read. */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	/* O_TRUNC as a SETATTR (refused but on .control), not as an open flag
 	 * that no-open mode would never see. */
 	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
