@@ -500,6 +500,26 @@ static enum afs_err jump_read(struct afs_stream *s, unsigned char *buf, size_t l
 	return account(s, buf, len, off);
 }
 
+/* The sequential pass from s->pos (at or before off) on: skips forward to
+ * off, the CRC still seeing every byte, then reads len bytes into buf. */
+static enum afs_err pass_to(struct afs_stream *s, unsigned char *buf, size_t len, uint64_t off, size_t *got)
+{
+	enum afs_err err;
+
+	while (s->pos < off) {
+		uint64_t gap = off - s->pos;
+
+		err = inflate_to(s, s->in + IN_BUF, gap < SKIP_BUF ? (size_t)gap : SKIP_BUF);
+		if (err != AFS_OK)
+			return err;
+	}
+	err = inflate_to(s, buf, len);
+	if (err != AFS_OK)
+		return err;
+	*got = len;
+	return AFS_OK;
+}
+
 /* The sequential decoder serves reads that continue its pass (or start
  * one at the beginning); a read that jumps back, or more than a span
  * ahead, goes to the seek points, and the sequential pass stays where it
@@ -520,17 +540,7 @@ static enum afs_err deflate_read(struct afs_stream *s, unsigned char *buf, size_
 		if (err != AFS_OK)
 			return err;
 	}
-	while (s->pos < off) { /* skip forward; the CRC still sees every byte */
-		uint64_t gap = off - s->pos;
-		err = inflate_to(s, s->in + IN_BUF, gap < SKIP_BUF ? (size_t)gap : SKIP_BUF);
-		if (err != AFS_OK)
-			return err;
-	}
-	err = inflate_to(s, buf, len);
-	if (err != AFS_OK)
-		return err;
-	*got = len;
-	return AFS_OK;
+	return pass_to(s, buf, len, off, got);
 }
 
 /* LZMA, XZ and zstd entries that libzip does not decode: one pass from
@@ -549,17 +559,7 @@ static enum afs_err xdec_read(struct afs_stream *s, unsigned char *buf, size_t l
 		if (err != AFS_OK)
 			return err;
 	}
-	while (s->pos < off) { /* skip forward; the CRC still sees every byte */
-		uint64_t gap = off - s->pos;
-		err = inflate_to(s, s->in + IN_BUF, gap < SKIP_BUF ? (size_t)gap : SKIP_BUF);
-		if (err != AFS_OK)
-			return err;
-	}
-	err = inflate_to(s, buf, len);
-	if (err != AFS_OK)
-		return err;
-	*got = len;
-	return AFS_OK;
+	return pass_to(s, buf, len, off, got);
 }
 
 /* Reads exactly len bytes of the libzip pass at s->pos into out (len may
