@@ -3,6 +3,7 @@
  * core, map the error. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,6 @@
 struct handle {
 	pthread_mutex_t lock;
 	struct handle *prev, *next; /* in the mount's open files */
-	struct afs_view *view;
 	struct afs_stream *stream;
 	bool logged;         /* its sticky error has been logged */
 	enum afs_vfile vfile;
@@ -42,7 +42,7 @@ struct handle {
 	char *text;          /* the other status files */
 	size_t len;
 	char *path;          /* for its log line */
-	struct afs_place pl; /* what it opened (pl.view is view) */
+	struct afs_place pl; /* what it opened; its view is held until the release */
 };
 
 /* Every open file, so that those the kernel never released are freed at
@@ -67,7 +67,7 @@ struct afs_ll {
 	 * version to its end, as a renamed-over file on a disk. */
 	bool no_open;
 	_Atomic int64_t files_until; /* listings give files' attributes until then (ms, CLOCK_MONOTONIC) */
-	_Atomic unsigned char *logged; /* no-open mode: the nodes whose read error was logged, one byte each */
+	atomic_uchar *logged; /* no-open mode: the nodes whose read error was logged, one byte each */
 	struct afs_readers *readers;
 	pthread_mutex_t vmu;
 	struct vlatest {
@@ -114,7 +114,7 @@ static struct afs_ll *ll_of(fuse_req_t req)
 static void handle_free(struct afs_mount *m, struct handle *h)
 {
 	afs_stream_close(h->stream);
-	afs_mount_put_view(m, h->view); /* may close an archive gone from its directory */
+	afs_mount_put_view(m, h->pl.view); /* may close an archive gone from its directory */
 	pthread_mutex_destroy(&h->lock);
 	free(h->text);
 	free(h->path);
@@ -768,7 +768,6 @@ static enum afs_err handle_new(struct afs_place *pl, struct handle **out)
 	}
 	pthread_mutex_init(&h->lock, NULL);
 	h->pl = *pl;
-	h->view = pl->view;
 	pl->view = NULL;
 	*out = h;
 	return AFS_OK;
@@ -988,7 +987,7 @@ static int place_read(struct afs_ll *ll, fuse_ino_t ino, const struct afs_place 
 					sizeof(why));
 		/* one line an entry: the kernel retries a failed page alone, and
 		 * every read of it fails the same way */
-		if (err != AFS_OK && err != AFS_E_NOMEM && (!ll->logged || !ll->logged[pl->node]++))
+		if (err != AFS_OK && err != AFS_E_NOMEM && (!ll->logged || !atomic_exchange(&ll->logged[pl->node], 1)))
 			afs_log(AFS_LOG_ERR, "%s: %s", path + 1, why);
 		if (err == AFS_OK && n->size <= PUSH_MAX)
 			want_push(ll, pl->node);
