@@ -85,6 +85,33 @@ struct afs_ll {
 	pthread_mutex_t pmu;
 	pthread_cond_t pcv;
 	uint32_t push_from; /* the node whose following siblings to push; AFS_NONE: none */
+	/* No-opendir mode (with no-open): the kernel opens directories
+	 * itself and keeps their listings, which then refresh no attributes.
+	 * Two kinds of listing must go (enum dstate, one byte a node):
+	 *   - one made while files were not wanted (files_wanted()): it has
+	 *     no files' attributes, and a reader of files would look each one
+	 *     up;
+	 *   - one whose files were read by request: the kernel takes their
+	 *     access times for stale after such a read, and would ask for
+	 *     the attributes of each at its next stat.
+	 * The pusher drops them from the kernel's cache (drop_listings()).
+	 * The last listing made stays for the next part of the same
+	 * directory (lmu). */
+	bool no_opendir;
+	atomic_uchar *dstate;
+	bool drop; /* under pmu: the pusher has listings to drop */
+	pthread_mutex_t lmu;
+	fuse_ino_t last_ino;
+	struct dirh *last;
+};
+
+/* What the kernel keeps of a directory's listing, as far as archfs knows
+ * (struct afs_ll, no-opendir mode). */
+enum dstate {
+	DS_NONE,   /* nothing, or a listing archfs has no reason to drop */
+	DS_LISTED, /* a listing with files' attributes */
+	DS_BARE,   /* a listing without them: to drop when files are wanted */
+	DS_DROP,   /* a listing to drop now */
 };
 
 static void *pusher_main(void *arg);
@@ -260,9 +287,36 @@ static int64_t now_ms(void)
  * files' attributes while files are being looked up or read, and
  * directories' always: cp -r looks up the files of its first directory
  * and gets the rest from listings; find gets cheap ones. */
+static void want_drop(struct afs_ll *ll);
+
 static void files_wanted(struct afs_ll *ll)
 {
-	ll->files_until = now_ms() + FILE_ATTRS_MS;
+	int64_t now = now_ms();
+
+	if (atomic_exchange(&ll->files_until, now + FILE_ATTRS_MS) <= now && ll->dstate)
+		want_drop(ll); /* from now on listings give files' attributes: drop those that did not */
+}
+
+/* No-opendir mode: the kernel keeps dir's listing (see struct afs_ll),
+ * made with files' attributes or not (bare). */
+static void dir_listed(struct afs_ll *ll, uint32_t dir, bool bare)
+{
+	if (!ll->dstate)
+		return;
+	atomic_store(&ll->dstate[dir], bare ? DS_BARE : DS_LISTED);
+	if (bare && now_ms() < ll->files_until)
+		want_drop(ll); /* files became wanted while it was made */
+}
+
+/* No-opendir mode: a file of dir was read by request. */
+static void dir_file_read(struct afs_ll *ll, uint32_t dir)
+{
+	unsigned char s;
+
+	if (!ll->dstate || (s = atomic_load(&ll->dstate[dir])) == DS_NONE || s == DS_DROP)
+		return;
+	if (atomic_compare_exchange_strong(&ll->dstate[dir], &s, DS_DROP))
+		want_drop(ll);
 }
 
 static uid_t caller(fuse_req_t req)
@@ -345,6 +399,12 @@ static void afs_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 	if (ll->no_open) /* its own thread: never in the way of the loop's */
 		ll->pusher_running = pthread_create(&ll->pusher, NULL, pusher_main, ll) == 0;
+	/* And the kernel may open its directories itself and keep their
+	 * listings: a walk then costs a directory the requests of its listing
+	 * alone, and a second walk none.  The pusher drops the listings that
+	 * must go (struct afs_ll). */
+	ll->no_opendir = ll->pusher_running && (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) &&
+			 (ll->dstate = calloc(afs_index_count(ll->m->view->index), 1));
 	if (ll->m->backups)
 		afs_backups_on_replaced(ll->m->backups, forget_replaced, ll);
 }
@@ -553,6 +613,8 @@ struct dirh {
 	struct dirent_rec *ents;
 	size_t n, cap;
 	bool listed;
+	uint32_t node; /* no-opendir mode: its node */
+	bool bare;     /* an entry of the listing went without attributes */
 };
 
 static int dir_add(void *ctx, const char *name, const struct stat *st)
@@ -582,17 +644,31 @@ static void dir_clear(struct dirh *d)
 	d->listed = false;
 }
 
-static void afs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void dir_free(struct dirh *d)
+{
+	if (!d)
+		return;
+	dir_clear(d);
+	free(d->ents);
+	free(d->pbuf);
+	free(d->path);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+}
+
+/* A directory handle for ino, not yet listed; NULL after replying the
+ * error. */
+static struct dirh *dir_new(fuse_req_t req, fuse_ino_t ino)
 {
 	struct dirh *d = calloc(1, sizeof(*d));
 
 	if (!d) {
 		fuse_reply_err(req, ENOMEM);
-		return;
+		return NULL;
 	}
 	if (!(d->path = path_of(req, ino, NULL))) {
 		free(d);
-		return;
+		return NULL;
 	}
 	d->plen = strcmp(d->path, "/") == 0 ? 0 : strlen(d->path);
 	d->pcap = d->plen + 256;
@@ -600,33 +676,51 @@ static void afs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		free(d->path);
 		free(d);
 		fuse_reply_err(req, ENOMEM);
-		return;
+		return NULL;
 	}
 	memcpy(d->pbuf, d->path, d->plen);
 	d->pbuf[d->plen] = '/';
 	pthread_mutex_init(&d->lock, NULL);
+	return d;
+}
+
+static void afs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dirh *d;
+
+	if (ll_of(req)->no_opendir) { /* from now on the kernel opens directories itself */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	if (!(d = dir_new(req, ino)))
+		return;
 	fi->fh = (uint64_t)(uintptr_t)d;
 	fi->cache_readdir = 0;
-	if (fuse_reply_open(req, fi) != 0) {
-		pthread_mutex_destroy(&d->lock);
-		free(d->pbuf);
-		free(d->path);
-		free(d);
-	}
+	if (fuse_reply_open(req, fi) != 0)
+		dir_free(d);
 }
 
 static void afs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
-
 	(void)ino;
-	dir_clear(d);
-	free(d->ents);
-	free(d->pbuf);
-	free(d->path);
-	pthread_mutex_destroy(&d->lock);
-	free(d);
+	dir_free((struct dirh *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
+}
+
+/* No-opendir mode: the handle of ino for a listing without one, the last
+ * one made if it is ino's and the listing goes on from where it was
+ * (off > 0), else a new one.  Called and left with lmu held; NULL after
+ * replying the error. */
+static struct dirh *dir_of_ino(fuse_req_t req, fuse_ino_t ino, off_t off)
+{
+	struct afs_ll *ll = ll_of(req);
+
+	if (ll->last && ll->last_ino == ino && off > 0)
+		return ll->last;
+	dir_free(ll->last);
+	ll->last = dir_new(req, ino);
+	ll->last_ino = ll->last ? ino : 0;
+	return ll->last;
 }
 
 static bool is_dot(const char *name)
@@ -634,7 +728,8 @@ static bool is_dot(const char *name)
 	return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
 }
 
-static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
+static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi,
+			   bool plus)
 {
 	struct afs_ll *ll = ll_of(req);
 	bool files = now_ms() < ll->files_until;
@@ -651,12 +746,22 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_f
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	if (!d) { /* no-opendir mode */
+		pthread_mutex_lock(&ll->lmu);
+		if (!(d = dir_of_ino(req, ino, off))) {
+			pthread_mutex_unlock(&ll->lmu);
+			free(buf);
+			return;
+		}
+	}
 	pthread_mutex_lock(&d->lock);
 	if (off == 0 || !d->listed) { /* from the start: the directory as it is now */
 		struct afs_place pl;
 
 		dir_clear(d);
 		err = afs_resolve(ll->m, d->path, AFS_RESOLVE_OPEN, &pl);
+		d->node = pl.node;
+		d->bare = false;
 		if (err == AFS_OK)
 			err = afs_place_list(ll->m, &pl, dir_add, d);
 		afs_place_release(ll->m, &pl);
@@ -678,6 +783,7 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_f
 								       afs_vfile_named(r->name) != AFS_VF_NONE)) {
 				e.ino = 0; /* the name and type alone: no inode for the kernel to make */
 				e.attr.st_ino = 0xffffffffu;
+				d->bare = true;
 			} else if (!is_dot(r->name)) { /* the kernel keeps no lookup of . and .. */
 				size_t nlen = strlen(r->name);
 				char *path;
@@ -723,7 +829,11 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_f
 			break;
 		pos += need;
 	}
+	if (!fi->fh && d->listed && plus)
+		dir_listed(ll, d->node, d->bare);
 	pthread_mutex_unlock(&d->lock);
+	if (!fi->fh)
+		pthread_mutex_unlock(&ll->lmu);
 	if (err != AFS_OK && pos == 0)
 		fuse_reply_err(req, afs_errno(err));
 	else
@@ -733,14 +843,12 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_f
 
 static void afs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
-	(void)ino;
-	readdir_common(req, size, off, fi, false);
+	readdir_common(req, ino, size, off, fi, false);
 }
 
 static void afs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
-	(void)ino;
-	readdir_common(req, size, off, fi, true);
+	readdir_common(req, ino, size, off, fi, true);
 }
 
 /* A handle for pl, whose opening afs_place_may_open() allowed: a stream of
@@ -934,6 +1042,47 @@ static void push_ahead(struct afs_ll *ll, uint32_t node)
 	free(path);
 }
 
+/* Drops the kernel's cached listings that must go (struct afs_ll): those
+ * to drop now, and those made without files' attributes once files are
+ * wanted.  Called and left with pmu held. */
+static void drop_listings(struct afs_ll *ll)
+{
+	const struct afs_index *ix = ll->m->view->index;
+	size_t count = afs_index_count(ix), cap = 0;
+	bool files = now_ms() < ll->files_until;
+	char *path = NULL;
+
+	ll->drop = false;
+	pthread_mutex_unlock(&ll->pmu);
+	for (uint32_t id = 0; id < count; id++) {
+		unsigned char s = atomic_load(&ll->dstate[id]);
+		const char *sub;
+		size_t need;
+		uint64_t ino;
+
+		if (!(s == DS_DROP || (s == DS_BARE && files)) ||
+		    !atomic_compare_exchange_strong(&ll->dstate[id], &s, DS_NONE))
+			continue;
+		sub = id == 0 ? "" : afs_index_path(ix, id);
+		need = strlen(sub) + 2;
+		if (need > cap) {
+			char *g = realloc(path, need);
+
+			if (!g)
+				break;
+			path = g;
+			cap = need;
+		}
+		snprintf(path, cap, "/%s", sub);
+		if ((ino = afs_inodes_pin(ll->inodes, path, need - 1))) { /* else the kernel forgot it */
+			fuse_lowlevel_notify_inval_inode(ll->se, ino, 0, 0);
+			afs_inodes_unpin(ll->inodes, ino);
+		}
+	}
+	free(path);
+	pthread_mutex_lock(&ll->pmu);
+}
+
 static void *pusher_main(void *arg)
 {
 	struct afs_ll *ll = arg;
@@ -942,6 +1091,10 @@ static void *pusher_main(void *arg)
 	while (!ll->pusher_stop) {
 		uint32_t node = ll->push_from;
 
+		if (ll->drop) {
+			drop_listings(ll);
+			continue;
+		}
 		if (node == AFS_NONE) {
 			pthread_cond_wait(&ll->pcv, &ll->pmu);
 			continue;
@@ -953,6 +1106,14 @@ static void *pusher_main(void *arg)
 	}
 	pthread_mutex_unlock(&ll->pmu);
 	return NULL;
+}
+
+static void want_drop(struct afs_ll *ll)
+{
+	pthread_mutex_lock(&ll->pmu);
+	ll->drop = true;
+	pthread_cond_signal(&ll->pcv);
+	pthread_mutex_unlock(&ll->pmu);
 }
 
 /* A READ of small file node missed the cache: push what follows it. */
@@ -991,6 +1152,8 @@ static int place_read(struct afs_ll *ll, fuse_ino_t ino, const struct afs_place 
 			afs_log(AFS_LOG_ERR, "%s: %s", path + 1, why);
 		if (err == AFS_OK && n->size <= PUSH_MAX)
 			want_push(ll, pl->node);
+		if (err == AFS_OK)
+			dir_file_read(ll, n->parent);
 	} else if (pl->kind != AFS_PL_VFILE) {
 		err = AFS_E_ISDIR;
 	} else if (pl->vfile == AFS_VF_CONTROL) {
@@ -1292,6 +1455,7 @@ struct afs_ll *afs_ll_new(struct afs_mount *m)
 	pthread_mutex_init(&ll->open.mu, NULL);
 	pthread_mutex_init(&ll->vmu, NULL);
 	pthread_mutex_init(&ll->pmu, NULL);
+	pthread_mutex_init(&ll->lmu, NULL);
 	pthread_cond_init(&ll->pcv, NULL);
 	ll->push_from = AFS_NONE;
 	return ll;
@@ -1319,7 +1483,10 @@ void afs_ll_free(struct afs_ll *ll)
 	pthread_mutex_destroy(&ll->open.mu);
 	pthread_mutex_destroy(&ll->vmu);
 	pthread_mutex_destroy(&ll->pmu);
+	pthread_mutex_destroy(&ll->lmu);
 	pthread_cond_destroy(&ll->pcv);
+	dir_free(ll->last);
+	free((void *)ll->dstate);
 	for (int v = 0; v < AFS_VF_COUNT; v++)
 		free(ll->vlatest[v].text);
 	afs_readers_free(ll->readers);

@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import random
+import re
 import resource
 import shutil
 import signal
@@ -427,6 +428,86 @@ def t_many_files_find_and_cp():
         d = subprocess.run(["diff", "-r", os.path.join(src, "uploads"), os.path.join(dest, "uploads")],
                            capture_output=True, text=True)
         check(d.returncode == 0, "diff -r: " + d.stdout[:500])
+
+
+def t_listings_kept_by_the_kernel():
+    """On a single archive the kernel opens directories itself and keeps
+    their listings: a second find sends neither OPENDIR nor READDIRPLUS.
+    Listings made for a walk carry no files' attributes; once files are
+    looked up or read they are dropped, so ls -lR after find looks up the
+    files of its first directory only.  Listings whose files were read by
+    request are dropped too (the kernel takes those files' access times for
+    stale): a second cp -r asks for no file's attributes.  Listings that
+    span many requests, of two directories read in turns, give every name
+    once; every path's attributes and bytes stay right."""
+    a = os.path.join(H.WORK, "listings.zip")
+    want = {"big1": set(), "big2": set()}
+    with zipfile.ZipFile(a, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", '{"db_type": "sqlite"}')
+        for top in want:
+            for i in range(3000):
+                want[top].add("e%05d.txt" % i)
+                z.writestr("%s/e%05d.txt" % (top, i), b"%s %d" % (top.encode(), i))
+        for d in range(40):
+            for f in range(25):
+                z.writestr("uploads/d%02d/f%03d.txt" % (d, f), (b"%d/%d " % (d, f)) * (40 + f))
+            # too large to push ahead: always read by request
+            z.writestr("uploads/d%02d/large.bin" % d, b"".join(b"%d/%06d\n" % (d, i) for i in range(20000)))
+    mount = Mount(a, "-d")
+
+    def ops(since):
+        counts = {}
+        for op in re.findall(r"opcode: ([A-Z_]+)", mount.stderr()[since:]):
+            counts[op] = counts.get(op, 0) + 1
+        return counts
+
+    with mount as m:
+        # two directories listed in turns, each over many requests
+        its = {top: os.scandir(os.path.join(m, top)) for top in want}
+        seen = {top: [] for top in want}
+        live = set(want)
+        while live:
+            for top in sorted(live):
+                for _ in range(7):
+                    e = next(its[top], None)
+                    if e is None:
+                        live.discard(top)
+                        break
+                    seen[top].append(e.name)
+        for top in want:
+            its[top].close()
+            check(sorted(seen[top]) == sorted(want[top]), "%s: %d names listed, %d distinct, %d expected"
+                  % (top, len(seen[top]), len(set(seen[top])), len(want[top])))
+        n = len(subprocess.run(["find", m], capture_output=True, text=True).stdout.splitlines())
+        check(n == 1 + len(H.VFILES) + 1 + 2 * 3001 + 41 + 1040, "find saw %d paths" % n)
+        pos = len(mount.stderr())
+        subprocess.run(["find", m], capture_output=True, check=True)
+        o = ops(pos)
+        check(o.get("OPENDIR", 0) == 0 and o.get("READDIRPLUS", 0) == 0 and o.get("READDIR", 0) == 0,
+              "a second find asked for listings again: %s" % o)
+        pos = len(mount.stderr())
+        r = subprocess.run(["ls", "-lR", os.path.join(m, "uploads")], capture_output=True, text=True)
+        check(r.returncode == 0 and r.stdout.count(" f0") == 1000, "ls -lR: " + r.stderr[:500])
+        o = ops(pos)
+        check(o.get("LOOKUP", 0) <= 100, "ls -lR after find looked up %d of 1,040 files: %s" % (o.get("LOOKUP", 0), o))
+        dest = tempfile.mkdtemp(dir=H.WORK)
+        r = subprocess.run(["cp", "-r", os.path.join(m, "uploads"), os.path.join(dest, "u1")],
+                           capture_output=True, text=True)
+        check(r.returncode == 0, "cp -r: " + r.stderr[:500])
+        pos = len(mount.stderr())
+        r = subprocess.run(["cp", "-r", os.path.join(m, "uploads"), os.path.join(dest, "u2")],
+                           capture_output=True, text=True)
+        check(r.returncode == 0, "cp -r: " + r.stderr[:500])
+        o = ops(pos)
+        check(o.get("GETATTR", 0) + o.get("LOOKUP", 0) <= 41 + 4,
+              "a second cp -r asked for files' attributes one by one: %s" % o)
+        with zipfile.ZipFile(a) as z:
+            for u in ("u1", "u2"):
+                for name in z.namelist():
+                    if name.startswith("uploads/") and not name.endswith("/"):
+                        with open(os.path.join(dest, u, name[len("uploads/"):]), "rb") as f:
+                            check(f.read() == z.read(name), "%s: %s differs" % (u, name))
+        compare_tree(m, a, os.path.join(H.WORK, "no-source"))  # bytes as zipfile reads them
 
 
 def t_corrupt_entries_give_eio():
