@@ -715,8 +715,15 @@ static struct dirh *dir_of_ino(fuse_req_t req, fuse_ino_t ino, off_t off)
 {
 	struct afs_ll *ll = ll_of(req);
 
-	if (ll->last && ll->last_ino == ino && off > 0)
-		return ll->last;
+	if (ll->last && ll->last_ino == ino && off > 0) {
+		/* a number forgotten is made again for another path */
+		char *path = afs_inodes_path(ll->inodes, ino, NULL);
+		bool same = path && strcmp(path, ll->last->path) == 0;
+
+		free(path);
+		if (same)
+			return ll->last;
+	}
 	dir_free(ll->last);
 	ll->last = dir_new(req, ino);
 	ll->last_ino = ll->last ? ino : 0;
