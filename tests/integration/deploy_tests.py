@@ -135,7 +135,8 @@ class Nginx:
         self.error_log = os.path.join(dir, "error.log")
         with open(self.conf, "w") as f:
             f.write("user www-data;\nworker_processes 1;\ndaemon off;\npid %s/nginx.pid;\nerror_log %s info;\n"
-                    "events { worker_connections 64; }\nhttp {\naccess_log %s/access.log;\n" % (dir, self.error_log, dir))
+                    "events { worker_connections 64; }\nhttp {\naccess_log %s/access.log;\n"
+                    % (dir, self.error_log, dir))
             for what in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
                 f.write("%s_temp_path %s/%s;\n" % (what, tmp, what))
             f.write(site + "}\n")
@@ -190,7 +191,7 @@ class Nginx:
         return False
 
 
-def held_restore(mount, m, gates):
+def held_restore(m, gates):
     """Starts the restore and waits until it stands at its snapshot gate: the flag raised, the
     PostgreSQL lock taken, nothing changed yet. The caller opens the gate."""
     check(control(m, "restore") == 0, "restore refused: %s" % status(m)["error"])
@@ -231,7 +232,7 @@ def t_deploy_nginx_maintenance_switch():
             mount = Mount(a.archive, *a.opts("--migrate", UPGRADE, "--flag-file", flag), env=env)
             with mount as m:
                 try:
-                    held_restore(mount, m, gates)
+                    held_restore(m, gates)
                     check_flag_file(flag, mount.proc.pid, a.archive)
                     check_maintenance(nx.port, "/entries")
                     check_maintenance(nx.port, "/health", n=2)
@@ -281,7 +282,7 @@ def t_deploy_flask_switch_flag_file():
         mount = Mount(a.archive, *a.opts("--migrate", UPGRADE, "--flag-file", flag), env=env)
         with mount as m:
             try:
-                held_restore(mount, m, gates)
+                held_restore(m, gates)
                 check_maintenance(g.port, "/entries")
                 code, _, _ = http_get(g.port, "/health")
                 check(code == 200, "/health during the restore: %d" % code)
@@ -332,7 +333,7 @@ def t_deploy_flask_switch_pg_advisory_lock():
             mount = Mount(archive, "--database", url, "--snapshot-dir", snapdir, "--flag-file", flag, env=env)
             with mount as m:
                 try:
-                    held_restore(mount, m, gates)
+                    held_restore(m, gates)
                     check(P.lock_held(live), "the advisory lock is not held at the snapshot gate")
                     check_flag_file(flag, mount.proc.pid, archive, (PASSWORD, urllib.parse.quote(PASSWORD)))
                     check_maintenance(g.port, "/entries")
@@ -348,7 +349,7 @@ def t_deploy_flask_switch_pg_advisory_lock():
             A.pg_admin('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
 
 
-# run inside the namespaces: hide /dev/fuse, record what the restore could reach, then restore
+# run inside the namespaces: hide /dev/fuse, record what the command could reach, then run it
 ISOLATED = r"""set -e
 mount --bind /dev/null /dev/fuse
 stat -c '%t:%T' /dev/fuse > "$1/fuse"
@@ -358,26 +359,43 @@ exec "$@"
 """
 
 
+def isolated(argv):
+    """argv in a network namespace of its own and a mount namespace where /dev/fuse is /dev/null:
+    (completed process, /dev/fuse's major:minor there, its network interfaces)."""
+    d = tempfile.mkdtemp(prefix="isolated-", dir=H.WORK)
+    r = subprocess.run(["unshare", "--net", "--mount", "--propagation", "private", "/bin/sh", "-c", ISOLATED,
+                        "isolated", d, *argv], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    with open(os.path.join(d, "fuse")) as f, open(os.path.join(d, "net")) as g:
+        return r, f.read().strip(), g.read().split()
+
+
 def t_deploy_cli_restore_without_fuse_or_network():
     """archfs-cli restore into PostgreSQL through its Unix socket, in a network namespace of
     its own (only a loopback that is down) and a mount namespace where /dev/fuse is /dev/null:
-    the restore needs neither."""
+    the restore needs neither. There, a FUSE mount fails and so does a database over TCP."""
     P.server()
     cli = os.path.join(os.path.dirname(H.ARCHFS), "archfs-cli")
     archive, src = P.pg_archive(users=7, entries=500)
     live = P.new_db(3, 10, "old")
     try:
-        want = P.content(src)
-        check(P.content(live) != want, "the live database already holds the archive's rows")
-        d = tempfile.mkdtemp(prefix="isolated-", dir=H.WORK)
+        want, before = P.content(src), P.content(live)
+        check(before != want, "the live database already holds the archive's rows")
         fuse_before = os.stat("/dev/fuse").st_rdev
-        r = subprocess.run(["unshare", "--net", "--mount", "--propagation", "private", "/bin/sh", "-c", ISOLATED,
-                            "isolated", d, cli, "restore", archive, "--database", P.url(live, "postgres", PASSWORD),
-                            "--snapshot-dir", d], capture_output=True, text=True, timeout=300)
+        mnt = tempfile.mkdtemp(prefix="mnt-", dir=H.WORK)
+        r, _, _ = isolated([H.ARCHFS, archive, mnt])
+        check(r.returncode != 0 and "fuse: mount failed" in r.stderr and not H.is_mounted(mnt),
+              "archfs mounted without /dev/fuse: %d %s" % (r.returncode, r.stderr))
+        _, port = P.server()
+        tcp = "postgresql://postgres:%s@127.0.0.1:%s/%s" % (PASSWORD, port, live)
+        r, _, _ = isolated([cli, "verify", archive, "--database", tcp])
+        check(r.returncode != 0 and "Network is unreachable" in r.stderr, "a database over TCP was reached: %d %s" % (
+            r.returncode, r.stderr[-1000:]))
+        snapdir = tempfile.mkdtemp(prefix="snap-", dir=H.WORK)
+        r, fuse, net = isolated([cli, "restore", archive, "--database", P.url(live, "postgres", PASSWORD),
+                                 "--snapshot-dir", snapdir])
         check(r.returncode == 0, "the isolated restore: exit %d: %s" % (r.returncode, r.stderr[-2000:]))
-        check(open(os.path.join(d, "fuse")).read().strip() == "1:3", "/dev/fuse was not hidden")
-        check(open(os.path.join(d, "net")).read().split() == ["lo"], "network interfaces: %r" %
-              open(os.path.join(d, "net")).read())
+        check(fuse == "1:3", "/dev/fuse was not hidden: %s" % fuse)
+        check(net == ["lo"], "network interfaces: %s" % net)
         check(os.stat("/dev/fuse").st_rdev == fuse_before, "the bind mount over /dev/fuse leaked out")
         check(P.content(live) == want, "after the isolated restore the live database differs from the archive's")
         check(P.content(live)["users"][0] == 7, "the live database has not the archive's 7 users")
