@@ -130,7 +130,8 @@ class Nginx:
             check(old in site, "the nginx block of docs/deploy.md lacks %r" % old)
             site = site.replace(old, new)
         tmp = os.path.join(dir, "nginx-tmp")
-        os.mkdir(tmp, 0o755)
+        os.mkdir(tmp)
+        os.chmod(tmp, 0o755)
         self.conf = os.path.join(dir, "nginx.conf")
         self.error_log = os.path.join(dir, "error.log")
         with open(self.conf, "w") as f:
@@ -199,8 +200,7 @@ def held_restore(m, gates):
     check(read(m, ".restore_in_progress") == "1\n", "the restore does not show as in progress")
 
 
-def finish(m, gates):
-    open_gate(gates, "snapshot")
+def finish(m):
     s = wait_final(m, timeout=120)
     check(s["state"] == "done", "restore %s: %s\n%s" % (s["state"], s["error"], read(m, ".log")[-2000:]))
 
@@ -221,7 +221,8 @@ def t_deploy_nginx_maintenance_switch():
     a = A.SqliteApp()
     shared = shared_dir()
     try:
-        os.mkdir(os.path.join(shared, "run"), 0o755)
+        os.mkdir(os.path.join(shared, "run"))
+        os.chmod(os.path.join(shared, "run"), 0o755)
         flag = os.path.join(shared, "run", "restore.flag")
         gates, env = gates_env("snapshot")
         with A.Gunicorn(a.url) as g, Nginx(shared, flag, g.port) as nx:
@@ -239,7 +240,8 @@ def t_deploy_nginx_maintenance_switch():
                     code, _, _ = http_get(g.port, "/entries")
                     check(code == 200, "the application itself (no switch in it) answered %d" % code)
                 finally:
-                    finish(m, gates)
+                    open_gate(gates, "snapshot")  # also after a failure: the daemon can end
+                finish(m)
             check(not os.path.exists(flag), "the flag file outlived the restore")
             code, _, body = http_get(nx.port, "/entries")
             check(code == 200, "GET /entries through nginx after the restore: %d %r" % (code, body[:300]))
@@ -287,7 +289,8 @@ def t_deploy_flask_switch_flag_file():
                 code, _, _ = http_get(g.port, "/health")
                 check(code == 200, "/health during the restore: %d" % code)
             finally:
-                finish(m, gates)
+                open_gate(gates, "snapshot")  # also after a failure: the daemon can end
+            finish(m)
         code, _, body = http_get(g.port, "/entries")
         check(code == 200, "GET /entries after the restore: %d %r" % (code, body[:300]))
         A.check_new(json.loads(body))
@@ -338,7 +341,8 @@ def t_deploy_flask_switch_pg_advisory_lock():
                     check_flag_file(flag, mount.proc.pid, archive, (PASSWORD, urllib.parse.quote(PASSWORD)))
                     check_maintenance(g.port, "/entries")
                 finally:
-                    finish(m, gates)
+                    open_gate(gates, "snapshot")  # also after a failure: the daemon can end
+                finish(m)
             check(not P.lock_held(live), "the advisory lock outlived the restore")
             code, _, body = http_get(g.port, "/entries")
             check(code == 200, "GET /entries after the restore: %d %r" % (code, body[:300]))
