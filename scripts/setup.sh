@@ -8,6 +8,7 @@ pkgs=(build-essential pkg-config meson ninja-build libfuse3-dev fuse3 libzip-dev
       python3 unzip zip attr util-linux bc
       postgresql-15 postgresql-client-15 python3-psycopg2
       python3-flask python3-flask-sqlalchemy python3-flask-migrate gunicorn
+      nginx  # the maintenance switch in front of the application (deploy_tests)
       clang libclang-rt-14-dev)  # the libFuzzer targets (tests/fuzz)
 missing=()
 for p in "${pkgs[@]}"; do

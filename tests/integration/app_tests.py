@@ -83,10 +83,10 @@ def release(gate, mnt=None, timeout=30):
 
 class Gunicorn:
     """The application under gunicorn (2 workers) on a free 127.0.0.1 port it is handed as a
-    listening socket; the whole process group is stopped on exit."""
+    listening socket, with env added to its environment; the whole process group is stopped on exit."""
 
-    def __init__(self, url):
-        self.url = url
+    def __init__(self, url, env=None):
+        self.url, self.env = url, env or {}
 
     def __enter__(self):
         sock = socket.socket()
@@ -98,7 +98,7 @@ class Gunicorn:
             self.proc = subprocess.Popen(
                 [PY, "-m", "gunicorn", "-w", "2", "-b", "fd://%d" % sock.fileno(), "--chdir", APP_DIR,
                  "--graceful-timeout", "5", "app:app"],
-                env=app_env(self.url), pass_fds=[sock.fileno()], start_new_session=True,
+                env=dict(app_env(self.url), **self.env), pass_fds=[sock.fileno()], start_new_session=True,
                 stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
         finally:
             sock.close()

@@ -6,7 +6,8 @@ time_entries.billable and invoices with a foreign key to users).
 
 DATABASE_URL names the database. GET /entries loads whole ORM rows (every
 column of the head revision, billable included) and the data set marker in
-one statement, so one response shows one database state; GET /health.
+one statement, so one response shows one database state; GET /health. With ARCHFS_MAINTENANCE set, maintenance.py
+answers 503 while a restore runs (ARCHFS_FLAG_FILE: archfs's --flag-file).
 `flask seed live|backup` fills an empty database at r1 or r2 with a known
 data set."""
 import os
@@ -30,6 +31,10 @@ with app.app_context():
         def _wal(dbapi_con, _record):
             # the application's SQLite database runs in WAL mode
             dbapi_con.execute("PRAGMA journal_mode=WAL")
+
+if os.environ.get("ARCHFS_MAINTENANCE"):  # the maintenance switch of docs/deploy.md, for deploy_tests.py
+    import maintenance
+    maintenance.install(app, db, os.environ.get("ARCHFS_FLAG_FILE"))
 
 
 class User(db.Model):
