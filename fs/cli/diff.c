@@ -241,7 +241,8 @@ static bool find_backup(const char *dir, const char *name, char **path)
 			goto nomem;
 		names[n++][len] = '\0'; /* the name shown */
 	}
-	qsort(names, n, sizeof(*names), cmp_str);
+	if (n > 1)
+		qsort(names, n, sizeof(*names), cmp_str);
 	for (size_t i = 0; i < n; i++) {
 		char zip[4096];
 		struct afs_backup_age age;
@@ -341,7 +342,8 @@ int afs_diff_main(int argc, char *argv[])
 		} else if (options && strcmp(a, "--json") == 0) {
 			json = true;
 		} else if (options && a[0] == '-' && a[1]) {
-			afs_log(AFS_LOG_ERR, "diff: unknown option '%s' (%s)", a, USAGE);
+			/* named without its value: --database=URL may hold a password */
+			afs_log(AFS_LOG_ERR, "diff: unknown option '%.*s' (%s)", (int)strcspn(a, "="), a, USAGE);
 			return EXIT_USAGE;
 		} else if (npos == 4) {
 			afs_log(AFS_LOG_ERR, "diff: too many arguments (%s)", USAGE);

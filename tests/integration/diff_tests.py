@@ -304,6 +304,8 @@ def t_diff_exit_statuses():
                        ("--seek-cache=1", ["--seek-cache=1", old, new]), ("too many", [old, new, "a", "b", "c"]),
                        ("four, first not a directory", [old, new, "a", "b"])):
         one_error(*run(*args), 2, what)
+    line = one_error(*run("--database=postgresql://u:secret@localhost/db", old, new), 2, "--database=URL")
+    check("secret" not in line and "'--database'" in line, "--database=URL: %r" % line)
     # -- ends the options: a PATH that starts with '-'
     check(run(old, new, "--", "-x") == (2, "", "archfs: diff: '-x' is in neither archive\n"), "-- then -x")
     rc, out, _ = run("--help")
