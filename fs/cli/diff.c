@@ -169,8 +169,8 @@ static int show(void *ctx, enum afs_diff_change c, const struct afs_diff_entry *
 	} else if ((text = malloc(4 * len + 1))) { /* an escape is at most 4 bytes a byte */
 		printf("%c\t%s\n", letter[c], afs_log_escape(path, text, 4 * len + 1));
 	}
-	free(text);
 	o->failed |= !text;
+	free(text);
 	return o->failed;
 }
 
