@@ -204,3 +204,79 @@ char *afs_report_snapshot_manifest(const char *created_at, enum afs_db_type type
 	}
 	return finish(root, fail);
 }
+
+/* root (consumed) as one line with a newline, valid UTF-8; NULL on fail
+ * or when out of memory. */
+static char *finish_nl(cJSON *root, int fail)
+{
+	char *text = root && !fail ? cJSON_PrintUnformatted(root) : NULL;
+
+	cJSON_Delete(root);
+	return valid_utf8(text, "\n");
+}
+
+/* Adds item (consumed, may be NULL) to root as name; 0 when it could not. */
+static int add_item(cJSON *root, const char *name, cJSON *item)
+{
+	if (item && root && cJSON_AddItemToObject(root, name, item))
+		return 1;
+	cJSON_Delete(item);
+	return 0;
+}
+
+static cJSON *diff_side(const struct afs_diff_side *d, int *fail)
+{
+	char mode[16], crc[16];
+	cJSON *o;
+
+	if (!d)
+		return cJSON_CreateNull();
+	o = cJSON_CreateObject();
+	snprintf(mode, sizeof(mode), "%04o", d->mode & 07777);
+	snprintf(crc, sizeof(crc), "%08x", (unsigned)d->crc);
+	*fail |= !o || !cJSON_AddStringToObject(o, "type", d->type) || !cJSON_AddStringToObject(o, "mode", mode) ||
+		 !cJSON_AddNumberToObject(o, "size", (double)d->size) || !cJSON_AddStringToObject(o, "crc32", crc);
+	return o;
+}
+
+char *afs_report_diff_entry(const char *path, const char *change, const struct afs_diff_side *old,
+			    const struct afs_diff_side *new_)
+{
+	cJSON *root = cJSON_CreateObject();
+	int fail = !root;
+	bool utf8 = true;
+
+	for (const unsigned char *p = (const unsigned char *)path; *p && utf8;) {
+		size_t n = utf8_seq(p);
+
+		utf8 = n > 0;
+		p += n;
+	}
+	fail |= !cJSON_AddStringToObject(root, "path", path);
+	if (!utf8 && !fail) {
+		size_t len = strlen(path);
+		char *hex = malloc(2 * len + 1);
+
+		for (size_t i = 0; hex && i < len; i++)
+			snprintf(hex + 2 * i, 3, "%02x", (unsigned char)path[i]);
+		fail |= !hex || !cJSON_AddStringToObject(root, "path_hex", hex);
+		free(hex);
+	}
+	fail |= !cJSON_AddStringToObject(root, "change", change);
+	fail |= !add_item(root, "old", diff_side(old, &fail));
+	fail |= !add_item(root, "new", diff_side(new_, &fail));
+	return finish_nl(root, fail);
+}
+
+char *afs_report_diff_summary(uint64_t added, uint64_t removed, uint64_t modified, uint64_t type_changed)
+{
+	cJSON *root = cJSON_CreateObject(), *sum = cJSON_CreateObject();
+	int fail = !root || !sum;
+
+	fail |= !cJSON_AddNumberToObject(sum, "added", (double)added) ||
+		!cJSON_AddNumberToObject(sum, "removed", (double)removed) ||
+		!cJSON_AddNumberToObject(sum, "modified", (double)modified) ||
+		!cJSON_AddNumberToObject(sum, "type_changed", (double)type_changed);
+	fail |= !add_item(root, "summary", sum);
+	return finish_nl(root, fail);
+}

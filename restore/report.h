@@ -67,4 +67,25 @@ char *afs_report_notify(const char *event, long pid, const char *archive, const 
 char *afs_report_snapshot_manifest(const char *created_at, enum afs_db_type type, const char *revision,
 				   const char *source, const char *uploads, const struct afs_uplan *plan);
 
+/* One side of an entry that `archfs diff` lists (fs/cli/diff.h). */
+struct afs_diff_side {
+	const char *type; /* "file", "directory", "symlink", "fifo", "socket", "char", "block" */
+	unsigned mode;    /* permission bits, shown in octal */
+	uint64_t size;
+	uint32_t crc;     /* shown as 8 hex digits, as user.archfs.crc32 */
+};
+
+/* One line of `archfs diff --json`, ending in a newline: {"path",
+ * "change", "old", "new"}, a side null when the entry is not there.  The
+ * path is the entry name, each byte of it that does not start a
+ * well-formed UTF-8 sequence shown as U+FFFD; then "path_hex" (its bytes
+ * in hex) is added, so that the name is never lost.  NULL when out of
+ * memory. */
+char *afs_report_diff_entry(const char *path, const char *change, const struct afs_diff_side *old,
+			    const struct afs_diff_side *new_);
+
+/* The last line of `archfs diff --json`: {"summary": {"added", "removed",
+ * "modified", "type_changed"}}, with a newline; NULL when out of memory. */
+char *afs_report_diff_summary(uint64_t added, uint64_t removed, uint64_t modified, uint64_t type_changed);
+
 #endif

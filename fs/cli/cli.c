@@ -10,6 +10,7 @@
 #include "args.h"
 #include "cli.h"
 #include "db.h"
+#include "diff.h"
 #include "index.h"
 #include "job.h"
 #include "log.h"
@@ -164,13 +165,17 @@ static void cli_usage(FILE *f)
 	fprintf(f,
 		"usage: archfs-cli verify ARCHIVE.zip [target options]\n"
 		"       archfs-cli restore ARCHIVE.zip [target options]\n"
+		"       archfs-cli diff [--json] OLD.zip NEW.zip [PATH]\n"
+		"       archfs-cli diff [--json] BACKUP_DIR OLD NEW [PATH]\n"
 		"\n"
 		"archfs verify and archfs restore, in a program that needs no FUSE library:\n"
 		"for hosts and containers without /dev/fuse.  The target options are\n"
 		"archfs's (see archfs --help and archfs(1)): --database URL, --uploads DIR,\n"
 		"--migrate CMD, --flag-file PATH, --snapshot-dir DIR, --no-snapshot,\n"
 		"--create, --pg-bindir DIR, --lock-wait SECONDS, --terminate-blockers,\n"
-		"each also as -o name=value.\n"
+		"each also as -o name=value.  diff lists what changed between two backups\n"
+		"(see archfs --help); its exit status: 0 the same, 1 different, 2 usage\n"
+		"error, 3 an archive cannot be read.\n"
 		"\n"
 		"Exit status: 0 on success, 1 archive or restore error, 2 usage error.\n");
 }
@@ -182,6 +187,8 @@ int afs_cli_main(int argc, char *argv[])
 	int rc = 2;
 
 	afs_archive_init_process();
+	if (argc >= 2 && strcmp(argv[1], "diff") == 0)
+		return afs_diff_main(argc - 1, argv + 1); /* its own arguments: no target, no mount */
 	err = afs_args_parse(&a, argc, argv);
 	for (int i = 1; i < argc; i++) /* the values are copies now: hide passwords from ps */
 		afs_target_mask_password(argv[i]);

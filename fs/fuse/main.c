@@ -15,6 +15,7 @@
 #include "backups.h"
 #include "cli.h"
 #include "db.h"
+#include "diff.h"
 #include "log.h"
 #include "ops.h"
 #include "pointfile.h"
@@ -40,6 +41,8 @@ static void usage(FILE *f)
 		"       archfs [options] BACKUP_DIR MOUNTPOINT\n"
 		"       archfs verify ARCHIVE.zip [target options]\n"
 		"       archfs restore ARCHIVE.zip [target options]\n"
+		"       archfs diff [--json] OLD.zip NEW.zip [PATH]\n"
+		"       archfs diff [--json] BACKUP_DIR OLD NEW [PATH]\n"
 		"\n"
 		"Mounts a backup archive read-only at MOUNTPOINT; with a target, writing\n"
 		"'restore' to MOUNTPOINT/.control restores it.  A directory of archives\n"
@@ -47,6 +50,11 @@ static void usage(FILE *f)
 		"later included) and 'latest', a link to the newest.  verify and restore\n"
 		"run the same restore without FUSE (also as archfs-cli, which needs no\n"
 		"FUSE library).\n"
+		"diff lists what changed between two backups, A, D, M or T and the path\n"
+		"(--json: one JSON object per line), from the archives' central directories\n"
+		"alone; OLD and NEW name backups in BACKUP_DIR as a mount shows them (NAME,\n"
+		"or latest); PATH limits it to a file or directory.  Exit status: 0 the same,\n"
+		"1 different, 2 usage error, 3 an archive cannot be read.\n"
 		"\n"
 		"Target options (each also as -o name=value):\n"
 		"  --database URL         sqlite:////abs/path.db (four slashes: an absolute path)\n"
@@ -312,6 +320,8 @@ int main(int argc, char *argv[])
 
 	afs_archive_init_process();
 	preload_unwinder();
+	if (argc >= 2 && strcmp(argv[1], "diff") == 0)
+		return afs_diff_main(argc - 1, argv + 1); /* its own arguments: no target, no mount */
 	err = afs_args_parse(&o, argc, argv);
 	/* the values are copies now: hide database passwords from ps */
 	for (int i = 1; i < argc; i++)

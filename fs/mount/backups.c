@@ -41,12 +41,11 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "backupname.h"
 #include "backups.h"
 #include "job.h"
 #include "log.h"
 #include "view.h"
-
-#define SUFFIX ".zip"
 
 struct item {
 	char *name;            /* the file name without ".zip" */
@@ -328,16 +327,16 @@ static enum afs_err scan(struct afs_backups *b, struct left *left, char *msg, si
 	for (size_t i = 0; i < b->n; i++)
 		b->items[i]->shown = false;
 	while ((de = readdir(d))) {
-		size_t len = strlen(de->d_name), pos = 0;
+		size_t len = 0, pos = 0;
+		enum afs_backupname_kind kind = afs_backupname_kind(de->d_name, &len);
 		struct item *it;
 		struct stat st;
 
-		if (de->d_name[0] == '.' || len <= strlen(SUFFIX) || strcmp(de->d_name + len - 4, SUFFIX) != 0)
+		if (kind == AFS_BACKUPNAME_NONE)
 			continue;
 		if (fstatat(dirfd(d), de->d_name, &st, 0) != 0 || !S_ISREG(st.st_mode))
 			continue;
-		len -= strlen(SUFFIX);
-		if (len == strlen(AFS_BACKUPS_LATEST) && memcmp(de->d_name, AFS_BACKUPS_LATEST, len) == 0) {
+		if (kind == AFS_BACKUPNAME_LATEST) {
 			if (!b->warned_latest)
 				afs_log(AFS_LOG_WARN, "%s/%s: not shown: '" AFS_BACKUPS_LATEST "' names the newest archive",
 					b->dir, de->d_name);
@@ -487,45 +486,19 @@ void afs_backups_each(struct afs_backups *b, int (*fn)(void *ctx, const char *na
 	pthread_mutex_unlock(&b->mu);
 }
 
-/* When an archive was made: the _YYYYMMDD_HHMMSS in its name (local time,
- * as the application names them; *named is set), else its file's mtime. */
-static time_t made_at(const struct item *it, bool *named)
-{
-	for (const char *p = strchr(it->name, '_'); p; p = strchr(p + 1, '_')) {
-		struct tm tm = { 0 };
-
-		if (strspn(p + 1, "0123456789") == 8 && p[9] == '_' && strspn(p + 10, "0123456789") >= 6 &&
-		    sscanf(p + 1, "%4d%2d%2d_%2d%2d%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-			   &tm.tm_min, &tm.tm_sec) == 6) {
-			tm.tm_year -= 1900;
-			tm.tm_mon -= 1;
-			tm.tm_isdst = -1;
-			*named = true;
-			return mktime(&tm);
-		}
-	}
-	*named = false;
-	return it->st.st_mtim.tv_sec;
-}
-
 enum afs_err afs_backups_latest(struct afs_backups *b, char *buf, size_t len)
 {
 	const struct item *best = NULL;
-	bool best_named = false;
-	time_t best_at = 0;
+	struct afs_backup_age best_age = { 0 };
 
-	/* Archives named with a timestamp outrank those without: another file
-	 * copied in later is not the newest backup. */
-	pthread_mutex_lock(&b->mu);
+	pthread_mutex_lock(&b->mu); /* the items are in name order, as the rule takes them */
 	for (size_t i = 0; i < b->n; i++) {
-		bool named;
-		time_t at = made_at(b->items[i], &named);
+		const struct item *it = b->items[i];
+		struct afs_backup_age age = afs_backupname_age(it->name, it->st.st_mtim.tv_sec);
 
-		/* ties: the last by name */
-		if (!best || named > best_named || (named == best_named && at >= best_at)) {
-			best = b->items[i];
-			best_at = at;
-			best_named = named;
+		if (!best || afs_backupname_newer(age, best_age)) {
+			best = it;
+			best_age = age;
 		}
 	}
 	if (best)

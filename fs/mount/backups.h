@@ -34,10 +34,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include "backupname.h" /* AFS_BACKUPS_LATEST, and the rules of names and `latest` */
 #include "err.h"
-
-/* The link to the newest archive, beside the archives' directories. */
-#define AFS_BACKUPS_LATEST "latest"
 
 /* How many archives stay open at most by default (--max-open-archives). */
 #define AFS_BACKUPS_MAX_OPEN 64
