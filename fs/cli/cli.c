@@ -185,10 +185,11 @@ static int conclude(const struct display *d, const char *command, const char *ar
 {
 	struct afs_summary_view v = { .command = command, .result = o->result, .exit_code = o->rc,
 				      .failure = o->failure, .error = o->msg[0] ? o->msg : NULL, .archive = archive };
-	char *status = j ? afs_job_status_json(j) : NULL;
+	char *status;
 
 	if (!d->json)
 		return o->rc;
+	status = j ? afs_job_status_json(j) : NULL;
 	v.elapsed_seconds = elapsed(d);
 	v.status_json = status;
 	if (t) {

@@ -264,7 +264,8 @@ def t_json_status_failure_field():
 
 def t_pg_json_exit_codes():
     """PostgreSQL: a wrong password and an unreachable server are exit 4 and
-    the password is in no byte of the output; with the right one, exit 0."""
+    the password is in no byte of the output; with the right one, exit 0; a
+    restore while another holds the advisory lock is exit 5."""
     archive, _ = pg_tests.pg_archive()
     live = pg_tests.new_db(3, 10, "old")
     secret = "Pw-json-wrong-77"
@@ -284,3 +285,13 @@ def t_pg_json_exit_codes():
     rc = r.returncode
     check(rc == 0 and s["target"]["type"] == "postgresql" and "app_pw" in s["target"]["url"],
           "right password: %d %r" % (rc, s))
+    holder = pg_tests.connect(live)
+    holder.cursor().execute("SELECT pg_advisory_lock(%s, %s)", pg_tests.LOCK_KEY)
+    before = pg_tests.content(live)
+    try:
+        rc, s, ev = run_json(["restore", "--json", archive, "--database", pg_tests.url(live), "--no-snapshot"])
+        check(rc == 5 and s["failure"] == "refused" and "advisory lock" in s["error"], "advisory lock held: %d %r" % (
+            rc, s))
+        check(pg_tests.content(live) == before, "a refused restore changed the database")
+    finally:
+        holder.close()
