@@ -103,6 +103,13 @@ def t_json_done():
     check(s["snapshot"] and os.path.exists(s["snapshot"]) and s["target"]["type"] == "sqlite" and
           s["target"]["uploads"] == live.uploads and s["started_at"] and s["finished_at"], "summary: %r" % s)
     check("restore done" in logs(ev), "restore: no 'restore done' log line: %s" % logs(ev)[-5:])
+    # a name that is not UTF-8 (any bytes are a file name): the lines stay valid UTF-8
+    odd = os.fsencode(live.dir) + b"/backup-\xff\xfe.zip"
+    with open(archive, "rb") as f, open(odd, "wb") as g:
+        g.write(f.read())
+    rc, s, ev = run_json(["verify", "--json", odd])
+    check(rc == 0 and s["archive"].endswith("/backup-\ufffd\ufffd.zip"), "a name that is not UTF-8: %d %r" % (
+        rc, s["archive"]))
     # --json applies to verify and restore only
     r = text_run(["--json", archive, os.path.join(live.dir, "mnt")])
     check(r.returncode == 2 and "--json" in r.stderr and r.stdout == "", "a mount with --json: %d %r" % (
