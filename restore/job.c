@@ -166,21 +166,50 @@ void afs_job_warn(struct afs_job *j, const char *fmt, ...)
 	va_end(ap);
 }
 
-enum afs_err afs_job_fail(struct afs_job *j, enum afs_err err, const char *fmt, ...)
+static const char *const fail_names[] = {
+	[AFS_FAIL_NONE] = NULL,         [AFS_FAIL_FAILED] = "failed",   [AFS_FAIL_ARCHIVE] = "archive",
+	[AFS_FAIL_TARGET] = "target",   [AFS_FAIL_REFUSED] = "refused", [AFS_FAIL_CANCELLED] = "cancelled",
+};
+
+const char *afs_fail_name(enum afs_fail f)
+{
+	return (unsigned)f < sizeof(fail_names) / sizeof(fail_names[0]) ? fail_names[f] : "failed";
+}
+
+static enum afs_err vfail(struct afs_job *j, enum afs_fail cls, enum afs_err err, const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
+static enum afs_err vfail(struct afs_job *j, enum afs_fail cls, enum afs_err err, const char *fmt, va_list ap)
 {
 	char reason[1024];
-	va_list ap;
-	bool first;
 
-	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
-	va_end(ap);
 	pthread_mutex_lock(&j->mu);
-	first = j->error == NULL;
-	if (first)
+	if (!j->error) {
 		j->error = strdup(reason);
+		j->fail = cls;
+	}
 	pthread_mutex_unlock(&j->mu);
 	afs_job_log(j, "error: %s", reason);
+	return err;
+}
+
+enum afs_err afs_job_fail(struct afs_job *j, enum afs_err err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	err = vfail(j, AFS_FAIL_FAILED, err, fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+enum afs_err afs_job_fail_as(struct afs_job *j, enum afs_fail cls, enum afs_err err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	err = vfail(j, cls, err, fmt, ap);
+	va_end(ap);
 	return err;
 }
 
@@ -585,6 +614,7 @@ static void clear_run_locked(struct afs_job *j)
 	j->started_at = j->finished_at = j->error = j->refusal = j->snapshot = NULL;
 	j->nwarnings = j->nfixed;
 	j->cancel = j->committed = j->in_progress = j->created = false;
+	j->fail = AFS_FAIL_NONE;
 	j->wtotal = j->wdone = j->wcur = 0;
 	j->phase_total = j->phase_done = 0;
 	j->percent = 0;
@@ -681,6 +711,16 @@ char *afs_job_error(struct afs_job *j)
 	e = j->error ? strdup(j->error) : j->refusal ? strdup(j->refusal) : NULL;
 	pthread_mutex_unlock(&j->mu);
 	return e;
+}
+
+enum afs_fail afs_job_fail_class(struct afs_job *j)
+{
+	enum afs_fail f;
+
+	pthread_mutex_lock(&j->mu);
+	f = j->state == AFS_ST_FAILED || j->state == AFS_ST_CANCELLED ? j->fail : AFS_FAIL_NONE;
+	pthread_mutex_unlock(&j->mu);
+	return f;
 }
 
 /* Takes the target's locks for a restore that changes what cmd names. */
@@ -804,6 +844,7 @@ char *afs_job_status_json(struct afs_job *j)
 	v.started_at = j->started_at;
 	v.finished_at = j->finished_at;
 	v.error = j->error ? j->error : j->refusal;
+	v.failure = j->state == AFS_ST_FAILED || j->state == AFS_ST_CANCELLED ? afs_fail_name(j->fail) : NULL;
 	v.snapshot = j->snapshot;
 	v.target_type = t->kind != AFS_DB_UNKNOWN ? afs_db_type_name(t->kind) : NULL;
 	v.target_url = t->display_url;

@@ -40,6 +40,25 @@ enum afs_state {
 	AFS_ST_CANCELLED,
 };
 
+/* Why a run ended without success, for the exit status of the command
+ * line and .status "failure".  Set where the failure is raised (the first
+ * failure of a run keeps its class, as its error); a failure nobody
+ * classified is AFS_FAIL_FAILED. */
+enum afs_fail {
+	AFS_FAIL_NONE,      /* the run succeeded, or none has run */
+	AFS_FAIL_FAILED,    /* anything else: a step failed (nothing changed, or rolled back), a tool, memory */
+	AFS_FAIL_ARCHIVE,   /* the archive is damaged or is not a backup: CRC, undecodable or unsafe entries,
+			     * a bad manifest, no database, a dump or db.sqlite that does not read */
+	AFS_FAIL_TARGET,    /* the target is missing, unreachable, refused by its server, or cannot take
+			     * this archive (another database kind, no disk space) */
+	AFS_FAIL_REFUSED,   /* another restore holds the target */
+	AFS_FAIL_CANCELLED, /* cancelled before the commit */
+};
+
+/* "failed", "archive", "target", "refused", "cancelled"; NULL for
+ * AFS_FAIL_NONE. */
+const char *afs_fail_name(enum afs_fail f);
+
 /* Parses one command as written to .control (surrounding white space and a
  * trailing newline allowed).  AFS_E_INVAL for anything else. */
 enum afs_err afs_cmd_parse(const char *text, size_t len, enum afs_cmd *out);
@@ -63,8 +82,10 @@ void afs_job_free(struct afs_job *j);
 /* Carries out a command: starts the pipeline on its own thread and returns
  * at once, or cancels.  Refusals change nothing and are recorded in the
  * status error and the log: AFS_E_INVAL (no target, cancel with nothing to
- * cancel), AFS_E_BUSY (a restore is running; cancel after the database has
- * committed); msg receives the reason. */
+ * cancel), AFS_E_BUSY (a restore is running, here or in another process,
+ * into the same target; cancel after the database has committed),
+ * AFS_E_NOENT or AFS_E_IO (a target directory to lock is missing or cannot
+ * be opened); msg receives the reason. */
 enum afs_err afs_job_command(struct afs_job *j, enum afs_cmd cmd, char *msg, size_t msglen);
 
 /* Waits until the pipeline thread has finished; returns the final state. */
@@ -107,6 +128,10 @@ void afs_job_set_dump_info(struct afs_job *j, const char *json);
 /* The error of the last run or refusal (malloc'd), or NULL. */
 char *afs_job_error(struct afs_job *j);
 
+/* Why the last run failed: AFS_FAIL_NONE while it runs or when it
+ * succeeded, AFS_FAIL_CANCELLED exactly when its state is cancelled. */
+enum afs_fail afs_job_fail_class(struct afs_job *j);
+
 /* Also hands every log line (without its timestamp) to fn, on the thread
  * that logs it; set before the first command. */
 void afs_job_on_log(struct afs_job *j, void (*fn)(void *ctx, const char *line), void *ctx);
@@ -136,6 +161,10 @@ void afs_job_warn(struct afs_job *j, const char *fmt, ...) __attribute__((format
 /* Records the reason of a failure (the first one is kept) and returns err. */
 enum afs_err afs_job_fail(struct afs_job *j, enum afs_err err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* The same, with the failure's class (kept with the first reason);
+ * afs_job_fail() leaves it AFS_FAIL_FAILED. */
+enum afs_err afs_job_fail_as(struct afs_job *j, enum afs_fail cls, enum afs_err err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 /* Sets the byte count of the current phase and adds done bytes to it. */
 void afs_job_phase_bytes(struct afs_job *j, uint64_t total);

@@ -57,6 +57,7 @@ struct afs_job {
 	bool tinfo_known;                  /* tinfo holds something (a run looked) */
 	bool created;                      /* this run created the database (--create) */
 	bool commit_unknown;               /* the database step cannot tell whether it committed */
+	enum afs_fail fail;                /* the class of error, once error is set; final in finish() */
 
 	/* --- the pipeline thread's own --- */
 	bool do_db, do_uploads, do_migrate;

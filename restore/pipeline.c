@@ -52,7 +52,7 @@ static enum afs_err read_entry(struct afs_job *j, uint32_t id, char *buf)
 		afs_job_advance(j, got);
 	}
 	if (err != AFS_OK && err != AFS_E_CANCELLED)
-		afs_job_fail(j, err, "%s in the archive cannot be read: %s", afs_index_path(j->cur_index, id),
+		afs_job_fail_as(j, AFS_FAIL_ARCHIVE, err, "%s in the archive cannot be read: %s", afs_index_path(j->cur_index, id),
 			     afs_stream_error(s, err));
 	afs_stream_close(s);
 	return err;
@@ -96,11 +96,11 @@ static enum afs_err verify_entries(struct afs_job *j, bool backend_reads_dump)
 		mode_t type = strncmp(path, "uploads/", 8) == 0 ? stated_type(j, n) : S_IFREG;
 
 		if (type != S_IFREG && type != S_IFDIR)
-			return afs_job_fail(j, AFS_E_BADNAME, "%s in the archive is a %s: refusing to restore it", path,
+			return afs_job_fail_as(j, AFS_FAIL_ARCHIVE, AFS_E_BADNAME, "%s in the archive is a %s: refusing to restore it", path,
 					    type == S_IFLNK ? "symlink" : "special file (a device, fifo or socket)");
 		if (!S_ISDIR(n->mode) && !afs_stream_decodable(n, why, sizeof(why))) {
 			if (part_of_backup(path))
-				return afs_job_fail(j, AFS_E_UNSUPPORTED, "%s in the archive is %s: refusing to restore it",
+				return afs_job_fail_as(j, AFS_FAIL_ARCHIVE, AFS_E_UNSUPPORTED, "%s in the archive is %s: refusing to restore it",
 						    path, why);
 			if (passed++ < 8)
 				afs_job_log(j, "%s in the archive is %s: not part of a backup, passed over", path, why);
@@ -150,10 +150,10 @@ static enum afs_err check_uploads_space(struct afs_job *j)
 	uint64_t need = afs_uploads_bytes(j->plan) + (1 << 20), have;
 
 	if (statvfs(j->target->uploads, &sv) != 0)
-		return afs_job_fail(j, AFS_E_IO, "uploads directory %s: %s", j->target->uploads, strerror(errno));
+		return afs_job_fail_as(j, AFS_FAIL_TARGET, AFS_E_IO, "uploads directory %s: %s", j->target->uploads, strerror(errno));
 	have = (uint64_t)sv.f_bavail * sv.f_frsize;
 	if (have < need)
-		return afs_job_fail(j, AFS_E_NOSPC,
+		return afs_job_fail_as(j, AFS_FAIL_TARGET, AFS_E_NOSPC,
 				    "not enough disk space for the uploads in %s: %llu MB needed, %llu MB free",
 				    j->target->uploads, (unsigned long long)(need >> 20), (unsigned long long)(have >> 20));
 	return AFS_OK;
@@ -196,7 +196,7 @@ static enum afs_err inspect_target(struct afs_job *j, bool after)
 			afs_job_log(j, "the database cannot be looked at after the restore: %s", msg);
 			return err;
 		}
-		return afs_job_fail(j, err, "%s", msg);
+		return afs_job_fail_as(j, err == AFS_E_NOMEM ? AFS_FAIL_FAILED : AFS_FAIL_TARGET, err, "%s", msg);
 	}
 	pthread_mutex_lock(&j->mu);
 	afs_db_info_release(&j->tinfo);
@@ -212,7 +212,7 @@ static enum afs_err inspect_target(struct afs_job *j, bool after)
 	if (after)
 		return AFS_OK;
 	if (!t->create)
-		return afs_job_fail(j, AFS_E_NOENT,
+		return afs_job_fail_as(j, AFS_FAIL_TARGET, AFS_E_NOENT,
 				    "the %s database %s does not exist: nothing was changed (check --database, or add "
 				    "--create to restore into a new database)",
 				    type, info.name);
@@ -242,22 +242,23 @@ static enum afs_err verify(struct afs_job *j)
 			return err;
 	}
 	if (j->manifest_error)
-		return afs_job_fail(j, AFS_E_CORRUPT, "%s", j->manifest_error);
+		return afs_job_fail_as(j, AFS_FAIL_ARCHIVE, AFS_E_CORRUPT, "%s", j->manifest_error);
 	if (!j->has_manifest)
 		afs_job_warn(j, "the archive has no manifest.json: the database file present decides its type");
 	kind = archive_db_type(j);
 	if (j->do_db) {
 		if (kind == AFS_DB_UNKNOWN || j->dump == AFS_NONE)
-			return afs_job_fail(j, AFS_E_CORRUPT, "the archive holds no database (%s)",
+			return afs_job_fail_as(j, AFS_FAIL_ARCHIVE, AFS_E_CORRUPT, "the archive holds no database (%s)",
 					    kind == AFS_DB_SQLITE ? "db.sqlite is missing"
 					    : kind == AFS_DB_POSTGRESQL ? "db.dump is missing"
 					    : "neither db.sqlite nor db.dump");
 		if (kind != t->kind && !j->any_target)
-			return afs_job_fail(j, AFS_E_INVAL, "the archive holds a %s database but the target is %s",
+			return afs_job_fail_as(j, AFS_FAIL_TARGET, AFS_E_INVAL,
+					       "the archive holds a %s database but the target is %s",
 					    afs_db_type_name(kind), afs_db_type_name(t->kind));
 		j->backend = backend_for(t->backends, kind);
 		if (!j->backend)
-			return afs_job_fail(j, AFS_E_UNSUPPORTED, "archfs cannot restore %s databases yet",
+			return afs_job_fail_as(j, AFS_FAIL_ARCHIVE, AFS_E_UNSUPPORTED, "archfs cannot restore %s databases yet",
 					    afs_db_type_name(kind));
 		if (j->has_manifest && j->manifest.alembic_revision)
 			afs_job_log(j, "the archive's database is at Alembic revision %s", j->manifest.alembic_revision);
@@ -268,7 +269,7 @@ static enum afs_err verify(struct afs_job *j)
 		if (!undoes && (afs_index_lookup(j->cur_index, "/uploads", &up) != AFS_OK ||
 				!S_ISDIR(afs_index_node(j->cur_index, up)->mode))) {
 			if (j->command == AFS_CMD_RESTORE_UPLOADS)
-				return afs_job_fail(j, AFS_E_NOENT, "the archive has no uploads/ directory");
+				return afs_job_fail_as(j, AFS_FAIL_ARCHIVE, AFS_E_NOENT, "the archive has no uploads/ directory");
 			afs_job_log(j, "the archive has no uploads/: the uploads directory is left as it is");
 			j->do_uploads = false;
 		}
@@ -278,8 +279,11 @@ static enum afs_err verify(struct afs_job *j)
 		return err;
 	if (j->do_uploads) {
 		err = afs_uploads_plan(j->cur_archive, j->cur_index, t->uploads, &j->plan, msg, sizeof(msg));
+		/* the archive's own entries were checked above: what fails here
+		 * is the live uploads tree (missing, a symlink, a conflict) */
 		if (err != AFS_OK)
-			return afs_job_fail(j, err, "uploads: %s", msg);
+			return afs_job_fail_as(j, err == AFS_E_NOMEM ? AFS_FAIL_FAILED : AFS_FAIL_TARGET, err,
+					       "uploads: %s", msg);
 		err = check_uploads_space(j);
 		if (err != AFS_OK)
 			return err;
@@ -663,6 +667,9 @@ static void finish(struct afs_job *j, enum afs_err err)
 		j->error = strdup(nothing_changed ? "cancelled: nothing was changed" : "cancelled");
 	else if (err != AFS_OK && !j->error)
 		j->error = strdup(afs_strerror(err));
+	/* the class follows the outcome: a cancel is one whatever failed on the way */
+	j->fail = err == AFS_OK ? AFS_FAIL_NONE : err == AFS_E_CANCELLED ? AFS_FAIL_CANCELLED
+		: j->fail == AFS_FAIL_NONE || j->fail == AFS_FAIL_CANCELLED ? AFS_FAIL_FAILED : j->fail;
 	pthread_mutex_unlock(&j->mu);
 	if (unknown)
 		afs_job_warn(j, "%s: check the database; %s%s", j->snapshot ? "the snapshot is kept" : "there is no snapshot",

@@ -108,6 +108,7 @@ char *afs_report_status(const struct afs_status_view *v)
 		fail |= !cJSON_AddItemToObject(root, "started_at", str_or_null(v->started_at));
 		fail |= !cJSON_AddItemToObject(root, "finished_at", str_or_null(v->finished_at));
 		fail |= !cJSON_AddItemToObject(root, "error", str_or_null(v->error));
+		fail |= !cJSON_AddItemToObject(root, "failure", str_or_null(v->failure));
 		fail |= !cJSON_AddItemToObject(root, "snapshot", str_or_null(v->snapshot));
 		fail |= !cJSON_AddItemToObject(root, "target", target ? target : cJSON_CreateNull());
 		fail |= !cJSON_AddItemToObject(root, "manifest", man ? man : cJSON_CreateNull());
@@ -174,6 +175,84 @@ char *afs_report_notify(const char *event, long pid, const char *archive, const 
 		fail |= !cJSON_AddItemToObject(root, "archive", str_or_null(archive));
 		fail |= !cJSON_AddItemToObject(root, "state", str_or_null(state));
 	}
+	return finish_line(root, fail);
+}
+
+char *afs_report_event_status(const char *state, unsigned percent, double elapsed_seconds)
+{
+	cJSON *root = cJSON_CreateObject();
+	int fail = !root;
+
+	if (root) {
+		fail |= !cJSON_AddStringToObject(root, "message_type", "status");
+		fail |= !cJSON_AddItemToObject(root, "state", str_or_null(state));
+		fail |= !cJSON_AddNumberToObject(root, "percent", percent);
+		fail |= !cJSON_AddNumberToObject(root, "elapsed_seconds", (double)(long long)(elapsed_seconds * 1000) / 1000);
+	}
+	return finish_line(root, fail);
+}
+
+char *afs_report_event_log(const char *line)
+{
+	cJSON *root = cJSON_CreateObject();
+	int fail = !root;
+
+	if (root) {
+		fail |= !cJSON_AddStringToObject(root, "message_type", "log");
+		fail |= !cJSON_AddItemToObject(root, "line", str_or_null(line));
+	}
+	return finish_line(root, fail);
+}
+
+/* Moves key from status (may be NULL) to root, or adds dflt (consumed;
+ * NULL: JSON null) when status lacks it. */
+static int take(cJSON *root, cJSON *status, const char *key, cJSON *dflt)
+{
+	cJSON *item = status ? cJSON_DetachItemFromObjectCaseSensitive(status, key) : NULL;
+
+	if (item) {
+		cJSON_Delete(dflt);
+		return cJSON_AddItemToObject(root, key, item);
+	}
+	return cJSON_AddItemToObject(root, key, dflt ? dflt : cJSON_CreateNull());
+}
+
+char *afs_report_summary(const struct afs_summary_view *v)
+{
+	cJSON *root = cJSON_CreateObject(), *status = v->status_json ? cJSON_Parse(v->status_json) : NULL;
+	cJSON *target = NULL;
+	int fail = !root || (v->status_json && !status);
+
+	if (!status && (v->target_type || v->uploads)) {
+		target = cJSON_CreateObject();
+		fail |= !target;
+		if (target) {
+			fail |= !cJSON_AddItemToObject(target, "type", str_or_null(v->target_type));
+			fail |= !cJSON_AddItemToObject(target, "url", str_or_null(v->target_url));
+			fail |= !cJSON_AddItemToObject(target, "uploads", str_or_null(v->uploads));
+		}
+	}
+	if (root) {
+		fail |= !cJSON_AddStringToObject(root, "message_type", "summary");
+		fail |= !cJSON_AddItemToObject(root, "command", str_or_null(v->command));
+		fail |= !cJSON_AddItemToObject(root, "result", str_or_null(v->result));
+		fail |= !cJSON_AddNumberToObject(root, "exit_code", v->exit_code);
+		fail |= !cJSON_AddItemToObject(root, "failure", str_or_null(v->failure));
+		fail |= !cJSON_AddItemToObject(root, "error", str_or_null(v->error));
+		fail |= !cJSON_AddItemToObject(root, "archive", str_or_null(v->archive));
+		fail |= !take(root, status, "target", target);
+		fail |= !take(root, status, "snapshot", NULL);
+		fail |= !take(root, status, "started_at", NULL);
+		fail |= !take(root, status, "finished_at", NULL);
+		fail |= !cJSON_AddNumberToObject(root, "elapsed_seconds",
+						 (double)(long long)(v->elapsed_seconds * 1000) / 1000);
+		fail |= !take(root, status, "manifest", NULL);
+		fail |= !take(root, status, "dump", NULL);
+		fail |= !take(root, status, "warnings", cJSON_CreateArray());
+	} else {
+		cJSON_Delete(target);
+	}
+	cJSON_Delete(status);
 	return finish_line(root, fail);
 }
 

@@ -20,6 +20,7 @@ struct afs_status_view {
 	unsigned percent;
 	uint64_t bytes_done, bytes_total;
 	const char *archive, *started_at, *finished_at, *error, *snapshot;
+	const char *failure;         /* the failure's class (afs_fail_name) when failed or cancelled, else NULL */
 	const char *target_type, *target_url, *uploads; /* target_type NULL: no database target */
 	const char *target_path;     /* SQLite: the database file's absolute path */
 	const char *target_revision; /* its alembic_version; NULL: none, or not looked at yet */
@@ -59,6 +60,36 @@ char *afs_report_dump(const struct afs_dump_view *v);
  * valid UTF-8 as above (PostgreSQL refuses a payload that is not, and
  * an archive's name may hold any bytes); NULL when out of memory. */
 char *afs_report_notify(const char *event, long pid, const char *archive, const char *state);
+
+/* The --json lines of the command-line verify and restore (docs/restore.md,
+ * "Machine-readable output and exit codes"): each one object on one line,
+ * without a newline, valid UTF-8 as above, or NULL when out of memory.
+ * {"message_type": "status", "state", "percent", "elapsed_seconds"} */
+char *afs_report_event_status(const char *state, unsigned percent, double elapsed_seconds);
+/* {"message_type": "log", "line"} */
+char *afs_report_event_log(const char *line);
+
+/* The last line of a --json run.  NULL strings become JSON null. */
+struct afs_summary_view {
+	const char *command;     /* "verify", "restore" */
+	const char *result;      /* "done", "failed", "cancelled", "refused" */
+	int exit_code;
+	const char *failure;     /* "usage", or afs_fail_name(): "archive", "target", ...; NULL when done */
+	const char *error;
+	const char *archive;
+	double elapsed_seconds;
+	/* the job's .status text when a job was made: its target, snapshot,
+	 * started_at, finished_at, manifest, dump and warnings are taken over;
+	 * else NULL, and the target is the one below (NULL type and uploads:
+	 * no target) */
+	const char *status_json;
+	const char *target_type, *target_url, *uploads;
+};
+
+/* {"message_type": "summary", "command", "result", "exit_code", "failure",
+ * "error", "archive", "target", "snapshot", "started_at", "finished_at",
+ * "elapsed_seconds", "manifest", "dump", "warnings"}. */
+char *afs_report_summary(const struct afs_summary_view *v);
 
 /* The manifest of a snapshot: the application's keys, plus "archfs":
  * {"snapshot_of": source archive, "uploads": the uploads root it was

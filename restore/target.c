@@ -429,6 +429,14 @@ static enum afs_err check_dir(const char *opt, const char *path, bool parent, ch
 	return err;
 }
 
+/* A missing directory of an option that is not the target itself (the
+ * flag file's, the snapshots', the client tools') is a bad option value:
+ * AFS_E_INVAL, where the target's own are AFS_E_NOENT or AFS_E_NOTDIR. */
+static enum afs_err option_dir(enum afs_err err)
+{
+	return err == AFS_E_NOENT || err == AFS_E_NOTDIR ? AFS_E_INVAL : err;
+}
+
 static const char *given(const char *opt, const char *env)
 {
 	const char *v = opt ? opt : env ? getenv(env) : NULL;
@@ -461,12 +469,12 @@ enum afs_err afs_target_from_options(const struct afs_target_opts *o, struct afs
 	if (err == AFS_OK && up && (err = afs_target_set_path(&t->uploads, up)) == AFS_OK)
 		err = check_dir("--uploads", t->uploads, false, msg, msglen);
 	if (err == AFS_OK && o->flag_file && (err = afs_target_set_path(&t->flag_file, o->flag_file)) == AFS_OK)
-		err = check_dir("--flag-file", t->flag_file, true, msg, msglen);
+		err = option_dir(check_dir("--flag-file", t->flag_file, true, msg, msglen));
 	if (err == AFS_OK && o->snapshot_dir &&
 	    (err = afs_target_set_path(&t->snapshot_dir, o->snapshot_dir)) == AFS_OK)
-		err = check_dir("--snapshot-dir", t->snapshot_dir, false, msg, msglen);
+		err = option_dir(check_dir("--snapshot-dir", t->snapshot_dir, false, msg, msglen));
 	if (err == AFS_OK && o->pg_bindir && (err = afs_target_set_path(&t->pg_bindir, o->pg_bindir)) == AFS_OK)
-		err = check_dir("--pg-bindir", t->pg_bindir, false, msg, msglen);
+		err = option_dir(check_dir("--pg-bindir", t->pg_bindir, false, msg, msglen));
 	if (err == AFS_OK && o->create && t->kind == AFS_DB_UNKNOWN) {
 		snprintf(msg, msglen, "--create needs a database (--database or DATABASE_URL)");
 		err = AFS_E_INVAL;

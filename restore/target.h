@@ -67,7 +67,10 @@ struct afs_target_opts {
  * checks what can be checked before mounting: the uploads and snapshot
  * directories exist, the flag file's and SQLite database's directories
  * exist, --lock-wait is a number, --migrate has a database.  On error t is
- * released and msg holds a one-line reason naming the option. */
+ * released and msg holds a one-line reason naming the option: AFS_E_NOENT
+ * or AFS_E_NOTDIR when the SQLite database's directory or the uploads
+ * directory is missing (the target does not exist), AFS_E_NOMEM, or
+ * AFS_E_INVAL (or another code) for a bad value. */
 enum afs_err afs_target_from_options(const struct afs_target_opts *o, struct afs_target *t, char *msg,
 				     size_t msglen);
 

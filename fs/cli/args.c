@@ -30,6 +30,7 @@ static const struct opt opts[] = {
 	{ "no-snapshot", FLAG, T(no_snapshot) },
 	{ "terminate-blockers", FLAG, T(terminate_blockers) },
 	{ "create", FLAG, T(create) },
+	{ "json", FLAG, offsetof(struct afs_args, json) },
 };
 #undef T
 

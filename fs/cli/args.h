@@ -22,6 +22,7 @@ struct afs_args {
 	const char *index_dir;
 	const char *max_open_archives;
 	bool help, version;
+	bool json;                     /* verify/restore --json: JSON lines on stdout */
 	const char *pos[AFS_ARGS_MAX_POS]; /* ARCHIVE MOUNTPOINT, or verify|restore ARCHIVE */
 	int npos;
 	char **fuse;     /* options left for libfuse, in order, NULL-terminated */

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The command-line verify and restore: the job, a progress display, an exit code. */
+#include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,14 +17,32 @@
 #include "index.h"
 #include "job.h"
 #include "log.h"
+#include "report.h"
 #include "target.h"
 
 #define POLL_MS 100
 #define BAR_WIDTH 30
 
+/* Thread safety: log lines come on the job's thread, the poll loop runs
+ * on the main one; mu orders what they print and guards last_st and
+ * last_pct. */
 struct display {
 	bool tty;
-	bool bar_shown;
+	bool json; /* --json: every event a JSON line on stdout, nothing on stderr */
+	struct timespec t0;
+	struct afs_job *job; /* set before the first command */
+	pthread_mutex_t mu;
+	bool bar_shown;      /* under mu */
+	enum afs_state last_st;
+	unsigned last_pct;
+};
+
+/* How a command ended, for the exit status and the summary. */
+struct outcome {
+	int rc;              /* AFS_EXIT_* */
+	const char *result;  /* "done", "cancelled", "refused" (usage, refused), else "failed" */
+	const char *failure; /* NULL when done */
+	char msg[1024];      /* the error, "" when none */
 };
 
 static volatile sig_atomic_t interrupted;
@@ -29,6 +50,28 @@ static volatile sig_atomic_t interrupted;
 static void on_signal(int sig)
 {
 	interrupted = 1;
+}
+
+static double elapsed(const struct display *d)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - d->t0.tv_sec) + (double)(now.tv_nsec - d->t0.tv_nsec) / 1e9;
+}
+
+/* Prints one JSON line (consumed) whole: the log comes from the job's
+ * thread, the progress from this one. */
+static void emit(char *json)
+{
+	if (!json)
+		return;
+	flockfile(stdout);
+	fputs(json, stdout);
+	fputc('\n', stdout);
+	fflush(stdout);
+	funlockfile(stdout);
+	free(json);
 }
 
 static void clear_bar(struct display *d)
@@ -39,18 +82,21 @@ static void clear_bar(struct display *d)
 	}
 }
 
-/* Log lines go to stderr, above the bar. */
-static void show_line(void *ctx, const char *line)
+/* Shows the job's state and percent when they changed since last shown;
+ * mu held. */
+static void show_progress_locked(struct display *d)
 {
-	struct display *d = ctx;
+	enum afs_state st;
+	unsigned pct;
 
-	clear_bar(d);
-	fprintf(stderr, "archfs: %s\n", line);
-}
-
-static void show_progress(struct display *d, enum afs_state st, unsigned pct)
-{
-	if (d->tty) {
+	afs_job_peek(d->job, &st, &pct);
+	if (st == AFS_ST_IDLE || (st == d->last_st && pct == d->last_pct))
+		return;
+	d->last_st = st;
+	d->last_pct = pct;
+	if (d->json) {
+		emit(afs_report_event_status(afs_state_name(st), pct, elapsed(d)));
+	} else if (d->tty) {
 		int fill = (int)(pct * BAR_WIDTH / 100);
 
 		fprintf(stderr, "\r[%.*s%*s] %3u%% %-10s", fill, "##############################", BAR_WIDTH - fill, "",
@@ -62,38 +108,141 @@ static void show_progress(struct display *d, enum afs_state st, unsigned pct)
 	}
 }
 
-int afs_cli_run(const char *command, const char *path, const struct afs_target *t)
+static void show_progress(struct display *d)
 {
-	struct display d = { .tty = isatty(STDERR_FILENO) == 1 };
+	pthread_mutex_lock(&d->mu);
+	show_progress_locked(d);
+	pthread_mutex_unlock(&d->mu);
+}
+
+/* Log lines go to stderr, above the bar, or are JSON lines on stdout.  A
+ * new step logs a line as it starts: its state is shown then, so that no
+ * step goes unseen between two polls. */
+static void show_line(void *ctx, const char *line)
+{
+	struct display *d = ctx;
+
+	pthread_mutex_lock(&d->mu);
+	if (d->json) {
+		emit(afs_report_event_log(line));
+	} else {
+		clear_bar(d);
+		fprintf(stderr, "archfs: %s\n", line);
+	}
+	show_progress_locked(d);
+	pthread_mutex_unlock(&d->mu);
+}
+
+/* Sets o to a failure of exit status rc, with its reason. */
+static void set_outcome(struct outcome *o, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_outcome(struct outcome *o, int rc, const char *fmt, ...)
+{
+	static const char *const failures[] = {
+		[AFS_EXIT_OK] = NULL,           [AFS_EXIT_FAILED] = "failed",   [AFS_EXIT_USAGE] = "usage",
+		[AFS_EXIT_ARCHIVE] = "archive", [AFS_EXIT_TARGET] = "target",   [AFS_EXIT_REFUSED] = "refused",
+		[AFS_EXIT_CANCELLED] = "cancelled",
+	};
+	va_list ap;
+
+	o->rc = rc;
+	o->failure = failures[rc];
+	o->result = rc == AFS_EXIT_OK ? "done" : rc == AFS_EXIT_CANCELLED ? "cancelled"
+		    : rc == AFS_EXIT_USAGE || rc == AFS_EXIT_REFUSED ? "refused" : "failed";
+	va_start(ap, fmt);
+	vsnprintf(o->msg, sizeof(o->msg), fmt, ap);
+	va_end(ap);
+}
+
+int afs_cli_exit_status(enum afs_fail f)
+{
+	switch (f) {
+	case AFS_FAIL_NONE:
+		return AFS_EXIT_OK;
+	case AFS_FAIL_ARCHIVE:
+		return AFS_EXIT_ARCHIVE;
+	case AFS_FAIL_TARGET:
+		return AFS_EXIT_TARGET;
+	case AFS_FAIL_REFUSED:
+		return AFS_EXIT_REFUSED;
+	case AFS_FAIL_CANCELLED:
+		return AFS_EXIT_CANCELLED;
+	case AFS_FAIL_FAILED:
+		break;
+	}
+	return AFS_EXIT_FAILED;
+}
+
+/* The exit status of a command the job refused to start (job.h). */
+static int refusal_status(enum afs_err err)
+{
+	return err == AFS_E_INVAL ? AFS_EXIT_USAGE : err == AFS_E_BUSY ? AFS_EXIT_REFUSED
+	       : err == AFS_E_NOENT || err == AFS_E_IO ? AFS_EXIT_TARGET : AFS_EXIT_FAILED;
+}
+
+/* Ends a command: in --json mode the summary line on stdout (j: the job,
+ * NULL when none was made; t: the target, NULL when it was not read). */
+static int conclude(const struct display *d, const char *command, const char *archive, struct afs_job *j,
+		    const struct afs_target *t, const struct outcome *o)
+{
+	struct afs_summary_view v = { .command = command, .result = o->result, .exit_code = o->rc,
+				      .failure = o->failure, .error = o->msg[0] ? o->msg : NULL, .archive = archive };
+	char *status;
+
+	if (!d->json)
+		return o->rc;
+	status = j ? afs_job_status_json(j) : NULL;
+	v.elapsed_seconds = elapsed(d);
+	v.status_json = status;
+	if (t) {
+		v.target_type = t->kind != AFS_DB_UNKNOWN ? afs_db_type_name(t->kind) : NULL;
+		v.target_url = t->display_url;
+		v.uploads = t->uploads;
+	}
+	emit(afs_report_summary(&v));
+	free(status);
+	return o->rc;
+}
+
+static int run(struct display *d, const char *command, const char *path, const struct afs_target *t)
+{
 	struct afs_archive *a = NULL;
 	struct afs_index *ix = NULL;
 	struct afs_job *j = NULL;
 	struct sigaction sa = { .sa_handler = on_signal };
 	enum afs_cmd cmd = strcmp(command, "verify") == 0 ? AFS_CMD_VERIFY : AFS_CMD_RESTORE;
-	enum afs_state st = AFS_ST_IDLE, last_st = AFS_ST_IDLE;
-	unsigned pct = 0, last_pct = 101;
-	char msg[512], *full = realpath(path, NULL), *error;
+	enum afs_state st = AFS_ST_IDLE;
+	unsigned pct = 0;
+	char msg[512] = "", *full = realpath(path, NULL), *error;
+	struct outcome o = { 0 };
 	enum afs_err err;
-	int rc = 1;
+	int rc;
 
 	if (!full) {
-		fprintf(stderr, "archfs: %s: %m\n", path);
-		return 1;
+		set_outcome(&o, errno == ENOMEM ? AFS_EXIT_FAILED : AFS_EXIT_ARCHIVE, "%s: %s", path, strerror(errno));
+		if (!d->json)
+			fprintf(stderr, "archfs: %s\n", o.msg);
+		goto out;
 	}
 	err = afs_archive_open(full, &a, msg, sizeof(msg));
 	if (err == AFS_OK)
 		err = afs_index_build(a, &ix, msg, sizeof(msg));
-	if (err == AFS_OK)
-		err = afs_job_new(full, a, ix, t, &j);
+	if (err != AFS_OK) /* msg may name an entry */
+		set_outcome(&o, err == AFS_E_NOMEM ? AFS_EXIT_FAILED : AFS_EXIT_ARCHIVE, "%s: %s", path,
+			    msg[0] ? msg : afs_strerror(err));
+	else if ((err = afs_job_new(full, a, ix, t, &j)) != AFS_OK)
+		set_outcome(&o, AFS_EXIT_FAILED, "%s: %s", path, afs_strerror(err));
 	if (err != AFS_OK) {
-		afs_log(AFS_LOG_ERR, "%s: %s", path, msg[0] ? msg : afs_strerror(err)); /* msg may name an entry */
+		if (!d->json)
+			afs_log(AFS_LOG_ERR, "%s", o.msg);
 		goto out;
 	}
-	afs_job_on_log(j, show_line, &d);
+	d->job = j;
+	afs_job_on_log(j, show_line, d);
 	err = afs_job_command(j, cmd, msg, sizeof(msg));
 	if (err != AFS_OK) {
-		fprintf(stderr, "archfs: %s\n", msg);
-		rc = 2;
+		set_outcome(&o, refusal_status(err), "%s", msg);
+		if (!d->json)
+			fprintf(stderr, "archfs: %s\n", msg);
 		goto out;
 	}
 	/* Ctrl-C cancels (until the database step commits), as .control's cancel does. */
@@ -106,30 +255,49 @@ int afs_cli_run(const char *command, const char *path, const struct afs_target *
 			interrupted = 0;
 			afs_job_command(j, AFS_CMD_CANCEL, msg, sizeof(msg));
 		}
+		show_progress(d);
 		afs_job_peek(j, &st, &pct);
-		if (st != last_st || pct != last_pct) {
-			show_progress(&d, st, pct);
-			last_st = st;
-			last_pct = pct;
-		}
 		if (st == AFS_ST_DONE || st == AFS_ST_FAILED || st == AFS_ST_CANCELLED)
 			break;
 		nanosleep(&ts, NULL);
 	}
 	st = afs_job_wait(j);
-	clear_bar(&d);
+	show_progress(d); /* the final state, if the last poll saw the one before */
+	clear_bar(d);
 	if (st == AFS_ST_DONE) {
-		rc = 0; /* the log's last line said so */
+		set_outcome(&o, AFS_EXIT_OK, "%s", ""); /* the log's last line said so */
 	} else {
 		error = afs_job_error(j);
-		afs_log(AFS_LOG_ERR, "%s %s: %s", command, afs_state_name(st), error ? error : "unknown error");
+		set_outcome(&o, st == AFS_ST_CANCELLED ? AFS_EXIT_CANCELLED : afs_cli_exit_status(afs_job_fail_class(j)),
+			    "%s", error ? error : "unknown error");
+		if (!d->json)
+			afs_log(AFS_LOG_ERR, "%s %s: %s", command, afs_state_name(st), o.msg);
 		free(error);
 	}
 out:
+	rc = conclude(d, command, full ? full : path, j, t, &o);
 	afs_job_free(j);
 	afs_index_free(ix);
 	afs_archive_free(a);
 	free(full);
+	return rc;
+}
+
+static void display_init(struct display *d, bool json)
+{
+	*d = (struct display){ .tty = !json && isatty(STDERR_FILENO) == 1, .json = json, .last_pct = 101 };
+	pthread_mutex_init(&d->mu, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &d->t0);
+}
+
+int afs_cli_run(const char *command, const char *path, const struct afs_target *t, bool json)
+{
+	struct display d;
+	int rc;
+
+	display_init(&d, json);
+	rc = run(&d, command, path, t);
+	pthread_mutex_destroy(&d.mu);
 	return rc;
 }
 
@@ -140,31 +308,44 @@ bool afs_cli_is_command(const struct afs_args *a)
 
 int afs_cli_command(const struct afs_args *a)
 {
+	struct display d;
 	struct afs_target t = { 0 };
-	struct afs_target_opts o = a->target;
+	struct afs_target_opts opts = a->target;
+	struct outcome o = { 0 };
 	char msg[1024];
+	enum afs_err err;
 	int rc;
 
-	if (a->nfuse > 0 || a->seek_cache || a->index_dir) {
-		fprintf(stderr, "archfs: %s: option '%s' only applies to a mount\n", a->pos[0],
-			a->nfuse > 0 ? a->fuse[0] : a->seek_cache ? "--seek-cache" : "--index-dir");
-		return 2;
+	display_init(&d, a->json);
+	if (a->bad[0]) {
+		set_outcome(&o, AFS_EXIT_USAGE, "%s", a->bad);
+	} else if (a->nfuse > 0 || a->seek_cache || a->index_dir) {
+		set_outcome(&o, AFS_EXIT_USAGE, "%s: option '%s' only applies to a mount", a->pos[0],
+			    a->nfuse > 0 ? a->fuse[0] : a->seek_cache ? "--seek-cache" : "--index-dir");
+	} else {
+		opts.backends = afs_db_backends; /* the URL is checked and masked by its backend */
+		err = afs_target_from_options(&opts, &t, msg, sizeof(msg));
+		if (err != AFS_OK) /* a missing target directory is a missing target, anything else usage */
+			set_outcome(&o, err == AFS_E_NOENT || err == AFS_E_NOTDIR ? AFS_EXIT_TARGET
+					: err == AFS_E_NOMEM ? AFS_EXIT_FAILED : AFS_EXIT_USAGE, "%s", msg);
 	}
-	o.backends = afs_db_backends; /* the URL is checked and masked by its backend */
-	if (afs_target_from_options(&o, &t, msg, sizeof(msg)) != AFS_OK) {
-		fprintf(stderr, "archfs: %s\n", msg);
-		return 2;
+	if (o.rc != AFS_EXIT_OK) {
+		if (!a->json)
+			fprintf(stderr, "archfs: %s\n", o.msg);
+		rc = conclude(&d, a->pos[0], a->pos[1], NULL, NULL, &o);
+	} else {
+		rc = run(&d, a->pos[0], a->pos[1], &t);
+		afs_target_release(&t);
 	}
-	rc = afs_cli_run(a->pos[0], a->pos[1], &t);
-	afs_target_release(&t);
+	pthread_mutex_destroy(&d.mu);
 	return rc;
 }
 
 static void cli_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: archfs-cli verify ARCHIVE.zip [target options]\n"
-		"       archfs-cli restore ARCHIVE.zip [target options]\n"
+		"usage: archfs-cli verify [--json] ARCHIVE.zip [target options]\n"
+		"       archfs-cli restore [--json] ARCHIVE.zip [target options]\n"
 		"       archfs-cli diff [--json] OLD.zip NEW.zip [PATH]\n"
 		"       archfs-cli diff [--json] BACKUP_DIR OLD NEW [PATH]\n"
 		"\n"
@@ -177,7 +358,14 @@ static void cli_usage(FILE *f)
 		"(see archfs --help); its exit status: 0 the same, 1 different, 2 usage\n"
 		"error, 3 an archive cannot be read.\n"
 		"\n"
-		"Exit status: 0 on success, 1 archive or restore error, 2 usage error.\n");
+		"  --json   one JSON object per line on stdout (status, log, then a summary\n"
+		"           with the exit code), nothing on stderr\n"
+		"\n"
+		"Exit status: 0 success; 1 the restore failed and changed nothing (or was\n"
+		"rolled back), or another error; 2 usage error; 3 the archive is bad\n"
+		"(cannot be opened, not a backup, damaged); 4 the target is bad (missing,\n"
+		"unreachable, refused by its server); 5 refused (another restore holds the\n"
+		"target); 6 cancelled (Ctrl-C, SIGTERM) before the commit.\n");
 }
 
 int afs_cli_main(int argc, char *argv[])
@@ -201,11 +389,12 @@ int afs_cli_main(int argc, char *argv[])
 	} else if (a.version) {
 		printf("archfs-cli %s\n", AFS_VERSION);
 		rc = 0;
-	} else if (err != AFS_OK || !afs_cli_is_command(&a)) {
-		fprintf(stderr, "archfs: %s\n",
-			a.bad[0] ? a.bad : "usage: archfs-cli verify|restore ARCHIVE.zip [target options] (see --help)");
+	} else if (afs_cli_is_command(&a)) {
+		rc = afs_cli_command(&a); /* a bad option too: in its output mode */
 	} else {
-		rc = afs_cli_command(&a);
+		fprintf(stderr, "archfs: %s\n",
+			err != AFS_OK && a.bad[0] ? a.bad
+			: "usage: archfs-cli verify|restore ARCHIVE.zip [target options] (see --help)");
 	}
 	afs_args_release(&a);
 	return rc;

@@ -39,8 +39,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: archfs [options] ARCHIVE.zip MOUNTPOINT\n"
 		"       archfs [options] BACKUP_DIR MOUNTPOINT\n"
-		"       archfs verify ARCHIVE.zip [target options]\n"
-		"       archfs restore ARCHIVE.zip [target options]\n"
+		"       archfs verify [--json] ARCHIVE.zip [target options]\n"
+		"       archfs restore [--json] ARCHIVE.zip [target options]\n"
 		"       archfs diff [--json] OLD.zip NEW.zip [PATH]\n"
 		"       archfs diff [--json] BACKUP_DIR OLD NEW [PATH]\n"
 		"\n"
@@ -74,6 +74,10 @@ static void usage(FILE *f)
 		"  --lock-wait SECONDS    how long the database step may wait on other sessions' locks (60)\n"
 		"  --terminate-blockers   past --lock-wait, terminate the blocking sessions\n"
 		"\n"
+		"verify and restore:\n"
+		"  --json                 one JSON object per line on stdout (status, log, then a\n"
+		"                         summary with the exit code), nothing on stderr\n"
+		"\n"
 		"Mount options (each also as -o name=value):\n"
 		"  --seek-cache MB        memory for seek points into deflated entries (default 128)\n"
 		"  --index-dir DIR        where seek points are kept between mounts, so that a\n"
@@ -93,8 +97,12 @@ static void usage(FILE *f)
 		"  -o opt[,opt...]        mount options, e.g. -o allow_other,ro\n"
 		"\n"
 		"Unmount with: fusermount3 -u MOUNTPOINT\n"
-		"Exit status: 0 after a clean unmount (or a successful verify/restore),\n"
-		"1 archive, mount or restore error, 2 usage error.\n");
+		"Exit status: 0 after a clean unmount, 1 archive or mount error, 2 usage error.\n"
+		"verify and restore: 0 success; 1 the restore failed and changed nothing (or\n"
+		"was rolled back), or another error; 2 usage error; 3 the archive is bad\n"
+		"(cannot be opened, not a backup, damaged); 4 the target is bad (missing,\n"
+		"unreachable, refused by its server); 5 refused (another restore holds the\n"
+		"target); 6 cancelled (Ctrl-C, SIGTERM) before the commit.\n");
 }
 
 /* Checks that the mount point is a directory we can mount on. */
@@ -341,8 +349,12 @@ int main(int argc, char *argv[])
 		rc = 0;
 		goto out;
 	}
-	if (err == AFS_OK && afs_cli_is_command(&o)) {
-		rc = afs_cli_command(&o);
+	if (afs_cli_is_command(&o)) {
+		rc = afs_cli_command(&o); /* a bad option too: in its output mode */
+		goto out;
+	}
+	if (err == AFS_OK && o.json) {
+		fprintf(stderr, "archfs: option '--json' only applies to verify and restore\n");
 		goto out;
 	}
 	if (err != AFS_OK || o.npos != 2) {

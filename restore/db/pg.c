@@ -490,7 +490,7 @@ static enum afs_err stream_through(struct pg_state *s, const char *const *argv, 
 	s->track = track;
 	err = afs_stream_open(afs_job_archive(s->j), afs_job_index(s->j), s->dump, &s->s);
 	if (err != AFS_OK)
-		return afs_job_fail(s->j, err, "db.dump cannot be read: %s", afs_strerror(err));
+		return afs_job_fail_as(s->j, AFS_FAIL_ARCHIVE, err, "db.dump cannot be read: %s", afs_strerror(err));
 	err = afs_proc_run(&o, &st, tail, taillen);
 	if (err == AFS_OK && track)
 		err = drain(s); /* the CRC-32 is checked at the end of the entry */
@@ -517,11 +517,11 @@ static enum afs_err verify_dump(struct pg_state *s)
 		err = stream_through(s, read_argv, pg_line, true, tail, sizeof(tail));
 	}
 	if (err == AFS_E_FAILED)
-		afs_job_fail(s->j, AFS_E_CORRUPT, "pg_restore cannot read db.dump to its end: %s", tail);
+		afs_job_fail_as(s->j, AFS_FAIL_ARCHIVE, AFS_E_CORRUPT, "pg_restore cannot read db.dump to its end: %s", tail);
 	else if (err == AFS_E_IO)
 		afs_job_fail(s->j, err, "%s", tail);
 	else if (err != AFS_OK && err != AFS_E_CANCELLED)
-		afs_job_fail(s->j, err, "db.dump in the archive cannot be read: %s", s->read_why);
+		afs_job_fail_as(s->j, AFS_FAIL_ARCHIVE, err, "db.dump in the archive cannot be read: %s", s->read_why);
 	free(pgr);
 	return err;
 }
@@ -539,13 +539,13 @@ static enum afs_err read_header(struct pg_state *s)
 	if (err == AFS_OK)
 		err = afs_stream_pread(st, buf, sizeof(buf), 0, &got);
 	if (err != AFS_OK)
-		afs_job_fail(s->j, err, "db.dump cannot be read: %s", afs_stream_error(st, err));
+		afs_job_fail_as(s->j, AFS_FAIL_ARCHIVE, err, "db.dump cannot be read: %s", afs_stream_error(st, err));
 	afs_stream_close(st);
 	if (err != AFS_OK)
 		return err;
 	err = afs_pgdump_parse_header(buf, got, &s->hdr, why, sizeof(why));
 	if (err != AFS_OK)
-		return afs_job_fail(s->j, err, "db.dump: %s", why);
+		return afs_job_fail_as(s->j, AFS_FAIL_ARCHIVE, err, "db.dump: %s", why);
 	return AFS_OK;
 }
 
@@ -584,14 +584,14 @@ static enum afs_err check_can_create(struct pg_state *s)
 	if (!s->dbname)
 		return afs_job_fail(s->j, AFS_E_NOMEM, "out of memory");
 	if (!s->admin)
-		return afs_job_fail(s->j, AFS_E_FAILED,
-				    "--create: cannot connect to a maintenance database (postgres, template1) of %s",
+		return afs_job_fail_as(s->j, AFS_FAIL_TARGET, AFS_E_FAILED,
+				       "--create: cannot connect to a maintenance database (postgres, template1) of %s",
 				    t->display_url);
 	role = query_value(s->admin, "SELECT current_user");
 	may = query_value_ok(s->admin, "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user");
 	if (!may) {
-		afs_job_fail(s->j, AFS_E_ACCES,
-			     "--create: the role %s may not create databases (it has no CREATEDB): create the database "
+		afs_job_fail_as(s->j, AFS_FAIL_TARGET, AFS_E_ACCES,
+				"--create: the role %s may not create databases (it has no CREATEDB): create the database "
 			     "%s first, or connect as a role that may",
 			     role ? role : "?", s->dbname);
 		free(role);
@@ -612,7 +612,8 @@ static enum afs_err connect_target(struct pg_state *s, const char *what)
 	s->conn = url ? connect_url(url, "archfs") : NULL;
 	free(url);
 	if (!s->conn || PQstatus(s->conn) != CONNECTION_OK)
-		return afs_job_fail(s->j, AFS_E_FAILED, "cannot connect to %s%s: %s", what, t->display_url,
+		return afs_job_fail_as(s->j, AFS_FAIL_TARGET, AFS_E_FAILED, "cannot connect to %s%s: %s", what,
+				       t->display_url,
 				    pq_reason(s->conn, why, sizeof(why)));
 	if (make_env(s) != AFS_OK)
 		return afs_job_fail(s->j, AFS_E_NOMEM, "out of memory");
@@ -634,8 +635,8 @@ static enum afs_err pg_create(struct afs_job *j, void *state)
 	free(sql);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		PQclear(r);
-		return afs_job_fail(j, AFS_E_FAILED, "--create: CREATE DATABASE %s failed: %s", s->dbname,
-				    pq_reason(s->admin, why, sizeof(why)));
+		return afs_job_fail_as(j, AFS_FAIL_TARGET, AFS_E_FAILED, "--create: CREATE DATABASE %s failed: %s",
+				       s->dbname, pq_reason(s->admin, why, sizeof(why)));
 	}
 	PQclear(r);
 	s->created = true;
@@ -956,7 +957,8 @@ static enum afs_err pg_flag_on(struct afs_job *j, void *state)
 	got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
 	PQclear(r);
 	if (!got)
-		return afs_job_fail(j, AFS_E_BUSY, "another restore holds the advisory lock (%d, %d) on this database",
+		return afs_job_fail_as(j, AFS_FAIL_REFUSED, AFS_E_BUSY,
+				       "another restore holds the advisory lock (%d, %d) on this database",
 				    AFS_PG_LOCK_KEY1, AFS_PG_LOCK_KEY2);
 	s->flagged = true;
 	afs_job_log(j, "advisory lock (%d, %d) taken; NOTIFY archfs_restore", AFS_PG_LOCK_KEY1, AFS_PG_LOCK_KEY2);
@@ -1163,7 +1165,7 @@ static enum afs_err pg_migrate(struct afs_job *j, void *state)
 	else if (err == AFS_E_IO)
 		err = afs_job_fail(j, err, "%s", tail);
 	else if (err != AFS_OK && err != AFS_E_CANCELLED)
-		err = afs_job_fail(j, err, "db.dump in the archive cannot be read: %s", s->read_why);
+		err = afs_job_fail_as(j, AFS_FAIL_ARCHIVE, err, "db.dump in the archive cannot be read: %s", s->read_why);
 	if (err != AFS_OK)
 		goto out;
 	sc = connect_other(lurl, s->staging, "archfs");

@@ -170,7 +170,7 @@ static enum afs_err stage(struct afs_job *j, struct sq_state *s, uint32_t dump)
 		afs_job_advance(j, got);
 	}
 	if (err != AFS_OK && err != AFS_E_CANCELLED)
-		afs_job_fail(j, err, "db.sqlite in the archive cannot be read: %s", afs_stream_error(st, err));
+		afs_job_fail_as(j, AFS_FAIL_ARCHIVE, err, "db.sqlite in the archive cannot be read: %s", afs_stream_error(st, err));
 out:
 	afs_stream_close(st);
 	free(buf);
@@ -194,7 +194,7 @@ static enum afs_err check_header(struct afs_job *j, const struct sq_state *s)
 	if (fd < 0)
 		return afs_job_fail(j, AFS_E_IO, "staged database: %s", strerror(errno));
 	if (pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) || memcmp(h, "SQLite format 3", 16) != 0) {
-		err = afs_job_fail(j, AFS_E_CORRUPT, "db.sqlite in the archive is not a SQLite database");
+		err = afs_job_fail_as(j, AFS_FAIL_ARCHIVE, AFS_E_CORRUPT, "db.sqlite in the archive is not a SQLite database");
 	} else if (h[18] == 2 || h[19] == 2) {
 		static const unsigned char legacy[2] = { 1, 1 };
 
@@ -325,25 +325,27 @@ static enum afs_err sq_verify(struct afs_job *j, uint32_t dump, void **state)
 		goto out;
 	afs_job_test_gate(j, "sqlite-staged");
 	if (sqlite3_open_v2(s->staged, &src, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-		err = afs_job_fail(j, AFS_E_CORRUPT, "db.sqlite in the archive cannot be opened: %s", sqlite3_errmsg(src));
+		err = afs_job_fail_as(j, AFS_FAIL_ARCHIVE, AFS_E_CORRUPT,
+				      "db.sqlite in the archive cannot be opened: %s", sqlite3_errmsg(src));
 		goto out;
 	}
 	ok = integrity(src, msg, sizeof(msg));
 	if (!ok || strcmp(ok, "ok") != 0) {
-		err = afs_job_fail(j, AFS_E_CORRUPT, "db.sqlite in the archive fails PRAGMA integrity_check: %s",
+		err = afs_job_fail_as(j, AFS_FAIL_ARCHIVE, AFS_E_CORRUPT,
+				      "db.sqlite in the archive fails PRAGMA integrity_check: %s",
 				   ok ? ok : msg);
 		goto out;
 	}
 	afs_job_log(j, "db.sqlite passes PRAGMA integrity_check");
 	if (t->db_path && stat(t->db_path, &st) == 0) {
 		if (sqlite3_open_v2(t->db_path, &live, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-			err = afs_job_fail(j, AFS_E_IO, "cannot open the live database %s: %s", t->db_path,
+			err = afs_job_fail_as(j, AFS_FAIL_TARGET, AFS_E_IO, "cannot open the live database %s: %s", t->db_path,
 					   sqlite3_errmsg(live));
 			goto out;
 		}
 		want = page_size(live);
 		if (want == 0) {
-			err = afs_job_fail(j, AFS_E_IO, "the live database %s is not readable: %s", t->db_path,
+			err = afs_job_fail_as(j, AFS_FAIL_TARGET, AFS_E_IO, "the live database %s is not readable: %s", t->db_path,
 					   sqlite3_errmsg(live));
 			goto out;
 		}
@@ -730,7 +732,7 @@ static enum afs_err sq_create(struct afs_job *j, void *state)
 	enum afs_err err = afs_target_create_file(path, &how, msg, sizeof(msg));
 
 	if (err != AFS_OK)
-		return afs_job_fail(j, err, "--create: %s", msg);
+		return afs_job_fail_as(j, err == AFS_E_NOMEM ? AFS_FAIL_FAILED : AFS_FAIL_TARGET, err, "--create: %s", msg);
 	if (stat(path, &st) == 0) {
 		s->dev = st.st_dev;
 		s->ino = st.st_ino;

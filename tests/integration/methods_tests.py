@@ -254,9 +254,9 @@ def t_methods_verify_refuses_undecodable():
                   "%s %s: %s %r" % (entry, command, s["state"], s["error"]))
             check(live.state() == before and live.snapshots() == [], "%s %s: the target changed" % (entry, command))
         r = subprocess.run([H.ARCHFS, "verify", archive], capture_output=True, text=True, timeout=120)
-        check(r.returncode == 1 and entry in r.stderr and what in r.stderr,
+        check(r.returncode == 3 and entry in r.stderr and what in r.stderr,  # 3: the archive is bad
               "%s: archfs verify: %d %s" % (entry, r.returncode, r.stderr))
         r = subprocess.run([H.ARCHFS, "restore", archive, *live.opts()], capture_output=True, text=True, timeout=120)
-        check(r.returncode == 1 and entry in r.stderr and what in r.stderr,
+        check(r.returncode == 3 and entry in r.stderr and what in r.stderr,
               "%s: archfs restore: %d %s" % (entry, r.returncode, r.stderr))
         check(live.state() == before and live.snapshots() == [], "%s: archfs restore changed the target" % entry)

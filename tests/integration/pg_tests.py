@@ -538,7 +538,7 @@ def t_pg_bad_dumps_refused_at_verify():
     before = content(live)
     trunc, _ = pg_archive(dump_bytes=lambda d: d[: len(d) * 2 // 3])
     rc, err = verify(trunc, "--database", url(live))
-    check(rc == 1 and "pg_restore cannot read db.dump to its end" in err, "truncated dump: %d %s" % (rc, err[-500:]))
+    check(rc == 3 and "pg_restore cannot read db.dump to its end" in err, "truncated dump: %d %s" % (rc, err[-500:]))
 
     def as_1_15(d):
         # archive version 1.15 stores the compression as one byte, not an int
@@ -559,13 +559,13 @@ def t_pg_connection_errors_at_verify():
     rc, err = verify(archive, "--database", url(live, "app_pw", secret))
     check(rc == 0, "percent-encoded password: %s" % err[-500:])
     rc, err = verify(archive, "--database", url(live, "app_pw", "wrong-Secret"))
-    check(rc == 1 and "password authentication failed" in err, "wrong password: %d %s" % (rc, err[-300:]))
+    check(rc == 4 and "password authentication failed" in err, "wrong password: %d %s" % (rc, err[-300:]))
     check("wrong-Secret" not in err, "the password is on stderr")
     host, port = server()
     rc, err = verify(archive, "--database", "postgresql://postgres@/%s?host=%s&port=1" % (live, host))
-    check(rc == 1 and "cannot connect" in err, "unreachable server: %d %s" % (rc, err[-300:]))
+    check(rc == 4 and "cannot connect" in err, "unreachable server: %d %s" % (rc, err[-300:]))
     rc, err = verify(archive, "--database", url("no_such_database"))
-    check(rc == 1 and "does not exist" in err, "missing database: %d %s" % (rc, err[-300:]))
+    check(rc == 4 and "does not exist" in err, "missing database: %d %s" % (rc, err[-300:]))
     # the password reaches the children only in their environment: no child's argv holds it, as spawned
     argv_log = os.path.join(tempfile.mkdtemp(prefix="argv-", dir=H.WORK), "argv")
     with Mount(archive, "--database", url(live, "app_pw", secret), "--no-snapshot",
@@ -596,7 +596,7 @@ def t_pg_missing_database_and_create():
     for command in ("verify", "restore"):
         r = subprocess.run([H.ARCHFS, command, archive, *opts], capture_output=True, text=True, timeout=120)
         last = r.stderr.strip().splitlines()[-1]
-        check(r.returncode == 1 and "the postgresql database %s does not exist" % name in last and "--create" in last,
+        check(r.returncode == 4 and "the postgresql database %s does not exist" % name in last and "--create" in last,
               "%s into a missing database: %d %r" % (command, r.returncode, last))
     with Mount(archive, *opts) as m:
         check(control(m, "restore") == 0, "restore refused at the write")
@@ -616,7 +616,7 @@ def t_pg_missing_database_and_create():
     finally:
         admin.cursor().execute("DROP ROLE %s" % role)
         admin.close()
-    check(r.returncode == 1 and "%s may not create databases" % role in r.stderr,
+    check(r.returncode == 4 and "%s may not create databases" % role in r.stderr,
           "--create without CREATEDB: %d %s" % (r.returncode, r.stderr[-400:]))
     check(not db_exists(name) and os.listdir(snapdir) == [], "--create without CREATEDB created something")
 

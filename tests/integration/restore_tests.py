@@ -498,7 +498,7 @@ def t_failures_change_nothing():
     before = live.state()
     bad, _ = fixture("dotdot")
     r = subprocess.run([H.ARCHFS, "restore", bad, *live.opts()], capture_output=True, text=True, timeout=60)
-    check(r.returncode == 1 and "archfs: " in r.stderr and ".." in r.stderr, "dotdot: %d %s" % (r.returncode, r.stderr))
+    check(r.returncode == 3 and "archfs: " in r.stderr and ".." in r.stderr, "dotdot: %d %s" % (r.returncode, r.stderr))
     H.refused([bad, "MNT", *live.opts()], "dotdot mount")
     check(live.state() == before, "dotdot: the target changed")
 
@@ -785,9 +785,9 @@ def t_cli_verify_and_restore():
     check(r.stdout.splitlines()[-1] == "100 done", "verify progress lines: %r" % r.stdout)
     bad, _ = fixture("badcrc")
     r = subprocess.run([H.ARCHFS, "verify", bad], capture_output=True, text=True, timeout=120)
-    check(r.returncode == 1 and "damaged.txt" in r.stderr, "verify of a bad CRC: %d %s" % (r.returncode, r.stderr))
+    check(r.returncode == 3 and "damaged.txt" in r.stderr, "verify of a bad CRC: %d %s" % (r.returncode, r.stderr))
     r = subprocess.run([H.ARCHFS, "verify", corrupt_db_archive()], capture_output=True, text=True, timeout=120)
-    check(r.returncode == 1 and "integrity_check" in r.stderr, "verify of a damaged db.sqlite: %d %s" % (r.returncode, r.stderr))
+    check(r.returncode == 3 and "integrity_check" in r.stderr, "verify of a damaged db.sqlite: %d %s" % (r.returncode, r.stderr))
     r = subprocess.run([H.ARCHFS, "restore", archive], capture_output=True, text=True, timeout=120,
                        env={k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "UPLOAD_FOLDER")})
     check(r.returncode == 2 and "no target" in r.stderr, "restore without a target: %d %s" % (r.returncode, r.stderr))
@@ -904,7 +904,7 @@ def t_missing_sqlite_database_refused():
     for command in ("restore", "verify"):
         r = archfs(command, archive, *live.opts())
         last = r.stderr.strip().splitlines()[-1]
-        check(r.returncode == 1, "%s into a missing database: exit %d: %s" % (command, r.returncode, r.stderr))
+        check(r.returncode == 4, "%s into a missing database: exit %d: %s" % (command, r.returncode, r.stderr))
         check("%s failed: the sqlite database %s does not exist" % (command, live.db) in last and "--create" in last,
               "%s: the last line does not name the missing file: %r" % (command, last))
         check(listing(live.dir) == before, "%s: something was written: %s" % (
@@ -929,7 +929,7 @@ def t_missing_sqlite_database_refused():
     # a directory where the file should be: refused, not written into
     os.mkdir(live.db)
     r = archfs("restore", archive, *live.opts("--create"))
-    check(r.returncode == 1 and "%s is not a regular file" % live.db in r.stderr, "a directory as the database: %d %s" % (
+    check(r.returncode == 4 and "%s is not a regular file" % live.db in r.stderr, "a directory as the database: %d %s" % (
         r.returncode, r.stderr[-400:]))
     check(os.listdir(live.db) == [] and live.snapshots() == [], "a directory as the database: written into")
 
@@ -1356,7 +1356,7 @@ def t_log_lines_escape_archive_text():
     # the command line: its log lines and its last word, the error
     r = subprocess.run([H.ARCHFS, "restore", archive, *live.opts()], capture_output=True, timeout=120)
     lines = r.stderr.split(b"\n")[:-1]
-    check(r.returncode == 1 and b"\r" not in r.stderr and b"\x1b" not in r.stderr and
+    check(r.returncode == 3 and b"\r" not in r.stderr and b"\x1b" not in r.stderr and
           all(x.startswith(b"archfs: ") or re.match(rb"^\d+ [a-z]+$", x) for x in lines),
           "archfs restore's stderr has a forged line: %r" % r.stderr[-1500:])
     check(lines[-1].startswith(b"archfs: restore failed: ") and b"evil\\n2026" in lines[-1],
