@@ -172,6 +172,9 @@ static void cli_usage(FILE *f)
 		"--create, --pg-bindir DIR, --lock-wait SECONDS, --terminate-blockers,\n"
 		"each also as -o name=value.\n"
 		"\n"
+		"  -h, --help     show this help and exit\n"
+		"  -V, --version  show the version and exit\n"
+		"\n"
 		"Exit status: 0 on success, 1 archive or restore error, 2 usage error.\n");
 }
 

@@ -34,6 +34,7 @@ import pg_tests  # noqa: E402
 import app_tests  # noqa: E402
 import methods_tests  # noqa: E402
 import badinput_tests  # noqa: E402
+import install_tests  # noqa: E402
 from harness import Failure, Mount, check, compare_tree, fixture, is_mounted, mkarchive, refused, sha  # noqa: E402,F401
 
 # ---------------------------------------------------------------- the tests
@@ -685,7 +686,7 @@ def selected(args):
     comma-separated substrings of -k."""
     keys = args.k.split(",")
     mods = (globals(), vars(dirmode_tests), vars(restore_tests), vars(pg_tests), vars(app_tests),
-            vars(methods_tests), vars(badinput_tests))
+            vars(methods_tests), vars(badinput_tests), vars(install_tests))
     return [(n[2:], f) for mod in mods for n, f in mod.items()
             if n.startswith("t_") and callable(f) and any(k in n for k in keys)]
 
