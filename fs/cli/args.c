@@ -34,6 +34,22 @@ static const struct opt opts[] = {
 };
 #undef T
 
+/* Access-time mount options that libfuse refuses: a read-only filesystem
+ * never updates access times, so they change nothing and are dropped, and
+ * an fstab line written like a disk's ("noatime,nodiratime", "relatime")
+ * mounts. */
+static const char *const atime_opts[] = {
+	"diratime", "nodiratime", "relatime", "norelatime", "strictatime", "nostrictatime", "lazytime", "nolazytime",
+};
+
+static bool atime_opt(const char *item)
+{
+	for (size_t i = 0; i < sizeof(atime_opts) / sizeof(atime_opts[0]); i++)
+		if (strcmp(item, atime_opts[i]) == 0)
+			return true;
+	return false;
+}
+
 /* The option called name[0..len) ('_' matching '-'), or NULL. */
 static const struct opt *find(const char *name, size_t len)
 {
@@ -107,8 +123,8 @@ static enum afs_err add_fuse(struct afs_args *a, const char *arg)
 	return AFS_OK;
 }
 
-/* One -o list: archfs's items are taken, the others go on to libfuse as
- * one "-o" list of their own, escapes kept. */
+/* One -o list: archfs's items are taken, access-time ones dropped, the
+ * others go on to libfuse as one "-o" list of their own, escapes kept. */
 static enum afs_err olist(struct afs_args *a, const char *list)
 {
 	size_t n = strlen(list);
@@ -137,7 +153,7 @@ static enum afs_err olist(struct afs_args *a, const char *list)
 		o = find(item, eq ? (size_t)(eq - item) : len);
 		if (o) {
 			err = set(a, o, eq ? eq + 1 : NULL, item);
-		} else if (len > 0) {
+		} else if (len > 0 && !atime_opt(item)) {
 			if (restlen)
 				rest[restlen++] = ',';
 			memcpy(rest + restlen, start, (size_t)(p - start));

@@ -40,6 +40,14 @@ int main(void)
 		CHECK(a.nfuse == 2 && STREQ(a.fuse[1], "ro,fsname=a\\,b")); /* escapes kept for libfuse */
 		afs_args_release(&a);
 	}
+	/* access-time options, refused by libfuse, change nothing read-only: dropped */
+	{
+		char *argv[] = { "archfs", "a.zip", "/mnt", "-o", "ro,noatime,nodiratime,relatime,dev,suid",
+				 "-o", "strictatime,lazytime", "-orelatime,uploads=/u" };
+		CHECK(afs_args_parse(&a, N(argv), argv) == AFS_OK && STREQ(a.target.uploads, "/u"));
+		CHECK(a.nfuse == 2 && STREQ(a.fuse[0], "-o") && STREQ(a.fuse[1], "ro,noatime,dev,suid") && !a.fuse[2]);
+		afs_args_release(&a);
+	}
 	/* help, version, "--" */
 	{
 		char *argv[] = { "archfs", "-h", "-V", "--", "-weird-name.zip" };
