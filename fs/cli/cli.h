@@ -44,6 +44,11 @@ bool afs_cli_is_command(const struct afs_args *a);
  * exit status; with --json even a usage error is a summary on stdout. */
 int afs_cli_command(const struct afs_args *a);
 
+/* Applies the remote archive options of a (--remote-cache MB,
+ * --s3-endpoint URL, --ca-file FILE; remote.h) to the process, before any
+ * thread.  False, with a one-line reason in msg, for a bad value. */
+bool afs_cli_remote_setup(const struct afs_args *a, char *msg, size_t msglen);
+
 /* archfs-cli's main: the command line read, --help, --version, then
  * afs_cli_command().  Masks database passwords in argv. */
 int afs_cli_main(int argc, char *argv[]);
