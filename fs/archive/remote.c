@@ -657,148 +657,6 @@ static bool read_headers(struct afs_remote *r)
 	return true;
 }
 
-/* ------------------------------------------------------------ open */
-
-/* Takes the open's answer p: size, ETag, Last-Modified and the tail. */
-static enum afs_err take_tail(struct afs_remote *r, struct resp *p, char *msg, size_t msglen)
-{
-	uint64_t first, last, total;
-
-	if (p->status == 416) {
-		snprintf(msg, msglen, "empty object, not a ZIP archive");
-		return AFS_E_NOTZIP;
-	}
-	if (p->status == 200 && p->overflow) {
-		snprintf(msg, msglen, "the server does not answer range requests");
-		return AFS_E_IO;
-	}
-	if (p->status == 200) {
-		first = 0;
-		total = p->got;
-	} else if (p->status != 206) {
-		return status_error(p, msg, msglen);
-	} else if (!afs_remote_parse_content_range(p->crange, &first, &last, &total) || last - first + 1 != p->got) {
-		snprintf(msg, msglen, "the server's answer to a range request does not hold the range it states");
-		return AFS_E_IO;
-	}
-	if (total == 0) {
-		snprintf(msg, msglen, "empty object, not a ZIP archive");
-		return AFS_E_NOTZIP;
-	}
-	r->size = total;
-	r->tail = p->buf;
-	r->tail_len = p->got;
-	r->tail_off = first;
-	p->buf = NULL;
-	snprintf(r->etag, sizeof(r->etag), "%s", p->etag);
-	snprintf(r->lastmod, sizeof(r->lastmod), "%s", p->lastmod);
-	r->mtime = p->lastmod[0] ? (int64_t)curl_getdate(p->lastmod, NULL) : 0;
-	if (r->mtime < 0)
-		r->mtime = 0;
-	return AFS_OK;
-}
-
-/* Sets up r for url: its address and headers. */
-static enum afs_err setup(struct afs_remote *r, const char *url, char *msg, size_t msglen)
-{
-	afs_remote_redact(url, r->shown, sizeof(r->shown));
-	if (strncmp(url, "s3://", 5) == 0)
-		return setup_s3(r, url, msg, msglen);
-	if (strcspn(url, " \t\r\n") != strlen(url) || !url[strcspn(url, ":") + 3]) {
-		snprintf(msg, msglen, "not a URL");
-		return AFS_E_INVAL;
-	}
-	if (!(r->url = strdup(url))) {
-		snprintf(msg, msglen, "out of memory");
-		return AFS_E_NOMEM;
-	}
-	return AFS_OK;
-}
-
-enum afs_err afs_remote_open(const char *url, struct afs_remote **out, char *msg, size_t msglen)
-{
-	struct afs_remote *r = calloc(1, sizeof(*r));
-	struct resp *p = calloc(1, sizeof(*p));
-	enum afs_err err;
-
-	*out = NULL;
-	if (!g.curl_ready)
-		afs_remote_init_process(NULL);
-	if (!r || !p || !(p->buf = malloc(AFS_REMOTE_TAIL))) {
-		free(p);
-		free(r);
-		snprintf(msg, msglen, "out of memory");
-		return AFS_E_NOMEM;
-	}
-	pthread_mutex_init(&r->mu, NULL);
-	pthread_cond_init(&r->cv, NULL);
-	r->last_block = UINT64_MAX;
-	p->cap = AFS_REMOTE_TAIL;
-	err = setup(r, url, msg, msglen);
-	if (err == AFS_OK)
-		err = request(r, "-" "65536", r->hdr_open, p, msg, msglen);
-	if (err == AFS_OK)
-		err = take_tail(r, p, msg, msglen);
-	if (err == AFS_OK && (!read_headers(r) || !(r->cache = afs_bcache_new(g.cache_bytes)))) {
-		snprintf(msg, msglen, "out of memory");
-		err = AFS_E_NOMEM;
-	}
-	free(p->buf);
-	free(p);
-	if (err != AFS_OK) {
-		afs_remote_free(r);
-		return err;
-	}
-	*out = r;
-	return AFS_OK;
-}
-
-void afs_remote_free(struct afs_remote *r)
-{
-	if (!r)
-		return;
-	afs_bcache_free(r->cache);
-	curl_slist_free_all(r->hdr_open);
-	curl_slist_free_all(r->hdr_read);
-	pthread_mutex_destroy(&r->mu);
-	pthread_cond_destroy(&r->cv);
-	if (r->pass)
-		memset(r->pass, 0, strlen(r->pass));
-	free(r->user);
-	free(r->pass);
-	free(r->url);
-	free(r->tail);
-	free(r);
-}
-
-uint64_t afs_remote_size(const struct afs_remote *r)
-{
-	return r->size;
-}
-
-int64_t afs_remote_mtime(const struct afs_remote *r)
-{
-	return r->mtime;
-}
-
-const char *afs_remote_etag(const struct afs_remote *r)
-{
-	return r->etag;
-}
-
-const char *afs_remote_shown(const struct afs_remote *r)
-{
-	return r->shown;
-}
-
-void afs_remote_stats(const struct afs_remote *r, uint64_t *requests, uint64_t *bytes)
-{
-	pthread_mutex_lock((pthread_mutex_t *)&r->mu);
-	*requests = r->requests;
-	*bytes = r->bytes;
-	pthread_mutex_unlock((pthread_mutex_t *)&r->mu);
-}
-
 /* ------------------------------------------------------------ reads */
 
 /* Marks r changed (mu held): every read from now on fails; said once. */
@@ -1016,4 +874,177 @@ enum afs_err afs_remote_pread(struct afs_remote *r, void *buf, size_t len, uint6
 		len -= n;
 	}
 	return err;
+}
+
+/* ------------------------------------------------------------ open */
+
+/* Takes the open's answer p: size, ETag, Last-Modified, and the tail when
+ * the answer holds it (*exact; a server may answer the suffix range with
+ * another one, as s3rver does: its size and ETag still count). */
+static enum afs_err take_tail(struct afs_remote *r, struct resp *p, bool *exact, char *msg, size_t msglen)
+{
+	uint64_t first, last = 0, total;
+
+	if (p->status == 416) {
+		snprintf(msg, msglen, "empty object, not a ZIP archive");
+		return AFS_E_NOTZIP;
+	}
+	if (p->status == 200 && p->overflow) {
+		snprintf(msg, msglen, "the server does not answer range requests");
+		return AFS_E_IO;
+	}
+	if (p->status == 200) {
+		first = 0;
+		total = p->got;
+	} else if (p->status != 206) {
+		return status_error(p, msg, msglen);
+	} else if (!afs_remote_parse_content_range(p->crange, &first, &last, &total)) {
+		snprintf(msg, msglen, "the server's answer to a range request states no range");
+		return AFS_E_IO;
+	}
+	if (total == 0) {
+		snprintf(msg, msglen, "empty object, not a ZIP archive");
+		return AFS_E_NOTZIP;
+	}
+	r->size = total;
+	*exact = !p->overflow && (p->status == 200 || (last + 1 == total && last - first + 1 == p->got));
+	if (*exact) {
+		r->tail = p->buf;
+		r->tail_len = p->got;
+		r->tail_off = first;
+		p->buf = NULL;
+	}
+	snprintf(r->etag, sizeof(r->etag), "%s", p->etag);
+	snprintf(r->lastmod, sizeof(r->lastmod), "%s", p->lastmod);
+	r->mtime = p->lastmod[0] ? (int64_t)curl_getdate(p->lastmod, NULL) : 0;
+	if (r->mtime < 0)
+		r->mtime = 0;
+	return AFS_OK;
+}
+
+/* Sets up r for url: its address and headers. */
+static enum afs_err setup(struct afs_remote *r, const char *url, char *msg, size_t msglen)
+{
+	afs_remote_redact(url, r->shown, sizeof(r->shown));
+	if (strncmp(url, "s3://", 5) == 0)
+		return setup_s3(r, url, msg, msglen);
+	if (strcspn(url, " \t\r\n") != strlen(url) || !url[strcspn(url, ":") + 3]) {
+		snprintf(msg, msglen, "not a URL");
+		return AFS_E_INVAL;
+	}
+	if (!(r->url = strdup(url))) {
+		snprintf(msg, msglen, "out of memory");
+		return AFS_E_NOMEM;
+	}
+	return AFS_OK;
+}
+
+/* Reads the object's last AFS_REMOTE_TAIL bytes (or all of it) as its
+ * tail, with a range the server cannot take for another. */
+static enum afs_err fetch_tail(struct afs_remote *r, char *msg, size_t msglen)
+{
+	size_t n = r->size < AFS_REMOTE_TAIL ? (size_t)r->size : AFS_REMOTE_TAIL;
+	enum afs_err err;
+
+	if (!(r->tail = malloc(n))) {
+		snprintf(msg, msglen, "out of memory");
+		return AFS_E_NOMEM;
+	}
+	err = fetch(r, r->tail, n, r->size - n);
+	if (err != AFS_OK) {
+		snprintf(msg, msglen, "reading the object's end failed");
+		free(r->tail);
+		r->tail = NULL;
+		return err;
+	}
+	r->tail_len = n;
+	r->tail_off = r->size - n;
+	return AFS_OK;
+}
+
+enum afs_err afs_remote_open(const char *url, struct afs_remote **out, char *msg, size_t msglen)
+{
+	struct afs_remote *r = calloc(1, sizeof(*r));
+	struct resp *p = calloc(1, sizeof(*p));
+	enum afs_err err;
+	bool exact = false;
+
+	*out = NULL;
+	if (!g.curl_ready)
+		afs_remote_init_process(NULL);
+	if (!r || !p || !(p->buf = malloc(AFS_REMOTE_TAIL))) {
+		free(p);
+		free(r);
+		snprintf(msg, msglen, "out of memory");
+		return AFS_E_NOMEM;
+	}
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	r->last_block = UINT64_MAX;
+	p->cap = AFS_REMOTE_TAIL;
+	err = setup(r, url, msg, msglen);
+	if (err == AFS_OK)
+		err = request(r, "-" "65536", r->hdr_open, p, msg, msglen);
+	if (err == AFS_OK)
+		err = take_tail(r, p, &exact, msg, msglen);
+	if (err == AFS_OK && (!read_headers(r) || !(r->cache = afs_bcache_new(g.cache_bytes)))) {
+		snprintf(msg, msglen, "out of memory");
+		err = AFS_E_NOMEM;
+	}
+	if (err == AFS_OK && !exact)
+		err = fetch_tail(r, msg, msglen);
+	free(p->buf);
+	free(p);
+	if (err != AFS_OK) {
+		afs_remote_free(r);
+		return err;
+	}
+	*out = r;
+	return AFS_OK;
+}
+
+void afs_remote_free(struct afs_remote *r)
+{
+	if (!r)
+		return;
+	afs_bcache_free(r->cache);
+	curl_slist_free_all(r->hdr_open);
+	curl_slist_free_all(r->hdr_read);
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
+	if (r->pass)
+		memset(r->pass, 0, strlen(r->pass));
+	free(r->user);
+	free(r->pass);
+	free(r->url);
+	free(r->tail);
+	free(r);
+}
+
+uint64_t afs_remote_size(const struct afs_remote *r)
+{
+	return r->size;
+}
+
+int64_t afs_remote_mtime(const struct afs_remote *r)
+{
+	return r->mtime;
+}
+
+const char *afs_remote_etag(const struct afs_remote *r)
+{
+	return r->etag;
+}
+
+const char *afs_remote_shown(const struct afs_remote *r)
+{
+	return r->shown;
+}
+
+void afs_remote_stats(const struct afs_remote *r, uint64_t *requests, uint64_t *bytes)
+{
+	pthread_mutex_lock((pthread_mutex_t *)&r->mu);
+	*requests = r->requests;
+	*bytes = r->bytes;
+	pthread_mutex_unlock((pthread_mutex_t *)&r->mu);
 }
