@@ -235,6 +235,23 @@ bool afs_cli_remote_setup(const struct afs_args *a, char *msg, size_t msglen)
 	return true;
 }
 
+void afs_cli_mask_url(char *s)
+{
+	char *auth, *end, *colon, *q;
+
+	if (!afs_remote_url(s))
+		return;
+	auth = strstr(s, "://") + 3;
+	end = auth + strcspn(auth, "/?#");
+	colon = memchr(auth, ':', (size_t)(end - auth));
+	if (colon && memchr(colon, '@', (size_t)(end - colon)))
+		for (char *p = colon + 1; *p != '@'; p++)
+			*p = 'x';
+	if ((q = strchr(end, '?')))
+		for (char *p = q + 1; *p; p++)
+			*p = 'x';
+}
+
 /* path as messages show it: a remote archive's URL without its query
  * string or user-info (remote.h). */
 static const char *shown(const char *path, char *buf, size_t len)
@@ -427,6 +444,8 @@ int afs_cli_main(int argc, char *argv[])
 	err = afs_args_parse(&a, argc, argv);
 	for (int i = 1; i < argc; i++) /* the values are copies now: hide passwords from ps */
 		afs_target_mask_password(argv[i]);
+	for (int i = 1; i < argc; i++)
+		afs_cli_mask_url(argv[i]);
 	if (err == AFS_E_NOMEM) {
 		fprintf(stderr, "archfs: out of memory\n");
 		rc = 1;

@@ -346,6 +346,8 @@ int main(int argc, char *argv[])
 	/* the values are copies now: hide database passwords from ps */
 	for (int i = 1; i < argc; i++)
 		afs_target_mask_password(argv[i]);
+	for (int i = 1; i < argc; i++)
+		afs_cli_mask_url(argv[i]);
 	if (err == AFS_E_NOMEM) {
 		fprintf(stderr, "archfs: out of memory\n");
 		rc = EXIT_MOUNT;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include "archive.h"
 #include "bcache.h"
+#include "cli.h"
 #include "remote.h"
 #include "testutil.h"
 
@@ -63,6 +64,11 @@ static void test_pure(void)
 	CHECK(afs_remote_s3_address(NULL, "us-east-1", "my.bk", "k.zip", out, sizeof(out)) &&
 	      strcmp(out, "https://s3.us-east-1.amazonaws.com/my.bk/k.zip") == 0);
 	CHECK(!afs_remote_s3_address(NULL, "us-east-1", "bk", "k.zip", out, 20));
+
+	char argv1[] = "https://u:pw@h/a.zip?X-Amz-Signature=abc", argv2[] = "/tmp/a?b.zip";
+	afs_cli_mask_url(argv1);
+	afs_cli_mask_url(argv2);
+	CHECK(strcmp(argv1, "https://u:xx@h/a.zip?xxxxxxxxxxxxxxxxxxx") == 0 && strcmp(argv2, "/tmp/a?b.zip") == 0);
 }
 
 static void *block(char c, size_t n)
