@@ -37,6 +37,7 @@
 
 static struct {
 	bool curl_ready;
+	volatile bool background; /* afs_remote_set_background() */
 	size_t cache_bytes;
 	char *endpoint, *ca_file;
 	CURLSH *share;
@@ -65,6 +66,8 @@ struct afs_remote {
 	size_t ninflight;
 	uint64_t last_block;                  /* under mu: read-ahead */
 	unsigned streak;
+	unsigned prefetching;                 /* under mu: background fetches running */
+	size_t cache_cap;
 	bool gone;                            /* under mu: changed or deleted, logged */
 	uint64_t requests, bytes;             /* under mu */
 };
@@ -293,6 +296,11 @@ void afs_remote_init_process(const struct afs_remote_opts *o)
 	g.endpoint = o && o->s3_endpoint ? strdup(o->s3_endpoint) : NULL;
 	g.ca_file = o && o->ca_file ? strdup(o->ca_file) : NULL;
 	g.cache_bytes = o && o->cache_bytes ? o->cache_bytes : (size_t)AFS_REMOTE_CACHE_DEFAULT_MB << 20;
+}
+
+void afs_remote_set_background(bool on)
+{
+	g.background = on;
 }
 
 static CURL *handle_get(void)
@@ -813,6 +821,59 @@ static void unmark(struct afs_remote *r, uint64_t k)
 	pthread_cond_broadcast(&r->cv);
 }
 
+struct prefetch {
+	struct afs_remote *r;
+	uint64_t k, n;
+};
+
+static void *prefetch_run(void *ud)
+{
+	struct prefetch *p = ud;
+	struct afs_remote *r = p->r;
+
+	fill(r, p->k, p->n); /* a failure is the next read's to find and say */
+	pthread_mutex_lock(&r->mu);
+	unmark(r, p->k);
+	r->prefetching--;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	free(p);
+	return NULL;
+}
+
+/* Background read-ahead (mu held), after a cache hit on block k by a
+ * reader going block after block: when fewer than RA_MAX / 2 blocks after
+ * k are held, fetches the next RA_MAX on a thread of its own, so that the
+ * transfer overlaps the reader's work (inflating).  One at a time per
+ * object, and only with a cache that holds several windows. */
+static void prefetch(struct afs_remote *r, uint64_t k)
+{
+	uint64_t blocks = (r->size + AFS_REMOTE_BLOCK - 1) / AFS_REMOTE_BLOCK, nk = k + 1;
+	struct prefetch *p;
+	pthread_attr_t at;
+	pthread_t th;
+
+	if (!g.background || r->streak < 2 || r->prefetching || r->ninflight == INFLIGHT_MAX ||
+	    r->cache_cap < 4 * (size_t)RA_MAX * AFS_REMOTE_BLOCK)
+		return;
+	while (nk < blocks && nk - k <= RA_MAX / 2 && afs_bcache_has(r->cache, nk))
+		nk++;
+	if (nk >= blocks || nk - k > RA_MAX / 2 || in_flight(r, nk) || !(p = malloc(sizeof(*p))))
+		return;
+	r->streak = 3; /* ahead() then asks RA_MAX */
+	*p = (struct prefetch){ r, nk, ahead(r, nk) };
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &at, prefetch_run, p) == 0) {
+		r->inflight[r->ninflight][0] = nk;
+		r->inflight[r->ninflight++][1] = p->n;
+		r->prefetching++;
+	} else {
+		free(p);
+	}
+	pthread_attr_destroy(&at);
+}
+
 /* Copies n bytes at bo of block k into out, fetching the block (and
  * read-ahead) when the cache does not hold it. */
 static enum afs_err read_block(struct afs_remote *r, uint64_t k, size_t bo, unsigned char *out, size_t n)
@@ -833,6 +894,7 @@ static enum afs_err read_block(struct afs_remote *r, uint64_t k, size_t bo, unsi
 				memcpy(out, d + bo, n);
 			else
 				err = AFS_E_IO;
+			prefetch(r, k);
 			break;
 		}
 		if (in_flight(r, k) || r->ninflight == INFLIGHT_MAX) {
@@ -987,6 +1049,7 @@ enum afs_err afs_remote_open(const char *url, struct afs_remote **out, char *msg
 		err = request(r, "-" "65536", r->hdr_open, p, msg, msglen);
 	if (err == AFS_OK)
 		err = take_tail(r, p, &exact, msg, msglen);
+	r->cache_cap = g.cache_bytes;
 	if (err == AFS_OK && (!read_headers(r) || !(r->cache = afs_bcache_new(g.cache_bytes)))) {
 		snprintf(msg, msglen, "out of memory");
 		err = AFS_E_NOMEM;
@@ -1007,6 +1070,10 @@ void afs_remote_free(struct afs_remote *r)
 {
 	if (!r)
 		return;
+	pthread_mutex_lock(&r->mu);
+	while (r->prefetching) /* a background fetch uses r until it ends */
+		pthread_cond_wait(&r->cv, &r->mu);
+	pthread_mutex_unlock(&r->mu);
 	afs_bcache_free(r->cache);
 	curl_slist_free_all(r->hdr_open);
 	curl_slist_free_all(r->hdr_read);

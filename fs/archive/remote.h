@@ -9,7 +9,10 @@
  * (AFS_REMOTE_BLOCK bytes per block, bounded in bytes, least recently used
  * evicted) and fetch a missing block with read-ahead for sequential reads:
  * a reader that goes on from block k-1 to k fetches k and the next ones in
- * one range, 2, 4 then 8 blocks.  Requests reuse pooled curl handles that
+ * one range, 2, 4 then 8 blocks, and, once allowed
+ * (afs_remote_set_background()), a reader going on through blocks already
+ * held starts the fetch of the next 8 on a thread of its own, so that the
+ * transfer overlaps the reader's work.  Requests reuse pooled curl handles that
  * share DNS, TLS sessions and connections.  A request failing with a 5xx,
  * 429, a timeout or a connection error is tried again, 4 attempts in all,
  * 0.2, 0.4 and 0.8 s apart; a transfer slower than 1 byte/s for
@@ -66,6 +69,12 @@ struct afs_remote_opts {
  * initialisation); o may be NULL (the defaults), and may be given again
  * later, still before any thread, to change the settings. */
 void afs_remote_init_process(const struct afs_remote_opts *o);
+
+/* Allows (or stops) read-ahead on threads of the objects' own, off until
+ * called: a daemon that opens its archive and then forks (fuse_daemonize)
+ * must not leave such a thread behind in the parent.  Call it after the
+ * fork, before reads begin on other threads. */
+void afs_remote_set_background(bool on);
 
 /* True when s names a remote object: http://, https:// or s3://. */
 bool afs_remote_url(const char *s);

@@ -354,6 +354,7 @@ int afs_cli_run(const char *command, const char *path, const struct afs_target *
 	int rc;
 
 	display_init(&d, json);
+	afs_remote_set_background(true); /* no fork here: remote read-ahead may start threads */
 	rc = run(&d, command, path, t);
 	pthread_mutex_destroy(&d.mu);
 	return rc;
@@ -396,6 +397,7 @@ int afs_cli_command(const struct afs_args *a)
 
 		rc = conclude(&d, a->pos[0], shown(a->pos[1], sbuf, sizeof(sbuf)), NULL, NULL, &o);
 	} else {
+		afs_remote_set_background(true); /* no fork here: remote read-ahead may start threads */
 		rc = run(&d, a->pos[0], a->pos[1], &t);
 		afs_target_release(&t);
 	}

@@ -177,6 +177,7 @@ static int run_session(struct fuse_args *args, struct afs_mount *m, const char *
 		goto out_destroy;
 	if (fuse_daemonize(cl.foreground) != 0)
 		goto out_unmount;
+	afs_remote_set_background(true); /* after the fork: remote read-ahead may start threads */
 	if (!cl.foreground)
 		afs_log_to_syslog();
 	if (fuse_set_signal_handlers(se) != 0)

@@ -308,6 +308,33 @@ out:
 	free(buf);
 }
 
+/* A long sequential read: the bytes, and read-ahead (in one range and on
+ * a thread of its own) fetching several blocks per request. */
+static void test_sequential(void)
+{
+	size_t size = 20 * AFS_REMOTE_BLOCK + 7;
+	unsigned char *data = malloc(size), *buf = malloc(size);
+	struct afs_remote *r = NULL;
+	char url[128], msg[256];
+	struct srv s;
+
+	for (size_t i = 0; i < size; i++)
+		data[i] = (unsigned char)(i * 31 + (i >> 16));
+	srv_start(&s, data, size);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/seq.zip", s.port);
+	afs_remote_set_background(true);
+	CHECK(afs_remote_open(url, &r, msg, sizeof(msg)) == AFS_OK);
+	for (size_t off = 0; r && off < size; off += 65536)
+		CHECK(afs_remote_pread(r, buf + off, size - off < 65536 ? size - off : 65536, off) == AFS_OK);
+	CHECK(memcmp(buf, data, size) == 0);
+	CHECK(srv_requests(&s) <= 11); /* 20 blocks, at least 2 per fetch after the first */
+	afs_remote_free(r); /* waits for a background fetch */
+	afs_remote_set_background(false);
+	srv_stop(&s);
+	free(data);
+	free(buf);
+}
+
 /* An archive opened by URL reads as the same file opened by path. */
 static void test_archive(void)
 {
@@ -352,6 +379,7 @@ int main(void)
 	test_pure();
 	test_bcache();
 	test_reads(data);
+	test_sequential();
 	test_archive();
 	free(data);
 	return tu_done("remote");
