@@ -28,6 +28,7 @@
 #define POOL_MAX 16       /* idle curl handles kept */
 #define ATTEMPTS 4        /* tries of one request: 0.2, 0.4, 0.8 s apart */
 #define BACKOFF_MS 200
+#define TIMEOUT_ATTEMPTS 2 /* of those, ending in a timeout */
 #define CONNECT_TIMEOUT_S 10
 #define RA_MAX 8          /* blocks fetched at once by read-ahead */
 #define INFLIGHT_MAX 64
@@ -391,7 +392,7 @@ static void set_options(const struct afs_remote *r, CURL *h, const char *range, 
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)CONNECT_TIMEOUT_S);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, (long)AFS_REMOTE_STALL_BPS);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)AFS_REMOTE_STALL_S);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "archfs/" AFS_VERSION);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
@@ -447,6 +448,7 @@ static enum afs_err request(struct afs_remote *r, const char *range, struct curl
 			    char *msg, size_t msglen)
 {
 	CURLcode rc = CURLE_OK;
+	int timeouts = 0;
 
 	for (int i = 0; i < ATTEMPTS; i++) {
 		CURL *h;
@@ -473,6 +475,8 @@ static enum afs_err request(struct afs_remote *r, const char *range, struct curl
 			rc = CURLE_OK; /* more than asked for: the caller tells */
 		if ((rc == CURLE_OK && !retry_status(p->status)) || (rc != CURLE_OK && !retry_curl(rc)))
 			break;
+		if (rc == CURLE_OPERATION_TIMEDOUT && ++timeouts == TIMEOUT_ATTEMPTS)
+			break; /* a stalled server: fail in seconds, not minutes */
 	}
 	if (rc != CURLE_OK) {
 		snprintf(msg, msglen, "%s", p->errbuf[0] ? p->errbuf : curl_easy_strerror(rc));

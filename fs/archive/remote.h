@@ -15,8 +15,9 @@
  * transfer overlaps the reader's work.  Requests reuse pooled curl handles that
  * share DNS, TLS sessions and connections.  A request failing with a 5xx,
  * 429, a timeout or a connection error is tried again, 4 attempts in all,
- * 0.2, 0.4 and 0.8 s apart; a transfer slower than 1 byte/s for
- * AFS_REMOTE_STALL_S seconds fails.
+ * 0.2, 0.4 and 0.8 s apart, but a timeout only twice; a transfer slower
+ * than AFS_REMOTE_STALL_BPS bytes/s for AFS_REMOTE_STALL_S seconds times
+ * out (libcurl's low-speed check).
  *
  * Every read sends If-Match with the ETag seen at open (If-Unmodified-Since
  * for a weak or missing ETag) and checks the answer's ETag, Last-Modified
@@ -57,6 +58,7 @@
 #define AFS_REMOTE_CACHE_DEFAULT_MB 64
 #define AFS_REMOTE_TAIL (64 * 1024)
 #define AFS_REMOTE_STALL_S 5
+#define AFS_REMOTE_STALL_BPS 1024
 
 /* Settings for every remote object of the process (copied). */
 struct afs_remote_opts {
