@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <curl/curl.h>
+#include <expat.h>
 #include "bcache.h"
 #include "log.h"
 #include "remote.h"
@@ -50,6 +51,7 @@ static struct {
 
 struct afs_remote {
 	char *url;     /* as requested: may hold a presigned query string */
+	char *prefix;  /* a listing's (afs_remote_list()): the key prefix, "" or ending in '/' */
 	char shown[512];
 	char *user, *pass; /* SigV4 key id and secret; NULL: unsigned */
 	char sigv4[96];
@@ -79,6 +81,7 @@ struct resp {
 	char etag[256], lastmod[64], crange[128];
 	unsigned char *buf;
 	size_t cap, got;
+	size_t grow_max; /* a listing's: buf is malloc'd and grows up to this */
 	bool overflow;
 	char body[BODY_KEEP];
 	size_t blen;
@@ -368,6 +371,15 @@ static size_t on_body(char *d, size_t size, size_t n, void *ud)
 	memcpy(p->body + p->blen, d, keep);
 	p->blen += keep;
 	p->body[p->blen] = '\0';
+	if (len > p->cap - p->got && p->got + len <= p->grow_max) {
+		size_t cap = p->cap * 2 > p->got + len ? p->cap * 2 : p->got + len;
+		unsigned char *grown = realloc(p->buf, cap);
+
+		if (grown) {
+			p->buf = grown;
+			p->cap = cap;
+		}
+	}
 	if (len > p->cap - p->got) {
 		p->overflow = true;
 		return 0;
@@ -612,7 +624,7 @@ static bool add_header(struct curl_slist **l, const char *name, const char *valu
 }
 
 /* Sets r's address, signing keys and the S3 headers of every request. */
-static enum afs_err setup_s3(struct afs_remote *r, const char *url, char *msg, size_t msglen)
+static enum afs_err setup_s3(struct afs_remote *r, const char *url, bool list, char *msg, size_t msglen)
 {
 	char bucket[256], *key = malloc(strlen(url) + 1), *addr = malloc(3 * strlen(url) + 512);
 	const char *endpoint = g.endpoint ? g.endpoint : env_or("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL");
@@ -622,9 +634,21 @@ static enum afs_err setup_s3(struct afs_remote *r, const char *url, char *msg, s
 	if (!key || !addr || !c)
 		goto out;
 	err = afs_remote_parse_s3(url, bucket, sizeof(bucket), key, strlen(url) + 1);
-	if (err != AFS_OK) {
+	if (list && err == AFS_E_UNSUPPORTED) { /* a listing: the bucket's address, the prefix kept */
+		const char *slash = strchr(url + 5, '/');
+
+		err = (r->prefix = strdup(slash ? slash + 1 : "")) ? AFS_OK : AFS_E_NOMEM;
+		key[0] = '\0';
+	} else if (list && err == AFS_OK) {
+		err = AFS_E_INVAL;
+	}
+	if (err == AFS_E_INVAL && list) {
+		snprintf(msg, msglen, "not an S3 prefix of the form s3://BUCKET/PREFIX/");
+		goto out;
+	}
+	if (err != AFS_OK && err != AFS_E_NOMEM) {
 		snprintf(msg, msglen, "%s", err == AFS_E_UNSUPPORTED
-			 ? "directory mode over an S3 prefix is not supported yet: name one object (s3://BUCKET/KEY.zip)"
+			 ? "an S3 prefix is a directory of archives (mount it): name one archive, s3://BUCKET/KEY.zip"
 			 : "not an S3 address of the form s3://BUCKET/KEY");
 		goto out;
 	}
@@ -993,7 +1017,7 @@ static enum afs_err setup(struct afs_remote *r, const char *url, char *msg, size
 {
 	afs_remote_redact(url, r->shown, sizeof(r->shown));
 	if (strncmp(url, "s3://", 5) == 0)
-		return setup_s3(r, url, msg, msglen);
+		return setup_s3(r, url, false, msg, msglen);
 	if (strcspn(url, " \t\r\n") != strlen(url) || !url[strcspn(url, ":") + 3]) {
 		snprintf(msg, msglen, "not a URL");
 		return AFS_E_INVAL;
@@ -1088,6 +1112,7 @@ void afs_remote_free(struct afs_remote *r)
 	free(r->user);
 	free(r->pass);
 	free(r->url);
+	free(r->prefix);
 	free(r->tail);
 	free(r);
 }
@@ -1118,4 +1143,211 @@ void afs_remote_stats(const struct afs_remote *r, uint64_t *requests, uint64_t *
 	*requests = r->requests;
 	*bytes = r->bytes;
 	pthread_mutex_unlock((pthread_mutex_t *)&r->mu);
+}
+
+/* ------------------------------------------------------------ listings */
+
+#define LIST_MAX (64 * 1024 * 1024) /* of one page's XML (1000 keys) */
+
+/* What the parser of one ListObjectsV2 page keeps. */
+struct lparse {
+	afs_remote_list_fn fn;
+	void *ctx;
+	size_t plen;               /* of the prefix, cut from every key */
+	char text[1100];           /* the current element's text */
+	size_t tlen;
+	bool in_contents, truncated;
+	char key[1100], lastmod[64], etag[256], size[32];
+	char token[1100];          /* NextContinuationToken */
+};
+
+static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **attrs)
+{
+	struct lparse *l = ud;
+
+	l->tlen = 0;
+	if (strcmp(name, "Contents") == 0) {
+		l->in_contents = true;
+		l->key[0] = l->lastmod[0] = l->etag[0] = l->size[0] = '\0';
+	}
+}
+
+static void XMLCALL on_text(void *ud, const XML_Char *s, int len)
+{
+	struct lparse *l = ud;
+	size_t n = (size_t)len < sizeof(l->text) - 1 - l->tlen ? (size_t)len : sizeof(l->text) - 1 - l->tlen;
+
+	memcpy(l->text + l->tlen, s, n);
+	l->tlen += n;
+	l->text[l->tlen] = '\0';
+}
+
+/* An ISO 8601 time as S3 gives it (2025-11-20T10:15:02.000Z), or 0. */
+static int64_t iso_time(const char *s)
+{
+	struct tm tm = { 0 };
+
+	if (sscanf(s, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+		   &tm.tm_sec) != 6)
+		return 0;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	return (int64_t)timegm(&tm);
+}
+
+/* Copies the element's text into dst (size n), cut to fit. */
+static void take_text(const struct lparse *l, char *dst, size_t n)
+{
+	size_t len = l->tlen < n - 1 ? l->tlen : n - 1;
+
+	memcpy(dst, l->text, len);
+	dst[len] = '\0';
+}
+
+static void XMLCALL on_end(void *ud, const XML_Char *name)
+{
+	struct lparse *l = ud;
+	struct afs_remote_obj o;
+
+	if (l->in_contents && strcmp(name, "Key") == 0)
+		take_text(l, l->key, sizeof(l->key));
+	else if (l->in_contents && strcmp(name, "LastModified") == 0)
+		take_text(l, l->lastmod, sizeof(l->lastmod));
+	else if (l->in_contents && strcmp(name, "ETag") == 0)
+		take_text(l, l->etag, sizeof(l->etag));
+	else if (l->in_contents && strcmp(name, "Size") == 0)
+		take_text(l, l->size, sizeof(l->size));
+	else if (strcmp(name, "IsTruncated") == 0)
+		l->truncated = strcmp(l->text, "true") == 0;
+	else if (strcmp(name, "NextContinuationToken") == 0)
+		take_text(l, l->token, sizeof(l->token));
+	if (strcmp(name, "Contents") != 0)
+		return;
+	l->in_contents = false;
+	if (strlen(l->key) <= l->plen || strchr(l->key + l->plen, '/'))
+		return; /* the prefix itself, or deeper */
+	o = (struct afs_remote_obj){ .name = l->key + l->plen, .size = strtoull(l->size, NULL, 10),
+				     .mtime = iso_time(l->lastmod), .etag = l->etag };
+	l->fn(l->ctx, &o);
+}
+
+/* Appends "&name=value" (the first without '&') to q at *len, value
+ * percent-encoded whole. */
+static bool add_param(char *q, size_t qlen, size_t *len, const char *name, const char *value)
+{
+	int n = snprintf(q + *len, qlen - *len, "%s%s=", *len ? "&" : "", name);
+
+	if (n < 0 || (size_t)n >= qlen - *len)
+		return false;
+	*len += (size_t)n;
+	for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+		if (*len + 4 >= qlen)
+			return false;
+		if (isalnum(*p) || strchr("-._~", *p))
+			q[(*len)++] = (char)*p;
+		else
+			*len += (size_t)snprintf(q + *len, 4, "%%%02X", *p);
+	}
+	q[*len] = '\0';
+	return true;
+}
+
+/* Requests one page (after token, "" for the first) of r's listing into p. */
+static enum afs_err list_page(struct afs_remote *r, const char *base, const char *token, struct resp *p, char *msg,
+			      size_t msglen)
+{
+	size_t qlen = strlen(base) + 3 * (strlen(r->prefix) + strlen(token)) + 128, len = 0;
+	char *q = malloc(qlen), *url;
+	enum afs_err err = AFS_E_NOMEM;
+
+	if (!q)
+		return err;
+	/* parameters in the order SigV4 sorts them */
+	if ((!token[0] || add_param(q, qlen, &len, "continuation-token", token)) &&
+	    add_param(q, qlen, &len, "delimiter", "/") && add_param(q, qlen, &len, "list-type", "2") &&
+	    add_param(q, qlen, &len, "prefix", r->prefix) && asprintf(&url, "%s?%s", base, q) >= 0) {
+		free(r->url);
+		r->url = url;
+		err = request(r, NULL, r->hdr_open, p, msg, msglen);
+	}
+	free(q);
+	return err;
+}
+
+/* Parses one page; *more when another follows (l->token). */
+static enum afs_err list_parse(struct lparse *l, const struct resp *p, bool *more, char *msg, size_t msglen)
+{
+	XML_Parser xp = XML_ParserCreate(NULL);
+	enum afs_err err = AFS_OK;
+
+	if (!xp) {
+		snprintf(msg, msglen, "out of memory");
+		return AFS_E_NOMEM;
+	}
+	l->truncated = false;
+	l->token[0] = '\0';
+	XML_SetUserData(xp, l);
+	XML_SetElementHandler(xp, on_start, on_end);
+	XML_SetCharacterDataHandler(xp, on_text);
+	if (XML_Parse(xp, (const char *)p->buf, (int)p->got, 1) != XML_STATUS_OK) {
+		snprintf(msg, msglen, "the listing is not well-formed XML: %s", XML_ErrorString(XML_GetErrorCode(xp)));
+		err = AFS_E_IO;
+	}
+	XML_ParserFree(xp);
+	*more = err == AFS_OK && l->truncated && l->token[0];
+	return err;
+}
+
+bool afs_remote_is_prefix(const char *url)
+{
+	char bucket[256], key[8];
+
+	return strncmp(url, "s3://", 5) == 0 &&
+	       afs_remote_parse_s3(url, bucket, sizeof(bucket), key, sizeof(key)) == AFS_E_UNSUPPORTED;
+}
+
+enum afs_err afs_remote_list(const char *url, afs_remote_list_fn fn, void *ctx, char *msg, size_t msglen)
+{
+	struct afs_remote *r = calloc(1, sizeof(*r));
+	struct resp *p = calloc(1, sizeof(*p));
+	struct lparse *l = calloc(1, sizeof(*l));
+	enum afs_err err = AFS_E_NOMEM;
+	char *base = NULL;
+	bool more = true;
+
+	if (!g.curl_ready)
+		afs_remote_init_process(NULL);
+	if (!r || !p || !l)
+		goto out;
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	afs_remote_redact(url, r->shown, sizeof(r->shown));
+	err = setup_s3(r, url, true, msg, msglen);
+	if (err != AFS_OK || !(base = strdup(r->url)))
+		goto out;
+	*l = (struct lparse){ .fn = fn, .ctx = ctx, .plen = strlen(r->prefix) };
+	while (more && err == AFS_OK) {
+		p->grow_max = LIST_MAX;
+		if (!p->buf && !(p->buf = malloc(p->cap = 64 * 1024)))
+			break;
+		err = list_page(r, base, l->token, p, msg, msglen);
+		if (err == AFS_OK && p->status != 200)
+			err = status_error(p, msg, msglen);
+		else if (err == AFS_OK && p->overflow)
+			err = AFS_E_RANGE;
+		if (err == AFS_E_RANGE)
+			snprintf(msg, msglen, "a page of the listing is larger than %d MiB", LIST_MAX >> 20);
+		if (err == AFS_OK)
+			err = list_parse(l, p, &more, msg, msglen);
+	}
+out:
+	if (err == AFS_E_NOMEM)
+		snprintf(msg, msglen, "out of memory");
+	if (p)
+		free(p->buf);
+	free(p);
+	free(l);
+	free(base);
+	afs_remote_free(r);
+	return err;
 }

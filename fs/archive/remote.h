@@ -113,6 +113,27 @@ enum afs_err afs_remote_pread(struct afs_remote *r, void *buf, size_t len, uint6
  * and retries included) and bytes received. */
 void afs_remote_stats(const struct afs_remote *r, uint64_t *requests, uint64_t *bytes);
 
+/* One object of an S3 listing: its name under the prefix, size, Last
+ * Modified time and ETag (valid for the callback only). */
+struct afs_remote_obj {
+	const char *name;
+	uint64_t size;
+	int64_t mtime;
+	const char *etag;
+};
+
+typedef void (*afs_remote_list_fn)(void *ctx, const struct afs_remote_obj *o);
+
+/* True when url names an S3 prefix, a directory of archives:
+ * s3://BUCKET/PREFIX/ (ending in '/') or s3://BUCKET. */
+bool afs_remote_is_prefix(const char *url);
+
+/* Lists the objects right under the S3 prefix url (ListObjectsV2 with
+ * delimiter '/', every page; those in "subdirectories" are left out),
+ * calling fn for each.  Errors as afs_remote_open() gives them, with msg;
+ * fn may have been called for a first page then. */
+enum afs_err afs_remote_list(const char *url, afs_remote_list_fn fn, void *ctx, char *msg, size_t msglen);
+
 /* ---- pure helpers, exposed for the unit tests ---- */
 
 /* Parses a Content-Range value "bytes FIRST-LAST/TOTAL" (false for any

@@ -40,6 +40,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: archfs [options] ARCHIVE.zip MOUNTPOINT\n"
 		"       archfs [options] https://HOST/PATH.zip|s3://BUCKET/KEY.zip MOUNTPOINT\n"
+		"       archfs [options] s3://BUCKET/PREFIX/ MOUNTPOINT\n"
 		"       archfs [options] BACKUP_DIR MOUNTPOINT\n"
 		"       archfs verify [--json] ARCHIVE.zip [target options]\n"
 		"       archfs restore [--json] ARCHIVE.zip [target options]\n"
@@ -423,7 +424,7 @@ int main(int argc, char *argv[])
 			afs_log(AFS_LOG_WARN, "seek points are not kept between mounts: %s", msg);
 		}
 	}
-	if (full && !remote && stat(full, &ast) == 0 && S_ISDIR(ast.st_mode))
+	if (full && (remote ? afs_remote_is_prefix(full) : stat(full, &ast) == 0 && S_ISDIR(ast.st_mode)))
 		err = afs_backups_new(full, &target, seek_pool, log_line, &m.backups, msg, sizeof(msg));
 	else
 		err = afs_view_open(full ? full : archive, &target, seek_pool, log_line, &m.view, msg, sizeof(msg));
