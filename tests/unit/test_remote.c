@@ -107,6 +107,7 @@ struct srv {
 	size_t size;
 	char etag[32];
 	bool ignore_if_match; /* answer with the current ETag whatever If-Match says */
+	char last_path[512];  /* of the last request */
 	int status;           /* non-zero: answer every request with it */
 	int requests;
 	pthread_mutex_t mu;
@@ -145,6 +146,28 @@ static void answer(struct srv *s, int fd, const char *req)
 
 	pthread_mutex_lock(&s->mu);
 	s->requests++;
+	sscanf(req, "GET %511s", s->last_path);
+	if (strstr(req, "list-type=2") && !s->status) { /* a listing: two pages */
+		bool second = strstr(req, "continuation-token=T%2B1") != NULL;
+		const char *page = second
+			? "<?xml version=\"1.0\"?><ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+			  "<IsTruncated>false</IsTruncated><Contents><Key>p/b_20251121_101502.zip</Key>"
+			  "<LastModified>2025-11-21T10:15:02.000Z</LastModified><ETag>&quot;e2&quot;</ETag><Size>77</Size>"
+			  "</Contents></ListBucketResult>"
+			: "<?xml version=\"1.0\"?><ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+			  "<IsTruncated>true</IsTruncated><NextContinuationToken>T+1</NextContinuationToken>"
+			  "<Contents><Key>p/</Key><Size>0</Size></Contents>"
+			  "<Contents><Key>p/a.zip</Key><LastModified>2025-11-20T10:15:02.000Z</LastModified>"
+			  "<ETag>&quot;e1&quot;</ETag><Size>1234</Size></Contents>"
+			  "<CommonPrefixes><Prefix>p/sub/</Prefix></CommonPrefixes></ListBucketResult>";
+
+		n = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+			     strlen(page));
+		send_all(fd, head, (size_t)n);
+		send_all(fd, page, strlen(page));
+		pthread_mutex_unlock(&s->mu);
+		return;
+	}
 	header(req, "\nRange: bytes=", range, sizeof(range));
 	header(req, "\nIf-Match:", im, sizeof(im));
 	b = s->size - 1;
@@ -335,6 +358,36 @@ static void test_sequential(void)
 	free(buf);
 }
 
+static void on_obj(void *ctx, const struct afs_remote_obj *o)
+{
+	char *seen = ctx;
+	size_t n = strlen(seen);
+
+	snprintf(seen + n, 512 - n, "%s|%llu|%lld|%s;", o->name, (unsigned long long)o->size, (long long)o->mtime,
+		 o->etag);
+}
+
+/* An S3 prefix's listing: every page, objects right under the prefix only. */
+static void test_list(void)
+{
+	struct srv s;
+	char endpoint[64], seen[512] = "", msg[256];
+
+	srv_start(&s, "x", 1);
+	snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d", s.port);
+	afs_remote_init_process(&(struct afs_remote_opts){ .s3_endpoint = endpoint });
+	CHECK(afs_remote_is_prefix("s3://bk/p/") && afs_remote_is_prefix("s3://bk") && !afs_remote_is_prefix("s3://bk/a.zip"));
+	CHECK(afs_remote_list("s3://bk/p/", on_obj, seen, msg, sizeof(msg)) == AFS_OK);
+	CHECK(strcmp(seen, "a.zip|1234|1763633702|\"e1\";b_20251121_101502.zip|77|1763720102|\"e2\";") == 0);
+	CHECK(srv_requests(&s) == 2);
+	CHECK(strncmp(s.last_path, "/bk/?continuation-token=T%2B1&delimiter=%2F&list-type=2&prefix=p%2F", 68) == 0);
+	s.status = 404;
+	CHECK(afs_remote_list("s3://bk/p/", on_obj, seen, msg, sizeof(msg)) == AFS_E_NOENT);
+	CHECK(afs_remote_list("s3://bk/p/a.zip", on_obj, seen, msg, sizeof(msg)) == AFS_E_INVAL);
+	afs_remote_init_process(NULL);
+	srv_stop(&s);
+}
+
 /* An archive opened by URL reads as the same file opened by path. */
 static void test_archive(void)
 {
@@ -380,6 +433,7 @@ int main(void)
 	test_bcache();
 	test_reads(data);
 	test_sequential();
+	test_list();
 	test_archive();
 	free(data);
 	return tu_done("remote");
