@@ -21,6 +21,7 @@
 #include "job_priv.h"
 #include "log.h"
 #include "manifest.h"
+#include "remote.h"
 #include "report.h"
 #include "stream.h"
 #include "target.h"
@@ -539,7 +540,14 @@ enum afs_err afs_job_new(const char *archive_path, struct afs_archive *a, const 
 	*out = NULL;
 	if (!j)
 		return AFS_E_NOMEM;
-	j->archive_path = strdup(archive_path);
+	if (afs_remote_url(archive_path)) { /* shown in .status and logs: no query string, no userinfo */
+		size_t n = strlen(archive_path) + 1;
+
+		if ((j->archive_path = malloc(n)))
+			afs_remote_redact(archive_path, j->archive_path, n);
+	} else {
+		j->archive_path = strdup(archive_path);
+	}
 	if (!j->archive_path) {
 		free(j);
 		return AFS_E_NOMEM;

@@ -4,6 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config meson ninja-build libfuse3-dev fuse3 libzip-dev zlib1g-dev
       libcjson-dev libisal-dev libsqlite3-dev sqlite3 libpq-dev
+      libcurl4-openssl-dev libexpat1-dev  # remote archives: range requests, TLS, S3 SigV4; S3 listings (fs/archive/remote.c)
       liblzma-dev libzstd-dev zstd  # LZMA/XZ and zstd entries; zstd writes the test fixtures' ones
       python3 unzip zip attr util-linux bc
       scdoc bash-completion  # archfs.1 from docs/archfs.1.scd; the completion tests source bash_completion

@@ -19,6 +19,7 @@
 #include <zip.h>
 #include "afile.h"
 #include "archive.h"
+#include "remote.h"
 #include "xdecode.h"
 #include "inflate.h"
 
@@ -34,6 +35,7 @@ struct afs_archive {
 	uint8_t *nul_name;  /* bit per entry whose stated name holds a NUL byte; NULL: none */
 	uint64_t prefix;    /* bytes of other data before the archive (afs_archive_prefix()) */
 	uint32_t cdir_crc;  /* CRC-32 of the central directory's records (afs_archive_cdir_crc()) */
+	struct afs_remote *remote; /* a remote object's reader (remote.h); NULL for a local file */
 };
 
 struct afs_raw {
@@ -85,17 +87,23 @@ static uint64_t le64(const unsigned char *p)
 #define EXTRA_UNICODE_PATH 0x7075 /* Info-ZIP Unicode path: libzip shows its name instead */
 
 /* The bytes libzip reads as the archive: [base, base + size) of the file
- * fd.  base is not 0 when other data (a self-extracting stub) precedes an
- * archive whose offsets count from its own start. */
+ * fd, or of the remote object rem when it is not NULL.  base is not 0 when
+ * other data (a self-extracting stub) precedes an archive whose offsets
+ * count from its own start. */
 struct span {
 	int fd;
+	struct afs_remote *rem;
 	uint64_t base, size;
 };
 
 /* Reads n bytes at offset off of the span; false past its end or on error. */
 static bool span_read(const struct span *s, void *buf, size_t n, uint64_t off)
 {
-	return off <= s->size && n <= s->size - off && pread(s->fd, buf, n, (off_t)(s->base + off)) == (ssize_t)n;
+	if (off > s->size || n > s->size - off)
+		return false;
+	if (s->rem)
+		return afs_remote_pread(s->rem, buf, n, s->base + off) == AFS_OK;
+	return pread(s->fd, buf, n, (off_t)(s->base + off)) == (ssize_t)n;
 }
 
 /* What an end-of-central-directory record states. */
@@ -150,9 +158,9 @@ static bool read_end(const struct span *s, const unsigned char *tail, size_t i, 
  * so the archive starts at that record's offset less the directory's size
  * and stated offset, and the directory must begin with a record there.
  * 0 when no end record in the file's tail says so. */
-static uint64_t find_prefix(int fd, uint64_t fsize)
+static uint64_t find_prefix(int fd, struct afs_remote *rem, uint64_t fsize)
 {
-	struct span s = { fd, 0, fsize };
+	struct span s = { fd, rem, 0, fsize };
 	unsigned char *tail = malloc(TAIL_MAX), sig[4];
 	uint64_t tbase, start = 0;
 	size_t n = tail ? read_tail(&s, tail, &tbase) : 0;
@@ -417,7 +425,7 @@ static enum afs_err open_zip(struct afs_archive *a, const char *path, int fd, co
 	a->zip = zip_open_at(fd, 0, &ze);
 	*live = a->zip ? fd : -1;
 	if (!a->zip && (ze == ZIP_ER_NOZIP || ze == ZIP_ER_INCONS) && (fd = reopen_same(path, st)) >= 0) {
-		a->prefix = find_prefix(fd, (uint64_t)st->st_size);
+		a->prefix = find_prefix(fd, NULL, (uint64_t)st->st_size);
 		if (a->prefix == 0) {
 			close(fd);
 		} else {
@@ -447,6 +455,179 @@ static enum afs_err open_zip(struct afs_archive *a, const char *path, int fd, co
 	return AFS_OK;
 }
 
+/* The libzip source of a remote archive: [base, base + size) of the
+ * object, read through its block cache (remote.h).  libzip calls it with
+ * the archive's mutex held. */
+struct rsrc {
+	struct afs_remote *r;
+	uint64_t base, size, pos;
+	zip_error_t err;
+};
+
+static zip_int64_t rsrc_read(struct rsrc *s, void *data, zip_uint64_t len)
+{
+	uint64_t n = s->size - s->pos < len ? s->size - s->pos : len;
+
+	if (n > INT64_MAX)
+		n = INT64_MAX;
+	if (n && afs_remote_pread(s->r, data, (size_t)n, s->base + s->pos) != AFS_OK) {
+		zip_error_set(&s->err, ZIP_ER_READ, EIO);
+		return -1;
+	}
+	s->pos += n;
+	return (zip_int64_t)n;
+}
+
+static zip_int64_t rsrc_stat(struct rsrc *s, void *data, zip_uint64_t len)
+{
+	zip_stat_t *st = data;
+
+	if (len < sizeof(*st)) {
+		zip_error_set(&s->err, ZIP_ER_INVAL, 0);
+		return -1;
+	}
+	zip_stat_init(st);
+	st->size = s->size;
+	st->mtime = (time_t)afs_remote_mtime(s->r);
+	st->valid |= ZIP_STAT_SIZE | ZIP_STAT_MTIME;
+	return sizeof(*st);
+}
+
+/* The zip_source_callback of a remote archive (libzip's commands for a
+ * seekable read-only source). */
+static zip_int64_t rsrc_cb(void *ud, void *data, zip_uint64_t len, zip_source_cmd_t cmd)
+{
+	struct rsrc *s = ud;
+	zip_int64_t pos;
+
+	switch (cmd) {
+	case ZIP_SOURCE_OPEN:
+		s->pos = 0;
+		return 0;
+	case ZIP_SOURCE_READ: return rsrc_read(s, data, len);
+	case ZIP_SOURCE_CLOSE: return 0;
+	case ZIP_SOURCE_STAT: return rsrc_stat(s, data, len);
+	case ZIP_SOURCE_ERROR: return zip_error_to_data(&s->err, data, len);
+	case ZIP_SOURCE_SEEK:
+		pos = zip_source_seek_compute_offset(s->pos, s->size, data, len, &s->err);
+		if (pos < 0)
+			return -1;
+		s->pos = (uint64_t)pos;
+		return 0;
+	case ZIP_SOURCE_TELL: return (zip_int64_t)s->pos;
+	case ZIP_SOURCE_SUPPORTS:
+		return zip_source_make_command_bitmap(ZIP_SOURCE_OPEN, ZIP_SOURCE_READ, ZIP_SOURCE_CLOSE,
+						      ZIP_SOURCE_STAT, ZIP_SOURCE_ERROR, ZIP_SOURCE_FREE,
+						      ZIP_SOURCE_SEEK, ZIP_SOURCE_TELL, ZIP_SOURCE_SUPPORTS, -1);
+	case ZIP_SOURCE_FREE:
+		zip_error_fini(&s->err);
+		free(s);
+		return 0;
+	default:
+		zip_error_set(&s->err, ZIP_ER_OPNOTSUPP, 0);
+		return -1;
+	}
+}
+
+/* Opens, read-only with libzip, the archive that starts prefix bytes into
+ * the remote object r; NULL, with libzip's error code in *ze, on error. */
+static zip_t *zip_open_remote(struct afs_remote *r, uint64_t prefix, int *ze)
+{
+	struct rsrc *s = calloc(1, sizeof(*s));
+	zip_source_t *src = NULL;
+	zip_t *z = NULL;
+	zip_error_t zerr;
+
+	zip_error_init(&zerr);
+	if (!s) {
+		zip_error_set(&zerr, ZIP_ER_MEMORY, 0);
+	} else {
+		*s = (struct rsrc){ .r = r, .base = prefix, .size = afs_remote_size(r) - prefix };
+		zip_error_init(&s->err);
+		if (!(src = zip_source_function_create(rsrc_cb, s, &zerr)))
+			free(s);
+		else if (!(z = zip_open_from_source(src, ZIP_RDONLY, &zerr)))
+			zip_source_free(src);
+	}
+	*ze = zip_error_code_zip(&zerr);
+	zip_error_fini(&zerr);
+	return z;
+}
+
+/* open_zip() for a remote object: a->remote as it is, or the archive
+ * after a self-extracting stub. */
+static enum afs_err open_zip_remote(struct afs_archive *a, char *msg, size_t msglen)
+{
+	zip_error_t zerr;
+	enum afs_err err;
+	int ze = 0;
+
+	a->zip = zip_open_remote(a->remote, 0, &ze);
+	if (!a->zip && (ze == ZIP_ER_NOZIP || ze == ZIP_ER_INCONS) &&
+	    (a->prefix = find_prefix(-1, a->remote, a->file_size)) != 0)
+		a->zip = zip_open_remote(a->remote, a->prefix, &ze);
+	if (!a->zip) {
+		zip_error_init_with_code(&zerr, ze);
+		err = map_zip_error(ze);
+		snprintf(msg, msglen, "%s", err == AFS_E_NOTZIP ? "not a ZIP archive, or truncated"
+			 : ze == ZIP_ER_READ ? "reading the object failed" : zip_error_strerror(&zerr));
+		zip_error_fini(&zerr);
+		return err;
+	}
+	if (zip_get_num_entries(a->zip, 0) < 0) {
+		snprintf(msg, msglen, "cannot read the central directory");
+		return AFS_E_NOTZIP;
+	}
+	return AFS_OK;
+}
+
+/* Frees what a failed open left in a. */
+static void discard(struct afs_archive *a)
+{
+	if (a->zip)
+		zip_discard(a->zip);
+	afs_remote_free(a->remote);
+	free(a->past_eof);
+	free(a->nul_name);
+	free(a);
+}
+
+/* afs_archive_open() of a remote object: its size and Last-Modified as the
+ * file's, its ETag in the directory's CRC-32 (the identity of seek points
+ * kept on disk, pointfile.h). */
+static enum afs_err open_remote(const char *url, struct afs_archive **out, char *msg, size_t msglen)
+{
+	struct afs_archive *a = calloc(1, sizeof(*a));
+	const char *etag;
+	enum afs_err err;
+
+	if (!a) {
+		snprintf(msg, msglen, "out of memory");
+		return AFS_E_NOMEM;
+	}
+	err = afs_remote_open(url, &a->remote, msg, msglen);
+	if (err == AFS_OK) {
+		a->file_size = afs_remote_size(a->remote);
+		a->file_mtime = afs_remote_mtime(a->remote);
+		err = open_zip_remote(a, msg, msglen);
+	}
+	if (err == AFS_OK) {
+		struct span s = { -1, a->remote, a->prefix, a->file_size - a->prefix };
+
+		a->count = (uint64_t)zip_get_num_entries(a->zip, 0);
+		err = check_cdir(a, &s, msg, msglen);
+		etag = afs_remote_etag(a->remote);
+		a->cdir_crc = afs_crc32(a->cdir_crc, etag, strlen(etag));
+	}
+	if (err != AFS_OK) {
+		discard(a);
+		return err;
+	}
+	pthread_mutex_init(&a->lock, NULL);
+	*out = a;
+	return AFS_OK;
+}
+
 /* The refusal of a file that cannot be an archive: a directory, another
  * kind of file, or an empty one. */
 static enum afs_err not_a_file(const struct stat *st, char *msg, size_t msglen)
@@ -464,6 +645,8 @@ enum afs_err afs_archive_open(const char *path, struct afs_archive **out, char *
 	int fd;
 
 	*out = NULL;
+	if (afs_remote_url(path))
+		return open_remote(path, out, msg, msglen);
 	if (stat(path, &st) != 0) {
 		snprintf(msg, msglen, "%s", strerror(errno));
 		return AFS_E_IO;
@@ -491,17 +674,13 @@ enum afs_err afs_archive_open(const char *path, struct afs_archive **out, char *
 	a->file_mtime = st.st_mtim.tv_sec;
 	err = open_zip(a, path, fd, &st, &fd, msg, msglen);
 	if (err == AFS_OK) {
-		struct span s = { fd, a->prefix, a->file_size - a->prefix };
+		struct span s = { fd, NULL, a->prefix, a->file_size - a->prefix };
 
 		a->count = (uint64_t)zip_get_num_entries(a->zip, 0);
 		err = check_cdir(a, &s, msg, msglen);
 	}
 	if (err != AFS_OK) { /* fd is closed with a->zip, or was by open_zip */
-		if (a->zip)
-			zip_discard(a->zip);
-		free(a->past_eof);
-		free(a->nul_name);
-		free(a);
+		discard(a);
 		return err;
 	}
 	pthread_mutex_init(&a->lock, NULL);
@@ -514,6 +693,7 @@ void afs_archive_free(struct afs_archive *a)
 	if (!a)
 		return;
 	zip_discard(a->zip); /* read-only: nothing to write back */
+	afs_remote_free(a->remote);
 	pthread_mutex_destroy(&a->lock);
 	free(a->past_eof);
 	free(a->nul_name);

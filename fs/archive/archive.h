@@ -78,6 +78,11 @@ void afs_archive_init_process(void);
  * count from the archive's own start (a self-extracting stub that
  * `zip -A` did not adjust) is read from its start, found as Info-ZIP's
  * unzip finds it (afs_archive_prefix()).
+ * A path that afs_remote_url() accepts (https://, http://, s3://) is a
+ * remote object, read with range requests through a libzip source
+ * (remote.h): its size and Last-Modified stand for the file's size and
+ * mtime, and its ETag is folded into afs_archive_cdir_crc(); errors as
+ * afs_remote_open() gives them (AFS_E_NOENT for a missing object, ...).
  * On success *out owns the open file; on error *out is NULL and msg holds a
  * one-line reason (without the path) of at most msglen bytes. */
 enum afs_err afs_archive_open(const char *path, struct afs_archive **out, char *msg, size_t msglen);
@@ -92,9 +97,10 @@ uint64_t afs_archive_count(const struct afs_archive *a);
 uint64_t afs_archive_file_size(const struct afs_archive *a);
 int64_t afs_archive_file_mtime(const struct afs_archive *a);
 
-/* CRC-32 of the central directory's records, as read at open: with the
- * file's size and mtime, what tells this archive from another (the seek
- * points kept on disk, pointfile.h). */
+/* CRC-32 of the central directory's records, as read at open (for a
+ * remote archive continued over its ETag): with the file's size and
+ * mtime, what tells this archive from another (the seek points kept on
+ * disk, pointfile.h). */
 uint32_t afs_archive_cdir_crc(const struct afs_archive *a);
 
 /* Fills *out with entry i (0 <= i < count).  AFS_E_INVAL for i out of range. */

@@ -21,6 +21,9 @@ struct afs_args {
 	const char *seek_cache;        /* the mount options of archfs's own */
 	const char *index_dir;
 	const char *max_open_archives;
+	const char *remote_cache;      /* remote archives (remote.h): mount, verify, restore */
+	const char *s3_endpoint;
+	const char *ca_file;
 	bool help, version;
 	bool json;                     /* verify/restore --json: JSON lines on stdout */
 	const char *pos[AFS_ARGS_MAX_POS]; /* ARCHIVE MOUNTPOINT, or verify|restore ARCHIVE */

@@ -17,6 +17,7 @@
 #include "index.h"
 #include "job.h"
 #include "log.h"
+#include "remote.h"
 #include "report.h"
 #include "target.h"
 
@@ -203,6 +204,61 @@ static int conclude(const struct display *d, const char *command, const char *ar
 	return o->rc;
 }
 
+bool afs_cli_remote_setup(const struct afs_args *a, char *msg, size_t msglen)
+{
+	struct afs_remote_opts ro = { .s3_endpoint = a->s3_endpoint, .ca_file = a->ca_file };
+	const char *v = a->remote_cache;
+	char *end;
+	unsigned long mb;
+
+	if (v) {
+		errno = 0;
+		mb = strtoul(v, &end, 10);
+		if (errno || end == v || *end || v[0] == '-' || mb < 1 || mb > 1048576) {
+			snprintf(msg, msglen, "--remote-cache: '%s' is not a number of megabytes (1 to 1048576)", v);
+			return false;
+		}
+		ro.cache_bytes = (size_t)mb << 20;
+	}
+	if (ro.s3_endpoint && strncmp(ro.s3_endpoint, "http://", 7) != 0 && strncmp(ro.s3_endpoint, "https://", 8) != 0) {
+		snprintf(msg, msglen, "--s3-endpoint: '%s' is not an http:// or https:// URL", ro.s3_endpoint);
+		return false;
+	}
+	if (!ro.ca_file && getenv("ARCHFS_CA_FILE") && *getenv("ARCHFS_CA_FILE"))
+		ro.ca_file = getenv("ARCHFS_CA_FILE");
+	if (ro.ca_file && access(ro.ca_file, R_OK) != 0) {
+		snprintf(msg, msglen, "%s: '%s': %s", a->ca_file ? "--ca-file" : "ARCHFS_CA_FILE", ro.ca_file,
+			 strerror(errno));
+		return false;
+	}
+	afs_remote_init_process(&ro);
+	return true;
+}
+
+void afs_cli_mask_url(char *s)
+{
+	char *auth, *end, *colon, *q;
+
+	if (!afs_remote_url(s))
+		return;
+	auth = strstr(s, "://") + 3;
+	end = auth + strcspn(auth, "/?#");
+	colon = memchr(auth, ':', (size_t)(end - auth));
+	if (colon && memchr(colon, '@', (size_t)(end - colon)))
+		for (char *p = colon + 1; *p != '@'; p++)
+			*p = 'x';
+	if ((q = strchr(end, '?')))
+		for (char *p = q + 1; *p; p++)
+			*p = 'x';
+}
+
+/* path as messages show it: a remote archive's URL without its query
+ * string or user-info (remote.h). */
+static const char *shown(const char *path, char *buf, size_t len)
+{
+	return afs_remote_url(path) ? afs_remote_redact(path, buf, len) : path;
+}
+
 static int run(struct display *d, const char *command, const char *path, const struct afs_target *t)
 {
 	struct afs_archive *a = NULL;
@@ -212,11 +268,13 @@ static int run(struct display *d, const char *command, const char *path, const s
 	enum afs_cmd cmd = strcmp(command, "verify") == 0 ? AFS_CMD_VERIFY : AFS_CMD_RESTORE;
 	enum afs_state st = AFS_ST_IDLE;
 	unsigned pct = 0;
-	char msg[512] = "", *full = realpath(path, NULL), *error;
+	char msg[512] = "", *full, *error, sbuf[1024];
 	struct outcome o = { 0 };
 	enum afs_err err;
 	int rc;
 
+	full = afs_remote_url(path) ? strdup(path) : realpath(path, NULL);
+	path = shown(path, sbuf, sizeof(sbuf));
 	if (!full) {
 		set_outcome(&o, errno == ENOMEM ? AFS_EXIT_FAILED : AFS_EXIT_ARCHIVE, "%s: %s", path, strerror(errno));
 		if (!d->json)
@@ -275,7 +333,7 @@ static int run(struct display *d, const char *command, const char *path, const s
 		free(error);
 	}
 out:
-	rc = conclude(d, command, full ? full : path, j, t, &o);
+	rc = conclude(d, command, full && !afs_remote_url(full) ? full : path, j, t, &o);
 	afs_job_free(j);
 	afs_index_free(ix);
 	afs_archive_free(a);
@@ -296,6 +354,7 @@ int afs_cli_run(const char *command, const char *path, const struct afs_target *
 	int rc;
 
 	display_init(&d, json);
+	afs_remote_set_background(true); /* no fork here: remote read-ahead may start threads */
 	rc = run(&d, command, path, t);
 	pthread_mutex_destroy(&d.mu);
 	return rc;
@@ -322,6 +381,8 @@ int afs_cli_command(const struct afs_args *a)
 	} else if (a->nfuse > 0 || a->seek_cache || a->index_dir) {
 		set_outcome(&o, AFS_EXIT_USAGE, "%s: option '%s' only applies to a mount", a->pos[0],
 			    a->nfuse > 0 ? a->fuse[0] : a->seek_cache ? "--seek-cache" : "--index-dir");
+	} else if (!afs_cli_remote_setup(a, msg, sizeof(msg))) {
+		set_outcome(&o, AFS_EXIT_USAGE, "%s", msg);
 	} else {
 		opts.backends = afs_db_backends; /* the URL is checked and masked by its backend */
 		err = afs_target_from_options(&opts, &t, msg, sizeof(msg));
@@ -332,8 +393,11 @@ int afs_cli_command(const struct afs_args *a)
 	if (o.rc != AFS_EXIT_OK) {
 		if (!a->json)
 			fprintf(stderr, "archfs: %s\n", o.msg);
-		rc = conclude(&d, a->pos[0], a->pos[1], NULL, NULL, &o);
+		char sbuf[1024];
+
+		rc = conclude(&d, a->pos[0], shown(a->pos[1], sbuf, sizeof(sbuf)), NULL, NULL, &o);
 	} else {
+		afs_remote_set_background(true); /* no fork here: remote read-ahead may start threads */
 		rc = run(&d, a->pos[0], a->pos[1], &t);
 		afs_target_release(&t);
 	}
@@ -357,6 +421,11 @@ static void cli_usage(FILE *f)
 		"each also as -o name=value.  diff lists what changed between two backups\n"
 		"(see archfs --help); its exit status: 0 the same, 1 different, 2 usage\n"
 		"error, 3 an archive cannot be read.\n"
+		"\n"
+		"ARCHIVE.zip may be remote, https://HOST/PATH.zip or s3://BUCKET/KEY.zip, with\n"
+		"--remote-cache MB, --s3-endpoint URL and --ca-file FILE (see archfs --help);\n"
+		"S3 credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\n"
+		"AWS_SESSION_TOKEN, AWS_REGION, or AWS_PROFILE in ~/.aws.\n"
 		"\n"
 		"  --json         one JSON object per line on stdout (status, log, then a\n"
 		"                 summary with the exit code), nothing on stderr\n"
@@ -382,6 +451,8 @@ int afs_cli_main(int argc, char *argv[])
 	err = afs_args_parse(&a, argc, argv);
 	for (int i = 1; i < argc; i++) /* the values are copies now: hide passwords from ps */
 		afs_target_mask_password(argv[i]);
+	for (int i = 1; i < argc; i++)
+		afs_cli_mask_url(argv[i]);
 	if (err == AFS_E_NOMEM) {
 		fprintf(stderr, "archfs: out of memory\n");
 		rc = 1;

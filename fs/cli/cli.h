@@ -44,6 +44,16 @@ bool afs_cli_is_command(const struct afs_args *a);
  * exit status; with --json even a usage error is a summary on stdout. */
 int afs_cli_command(const struct afs_args *a);
 
+/* Applies the remote archive options of a (--remote-cache MB,
+ * --s3-endpoint URL, --ca-file FILE; remote.h) to the process, before any
+ * thread.  False, with a one-line reason in msg, for a bad value. */
+bool afs_cli_remote_setup(const struct afs_args *a, char *msg, size_t msglen);
+
+/* Hides what a remote archive's URL s may carry as secrets (a presigned
+ * query string, a user-info password) from ps: overwritten with 'x' in
+ * place, the length unchanged.  Other strings are left alone. */
+void afs_cli_mask_url(char *s);
+
 /* archfs-cli's main: the command line read, --help, --version, then
  * afs_cli_command().  Masks database passwords in argv. */
 int afs_cli_main(int argc, char *argv[]);

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "ops.h"
 #include "pointfile.h"
+#include "remote.h"
 #include "seekidx.h"
 #include "target.h"
 #include "view.h"
@@ -38,6 +39,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: archfs [options] ARCHIVE.zip MOUNTPOINT\n"
+		"       archfs [options] https://HOST/PATH.zip|s3://BUCKET/KEY.zip MOUNTPOINT\n"
+		"       archfs [options] s3://BUCKET/PREFIX/ MOUNTPOINT\n"
 		"       archfs [options] BACKUP_DIR MOUNTPOINT\n"
 		"       archfs verify [--json] ARCHIVE.zip [target options]\n"
 		"       archfs restore [--json] ARCHIVE.zip [target options]\n"
@@ -87,6 +90,15 @@ static void usage(FILE *f)
 		"                         recently used idle ones are closed, reopened when next used\n"
 		"                         (default " STR(AFS_BACKUPS_MAX_OPEN) ", and never more than the limit of\n"
 		"                         open files allows)\n"
+		"\n"
+		"Remote archives (mount, verify and restore; each also as -o name=value):\n"
+		"  --remote-cache MB      memory for blocks of a remote archive (default " STR(AFS_REMOTE_CACHE_DEFAULT_MB) ")\n"
+		"  --s3-endpoint URL      an S3-compatible server, addressed path-style\n"
+		"                         (default: $AWS_ENDPOINT_URL, else AWS)\n"
+		"  --ca-file FILE         trust the CA certificates in FILE for https://\n"
+		"                         (default: $ARCHFS_CA_FILE, else the system's store)\n"
+		"  S3 credentials and region come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\n"
+		"  AWS_SESSION_TOKEN, AWS_REGION, or AWS_PROFILE in ~/.aws (docs/remote.md)\n"
 		"\n"
 		"Options:\n"
 		"  -h, --help             show this help and exit\n"
@@ -166,6 +178,7 @@ static int run_session(struct fuse_args *args, struct afs_mount *m, const char *
 		goto out_destroy;
 	if (fuse_daemonize(cl.foreground) != 0)
 		goto out_unmount;
+	afs_remote_set_background(true); /* after the fork: remote read-ahead may start threads */
 	if (!cl.foreground)
 		afs_log_to_syslog();
 	if (fuse_set_signal_handlers(se) != 0)
@@ -319,10 +332,11 @@ int main(int argc, char *argv[])
 	struct afs_target target = { 0 };
 	struct afs_seekreg *seek_pool = NULL;
 	const char *archive, *mountpoint;
-	char msg[1024], *full = NULL, *mp_full = NULL;
+	char msg[1024], *full = NULL, *mp_full = NULL, shown[1024];
 	size_t seek_cap, max_open;
 	rlim_t nofile;
 	struct stat ast;
+	bool remote;
 	enum afs_err err;
 	int rc = EXIT_USAGE;
 
@@ -334,6 +348,8 @@ int main(int argc, char *argv[])
 	/* the values are copies now: hide database passwords from ps */
 	for (int i = 1; i < argc; i++)
 		afs_target_mask_password(argv[i]);
+	for (int i = 1; i < argc; i++)
+		afs_cli_mask_url(argv[i]);
 	if (err == AFS_E_NOMEM) {
 		fprintf(stderr, "archfs: out of memory\n");
 		rc = EXIT_MOUNT;
@@ -362,8 +378,13 @@ int main(int argc, char *argv[])
 			o.bad[0] ? o.bad : "usage: archfs [options] ARCHIVE.zip MOUNTPOINT (see archfs --help)");
 		goto out;
 	}
-	archive = o.pos[0];
 	mountpoint = o.pos[1];
+	remote = afs_remote_url(o.pos[0]);
+	archive = remote ? afs_remote_redact(o.pos[0], shown, sizeof(shown)) : o.pos[0]; /* as messages show it */
+	if (!afs_cli_remote_setup(&o, msg, sizeof(msg))) {
+		fprintf(stderr, "archfs: %s\n", msg);
+		goto out;
+	}
 	o.target.backends = afs_db_backends; /* the URL is checked and masked by its backend */
 	if (afs_target_from_options(&o.target, &target, msg, sizeof(msg)) != AFS_OK) {
 		fprintf(stderr, "archfs: %s\n", msg);
@@ -387,8 +408,8 @@ int main(int argc, char *argv[])
 	if (m.others && fuse_opt_add_arg(&args, "-odefault_permissions") != 0)
 		goto nomem;
 	seek_pool = afs_seekreg_new(0, seek_cap); /* one cap for every archive of the mount */
-	full = realpath(archive, NULL);           /* the daemon leaves the current directory */
-	if (!seek_pool || (!full && errno == ENOMEM))
+	full = remote ? strdup(o.pos[0]) : realpath(archive, NULL); /* the daemon leaves the current directory */
+	if (!seek_pool || (!full && (remote || errno == ENOMEM)))
 		goto nomem;
 	if (!o.index_dir || strcmp(o.index_dir, "none") != 0) { /* seek points kept between mounts */
 		int dfd = afs_pointdir_open(o.index_dir, msg, sizeof(msg));
@@ -403,7 +424,7 @@ int main(int argc, char *argv[])
 			afs_log(AFS_LOG_WARN, "seek points are not kept between mounts: %s", msg);
 		}
 	}
-	if (full && stat(full, &ast) == 0 && S_ISDIR(ast.st_mode))
+	if (full && (remote ? afs_remote_is_prefix(full) : stat(full, &ast) == 0 && S_ISDIR(ast.st_mode)))
 		err = afs_backups_new(full, &target, seek_pool, log_line, &m.backups, msg, sizeof(msg));
 	else
 		err = afs_view_open(full ? full : archive, &target, seek_pool, log_line, &m.view, msg, sizeof(msg));

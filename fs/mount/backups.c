@@ -45,6 +45,7 @@
 #include "backups.h"
 #include "job.h"
 #include "log.h"
+#include "remote.h"
 #include "view.h"
 
 struct item {
@@ -66,7 +67,8 @@ struct item {
 struct afs_backups {
 	pthread_mutex_t mu;
 	pthread_cond_t opened; /* an open has ended (with mu) */
-	char *dir;
+	char *dir;                 /* without a trailing '/' */
+	char *list_url;            /* an S3 prefix's URL (remote.h), listed at each refresh; NULL: a directory */
 	struct timespec dir_mtime; /* at the last scan */
 	struct timespec scanned_at; /* when the last scan began (CLOCK_REALTIME) */
 	struct item **items;       /* sorted by name */
@@ -309,52 +311,100 @@ static void left_add(struct left *l, const char *name)
 		l->n++;
 }
 
-/* Reads the directory into the list, noting in left (when not NULL) the
- * archives gone or replaced since the last scan; the caller holds b->mu. */
-static enum afs_err scan(struct afs_backups *b, struct left *left, char *msg, size_t msglen)
+/* Notes file (of kind, its name len bytes without ".zip"), found by a
+ * scan as st, in the list; the caller holds b->mu. */
+static void note_file(struct afs_backups *b, const char *file, enum afs_backupname_kind kind, size_t len,
+		      const struct stat *st, struct left *left)
+{
+	size_t pos = 0;
+	struct item *it;
+
+	if (kind == AFS_BACKUPNAME_LATEST) {
+		if (!b->warned_latest)
+			afs_log(AFS_LOG_WARN, "%s/%s: not shown: '" AFS_BACKUPS_LATEST "' names the newest archive",
+				b->dir, file);
+		b->warned_latest = true;
+		return;
+	}
+	it = find(b, file, len, &pos);
+	if (!it && !(it = insert(b, pos, file, len)))
+		return; /* out of memory: not shown this time */
+	if (it->shown_once && !same_file(&it->st, st))
+		left_add(left, it->name);
+	if (it->view && !same_file(&it->st, st))
+		detach(b, it); /* replaced under the same name: new lookups see the new file */
+	it->st = *st;
+	it->shown = true;
+	it->shown_once = true;
+}
+
+/* Reads the directory's entries into the list (note_file()). */
+static enum afs_err scan_dir(struct afs_backups *b, struct left *left, char *msg, size_t msglen)
 {
 	struct dirent *de;
 	struct stat dst;
-	size_t k = 0;
 	DIR *d;
 
-	clock_gettime(CLOCK_REALTIME, &b->scanned_at);
 	if (stat(b->dir, &dst) != 0 || !(d = opendir(b->dir))) {
 		snprintf(msg, msglen, "%s", strerror(errno));
 		return AFS_E_IO;
 	}
 	b->dir_mtime = dst.st_mtim;
-	for (size_t i = 0; i < b->n; i++)
-		b->items[i]->shown = false;
 	while ((de = readdir(d))) {
-		size_t len = 0, pos = 0;
+		size_t len = 0;
 		enum afs_backupname_kind kind = afs_backupname_kind(de->d_name, &len);
-		struct item *it;
 		struct stat st;
 
-		if (kind == AFS_BACKUPNAME_NONE)
-			continue;
-		if (fstatat(dirfd(d), de->d_name, &st, 0) != 0 || !S_ISREG(st.st_mode))
-			continue;
-		if (kind == AFS_BACKUPNAME_LATEST) {
-			if (!b->warned_latest)
-				afs_log(AFS_LOG_WARN, "%s/%s: not shown: '" AFS_BACKUPS_LATEST "' names the newest archive",
-					b->dir, de->d_name);
-			b->warned_latest = true;
-			continue;
-		}
-		it = find(b, de->d_name, len, &pos);
-		if (!it && !(it = insert(b, pos, de->d_name, len)))
-			continue; /* out of memory: not shown this time */
-		if (it->shown_once && !same_file(&it->st, &st))
-			left_add(left, it->name);
-		if (it->view && !same_file(&it->st, &st))
-			detach(b, it); /* replaced under the same name: new lookups see the new file */
-		it->st = st;
-		it->shown = true;
-		it->shown_once = true;
+		if (kind != AFS_BACKUPNAME_NONE && fstatat(dirfd(d), de->d_name, &st, 0) == 0 && S_ISREG(st.st_mode))
+			note_file(b, de->d_name, kind, len, &st, left);
 	}
 	closedir(d);
+	return AFS_OK;
+}
+
+struct listing {
+	struct afs_backups *b;
+	struct left *left;
+};
+
+/* One object of an S3 prefix's listing: shown as a file of its size and
+ * Last-Modified time, its ETag (hashed) standing for the inode, so that an
+ * object replaced under the same name is a file replaced. */
+static void on_object(void *ctx, const struct afs_remote_obj *o)
+{
+	struct listing *l = ctx;
+	size_t len = 0;
+	enum afs_backupname_kind kind = afs_backupname_kind(o->name, &len);
+	struct stat st = { .st_mode = S_IFREG | 0444, .st_size = (off_t)o->size, .st_nlink = 1 };
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+	if (kind == AFS_BACKUPNAME_NONE)
+		return;
+	for (const unsigned char *p = (const unsigned char *)o->etag; *p; p++)
+		h = (h ^ *p) * 1099511628211ull;
+	st.st_ino = (ino_t)h;
+	st.st_mtim.tv_sec = (time_t)o->mtime;
+	note_file(l->b, o->name, kind, len, &st, l->left);
+}
+
+/* Reads the directory, or lists the S3 prefix, into the list, noting in
+ * left (when not NULL) the archives gone or replaced since the last scan;
+ * the caller holds b->mu. */
+static enum afs_err scan(struct afs_backups *b, struct left *left, char *msg, size_t msglen)
+{
+	struct listing l = { b, left };
+	enum afs_err err;
+	size_t k = 0;
+
+	clock_gettime(CLOCK_REALTIME, &b->scanned_at);
+	for (size_t i = 0; i < b->n; i++)
+		b->items[i]->shown = false;
+	err = b->list_url ? afs_remote_list(b->list_url, on_object, &l, msg, msglen) : scan_dir(b, left, msg, msglen);
+	if (err != AFS_OK) {
+		for (size_t i = 0; i < b->n; i++)
+			b->items[i]->shown = true; /* the list stays as it was */
+		return err;
+	}
 	for (size_t i = 0; i < b->n; i++) {
 		struct item *it = b->items[i];
 
@@ -383,11 +433,15 @@ enum afs_err afs_backups_new(const char *dir, const struct afs_target *t, struct
 	enum afs_err err;
 
 	*out = NULL;
-	if (!b || !(b->dir = strdup(dir))) {
+	if (!b || !(b->dir = strdup(dir)) || (afs_remote_is_prefix(dir) && !(b->list_url = strdup(dir)))) {
+		if (b)
+			free(b->dir);
 		free(b);
 		snprintf(msg, msglen, "out of memory");
 		return AFS_E_NOMEM;
 	}
+	if (b->list_url && strlen(b->dir) > 5 && b->dir[strlen(b->dir) - 1] == '/')
+		b->dir[strlen(b->dir) - 1] = '\0'; /* s3://BUCKET/PREFIX: items are PREFIX/NAME.zip */
 	pthread_mutex_init(&b->mu, NULL);
 	pthread_cond_init(&b->opened, NULL);
 	b->target = t;
@@ -415,6 +469,7 @@ void afs_backups_free(struct afs_backups *b)
 	close_list(b->gone);
 	free(b->items);
 	free(b->dir);
+	free(b->list_url);
 	pthread_cond_destroy(&b->opened);
 	pthread_mutex_destroy(&b->mu);
 	free(b);
@@ -441,7 +496,7 @@ void afs_backups_refresh(struct afs_backups *b)
 	char msg[256];
 
 	pthread_mutex_lock(&b->mu);
-	if (stat(b->dir, &st) != 0 || stale(b, &st)) {
+	if (b->list_url || stat(b->dir, &st) != 0 || stale(b, &st)) { /* a prefix: listed each time */
 		if (scan(b, &left, msg, sizeof(msg)) != AFS_OK)
 			afs_log(AFS_LOG_WARN, "%s: %s", b->dir, msg); /* the list stays as it was */
 	}
@@ -605,7 +660,7 @@ static enum afs_err open_view(struct afs_backups *b, struct item *it, struct afs
 	err = afs_view_open(it->path, b->target, b->pool, b->on_log, out, msg, sizeof(msg));
 	if (err == AFS_OK)
 		return AFS_OK;
-	if (err != AFS_E_NOMEM) {
+	if (err != AFS_E_NOMEM && !b->list_url) {
 		struct stat st;
 		enum afs_err again = open_errno(probe(it->path, &st));
 
@@ -661,7 +716,10 @@ static enum afs_err open_item(struct afs_backups *b, struct item *it, const stru
 	close_list(closing);
 	if (hook)
 		hook(hook_ctx, it->name);
-	err = probe_room(b, it->path, &now);
+	if (!b->list_url) /* an object holds no descriptor */
+		err = probe_room(b, it->path, &now);
+	else
+		err = AFS_OK;
 	if (err == AFS_OK)
 		err = open_view(b, it, out);
 	pthread_mutex_lock(&b->mu);
@@ -715,7 +773,9 @@ enum afs_err afs_backups_view(struct afs_backups *b, const char *name, size_t le
 		lru_touch(b, it);
 		goto out;
 	}
-	if (stat(it->path, &st) != 0) {
+	if (b->list_url) {
+		st = it->st; /* as the last listing showed it: the open checks its ETag from then on */
+	} else if (stat(it->path, &st) != 0) {
 		err = AFS_E_NOENT; /* gone since the last scan */
 		goto out;
 	}
