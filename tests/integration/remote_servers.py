@@ -12,6 +12,7 @@ CLI (for shell scripts):
   remote_servers.py s3rver-bin        installs s3rver if needed, prints its path
 """
 import atexit
+import ctypes
 import datetime
 import hashlib
 import hmac
@@ -49,6 +50,12 @@ def _stop_all():
 
 
 atexit.register(_stop_all)
+
+
+def _die_with_parent():
+    """In a server's child process: SIGTERM when the test process ends,
+    even by os._exit or SIGKILL, which skip atexit."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port():
@@ -193,7 +200,7 @@ class S3Server:
                 args += ["--configure-bucket", b]
             with open(os.path.join(self.dir, "s3rver.log"), "ab") as logf:
                 self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                             start_new_session=True)
+                                             start_new_session=True, preexec_fn=_die_with_parent)
             _running.append(self)
             try:
                 wait_port(self.port, self.proc, "s3rver", self.log)
@@ -324,7 +331,8 @@ class Nginx:
                                           rate=self.rate))
             self.proc = subprocess.Popen([NGINX, "-p", self.dir, "-c", conf, "-e", os.path.join(self.dir, "error.log")],
                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL, start_new_session=True)
+                                         stderr=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
             _running.append(self)
             try:
                 wait_port(self.http_port, self.proc, "nginx", self.log)
@@ -388,10 +396,14 @@ class RangeServer:
     in a thread.  mode 'ok' serves; 'cut' sends the headers and half of each
     body, then closes the connection (a server dying mid-transfer); stop()
     closes the listening socket (connections refused), start() reopens it
-    on the same port.  requests counts the GETs and HEADs answered."""
+    on the same port, and stop() also closes the connections kept alive.
+    fail_left = N answers the next N requests 503.  requests counts the
+    GETs and HEADs answered."""
 
     def __init__(self, path):
         self.path, self.mode, self.requests, self.port, self.httpd = path, "ok", 0, None, None
+        self.fail_left = 0  # the next requests answered 503
+        self.conns = set()
         self.lock = threading.Lock()
 
     def start(self):
@@ -403,6 +415,19 @@ class RangeServer:
             def log_message(self, *a):
                 pass
 
+            def setup(self):
+                super().setup()
+                with outer.lock:
+                    outer.conns.add(self.connection)
+
+            def finish(self):
+                with outer.lock:
+                    outer.conns.discard(self.connection)
+                try:
+                    super().finish()
+                except OSError:
+                    pass
+
             def do_HEAD(self):
                 self.serve(False)
 
@@ -413,6 +438,14 @@ class RangeServer:
                 with outer.lock:
                     outer.requests += 1
                     mode = outer.mode
+                    if outer.fail_left > 0:
+                        outer.fail_left -= 1
+                        mode = "503"
+                if mode == "503":
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 try:
                     data = open(outer.path, "rb").read()
                     st = os.stat(outer.path)
@@ -469,6 +502,12 @@ class RangeServer:
             self.httpd.shutdown()
             self.httpd.server_close()
             self.httpd = None
+            with self.lock:
+                for c in list(self.conns):
+                    try:
+                        c.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
         if self in _running:
             _running.remove(self)
 
