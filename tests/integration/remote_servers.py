@@ -10,6 +10,8 @@ failure with a clear message, never a skip.
 
 CLI (for shell scripts):
   remote_servers.py s3rver-bin        installs s3rver if needed, prints its path
+  remote_servers.py serve ROOT WORK   nginx over ROOT (HTTP, HTTPS) until SIGTERM; prints
+                                      'HTTP_PORT HTTPS_PORT CA_FILE ACCESS_LOG' once it listens
 """
 import atexit
 import ctypes
@@ -299,10 +301,10 @@ class Nginx:
     answers 403, /slow/NAME serves root/NAME at limit_rate bytes a second.
     The access log counts requests: 'METHOD URI STATUS RANGE BYTES'."""
 
-    def __init__(self, work, rate="512k"):
+    def __init__(self, work, rate="512k", root=None):
         self.dir = tempfile.mkdtemp(prefix="nginx-", dir=work)
-        self.root = os.path.join(self.dir, "www")
-        os.makedirs(self.root)
+        self.root = root or os.path.join(self.dir, "www")
+        os.makedirs(self.root, exist_ok=True)
         os.makedirs(os.path.join(self.dir, "tmp"))
         self.rate, self.proc = rate, None
         self.http_port = self.https_port = None
@@ -522,14 +524,32 @@ class RangeServer:
         return "http://127.0.0.1:%d/%s" % (self.port, name)
 
 
+def serve(root, work):
+    """nginx over root until SIGTERM or SIGINT: prints one line, 'HTTP_PORT
+    HTTPS_PORT CA_FILE ACCESS_LOG', once it listens."""
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *a: done.set())
+    with Nginx(work, root=os.path.abspath(root)) as n:
+        print(n.http_port, n.https_port, n.ca_file, os.path.join(n.dir, "access.log"), flush=True)
+        while not done.wait(1):
+            if n.proc.poll() is not None:
+                sys.exit("remote_servers: nginx exited with %d: %s" % (n.proc.returncode, n.log()))
+
+
 def main():
     if len(sys.argv) == 2 and sys.argv[1] == "s3rver-bin":
         try:
             print(s3rver_bin())
         except ServerError as e:
             sys.exit("remote_servers: %s" % e)
+    elif len(sys.argv) == 4 and sys.argv[1] == "serve":
+        try:
+            serve(sys.argv[2], sys.argv[3])
+        except ServerError as e:
+            sys.exit("remote_servers: %s" % e)
     else:
-        sys.exit("usage: remote_servers.py s3rver-bin")
+        sys.exit("usage: remote_servers.py s3rver-bin | serve ROOT WORK")
 
 
 if __name__ == "__main__":
