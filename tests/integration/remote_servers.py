@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Real servers on loopback for the remote-archive tests and
-scripts/bench-remote.sh: an S3 server (s3rver, from npm), nginx (HTTP and
+scripts/bench-remote.sh: an S3 server (s3rver, from npm, behind a gate
+that checks SigV4 signatures, which s3rver does not), nginx (HTTP and
 HTTPS with a self-signed certificate, a path answering 403, a slow path)
 and a small range server that can cut its responses mid-body or stop.
 
@@ -181,9 +182,10 @@ class S3Server:
     """s3rver on 127.0.0.1 with its data in a temporary directory and the
     given buckets made at start; put/delete objects with signed requests."""
 
-    def __init__(self, work, buckets=("backups",)):
+    def __init__(self, work, buckets=("backups",), secret=None, token=None):
         self.dir = tempfile.mkdtemp(prefix="s3rver-", dir=work)
         self.buckets, self.proc, self.port = list(buckets), None, None
+        self.secret, self.token, self.gate = secret, token, None
 
     def log(self):
         try:
@@ -211,6 +213,8 @@ class S3Server:
                 self.stop()
                 if attempt == 2:
                     raise
+        if self.secret is not None:
+            self.gate = SigV4Gate(self.port, {S3RVER_KEY: self.secret}, self.token).start()
         deadline = time.monotonic() + 30
         while True:  # listening is not yet answering: the buckets are made first
             st, _, _ = self.request("GET", "/" + self.buckets[0] + "?list-type=2") if self.buckets else (200, 0, 0)
@@ -221,6 +225,9 @@ class S3Server:
             time.sleep(0.05)
 
     def stop(self):
+        if self.gate is not None:
+            self.gate.stop()
+            self.gate = None
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -240,11 +247,13 @@ class S3Server:
 
     @property
     def endpoint(self):
-        return "http://127.0.0.1:%d" % self.port
+        """Where clients go: the signature-checking gate when there is one."""
+        return "http://127.0.0.1:%d" % (self.gate.port if self.gate else self.port)
 
     def request(self, method, path, body=b"", extra=None):
         url = self.endpoint + path
-        return http_request(method, url, body, sigv4_headers(method, url, body, extra=extra))
+        return http_request(method, url, body, sigv4_headers(method, url, body, secret=self.secret or "S3RVER",
+                                                             token=self.token, extra=extra))
 
     def put(self, bucket, key, src):
         """Uploads src (a path or bytes) as bucket/key; returns the new ETag."""
@@ -263,6 +272,127 @@ class S3Server:
         """(status, headers) of a HEAD of bucket/key."""
         st, hd, _ = self.request("HEAD", "/%s/%s" % (bucket, urllib.parse.quote(key)))
         return st, hd
+
+
+# ---------------------------------------------------------------- a SigV4-checking gate in front of s3rver
+
+def canonical_query(query):
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    return "&".join("%s=%s" % (urllib.parse.quote(k, safe="-_.~"), urllib.parse.quote(v, safe="-_.~"))
+                    for k, v in sorted(pairs))
+
+
+def check_sigv4(method, raw_path, headers, secrets, token=None):
+    """None when the request's Authorization is a valid AWS SigV4 signature
+    by one of secrets ({key id: secret}), else (status, S3 error code).
+    token, when given, must come signed in x-amz-security-token."""
+    auth = headers.get("authorization", "")
+    if not auth.startswith("AWS4-HMAC-SHA256 "):
+        return 403, "AccessDenied"
+    try:
+        fields = dict(part.strip().split("=", 1) for part in auth[len("AWS4-HMAC-SHA256 "):].split(","))
+        key, day, region, service, term = fields["Credential"].split("/")
+        signed, sig = fields["SignedHeaders"].split(";"), fields["Signature"]
+    except (ValueError, KeyError):
+        return 400, "AuthorizationHeaderMalformed"
+    if key not in secrets:
+        return 403, "InvalidAccessKeyId"
+    if token is not None and (headers.get("x-amz-security-token") != token or "x-amz-security-token" not in signed):
+        return 403, "InvalidToken"
+    if "host" not in signed or "x-amz-date" not in signed and "date" not in signed:
+        return 403, "SignatureDoesNotMatch"
+    payload = headers.get("x-amz-content-sha256")
+    if payload is None:
+        return 400, "InvalidRequest"
+    path, _, query = raw_path.partition("?")
+    canonical = "\n".join([method, path, canonical_query(query),
+                           "".join("%s:%s\n" % (h, " ".join(headers.get(h, "").split())) for h in signed),
+                           ";".join(signed), payload])
+    scope = "/".join([day, region, service, term])
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", headers.get("x-amz-date", ""), scope,
+                         hashlib.sha256(canonical.encode()).hexdigest()])
+    k = ("AWS4" + secrets[key]).encode()
+    for part in (day, region, service, term):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest(), sig):
+        return 403, "SignatureDoesNotMatch"
+    return None
+
+
+class SigV4Gate:
+    """A reverse proxy on 127.0.0.1 that lets through to s3rver only the
+    requests signed (AWS SigV4) with a known secret, and with the session
+    token when one is required: s3rver itself checks only the key id.
+    A refused request gets the S3 error AWS would send."""
+
+    def __init__(self, upstream_port, secrets, token=None):
+        self.upstream_port, self.secrets, self.token = upstream_port, dict(secrets), token
+        self.httpd, self.port, self.refused = None, None, []
+
+    def start(self):
+        import http.client
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def handle_any(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                hd = {k.lower(): v for k, v in self.headers.items()}
+                bad = check_sigv4(self.command, self.path, hd, outer.secrets, outer.token)
+                if bad:
+                    outer.refused.append((self.command, self.path, bad[1]))
+                    msg = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>%s</Code>'
+                           '<Message>refused by the test gate</Message></Error>' % bad[1]).encode()
+                    self.send_response(bad[0])
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(msg)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(msg)
+                    return
+                up = http.client.HTTPConnection("127.0.0.1", outer.upstream_port, timeout=60)
+                try:
+                    up.request(self.command, self.path, body=body or None,
+                               headers={k: v for k, v in self.headers.items() if k.lower() != "connection"})
+                    r = up.getresponse()
+                    data = r.read()
+                    self.send_response(r.status)
+                    for k, v in r.getheaders():
+                        if k.lower() not in ("connection", "keep-alive", "transfer-encoding", "content-length",
+                                             "date"):
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", r.getheader("Content-Length") if self.command == "HEAD"
+                                     and r.getheader("Content-Length") else str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                finally:
+                    up.close()
+
+            do_GET = do_HEAD = do_PUT = do_DELETE = do_POST = handle_any
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        _running.append(self)
+        return self
+
+    def stop(self):
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+        if self in _running:
+            _running.remove(self)
 
 
 # ---------------------------------------------------------------- nginx

@@ -38,10 +38,11 @@ def servers_failure(what, e):
 
 
 def s3():
-    """The run's s3rver (started once, stopped at exit)."""
+    """The run's s3rver (started once, stopped at exit), behind a gate that
+    lets through only requests signed with SECRET and carrying TOKEN."""
     if "s3" not in _servers:
         try:
-            _servers["s3"] = R.S3Server(H.WORK, buckets=(BUCKET,)).start()
+            _servers["s3"] = R.S3Server(H.WORK, buckets=(BUCKET,), secret=SECRET, token=TOKEN).start()
         except R.ServerError as e:
             servers_failure("the S3 server (s3rver)", e)
     return _servers["s3"]
@@ -468,9 +469,11 @@ def t_remote_slow_responses():
 
 
 def t_remote_credentials_from_profile_and_env():
-    """AWS_PROFILE picks a ~/.aws/credentials section (s3rver answers 403 to
-    an unknown key id: the default section's key fails, the profile's works);
-    the environment's keys win over the file."""
+    """AWS_PROFILE picks a ~/.aws/credentials section (the server answers
+    403 to an unknown key id: the default section's key fails, the
+    profile's works); the environment's keys win over the file; requests
+    are signed with the secret key and carry the session token (a wrong
+    secret or no token: 403)."""
     a, _ = fixture("app")
     url = on_s3(a)
     want = zipfile.ZipFile(a).read("manifest.json")
@@ -487,6 +490,10 @@ def t_remote_credentials_from_profile_and_env():
     check_one_line([url, "MNT"], s3_env(**base), 1, url, "the default profile's unknown key")
     with Mount(url, env=full_env(s3_env(HOME=home))) as m:  # the environment's key over [default]'s
         check(open(os.path.join(m, "manifest.json"), "rb").read() == want, "env keys: manifest differs")
+    check_one_line([url, "MNT"], s3_env(AWS_SECRET_ACCESS_KEY="notTheSecret/0000"), 1, url, "a wrong secret key")
+    check_one_line([url, "MNT"], s3_env(AWS_SESSION_TOKEN=None), 1, url, "no session token")
+    refused = [r for r in s3().gate.refused if r[2] in ("SignatureDoesNotMatch", "InvalidToken")]
+    check(refused, "the gate refused no request for a wrong secret or a missing token")
     check_one_line([url, "MNT"], s3_env(HOME=home, AWS_ACCESS_KEY_ID="AKIAENVUNKNOWN000000",
                                         AWS_PROFILE="archfs-test"), 1, url, "the environment's unknown key over the profile")
 
