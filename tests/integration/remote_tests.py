@@ -218,6 +218,29 @@ def t_remote_https_needs_a_trusted_certificate():
     check(rc != 0 and len(lines) == 1 and lines[0].startswith("archfs: "), "a bad --ca-file: %d %s" % (rc, lines))
 
 
+def t_remote_reads_only_what_it_needs():
+    """Mount, listing and a small file of a 24 MiB archive over https fetch
+    a fraction of the object (nginx's access log: range requests, bytes
+    sent), and reading the large entry fetches it."""
+    a = big_archive(1)
+    web().publish(a, "ranges/backup.zip")
+    url = web().url("/ranges/backup.zip")
+
+    def sent():
+        lines = [x.split() for x in web().access_lines() if x.split()[1:2] == ["/ranges/backup.zip"]]
+        return len(lines), sum(int(x[-1]) for x in lines if x[-1].isdigit())
+    with Mount(url, *ca()) as m:
+        check(sorted(os.listdir(m)) == sorted(["manifest.json", "uploads"] + H.VFILES), "listing %s" % os.listdir(m))
+        check(open(os.path.join(m, "manifest.json"), "rb").read() == zipfile.ZipFile(a).read("manifest.json"),
+              "manifest.json differs")
+        n, nbytes = sent()
+        check(n >= 1 and nbytes < BIG // 4, "mount, listing and manifest.json fetched %d bytes in %d requests "
+              "of a %d-byte object" % (nbytes, n, os.path.getsize(a)))
+        with open(os.path.join(m, "uploads/big.bin"), "rb") as f:
+            check(f.read() == entry_bytes(a), "uploads/big.bin differs")
+    check(sent()[1] >= BIG, "reading the whole entry fetched %d bytes" % sent()[1])
+
+
 @H.timeout(600)
 def t_remote_sqlite3_on_mounted_db():
     """sqlite3 queries on the mounted db.sqlite of an s3 and an https
