@@ -21,6 +21,7 @@
 #          scripts/bench.sh dirmode [ARCHIVES]   the directory-mode walk alone (default 2000)
 #          scripts/bench.sh small   small files and tree walks into tmpfs (scripts/bench-small.sh)
 #          scripts/bench.sh random [SIZE_MB]   random access with seek points alone (also part of a full run)
+#          scripts/bench.sh remote [SIZE_MB]   remote archives over loopback HTTPS (scripts/bench-remote.sh; also part of a full run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -232,6 +233,7 @@ case ${1:-} in
   sqlite) shift; exec scripts/bench-sqlite.sh "$@" ;;
   dirmode) shift; bench_dirmode "$@"; exit 0 ;;
   small) shift; exec scripts/bench-small.sh "$@" ;;
+  remote) shift; exec scripts/bench-remote.sh "$@" ;;
   random) shift; bench_random "$@"; exit 0 ;;
 esac
 size_mb=${1:-1024}
@@ -517,3 +519,4 @@ printf '%s\n' "$report" | scripts/doc-table.py docs/performance.md bench
 bench_random "$size_mb"
 bench_dirmode
 scripts/bench-small.sh
+scripts/bench-remote.sh "$size_mb"

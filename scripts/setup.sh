@@ -10,12 +10,16 @@ pkgs=(build-essential pkg-config meson ninja-build libfuse3-dev fuse3 libzip-dev
       scdoc bash-completion  # archfs.1 from docs/archfs.1.scd; the completion tests source bash_completion
       postgresql-15 postgresql-client-15 python3-psycopg2
       python3-flask python3-flask-sqlalchemy python3-flask-migrate gunicorn
-      nginx  # the maintenance switch in front of the application (deploy_tests)
+      nginx  # the maintenance switch in front of the application (deploy_tests); remote_tests' HTTPS server
+      openssl curl  # remote_tests: a self-signed certificate; requests to the test servers
       clang libclang-rt-14-dev)  # the libFuzzer targets (tests/fuzz)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# remote_tests' S3 server (s3rver) comes from npm: Debian's nodejs and npm,
+# unless a node with its own npm is installed already.
+command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

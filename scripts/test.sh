@@ -134,6 +134,13 @@ fuzz() {
   done
 }
 
+# The remote tests' S3 server, s3rver, from npm into a cache directory
+# (tests/integration/remote_servers.py): installed here once, with no
+# stdin; without it the remote tests fail, they do not skip.
+if ! /usr/bin/python3 tests/integration/remote_servers.py s3rver-bin </dev/null >/dev/null; then
+  note_fail "installing s3rver from npm for the remote tests"
+fi
+
 # A throwaway PostgreSQL cluster for the restore tests, on a Unix socket in
 # a temporary directory, stopped on every way out.
 pgdir=$(mktemp -d /tmp/archfs-pg.XXXXXX)

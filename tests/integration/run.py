@@ -38,6 +38,7 @@ import deploy_tests  # noqa: E402
 import diff_tests  # noqa: E402
 import json_tests  # noqa: E402
 import install_tests  # noqa: E402
+import remote_tests  # noqa: E402
 from harness import Failure, Mount, check, compare_tree, fixture, is_mounted, mkarchive, refused, sha  # noqa: E402,F401
 
 # ---------------------------------------------------------------- the tests
@@ -690,7 +691,7 @@ def selected(args):
     keys = args.k.split(",")
     mods = (globals(), vars(dirmode_tests), vars(restore_tests), vars(pg_tests), vars(app_tests),
             vars(methods_tests), vars(badinput_tests), vars(deploy_tests), vars(diff_tests),
-            vars(json_tests), vars(install_tests))
+            vars(json_tests), vars(install_tests), vars(remote_tests))
     return [(n[2:], f) for mod in mods for n, f in mod.items()
             if n.startswith("t_") and callable(f) and any(k in n for k in keys)]
 
