@@ -28,6 +28,14 @@ if ((${#missing[@]})); then
   mkdir -p /etc/postgresql-common
   [ -f /etc/postgresql-common/createcluster.conf ] ||
     echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
+  # Nor may nginx's start a server on port 80: the tests run their own.
+  # policy-rc.d tells the packages' scripts not to start services.
+  rcd=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    rcd=/usr/sbin/policy-rc.d
+    trap 'rm -f "$rcd"' EXIT
+    printf '#!/bin/sh\nexit 101\n' >"$rcd" && chmod 0755 "$rcd"
+  fi
   apt-get update -qq </dev/null
   apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold \
     "${missing[@]}" </dev/null >/dev/null

@@ -43,7 +43,7 @@ struct afs_raw {
 	zip_file_t *file;
 	uint64_t index;
 	bool decoded;  /* libzip decodes (afs_raw_open_decoded()) */
-	char why[96];  /* afs_raw_why() */
+	char why[320]; /* afs_raw_why(); may name a remote archive's URL */
 };
 
 static enum afs_err map_zip_error(int ze)
@@ -888,6 +888,7 @@ static enum afs_err read_failed(struct afs_raw *r)
 
 enum afs_err afs_raw_read(struct afs_raw *r, void *buf, size_t len, size_t *got)
 {
+	uint64_t failures;
 	zip_int64_t n;
 	enum afs_err err = AFS_OK;
 
@@ -895,9 +896,15 @@ enum afs_err afs_raw_read(struct afs_raw *r, void *buf, size_t len, size_t *got)
 	if (r->decoded && len > AFS_RAW_DECODED_CHUNK)
 		len = AFS_RAW_DECODED_CHUNK;
 	pthread_mutex_lock(&r->a->lock);
+	failures = r->a->remote ? afs_remote_failures(r->a->remote) : 0;
 	n = zip_fread(r->file, buf, len);
-	if (n < 0)
+	if (n < 0 && r->a->remote && afs_remote_failures(r->a->remote) != failures) {
+		/* the transfer failed, not the data: libzip calls it truncated */
+		snprintf(r->why, sizeof(r->why), "reading %s failed", afs_remote_shown(r->a->remote));
+		err = AFS_E_IO;
+	} else if (n < 0) {
 		err = read_failed(r);
+	}
 	pthread_mutex_unlock(&r->a->lock);
 	if (err == AFS_OK)
 		*got = (size_t)n;

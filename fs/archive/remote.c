@@ -73,6 +73,7 @@ struct afs_remote {
 	size_t cache_cap;
 	bool gone;                            /* under mu: changed or deleted, logged */
 	uint64_t requests, bytes;             /* under mu */
+	uint64_t failures;                    /* under mu: afs_remote_failures() */
 };
 
 /* One answer. */
@@ -963,6 +964,11 @@ enum afs_err afs_remote_pread(struct afs_remote *r, void *buf, size_t len, uint6
 		off += n;
 		len -= n;
 	}
+	if (err != AFS_OK) {
+		pthread_mutex_lock(&r->mu);
+		r->failures++;
+		pthread_mutex_unlock(&r->mu);
+	}
 	return err;
 }
 
@@ -1135,6 +1141,16 @@ const char *afs_remote_etag(const struct afs_remote *r)
 const char *afs_remote_shown(const struct afs_remote *r)
 {
 	return r->shown;
+}
+
+uint64_t afs_remote_failures(const struct afs_remote *r)
+{
+	uint64_t n;
+
+	pthread_mutex_lock((pthread_mutex_t *)&r->mu);
+	n = r->failures;
+	pthread_mutex_unlock((pthread_mutex_t *)&r->mu);
+	return n;
 }
 
 void afs_remote_stats(const struct afs_remote *r, uint64_t *requests, uint64_t *bytes)

@@ -109,6 +109,10 @@ const char *afs_remote_shown(const struct afs_remote *r);
  * server fails or the object changed (sticky), AFS_E_INVAL past the end. */
 enum afs_err afs_remote_pread(struct afs_remote *r, void *buf, size_t len, uint64_t off);
 
+/* How many reads failed since the open: a reader of the archive tells
+ * a failed transfer from bad data by it changing across a read. */
+uint64_t afs_remote_failures(const struct afs_remote *r);
+
 /* Counters since the open, for tests and benchmarks: requests made (open
  * and retries included) and bytes received. */
 void afs_remote_stats(const struct afs_remote *r, uint64_t *requests, uint64_t *bytes);

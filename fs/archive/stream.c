@@ -52,7 +52,7 @@ struct afs_stream {
 	uint32_t crc;          /* CRC-32 of [0, crc_pos) */
 	uint64_t crc_pos;
 	enum afs_err err;      /* sticky: once a read fails, every later read fails alike */
-	char why[128];         /* what the first failed read found (PATH_NONE: will find); "" until then */
+	char why[320];         /* what the first failed read found (PATH_NONE: will find); "" until then */
 	bool past_eof;         /* the archive file is too short for the entry's data */
 	bool dec_end;            /* the deflate stream has ended */
 	bool raw_eof;
@@ -224,6 +224,17 @@ void afs_stream_close(struct afs_stream *s)
 	free(s);
 }
 
+/* afs_raw_read() of r for s: a failed transfer (a remote archive's, or
+ * the disk's) says why in s->why, for afs_stream_error(). */
+static enum afs_err raw_read(struct afs_stream *s, struct afs_raw *r, void *buf, size_t len, size_t *got)
+{
+	enum afs_err err = afs_raw_read(r, buf, len, got);
+
+	if (err == AFS_E_IO && afs_raw_why(r)[0])
+		snprintf(s->why, sizeof(s->why), "%s", afs_raw_why(r));
+	return err;
+}
+
 static enum afs_err corrupt(struct afs_stream *s, const char *why)
 {
 	snprintf(s->why, sizeof(s->why), "%s", why);
@@ -276,7 +287,7 @@ static enum afs_err stored_read(struct afs_stream *s, unsigned char *buf, size_t
 	}
 	while (done < len) {
 		size_t n;
-		err = afs_raw_read(s->raw, buf + done, len - done, &n);
+		err = raw_read(s, s->raw, buf + done, len - done, &n);
 		if (err != AFS_OK)
 			return err;
 		if (n == 0)
@@ -332,7 +343,7 @@ static enum afs_err refill(struct afs_stream *s)
 
 	if (s->io.avail_in > 0 || s->raw_eof)
 		return AFS_OK;
-	err = afs_raw_read(s->raw, s->in, IN_BUF, &n);
+	err = raw_read(s, s->raw, s->in, IN_BUF, &n);
 	if (err != AFS_OK)
 		return err;
 	s->raw_eof = (n == 0);
@@ -452,7 +463,7 @@ static enum afs_err zsource(void *ctx, uint64_t off, void *buf, size_t len, size
 			return err;
 		s->zraw_pos = off;
 	}
-	err = afs_raw_read(s->zraw, buf, len, got);
+	err = raw_read(s, s->zraw, buf, len, got);
 	if (err == AFS_OK)
 		s->zraw_pos += *got;
 	return err;
@@ -573,7 +584,7 @@ static enum afs_err libzip_fill(struct afs_stream *s, unsigned char *out, size_t
 	size_t done = 0, n = 0;
 
 	while (done < len && err == AFS_OK) {
-		err = afs_raw_read(s->raw, out + done, len - done, &n);
+		err = raw_read(s, s->raw, out + done, len - done, &n);
 		if (err == AFS_OK && n == 0) {
 			snprintf(s->why, sizeof(s->why), "%s data ends before the size the archive states", name);
 			return AFS_E_CORRUPT;
@@ -581,7 +592,7 @@ static enum afs_err libzip_fill(struct afs_stream *s, unsigned char *out, size_t
 		done += n;
 	}
 	if (err == AFS_OK && (s->pos += len) == s->size) {
-		err = afs_raw_read(s->raw, &extra, 1, &n);
+		err = raw_read(s, s->raw, &extra, 1, &n);
 		if (err == AFS_OK && n > 0) {
 			snprintf(s->why, sizeof(s->why), "%s data runs past the size the archive states", name);
 			return AFS_E_CORRUPT;

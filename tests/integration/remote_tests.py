@@ -561,8 +561,7 @@ def t_remote_secrets_never_shown():
 def t_remote_s3_directory_mode():
     """s3://BUCKET/PREFIX/ (directory mode): one directory per *.zip object
     (no other object) and latest, a link to the newest by name; an object
-    uploaded later shows on the next listing, a deleted one goes.  Skipped,
-    with the reason printed, while archfs answers that it is not supported."""
+    uploaded later shows on the next listing, a deleted one goes."""
     a, src = fixture("app")
     names = ["timetracker_backup_20261118_101502", "timetracker_backup_20261119_101502"]
     for n in names:
@@ -570,13 +569,7 @@ def t_remote_s3_directory_mode():
     s3().put(BUCKET, "daily/notes.txt", b"not an archive")
     url = "s3://%s/daily/" % BUCKET
     mount = Mount(url, env=s3_env())
-    try:
-        m = mount.__enter__()
-    except Failure as e:
-        if "not supported" in str(e):
-            print("SKIP t_remote_s3_directory_mode: archfs answers: %s" % str(e).splitlines()[-1][:300], flush=True)
-            return
-        raise
+    m = mount.__enter__()
     try:
         check(sorted(os.listdir(m)) == sorted(names + ["latest"]), "listing: %s" % os.listdir(m))
         latest = os.readlink(os.path.join(m, "latest"))
