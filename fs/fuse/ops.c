@@ -99,7 +99,11 @@ struct afs_ll {
 	 * directory (lmu). */
 	bool no_opendir;
 	atomic_uchar *dstate;
-	bool drop; /* under pmu: the pusher has listings to drop */
+	/* Under pmu: listings for the pusher to drop, those of the
+	 * directories queued, or all there are to drop (a scan of dstate). */
+	uint32_t *dropq;
+	size_t ndrop, capdrop;
+	bool drop_scan;
 	pthread_mutex_t lmu;
 	fuse_ino_t last_ino;
 	struct dirh *last;
@@ -287,14 +291,14 @@ static int64_t now_ms(void)
  * files' attributes while files are being looked up or read, and
  * directories' always: cp -r looks up the files of its first directory
  * and gets the rest from listings; find gets cheap ones. */
-static void want_drop(struct afs_ll *ll);
+static void want_drop(struct afs_ll *ll, uint32_t dir);
 
 static void files_wanted(struct afs_ll *ll)
 {
 	int64_t now = now_ms();
 
 	if (atomic_exchange(&ll->files_until, now + FILE_ATTRS_MS) <= now && ll->dstate)
-		want_drop(ll); /* from now on listings give files' attributes: drop those that did not */
+		want_drop(ll, AFS_NONE); /* from now on listings give files' attributes: drop those that did not */
 }
 
 /* No-opendir mode: the kernel keeps dir's listing (see struct afs_ll),
@@ -304,8 +308,10 @@ static void dir_listed(struct afs_ll *ll, uint32_t dir, bool bare)
 	if (!ll->dstate)
 		return;
 	atomic_store(&ll->dstate[dir], bare ? DS_BARE : DS_LISTED);
-	if (bare && now_ms() < ll->files_until)
-		want_drop(ll); /* files became wanted while it was made */
+	if (bare && now_ms() < ll->files_until) { /* files became wanted while it was made */
+		atomic_store(&ll->dstate[dir], DS_DROP);
+		want_drop(ll, dir);
+	}
 }
 
 /* No-opendir mode: a file of dir was read by request. */
@@ -316,7 +322,7 @@ static void dir_file_read(struct afs_ll *ll, uint32_t dir)
 	if (!ll->dstate || (s = atomic_load(&ll->dstate[dir])) == DS_NONE || s == DS_DROP)
 		return;
 	if (atomic_compare_exchange_strong(&ll->dstate[dir], &s, DS_DROP))
-		want_drop(ll);
+		want_drop(ll, dir);
 }
 
 static uid_t caller(fuse_req_t req)
@@ -1049,44 +1055,57 @@ static void push_ahead(struct afs_ll *ll, uint32_t node)
 	free(path);
 }
 
-/* Drops the kernel's cached listings that must go (struct afs_ll): those
- * to drop now, and those made without files' attributes once files are
- * wanted.  Called and left with pmu held. */
-static void drop_listings(struct afs_ll *ll)
+/* Drops the kernel's listing of directory node id if it must go: if it is
+ * to drop now, or made without files' attributes while files are wanted.
+ * path: a buffer for its path, grown as needed. */
+static void drop_listing(struct afs_ll *ll, uint32_t id, bool files, char **path, size_t *cap)
 {
 	const struct afs_index *ix = ll->m->view->index;
-	size_t count = afs_index_count(ix), cap = 0;
-	bool files = now_ms() < ll->files_until;
+	unsigned char s = atomic_load(&ll->dstate[id]);
+	const char *sub;
+	size_t need;
+	uint64_t ino;
+
+	if (!(s == DS_DROP || (s == DS_BARE && files)) || !atomic_compare_exchange_strong(&ll->dstate[id], &s, DS_NONE))
+		return;
+	sub = id == 0 ? "" : afs_index_path(ix, id);
+	need = strlen(sub) + 2;
+	if (need > *cap) {
+		char *g = realloc(*path, need);
+
+		if (!g)
+			return;
+		*path = g;
+		*cap = need;
+	}
+	snprintf(*path, *cap, "/%s", sub);
+	if ((ino = afs_inodes_pin(ll->inodes, *path, need - 1))) { /* else the kernel forgot it */
+		fuse_lowlevel_notify_inval_inode(ll->se, ino, 0, 0);
+		afs_inodes_unpin(ll->inodes, ino);
+	}
+}
+
+/* Drops the kernel's cached listings that must go (struct afs_ll): those
+ * of the directories queued, or every one there is to drop.  Called and
+ * left with pmu held. */
+static void drop_listings(struct afs_ll *ll)
+{
+	uint32_t *q = ll->dropq;
+	size_t n = ll->ndrop, cap = 0;
+	bool scan = ll->drop_scan, files = now_ms() < ll->files_until;
 	char *path = NULL;
 
-	ll->drop = false;
+	ll->dropq = NULL;
+	ll->ndrop = ll->capdrop = 0;
+	ll->drop_scan = false;
 	pthread_mutex_unlock(&ll->pmu);
-	for (uint32_t id = 0; id < count; id++) {
-		unsigned char s = atomic_load(&ll->dstate[id]);
-		const char *sub;
-		size_t need;
-		uint64_t ino;
-
-		if (!(s == DS_DROP || (s == DS_BARE && files)) ||
-		    !atomic_compare_exchange_strong(&ll->dstate[id], &s, DS_NONE))
-			continue;
-		sub = id == 0 ? "" : afs_index_path(ix, id);
-		need = strlen(sub) + 2;
-		if (need > cap) {
-			char *g = realloc(path, need);
-
-			if (!g)
-				break;
-			path = g;
-			cap = need;
-		}
-		snprintf(path, cap, "/%s", sub);
-		if ((ino = afs_inodes_pin(ll->inodes, path, need - 1))) { /* else the kernel forgot it */
-			fuse_lowlevel_notify_inval_inode(ll->se, ino, 0, 0);
-			afs_inodes_unpin(ll->inodes, ino);
-		}
-	}
+	if (scan)
+		for (uint32_t id = 0; id < afs_index_count(ll->m->view->index); id++)
+			drop_listing(ll, id, files, &path, &cap);
+	for (size_t i = 0; i < n; i++)
+		drop_listing(ll, q[i], files, &path, &cap);
 	free(path);
+	free(q);
 	pthread_mutex_lock(&ll->pmu);
 }
 
@@ -1098,7 +1117,7 @@ static void *pusher_main(void *arg)
 	while (!ll->pusher_stop) {
 		uint32_t node = ll->push_from;
 
-		if (ll->drop) {
+		if (ll->drop_scan || ll->ndrop) {
 			drop_listings(ll);
 			continue;
 		}
@@ -1115,10 +1134,24 @@ static void *pusher_main(void *arg)
 	return NULL;
 }
 
-static void want_drop(struct afs_ll *ll)
+/* Asks the pusher to drop dir's listing, or (AFS_NONE) every one there
+ * is to drop. */
+static void want_drop(struct afs_ll *ll, uint32_t dir)
 {
 	pthread_mutex_lock(&ll->pmu);
-	ll->drop = true;
+	if (dir != AFS_NONE && ll->ndrop == ll->capdrop) {
+		size_t cap = ll->capdrop ? ll->capdrop * 2 : 64;
+		uint32_t *g = realloc(ll->dropq, cap * sizeof(*g));
+
+		if (g) {
+			ll->dropq = g;
+			ll->capdrop = cap;
+		}
+	}
+	if (dir != AFS_NONE && ll->ndrop < ll->capdrop)
+		ll->dropq[ll->ndrop++] = dir;
+	else
+		ll->drop_scan = true; /* every one, or out of memory for the queue */
 	pthread_cond_signal(&ll->pcv);
 	pthread_mutex_unlock(&ll->pmu);
 }
@@ -1494,6 +1527,7 @@ void afs_ll_free(struct afs_ll *ll)
 	pthread_cond_destroy(&ll->pcv);
 	dir_free(ll->last);
 	free((void *)ll->dstate);
+	free(ll->dropq);
 	for (int v = 0; v < AFS_VF_COUNT; v++)
 		free(ll->vlatest[v].text);
 	afs_readers_free(ll->readers);
