@@ -154,24 +154,11 @@ n_seq=$(printf '%s\n' "${nreq[@]}" | med)
 
 # ---- 300 random 4 KiB reads
 echo "random reads ..."
-cat >"$work/randread.py" <<'PY'
-# FILE N SEED: N random 4 KiB preads at 4 KiB-aligned offsets; prints seconds per read
-import os, random, sys, time
-path, n = sys.argv[1], int(sys.argv[2])
-rng = random.Random(int(sys.argv[3]))
-fd = os.open(path, os.O_RDONLY)
-size = os.fstat(fd).st_size
-t = time.monotonic()
-for _ in range(n):
-    off = rng.randrange(0, size - 4096) // 4096 * 4096
-    assert len(os.pread(fd, 4096, off)) == 4096
-print("%.9f" % ((time.monotonic() - t) / n))
-PY
 declare -A T_RAND N_RAND
 for e in blob.bin db.dump; do
   mount_remote "$base/big.zip"
   r0=$(reqs)
-  T_RAND[$e]=$(/usr/bin/python3 "$work/randread.py" "$mnt/$e" $reads 5)
+  T_RAND[$e]=$(/usr/bin/python3 scripts/randread.py "$mnt/$e" $reads 5)
   N_RAND[$e]=$(($(reqs) - r0))
   umount_fs
 done

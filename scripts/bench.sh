@@ -139,19 +139,6 @@ with zipfile.ZipFile(os.path.join(work, "sqlite.zip"), "w", zipfile.ZIP_DEFLATED
 os.remove(db)
 PY
   fi
-  cat >"$work/randread.py" <<'PY'
-# FILE N SEED: N random 4 KiB preads at page-aligned offsets; prints seconds per read
-import os, random, sys, time
-path, n = sys.argv[1], int(sys.argv[2])
-rng = random.Random(int(sys.argv[3]))
-fd = os.open(path, os.O_RDONLY)
-size = os.fstat(fd).st_size
-t = time.monotonic()
-for _ in range(n):
-    off = rng.randrange(0, size - 4096) // 4096 * 4096
-    assert len(os.pread(fd, 4096, off)) == 4096
-print("%.9f" % ((time.monotonic() - t) / n))
-PY
   /usr/bin/python3 - "$work/queries.sql" <<'PY'
 import random, sys
 rng = random.Random(7)
@@ -178,9 +165,9 @@ PY
     r_mount "${none[@]}"; c=$(r_cpu); s=$(now); cat "$mnt/db.sqlite" >/dev/null; pass+=("$(since "$s")")
     cpass+=("$(printf '%.2f' "$(echo "$(r_cpu) - $c" | bc -l)")"); r_umount
     r_mount "${none[@]}"
-    c=$(r_cpu); fresh+=("$(/usr/bin/python3 "$work/randread.py" "$mnt/db.sqlite" $reads 2026)")
+    c=$(r_cpu); fresh+=("$(/usr/bin/python3 scripts/randread.py "$mnt/db.sqlite" $reads 2026)")
     cfresh+=("$(printf '%.2f' "$(echo "$(r_cpu) - $c" | bc -l)")")
-    c=$(r_cpu); again+=("$(/usr/bin/python3 "$work/randread.py" "$mnt/db.sqlite" $reads 2027)")
+    c=$(r_cpu); again+=("$(/usr/bin/python3 scripts/randread.py "$mnt/db.sqlite" $reads 2027)")
     cagain+=("$(printf '%.2f' "$(echo "$(r_cpu) - $c" | bc -l)")")
     peak+=("$(r_peak)")
     r_umount
@@ -194,12 +181,12 @@ PY
   h=$(printf '%s\n' "${peak[@]}" | med)
   # the points kept on disk: one mount makes them, the next ones read them
   r_mount --index-dir "$work/cache"
-  /usr/bin/python3 "$work/randread.py" "$mnt/db.sqlite" $reads 2026 >/dev/null
+  /usr/bin/python3 scripts/randread.py "$mnt/db.sqlite" $reads 2026 >/dev/null
   r_umount
   kept=() sql=() sqlk=()
   for _ in 1 2 3; do
     r_mount --index-dir "$work/cache"
-    kept+=("$(/usr/bin/python3 "$work/randread.py" "$mnt/db.sqlite" $reads 2028)")
+    kept+=("$(/usr/bin/python3 scripts/randread.py "$mnt/db.sqlite" $reads 2028)")
     r_umount
     r_mount "${none[@]}"
     s=$(now); sqlite3 "file:$mnt/db.sqlite?immutable=1" <"$work/queries.sql" >/dev/null; sql+=("$(since "$s")")
@@ -377,19 +364,6 @@ t_unzip=$(printf '%s\n' "${runs[@]}" | med)
 
 # ---- random 4 KiB reads, first byte, sqlite3 query on db.sqlite
 echo "random reads ..."
-cat >"$work/randread.py" <<'PY'
-# FILE N: N random 4 KiB preads at page-aligned offsets (fixed seed); prints seconds per read
-import os, random, sys, time
-path, n = sys.argv[1], int(sys.argv[2])
-rng = random.Random(2026)
-fd = os.open(path, os.O_RDONLY)
-size = os.fstat(fd).st_size
-t = time.monotonic()
-for _ in range(n):
-    off = rng.randrange(0, size - 4096) // 4096 * 4096
-    assert len(os.pread(fd, 4096, off)) == 4096
-print("%.9f" % ((time.monotonic() - t) / n))
-PY
 cat >"$work/firstbyte.py" <<'PY'
 # FILE: seconds from open to the first byte
 import os, sys, time
@@ -414,7 +388,7 @@ for fs in archfs fuse-zip archivemount; do
   T_FIRST[$fs]=$(/usr/bin/python3 "$work/firstbyte.py" "$mnt/db.sqlite")
   umount_fs
   mount_fs $fs "$work/sqlite.zip"
-  T_RAND[$fs]=$(timeout $SLOW_LIMIT /usr/bin/python3 "$work/randread.py" "$mnt/db.sqlite" $n || echo nan)
+  T_RAND[$fs]=$(timeout $SLOW_LIMIT /usr/bin/python3 scripts/randread.py "$mnt/db.sqlite" $n || echo nan)
   N_RAND[$fs]=$n
   PEAK[$fs.rand]=$(peak_kb)
   umount_fs

@@ -144,19 +144,9 @@ class Gunicorn:
 
 
 def get(port, path):
-    s = socket.create_connection(("127.0.0.1", port), timeout=60)
-    try:
-        s.sendall(("GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" % path).encode())
-        data = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            data += b
-    finally:
-        s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
+    """(status, body) of GET path on 127.0.0.1:port."""
+    code, _, body = H.http_get(port, path)
+    return code, body
 
 
 class Clients:

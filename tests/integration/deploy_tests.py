@@ -20,7 +20,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import tempfile
@@ -58,37 +57,10 @@ def shared_dir():
     return d
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def http_get(port, path):
-    """(status, {lower-case header: value}, body) of GET path on 127.0.0.1:port."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=60)
-    try:
-        s.sendall(("GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" % path).encode())
-        data = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            data += b
-    finally:
-        s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
-    return int(lines[0].split(" ", 2)[1]), headers, body
-
-
 def check_maintenance(port, path, n=10):
     """n requests for path: every one 503 with Retry-After: 30 and the short body."""
     for _ in range(n):
-        code, headers, body = http_get(port, path)
+        code, headers, body = H.http_get(port, path)
         check(code == 503, "GET %s during the restore: %d, not 503: %r" % (path, code, body[:300]))
         check(headers.get("retry-after") == "30", "GET %s: 503 without Retry-After: 30: %s" % (path, headers))
         check(body == b"Restoring a backup: try again shortly.\n", "GET %s: 503 body %r" % (path, body[:300]))
@@ -122,7 +94,7 @@ class Nginx:
     searchable by www-data); the process group is stopped on exit."""
 
     def __init__(self, dir, flag, app_port):
-        self.dir, self.port = dir, free_port()
+        self.dir, self.port = dir, H.free_port()
         site = doc_block("nginx-maintenance", "nginx")
         for old, new in (("server app:8000;", "server 127.0.0.1:%d;" % app_port),
                          ("listen 80;", "listen 127.0.0.1:%d;" % self.port),
@@ -154,7 +126,7 @@ class Nginx:
             while True:
                 check(self.proc.poll() is None, "nginx exited with %s: %s" % (self.proc.returncode, self.log()))
                 try:
-                    http_get(self.port, "/health")
+                    H.http_get(self.port, "/health")
                     break
                 except OSError:
                     pass
@@ -227,7 +199,7 @@ def t_deploy_nginx_maintenance_switch():
         gates, env = gates_env("snapshot")
         with A.Gunicorn(a.url) as g, Nginx(shared, flag, g.port) as nx:
             check(nx.worker_uids() == {pwd.getpwnam("www-data").pw_uid}, "nginx workers run as %s" % nx.worker_uids())
-            code, _, body = http_get(nx.port, "/entries")
+            code, _, body = H.http_get(nx.port, "/entries")
             check(code == 200, "GET /entries through nginx before the restore: %d %r" % (code, body[:300]))
             A.check_old(json.loads(body))
             mount = Mount(a.archive, *a.opts("--migrate", UPGRADE, "--flag-file", flag), env=env)
@@ -237,13 +209,13 @@ def t_deploy_nginx_maintenance_switch():
                     check_flag_file(flag, mount.proc.pid, a.archive)
                     check_maintenance(nx.port, "/entries")
                     check_maintenance(nx.port, "/health", n=2)
-                    code, _, _ = http_get(g.port, "/entries")
+                    code, _, _ = H.http_get(g.port, "/entries")
                     check(code == 200, "the application itself (no switch in it) answered %d" % code)
                 finally:
                     open_gate(gates, "snapshot")  # also after a failure: the daemon can end
                 finish(m)
             check(not os.path.exists(flag), "the flag file outlived the restore")
-            code, _, body = http_get(nx.port, "/entries")
+            code, _, body = H.http_get(nx.port, "/entries")
             check(code == 200, "GET /entries through nginx after the restore: %d %r" % (code, body[:300]))
             A.check_new(json.loads(body))
     finally:
@@ -263,7 +235,7 @@ def t_deploy_nginx_blind_to_an_unsearchable_flag_dir():
             f.write('{"archive": "x.zip", "pid": 1, "started_at": "2026-11-26T10:00:00"}\n')
         os.chmod(flag, 0o644)
         with A.Gunicorn("sqlite:///" + os.path.join(shared, "empty.db")) as g, Nginx(shared, flag, g.port) as nx:
-            code, _, _ = http_get(nx.port, "/health")
+            code, _, _ = H.http_get(nx.port, "/health")
             check(code == 200, "nginx saw a flag file in a directory its workers cannot search: %d" % code)
             check("Permission denied" in nx.log(), "nginx logged no permission error: " + nx.log())
             os.chmod(run, 0o755)
@@ -278,7 +250,7 @@ def t_deploy_flask_switch_flag_file():
     flag = os.path.join(tempfile.mkdtemp(prefix="run-", dir=H.WORK), "restore.flag")
     gates, env = gates_env("snapshot")
     with A.Gunicorn(a.url, env={"ARCHFS_MAINTENANCE": "1", "ARCHFS_FLAG_FILE": flag}) as g:
-        code, _, body = http_get(g.port, "/entries")
+        code, _, body = H.http_get(g.port, "/entries")
         check(code == 200, "GET /entries before the restore: %d %r" % (code, body[:300]))
         A.check_old(json.loads(body))
         mount = Mount(a.archive, *a.opts("--migrate", UPGRADE, "--flag-file", flag), env=env)
@@ -286,12 +258,12 @@ def t_deploy_flask_switch_flag_file():
             try:
                 held_restore(m, gates)
                 check_maintenance(g.port, "/entries")
-                code, _, _ = http_get(g.port, "/health")
+                code, _, _ = H.http_get(g.port, "/health")
                 check(code == 200, "/health during the restore: %d" % code)
             finally:
                 open_gate(gates, "snapshot")  # also after a failure: the daemon can end
             finish(m)
-        code, _, body = http_get(g.port, "/entries")
+        code, _, body = H.http_get(g.port, "/entries")
         check(code == 200, "GET /entries after the restore: %d %r" % (code, body[:300]))
         A.check_new(json.loads(body))
 
@@ -330,7 +302,7 @@ def t_deploy_flask_switch_pg_advisory_lock():
         snapdir = tempfile.mkdtemp(prefix="snap-", dir=H.WORK)
         gates, env = gates_env("snapshot")
         with A.Gunicorn(url, env={"ARCHFS_MAINTENANCE": "1"}) as g:
-            code, _, body = http_get(g.port, "/entries")
+            code, _, body = H.http_get(g.port, "/entries")
             check(code == 200, "GET /entries before the restore: %d %r" % (code, body[:300]))
             A.check_old(json.loads(body))
             mount = Mount(archive, "--database", url, "--snapshot-dir", snapdir, "--flag-file", flag, env=env)
@@ -344,7 +316,7 @@ def t_deploy_flask_switch_pg_advisory_lock():
                     open_gate(gates, "snapshot")  # also after a failure: the daemon can end
                 finish(m)
             check(not P.lock_held(live), "the advisory lock outlived the restore")
-            code, _, body = http_get(g.port, "/entries")
+            code, _, body = H.http_get(g.port, "/entries")
             check(code == 200, "GET /entries after the restore: %d %r" % (code, body[:300]))
             A.check_new(json.loads(body))
     finally:

@@ -67,6 +67,19 @@ def free_port():
         return s.getsockname()[1]
 
 
+def end_process(proc, term):
+    """Ends proc (None: nothing) with term(proc), its whole group with
+    SIGKILL past 20 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    term(proc)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def wait_port(port, proc, what, log, timeout=30):
     """Waits until 127.0.0.1:port accepts a connection; fails when proc exits first."""
     deadline = time.monotonic() + timeout
@@ -228,13 +241,7 @@ class S3Server:
         if self.gate is not None:
             self.gate.stop()
             self.gate = None
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        end_process(self.proc, lambda p: os.killpg(p.pid, signal.SIGTERM))
         if self in _running:
             _running.remove(self)
 
@@ -476,13 +483,7 @@ class Nginx:
                     raise
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: fast shutdown, open connections closed
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        end_process(self.proc, lambda p: p.terminate())  # SIGTERM: fast shutdown, open connections closed
         if self in _running:
             _running.remove(self)
 
