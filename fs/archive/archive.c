@@ -408,6 +408,28 @@ static int reopen_same(const char *path, const struct stat *st)
 	return fd;
 }
 
+/* The end of an open of a->zip (NULL: libzip failed with ze): AFS_OK, or
+ * the error with msg saying why. */
+static enum afs_err zip_opened(struct afs_archive *a, int ze, char *msg, size_t msglen)
+{
+	zip_error_t zerr;
+	enum afs_err err;
+
+	if (!a->zip) {
+		zip_error_init_with_code(&zerr, ze);
+		err = map_zip_error(ze);
+		snprintf(msg, msglen, "%s", err == AFS_E_NOTZIP ? "not a ZIP archive, or truncated"
+			 : ze == ZIP_ER_READ && a->remote ? "reading the object failed" : zip_error_strerror(&zerr));
+		zip_error_fini(&zerr);
+		return err;
+	}
+	if (zip_get_num_entries(a->zip, 0) < 0) {
+		snprintf(msg, msglen, "cannot read the central directory");
+		return AFS_E_NOTZIP;
+	}
+	return AFS_OK;
+}
+
 /* Opens a->zip from fd, the file path that st describes: the file as it
  * is, or, when libzip finds no archive there, the archive after a
  * self-extracting stub (find_prefix; libzip takes the offsets an archive
@@ -419,7 +441,6 @@ static enum afs_err open_zip(struct afs_archive *a, const char *path, int fd, co
 			     char *msg, size_t msglen)
 {
 	zip_error_t zerr;
-	enum afs_err err;
 	int ze = 0;
 
 	a->zip = zip_open_at(fd, 0, &ze);
@@ -441,18 +462,7 @@ static enum afs_err open_zip(struct afs_archive *a, const char *path, int fd, co
 			}
 		}
 	}
-	if (!a->zip) {
-		zip_error_init_with_code(&zerr, ze);
-		err = map_zip_error(ze);
-		snprintf(msg, msglen, "%s", err == AFS_E_NOTZIP ? "not a ZIP archive, or truncated" : zip_error_strerror(&zerr));
-		zip_error_fini(&zerr);
-		return err;
-	}
-	if (zip_get_num_entries(a->zip, 0) < 0) {
-		snprintf(msg, msglen, "cannot read the central directory");
-		return AFS_E_NOTZIP;
-	}
-	return AFS_OK;
+	return zip_opened(a, ze, msg, msglen);
 }
 
 /* The libzip source of a remote archive: [base, base + size) of the
@@ -558,27 +568,13 @@ static zip_t *zip_open_remote(struct afs_remote *r, uint64_t prefix, int *ze)
  * after a self-extracting stub. */
 static enum afs_err open_zip_remote(struct afs_archive *a, char *msg, size_t msglen)
 {
-	zip_error_t zerr;
-	enum afs_err err;
 	int ze = 0;
 
 	a->zip = zip_open_remote(a->remote, 0, &ze);
 	if (!a->zip && (ze == ZIP_ER_NOZIP || ze == ZIP_ER_INCONS) &&
 	    (a->prefix = find_prefix(-1, a->remote, a->file_size)) != 0)
 		a->zip = zip_open_remote(a->remote, a->prefix, &ze);
-	if (!a->zip) {
-		zip_error_init_with_code(&zerr, ze);
-		err = map_zip_error(ze);
-		snprintf(msg, msglen, "%s", err == AFS_E_NOTZIP ? "not a ZIP archive, or truncated"
-			 : ze == ZIP_ER_READ ? "reading the object failed" : zip_error_strerror(&zerr));
-		zip_error_fini(&zerr);
-		return err;
-	}
-	if (zip_get_num_entries(a->zip, 0) < 0) {
-		snprintf(msg, msglen, "cannot read the central directory");
-		return AFS_E_NOTZIP;
-	}
-	return AFS_OK;
+	return zip_opened(a, ze, msg, msglen);
 }
 
 /* Frees what a failed open left in a. */
