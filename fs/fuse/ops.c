@@ -107,6 +107,9 @@ struct afs_ll {
 	pthread_mutex_t lmu;
 	fuse_ino_t last_ino;
 	struct dirh *last;
+	/* Directories opened through OPENDIR (under open.mu), freed at the
+	 * end like open files: an unmount drops the releases still queued. */
+	struct dirh *dirs;
 };
 
 /* What the kernel keeps of a directory's listing, as far as archfs knows
@@ -415,7 +418,10 @@ static void afs_init(void *userdata, struct fuse_conn_info *conn)
 		afs_backups_on_replaced(ll->m->backups, forget_replaced, ll);
 }
 
-/* The end of the session: frees the open files the kernel never released. */
+static void dirs_free_all(struct afs_ll *ll);
+
+/* The end of the session: frees the open files and directories the kernel
+ * never released. */
 static void afs_destroy(void *userdata)
 {
 	struct afs_ll *ll = userdata;
@@ -435,6 +441,7 @@ static void afs_destroy(void *userdata)
 		ll->open.head = h->next;
 		handle_free(ll->m, h);
 	}
+	dirs_free_all(ll);
 }
 
 /* Attributes of path into e, its number counted; AFS_E_NOMEM when no
@@ -621,6 +628,7 @@ struct dirh {
 	bool listed;
 	uint32_t node; /* no-opendir mode: its node */
 	bool bare;     /* an entry of the listing went without attributes */
+	struct dirh *prev, *next; /* opened ones: struct afs_ll's dirs */
 };
 
 static int dir_add(void *ctx, const char *name, const struct stat *st)
@@ -690,6 +698,39 @@ static struct dirh *dir_new(fuse_req_t req, fuse_ino_t ino)
 	return d;
 }
 
+static void dirs_link(struct afs_ll *ll, struct dirh *d)
+{
+	pthread_mutex_lock(&ll->open.mu);
+	d->next = ll->dirs;
+	if (ll->dirs)
+		ll->dirs->prev = d;
+	ll->dirs = d;
+	pthread_mutex_unlock(&ll->open.mu);
+}
+
+static void dirs_unlink(struct afs_ll *ll, struct dirh *d)
+{
+	pthread_mutex_lock(&ll->open.mu);
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		ll->dirs = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	pthread_mutex_unlock(&ll->open.mu);
+}
+
+/* Frees the opened directories the kernel never released. */
+static void dirs_free_all(struct afs_ll *ll)
+{
+	while (ll->dirs) {
+		struct dirh *d = ll->dirs;
+
+		ll->dirs = d->next;
+		dir_free(d);
+	}
+}
+
 static void afs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct dirh *d;
@@ -702,14 +743,20 @@ static void afs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		return;
 	fi->fh = (uint64_t)(uintptr_t)d;
 	fi->cache_readdir = 0;
-	if (fuse_reply_open(req, fi) != 0)
+	dirs_link(ll_of(req), d);
+	if (fuse_reply_open(req, fi) != 0) {
+		dirs_unlink(ll_of(req), d);
 		dir_free(d);
+	}
 }
 
 static void afs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
+
 	(void)ino;
-	dir_free((struct dirh *)(uintptr_t)fi->fh);
+	dirs_unlink(ll_of(req), d);
+	dir_free(d);
 	fuse_reply_err(req, 0);
 }
 
@@ -1520,6 +1567,7 @@ void afs_ll_free(struct afs_ll *ll)
 		ll->open.head = h->next;
 		handle_free(ll->m, h);
 	}
+	dirs_free_all(ll);
 	pthread_mutex_destroy(&ll->open.mu);
 	pthread_mutex_destroy(&ll->vmu);
 	pthread_mutex_destroy(&ll->pmu);
