@@ -40,6 +40,7 @@
 static struct {
 	bool curl_ready;
 	volatile bool background; /* afs_remote_set_background() */
+	void (*volatile prefetch_end)(void); /* the test hook */
 	size_t cache_bytes;
 	char *endpoint, *ca_file;
 	CURLSH *share;
@@ -70,6 +71,8 @@ struct afs_remote {
 	uint64_t last_block;                  /* under mu: read-ahead */
 	unsigned streak;
 	unsigned prefetching;                 /* under mu: background fetches running */
+	pthread_t prefetch_th;                /* under mu: the last one, to join */
+	bool prefetch_joinable;
 	size_t cache_cap;
 	bool gone;                            /* under mu: changed or deleted, logged */
 	uint64_t requests, bytes;             /* under mu */
@@ -306,6 +309,11 @@ void afs_remote_init_process(const struct afs_remote_opts *o)
 void afs_remote_set_background(bool on)
 {
 	g.background = on;
+}
+
+void afs_remote_set_prefetch_end_hook(void (*end)(void))
+{
+	g.prefetch_end = end;
 }
 
 static CURL *handle_get(void)
@@ -867,7 +875,20 @@ static void *prefetch_run(void *ud)
 	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mu);
 	free(p);
+	if (g.prefetch_end)
+		g.prefetch_end();
 	return NULL;
+}
+
+/* Joins the last background fetch (mu held, none running).  Its thread
+ * has left mu for good, so the join is short.  Joined, not detached: a
+ * thread that used TLS ends before the process does, or OpenSSL's exit
+ * handler can delete its per-thread state's key first and the state leaks. */
+static void join_prefetch(struct afs_remote *r)
+{
+	if (r->prefetch_joinable)
+		pthread_join(r->prefetch_th, NULL);
+	r->prefetch_joinable = false;
 }
 
 /* Background read-ahead (mu held), after a cache hit on block k by a
@@ -879,8 +900,6 @@ static void prefetch(struct afs_remote *r, uint64_t k)
 {
 	uint64_t blocks = (r->size + AFS_REMOTE_BLOCK - 1) / AFS_REMOTE_BLOCK, nk = k + 1;
 	struct prefetch *p;
-	pthread_attr_t at;
-	pthread_t th;
 
 	if (!g.background || r->streak < 2 || r->prefetching || r->ninflight == INFLIGHT_MAX ||
 	    r->cache_cap < 4 * (size_t)RA_MAX * AFS_REMOTE_BLOCK)
@@ -891,16 +910,15 @@ static void prefetch(struct afs_remote *r, uint64_t k)
 		return;
 	r->streak = 3; /* ahead() then asks RA_MAX */
 	*p = (struct prefetch){ r, nk, ahead(r, nk) };
-	pthread_attr_init(&at);
-	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&th, &at, prefetch_run, p) == 0) {
+	join_prefetch(r);
+	if (pthread_create(&r->prefetch_th, NULL, prefetch_run, p) == 0) {
+		r->prefetch_joinable = true;
 		r->inflight[r->ninflight][0] = nk;
 		r->inflight[r->ninflight++][1] = p->n;
 		r->prefetching++;
 	} else {
 		free(p);
 	}
-	pthread_attr_destroy(&at);
 }
 
 /* Copies n bytes at bo of block k into out, fetching the block (and
@@ -1107,6 +1125,7 @@ void afs_remote_free(struct afs_remote *r)
 	pthread_mutex_lock(&r->mu);
 	while (r->prefetching) /* a background fetch uses r until it ends */
 		pthread_cond_wait(&r->cv, &r->mu);
+	join_prefetch(r);
 	pthread_mutex_unlock(&r->mu);
 	afs_bcache_free(r->cache);
 	curl_slist_free_all(r->hdr_open);

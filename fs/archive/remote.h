@@ -78,6 +78,11 @@ void afs_remote_init_process(const struct afs_remote_opts *o);
  * fork, before reads begin on other threads. */
 void afs_remote_set_background(bool on);
 
+/* Test hook: called on a background fetch's thread once it is done with
+ * its object, just before the thread ends (NULL: none).  afs_remote_free()
+ * returns only after such threads have ended. */
+void afs_remote_set_prefetch_end_hook(void (*end)(void));
+
 /* True when s names a remote object: http://, https:// or s3://. */
 bool afs_remote_url(const char *s);
 

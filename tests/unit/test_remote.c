@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -331,8 +332,21 @@ out:
 	free(buf);
 }
 
+static atomic_int prefetch_ends, prefetch_ending;
+
+/* Ends a background fetch's thread late: afs_remote_free() must wait. */
+static void slow_prefetch_end(void)
+{
+	atomic_fetch_add(&prefetch_ending, 1);
+	usleep(100000);
+	atomic_fetch_add(&prefetch_ends, 1);
+	atomic_fetch_sub(&prefetch_ending, 1);
+}
+
 /* A long sequential read: the bytes, and read-ahead (in one range and on
- * a thread of its own) fetching several blocks per request. */
+ * a thread of its own) fetching several blocks per request; the object's
+ * free waits for the end of that thread (one left running past the
+ * process's exit handlers leaks its OpenSSL per-thread state). */
 static void test_sequential(void)
 {
 	size_t size = 20 * AFS_REMOTE_BLOCK + 7;
@@ -346,12 +360,15 @@ static void test_sequential(void)
 	srv_start(&s, data, size);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/seq.zip", s.port);
 	afs_remote_set_background(true);
+	afs_remote_set_prefetch_end_hook(slow_prefetch_end);
 	CHECK(afs_remote_open(url, &r, msg, sizeof(msg)) == AFS_OK);
 	for (size_t off = 0; r && off < size; off += 65536)
 		CHECK(afs_remote_pread(r, buf + off, size - off < 65536 ? size - off : 65536, off) == AFS_OK);
 	CHECK(memcmp(buf, data, size) == 0);
 	CHECK(srv_requests(&s) <= 11); /* 20 blocks, at least 2 per fetch after the first */
-	afs_remote_free(r); /* waits for a background fetch */
+	afs_remote_free(r); /* waits for the end of a background fetch's thread */
+	CHECK(atomic_load(&prefetch_ends) > 0 && atomic_load(&prefetch_ending) == 0);
+	afs_remote_set_prefetch_end_hook(NULL);
 	afs_remote_set_background(false);
 	srv_stop(&s);
 	free(data);
