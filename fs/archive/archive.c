@@ -3,9 +3,12 @@
  * this module turns entries into plain values and serves raw entry bytes.
  *
  * Thread safety: libzip objects are not thread-safe, so every libzip call
- * below runs under a->lock.  Raw reads hold the lock only while libzip
- * copies compressed bytes out of the file; inflating happens outside it.
- * A decoded stream's read holds it while libzip decodes one chunk.
+ * below runs under a->lock.  Raw reads of compressed bytes do not take it:
+ * libzip opens the entry (and checks its local header), and then the bytes
+ * are read straight from the file or the remote object at the offset that
+ * header gives, so that readers of one archive never wait for each other's
+ * disk or network.  A decoded stream's read holds the lock while libzip
+ * decodes one chunk.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +38,8 @@ struct afs_archive {
 	uint8_t *nul_name;  /* bit per entry whose stated name holds a NUL byte; NULL: none */
 	uint64_t prefix;    /* bytes of other data before the archive (afs_archive_prefix()) */
 	uint32_t cdir_crc;  /* CRC-32 of the central directory's records (afs_archive_cdir_crc()) */
+	uint64_t *local;    /* per entry: its local header's offset, as its central record states */
+	int fd;             /* the descriptor libzip reads a local file through; -1 for a remote one */
 	struct afs_remote *remote; /* a remote object's reader (remote.h); NULL for a local file */
 };
 
@@ -43,6 +48,8 @@ struct afs_raw {
 	zip_file_t *file;
 	uint64_t index;
 	bool decoded;  /* libzip decodes (afs_raw_open_decoded()) */
+	bool direct;   /* compressed bytes read at data + pos, without libzip or the lock */
+	uint64_t data, comp, pos; /* their offset in the archive, their size, the next byte */
 	char why[320]; /* afs_raw_why(); may name a remote archive's URL */
 };
 
@@ -253,6 +260,7 @@ static enum afs_err mark_record(struct afs_archive *a, const struct span *s, con
 	uint64_t local, comp;
 
 	cdir_ranges(r, &local, &comp);
+	a->local[i] = local;
 	if (local > s->size || s->size - local < LOCAL_LEN || s->size - local - LOCAL_LEN < comp)
 		err = mark(&a->past_eof, a->count, i);
 	if (err == AFS_OK && name_holds_nul(r))
@@ -274,8 +282,12 @@ static enum afs_err walk_cdir(struct afs_archive *a, const struct span *s, const
 
 	*followed = false;
 	a->cdir_crc = 0;
-	if (!buf)
+	if (!a->local)
+		a->local = malloc((a->count ? a->count : 1) * sizeof(*a->local));
+	if (!buf || !a->local) {
+		free(buf);
 		return AFS_E_NOMEM;
+	}
 	for (uint64_t i = 0; i < a->count && err == AFS_OK; i++) {
 		const unsigned char *r;
 		size_t len;
@@ -585,6 +597,7 @@ static void discard(struct afs_archive *a)
 	afs_remote_free(a->remote);
 	free(a->past_eof);
 	free(a->nul_name);
+	free(a->local);
 	free(a);
 }
 
@@ -601,6 +614,7 @@ static enum afs_err open_remote(const char *url, struct afs_archive **out, char 
 		snprintf(msg, msglen, "out of memory");
 		return AFS_E_NOMEM;
 	}
+	a->fd = -1;
 	err = afs_remote_open(url, &a->remote, msg, msglen);
 	if (err == AFS_OK) {
 		a->file_size = afs_remote_size(a->remote);
@@ -669,6 +683,7 @@ enum afs_err afs_archive_open(const char *path, struct afs_archive **out, char *
 	a->file_size = (uint64_t)st.st_size;
 	a->file_mtime = st.st_mtim.tv_sec;
 	err = open_zip(a, path, fd, &st, &fd, msg, msglen);
+	a->fd = fd;
 	if (err == AFS_OK) {
 		struct span s = { fd, NULL, a->prefix, a->file_size - a->prefix };
 
@@ -693,6 +708,7 @@ void afs_archive_free(struct afs_archive *a)
 	pthread_mutex_destroy(&a->lock);
 	free(a->past_eof);
 	free(a->nul_name);
+	free(a->local);
 	free(a);
 }
 
@@ -815,11 +831,38 @@ bool afs_method_decodable(uint16_t m)
 }
 
 
+/* The bytes of the archive: the span libzip reads. */
+static struct span archive_span(const struct afs_archive *a)
+{
+	return (struct span){ a->fd, a->remote, a->prefix, a->file_size - a->prefix };
+}
+
+/* Sets r up to read its compressed bytes itself (r->direct), from the data
+ * offset entry r->index's local header gives; comp: their size, as libzip
+ * reads it.  Left to libzip when the header cannot be read or the data
+ * does not fit in the archive, so that libzip's read says what is wrong. */
+static void direct_setup(struct afs_raw *r, uint64_t comp)
+{
+	struct span s = archive_span(r->a);
+	uint64_t local = r->a->local[r->index], data;
+	unsigned char h[LOCAL_LEN];
+
+	if (!span_read(&s, h, LOCAL_LEN, local) || le32(h) != 0x04034b50)
+		return;
+	data = local + LOCAL_LEN + le16(h + 26) + le16(h + 28);
+	if (data > s.size || comp > s.size - data)
+		return;
+	r->data = data;
+	r->comp = comp;
+	r->direct = true;
+}
+
 /* Opens entry i with libzip's flags (ZIP_FL_COMPRESSED: the raw bytes). */
 static enum afs_err raw_open(struct afs_archive *a, uint64_t i, zip_flags_t flags, struct afs_raw **out)
 {
 	struct afs_raw *r;
 	enum afs_err err = AFS_OK;
+	zip_stat_t st;
 
 	*out = NULL;
 	if (i >= a->count)
@@ -830,15 +873,20 @@ static enum afs_err raw_open(struct afs_archive *a, uint64_t i, zip_flags_t flag
 	r->a = a;
 	r->index = i;
 	r->decoded = !(flags & ZIP_FL_COMPRESSED);
+	zip_stat_init(&st);
 	pthread_mutex_lock(&a->lock);
 	r->file = zip_fopen_index(a->zip, i, flags);
 	if (!r->file)
 		err = map_zip_error(zip_error_code_zip(zip_get_error(a->zip)));
+	else if (!r->decoded && zip_stat_index(a->zip, i, 0, &st) != 0)
+		st.valid = 0;
 	pthread_mutex_unlock(&a->lock);
 	if (err != AFS_OK) {
 		free(r);
 		return err;
 	}
+	if (!r->decoded && (st.valid & ZIP_STAT_COMP_SIZE))
+		direct_setup(r, st.comp_size);
 	*out = r;
 	return AFS_OK;
 }
@@ -882,6 +930,24 @@ static enum afs_err read_failed(struct afs_raw *r)
 	}
 }
 
+/* afs_raw_read() of a direct reader: no libzip, no lock. */
+static enum afs_err direct_read(struct afs_raw *r, void *buf, size_t len, size_t *got)
+{
+	struct span s = archive_span(r->a);
+	size_t n = r->comp - r->pos < len ? (size_t)(r->comp - r->pos) : len;
+
+	if (n && !span_read(&s, buf, n, r->data + r->pos)) {
+		if (r->a->remote)
+			snprintf(r->why, sizeof(r->why), "reading %s failed", afs_remote_shown(r->a->remote));
+		else
+			snprintf(r->why, sizeof(r->why), "reading the archive failed");
+		return AFS_E_IO;
+	}
+	r->pos += n;
+	*got = n;
+	return AFS_OK;
+}
+
 enum afs_err afs_raw_read(struct afs_raw *r, void *buf, size_t len, size_t *got)
 {
 	uint64_t failures;
@@ -889,6 +955,8 @@ enum afs_err afs_raw_read(struct afs_raw *r, void *buf, size_t len, size_t *got)
 	enum afs_err err = AFS_OK;
 
 	*got = 0;
+	if (r->direct)
+		return direct_read(r, buf, len, got);
 	if (r->decoded && len > AFS_RAW_DECODED_CHUNK)
 		len = AFS_RAW_DECODED_CHUNK;
 	pthread_mutex_lock(&r->a->lock);
@@ -913,6 +981,12 @@ enum afs_err afs_raw_seek(struct afs_raw *r, uint64_t off)
 
 	if (off > INT64_MAX || r->decoded)
 		return AFS_E_INVAL;
+	if (r->direct) {
+		if (off > r->comp)
+			return AFS_E_INVAL;
+		r->pos = off;
+		return AFS_OK;
+	}
 	pthread_mutex_lock(&r->a->lock);
 	if (zip_fseek(r->file, (zip_int64_t)off, SEEK_SET) != 0)
 		err = AFS_E_INVAL;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include "archive.h"
 #include "bcache.h"
@@ -114,6 +115,12 @@ struct srv {
 	pthread_mutex_t mu;
 	pthread_t th;
 	volatile bool stop;
+	/* requests whose range starts in [hold_lo, hold_hi) wait, outside mu,
+	 * until hold_hi is set to 0; held counts those waiting (under hold_mu) */
+	uint64_t hold_lo, hold_hi;
+	int held, conns;
+	pthread_mutex_t hold_mu;
+	pthread_cond_t hold_cv;
 };
 
 static void send_all(int fd, const void *p, size_t n)
@@ -139,12 +146,30 @@ static void header(const char *req, const char *name, char *out, size_t outlen)
 	(void)outlen;
 }
 
+/* Waits while a request for a range starting at a is to be held. */
+static void hold(struct srv *s, const char *range)
+{
+	unsigned long long a = strtoull(range, NULL, 10);
+
+	pthread_mutex_lock(&s->hold_mu);
+	if (range[0] && range[0] != '-' && a >= s->hold_lo && a < s->hold_hi) {
+		s->held++;
+		pthread_cond_broadcast(&s->hold_cv);
+		while (a >= s->hold_lo && a < s->hold_hi)
+			pthread_cond_wait(&s->hold_cv, &s->hold_mu);
+		s->held--;
+	}
+	pthread_mutex_unlock(&s->hold_mu);
+}
+
 static void answer(struct srv *s, int fd, const char *req)
 {
 	char range[64], im[64], head[512];
 	unsigned long long a = 0, b;
 	int n;
 
+	header(req, "\nRange: bytes=", range, sizeof(range));
+	hold(s, range);
 	pthread_mutex_lock(&s->mu);
 	s->requests++;
 	sscanf(req, "GET %511s", s->last_path);
@@ -169,7 +194,6 @@ static void answer(struct srv *s, int fd, const char *req)
 		pthread_mutex_unlock(&s->mu);
 		return;
 	}
-	header(req, "\nRange: bytes=", range, sizeof(range));
 	header(req, "\nIf-Match:", im, sizeof(im));
 	b = s->size - 1;
 	if (range[0] == '-')
@@ -191,33 +215,73 @@ static void answer(struct srv *s, int fd, const char *req)
 	pthread_mutex_unlock(&s->mu);
 }
 
+struct conn {
+	struct srv *s;
+	int fd;
+};
+
+/* One connection, on a thread of its own: a held request does not stop
+ * the others. */
+static void *serve_conn(void *ud)
+{
+	struct conn *c = ud;
+	struct srv *s = c->s;
+	int fd = c->fd;
+	char req[4096];
+	size_t have = 0;
+
+	free(c);
+	while (have < sizeof(req) - 1) {
+		ssize_t r = recv(fd, req + have, sizeof(req) - 1 - have, 0);
+
+		if (r <= 0)
+			break;
+		have += (size_t)r;
+		req[have] = '\0';
+		if (strstr(req, "\r\n\r\n"))
+			break;
+	}
+	req[have] = '\0';
+	answer(s, fd, req);
+	close(fd);
+	pthread_mutex_lock(&s->hold_mu);
+	s->conns--;
+	pthread_cond_broadcast(&s->hold_cv);
+	pthread_mutex_unlock(&s->hold_mu);
+	return NULL;
+}
+
 static void *serve(void *ud)
 {
 	struct srv *s = ud;
 
 	while (!s->stop) {
 		struct pollfd p = { s->lfd, POLLIN, 0 };
-		char req[4096];
-		size_t have = 0;
+		struct conn *c;
+		pthread_t th;
 		int fd;
 
 		if (poll(&p, 1, 50) <= 0)
 			continue;
 		if ((fd = accept(s->lfd, NULL, NULL)) < 0)
 			continue;
-		while (have < sizeof(req) - 1) {
-			ssize_t r = recv(fd, req + have, sizeof(req) - 1 - have, 0);
-
-			if (r <= 0)
-				break;
-			have += (size_t)r;
-			req[have] = '\0';
-			if (strstr(req, "\r\n\r\n"))
-				break;
+		if (!(c = malloc(sizeof(*c)))) {
+			close(fd);
+			continue;
 		}
-		req[have] = '\0';
-		answer(s, fd, req);
-		close(fd);
+		*c = (struct conn){ s, fd };
+		pthread_mutex_lock(&s->hold_mu);
+		s->conns++;
+		pthread_mutex_unlock(&s->hold_mu);
+		if (pthread_create(&th, NULL, serve_conn, c) == 0) {
+			pthread_detach(th);
+		} else {
+			close(fd);
+			free(c);
+			pthread_mutex_lock(&s->hold_mu);
+			s->conns--;
+			pthread_mutex_unlock(&s->hold_mu);
+		}
 	}
 	return NULL;
 }
@@ -233,6 +297,8 @@ static void srv_start(struct srv *s, const void *data, size_t size)
 	s->size = size;
 	snprintf(s->etag, sizeof(s->etag), "\"v1\"");
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->hold_mu, NULL);
+	pthread_cond_init(&s->hold_cv, NULL);
 	s->lfd = socket(AF_INET, SOCK_STREAM, 0);
 	CHECK(bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(s->lfd, 16) == 0);
 	getsockname(s->lfd, (struct sockaddr *)&sa, &sl);
@@ -254,9 +320,15 @@ static void srv_stop(struct srv *s)
 {
 	s->stop = true;
 	pthread_join(s->th, NULL);
+	pthread_mutex_lock(&s->hold_mu);
+	while (s->conns)
+		pthread_cond_wait(&s->hold_cv, &s->hold_mu);
+	pthread_mutex_unlock(&s->hold_mu);
 	close(s->lfd);
 	free(s->data);
 	pthread_mutex_destroy(&s->mu);
+	pthread_mutex_destroy(&s->hold_mu);
+	pthread_cond_destroy(&s->hold_cv);
 }
 
 static int srv_requests(struct srv *s)
@@ -439,6 +511,115 @@ static void test_archive(void)
 	free(zip);
 }
 
+/* Waits (10 s at most) until n requests are held; false if they are not. */
+static bool srv_wait_held(struct srv *s, int n)
+{
+	struct timespec until;
+	bool ok;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	pthread_mutex_lock(&s->hold_mu);
+	while (s->held < n && pthread_cond_timedwait(&s->hold_cv, &s->hold_mu, &until) == 0)
+		;
+	ok = s->held >= n;
+	pthread_mutex_unlock(&s->hold_mu);
+	return ok;
+}
+
+static void srv_release(struct srv *s)
+{
+	pthread_mutex_lock(&s->hold_mu);
+	s->hold_lo = s->hold_hi = 0;
+	pthread_cond_broadcast(&s->hold_cv);
+	pthread_mutex_unlock(&s->hold_mu);
+}
+
+/* One read of len bytes at off of entry i, on a thread of its own. */
+struct bg_read {
+	struct afs_archive *a;
+	uint64_t i, off;
+	size_t len;
+	unsigned char buf[4096];
+	enum afs_err err;
+	atomic_bool done;
+	pthread_t th;
+};
+
+static void *bg_read_run(void *ud)
+{
+	struct bg_read *b = ud;
+	struct afs_raw *raw = NULL;
+	size_t n = 0;
+
+	b->err = afs_raw_open(b->a, b->i, &raw);
+	if (b->err == AFS_OK)
+		b->err = afs_raw_seek(raw, b->off);
+	if (b->err == AFS_OK)
+		b->err = afs_raw_read(raw, b->buf, b->len, &n);
+	if (b->err == AFS_OK && n != b->len)
+		b->err = AFS_E_IO;
+	afs_raw_close(raw);
+	atomic_store(&b->done, true);
+	return NULL;
+}
+
+/* Waits (10 s at most) until b is done. */
+static bool bg_wait(struct bg_read *b)
+{
+	for (int i = 0; i < 10000 && !atomic_load(&b->done); i++)
+		usleep(1000);
+	return atomic_load(&b->done);
+}
+
+/* Readers of one remote archive do not wait for each other's transfers:
+ * while the server holds the fetch of one entry's bytes, another entry of
+ * the same archive opens and reads. */
+static void test_parallel_readers(void)
+{
+	size_t big = 6 * AFS_REMOTE_BLOCK, zlen;
+	unsigned char *content = tu_data(big, 7), *zip;
+	struct tu_entry e[] = { { "big.bin", content, big, 0, 0100644, 0 }, { "small.txt", "world", 5, 0, 0100644, 0 } };
+	char *path = tu_zip("par.zip", e, 2), url[128], msg[256];
+	struct bg_read *ra = calloc(1, sizeof(*ra)), *rb = calloc(1, sizeof(*rb));
+	struct afs_archive *a = NULL;
+	FILE *f = fopen(path, "rb");
+	struct srv s;
+
+	zip = malloc(big + 65536);
+	zlen = fread(zip, 1, big + 65536, f);
+	fclose(f);
+	srv_start(&s, zip, zlen);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/par.zip", s.port);
+	CHECK(afs_archive_open(url, &a, msg, sizeof(msg)) == AFS_OK);
+	if (!a)
+		goto out;
+	pthread_mutex_lock(&s.hold_mu);
+	s.hold_lo = 3 * AFS_REMOTE_BLOCK; /* a fetch of big.bin's fourth block: after what the open */
+	s.hold_hi = 4 * AFS_REMOTE_BLOCK; /* (the end) and the local header (the start) fetched */
+	pthread_mutex_unlock(&s.hold_mu);
+	*ra = (struct bg_read){ .a = a, .i = 0, .off = 3 * AFS_REMOTE_BLOCK, .len = 4096 };
+	*rb = (struct bg_read){ .a = a, .i = 1, .off = 0, .len = 5 };
+	pthread_create(&ra->th, NULL, bg_read_run, ra);
+	CHECK(srv_wait_held(&s, 1));
+	pthread_create(&rb->th, NULL, bg_read_run, rb);
+	CHECK(bg_wait(rb)); /* a reader holding the archive's lock over its fetch stops this one */
+	CHECK(rb->err == AFS_OK && memcmp(rb->buf, "world", 5) == 0);
+	CHECK(!atomic_load(&ra->done));
+	srv_release(&s);
+	pthread_join(ra->th, NULL);
+	pthread_join(rb->th, NULL);
+	CHECK(ra->err == AFS_OK && memcmp(ra->buf, content + 3 * AFS_REMOTE_BLOCK, 4096) == 0);
+	afs_archive_free(a);
+out:
+	srv_release(&s);
+	srv_stop(&s);
+	free(ra);
+	free(rb);
+	free(zip);
+	free(content);
+}
+
 int main(void)
 {
 	unsigned char *data = malloc(OBJ);
@@ -452,6 +633,7 @@ int main(void)
 	test_sequential();
 	test_list();
 	test_archive();
+	test_parallel_readers();
 	free(data);
 	return tu_done("remote");
 }
