@@ -35,6 +35,7 @@
 #define INFLIGHT_MAX 64
 #define INI_MAX (1024 * 1024)
 #define BODY_KEEP 1024    /* of an error answer, for S3's <Code> */
+#define STREAMS 4         /* sequential readers told apart for read-ahead */
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 static struct {
@@ -49,6 +50,14 @@ static struct {
 	CURL *idle[POOL_MAX];
 	size_t nidle;
 } g = { .pool_mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* A reader going on block after block, for read-ahead: the last block it
+ * read, how many it read in a row, when it last read. */
+struct stream {
+	uint64_t last;
+	unsigned streak;
+	uint64_t used;
+};
 
 struct afs_remote {
 	char *url;     /* as requested: may hold a presigned query string */
@@ -68,8 +77,8 @@ struct afs_remote {
 	struct afs_bcache *cache;             /* under mu */
 	uint64_t inflight[INFLIGHT_MAX][2];   /* under mu: first block, count */
 	size_t ninflight;
-	uint64_t last_block;                  /* under mu: read-ahead */
-	unsigned streak;
+	struct stream streams[STREAMS];       /* under mu: read-ahead */
+	uint64_t ticks;
 	unsigned prefetching;                 /* under mu: background fetches running */
 	pthread_t prefetch_th;                /* under mu: the last one, to join */
 	bool prefetch_joinable;
@@ -793,9 +802,9 @@ static bool in_flight(const struct afs_remote *r, uint64_t k)
 /* How many blocks from k on to fetch now (mu held): 1, or for a reader
  * going on block after block 2, 4, then RA_MAX; never past the end, nor
  * over a block held or in flight. */
-static uint64_t ahead(const struct afs_remote *r, uint64_t k)
+static uint64_t ahead(const struct afs_remote *r, const struct stream *s, uint64_t k)
 {
-	uint64_t want = r->streak ? (uint64_t)1 << (r->streak < 3 ? r->streak : 3) : 1, n = 1;
+	uint64_t want = s->streak ? (uint64_t)1 << (s->streak < 3 ? s->streak : 3) : 1, n = 1;
 	uint64_t blocks = (r->size + AFS_REMOTE_BLOCK - 1) / AFS_REMOTE_BLOCK;
 
 	if (want > RA_MAX)
@@ -805,14 +814,32 @@ static uint64_t ahead(const struct afs_remote *r, uint64_t k)
 	return n;
 }
 
-/* Notes a read of block k (mu held), for ahead(). */
-static void note_read(struct afs_remote *r, uint64_t k)
+/* Notes a read of block k (mu held), for ahead(): the stream whose last
+ * block is k or k - 1 (its streak grows then), else the least recently
+ * used one, started again at k.  Readers going on block after block in
+ * different parts of the object (cat of one file beside another, or
+ * beside sqlite3's random reads) keep their own streaks. */
+static struct stream *note_read(struct afs_remote *r, uint64_t k)
 {
-	if (k == r->last_block + 1)
-		r->streak++;
-	else if (k != r->last_block)
-		r->streak = 0;
-	r->last_block = k;
+	struct stream *s = NULL, *old = &r->streams[0];
+
+	for (size_t i = 0; i < STREAMS && !s; i++) {
+		struct stream *t = &r->streams[i];
+
+		if (t->last == k || t->last + 1 == k)
+			s = t;
+		else if (t->used < old->used)
+			old = t;
+	}
+	if (!s) {
+		s = old;
+		s->streak = 0;
+	} else if (s->last + 1 == k) {
+		s->streak++;
+	}
+	s->last = k;
+	s->used = ++r->ticks;
+	return s;
 }
 
 /* Fetches blocks [k, k + n) in one range (mu not held) and adds them to
@@ -896,20 +923,20 @@ static void join_prefetch(struct afs_remote *r)
  * k are held, fetches the next RA_MAX on a thread of its own, so that the
  * transfer overlaps the reader's work (inflating).  One at a time per
  * object, and only with a cache that holds several windows. */
-static void prefetch(struct afs_remote *r, uint64_t k)
+static void prefetch(struct afs_remote *r, struct stream *s, uint64_t k)
 {
 	uint64_t blocks = (r->size + AFS_REMOTE_BLOCK - 1) / AFS_REMOTE_BLOCK, nk = k + 1;
 	struct prefetch *p;
 
-	if (!g.background || r->streak < 2 || r->prefetching || r->ninflight == INFLIGHT_MAX ||
+	if (!g.background || s->streak < 2 || r->prefetching || r->ninflight == INFLIGHT_MAX ||
 	    r->cache_cap < 4 * (size_t)RA_MAX * AFS_REMOTE_BLOCK)
 		return;
 	while (nk < blocks && nk - k <= RA_MAX / 2 && afs_bcache_has(r->cache, nk))
 		nk++;
 	if (nk >= blocks || nk - k > RA_MAX / 2 || in_flight(r, nk) || !(p = malloc(sizeof(*p))))
 		return;
-	r->streak = 3; /* ahead() then asks RA_MAX */
-	*p = (struct prefetch){ r, nk, ahead(r, nk) };
+	s->streak = 3; /* ahead() then asks RA_MAX */
+	*p = (struct prefetch){ r, nk, ahead(r, s, nk) };
 	join_prefetch(r);
 	if (pthread_create(&r->prefetch_th, NULL, prefetch_run, p) == 0) {
 		r->prefetch_joinable = true;
@@ -927,10 +954,11 @@ static enum afs_err read_block(struct afs_remote *r, uint64_t k, size_t bo, unsi
 {
 	enum afs_err err = AFS_OK;
 	const unsigned char *d;
+	struct stream *s;
 	size_t dlen;
 
 	pthread_mutex_lock(&r->mu);
-	note_read(r, k);
+	s = note_read(r, k);
 	for (;;) {
 		if (r->gone) {
 			err = AFS_E_IO;
@@ -941,14 +969,14 @@ static enum afs_err read_block(struct afs_remote *r, uint64_t k, size_t bo, unsi
 				memcpy(out, d + bo, n);
 			else
 				err = AFS_E_IO;
-			prefetch(r, k);
+			prefetch(r, s, k);
 			break;
 		}
 		if (in_flight(r, k) || r->ninflight == INFLIGHT_MAX) {
 			pthread_cond_wait(&r->cv, &r->mu);
 			continue;
 		}
-		uint64_t cnt = ahead(r, k);
+		uint64_t cnt = ahead(r, s, k);
 
 		r->inflight[r->ninflight][0] = k;
 		r->inflight[r->ninflight++][1] = cnt;
@@ -1094,7 +1122,8 @@ enum afs_err afs_remote_open(const char *url, struct afs_remote **out, char *msg
 	}
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
-	r->last_block = UINT64_MAX;
+	for (size_t i = 0; i < STREAMS; i++)
+		r->streams[i].last = UINT64_MAX;
 	p->cap = AFS_REMOTE_TAIL;
 	err = setup(r, url, msg, msglen);
 	if (err == AFS_OK)

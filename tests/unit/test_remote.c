@@ -447,6 +447,32 @@ static void test_sequential(void)
 	free(buf);
 }
 
+/* Two readers going on block after block in two halves of the object,
+ * turn and turn about: each keeps its own read-ahead (one streak for the
+ * object would start again at every turn: a request per block). */
+static void test_two_streams(void)
+{
+	size_t half = 10 * AFS_REMOTE_BLOCK, chunk = 256 * 1024;
+	unsigned char *buf = malloc(chunk), *data = tu_data(2 * half, 11);
+	struct afs_remote *r = NULL;
+	char url[128], msg[256];
+	struct srv s;
+
+	srv_start(&s, data, 2 * half);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/two.zip", s.port);
+	CHECK(afs_remote_open(url, &r, msg, sizeof(msg)) == AFS_OK);
+	for (size_t off = 0; r && off < half; off += chunk) {
+		CHECK(afs_remote_pread(r, buf, chunk, off) == AFS_OK && memcmp(buf, data + off, chunk) == 0);
+		CHECK(afs_remote_pread(r, buf, chunk, half + off) == AFS_OK && memcmp(buf, data + half + off, chunk) == 0);
+	}
+	/* per half: blocks 0-1, 2-5, 6-9 (10-11, 12-15, 16-19), after the open */
+	CHECK(srv_requests(&s) <= 1 + 2 * 3 + 2);
+	afs_remote_free(r);
+	srv_stop(&s);
+	free(buf);
+	free(data);
+}
+
 static void on_obj(void *ctx, const struct afs_remote_obj *o)
 {
 	char *seen = ctx;
@@ -631,6 +657,7 @@ int main(void)
 	test_bcache();
 	test_reads(data);
 	test_sequential();
+	test_two_streams();
 	test_list();
 	test_archive();
 	test_parallel_readers();
