@@ -11,7 +11,10 @@
 #     and curl piped to bsdtar -xOf - (streamed, like archfs overlapping
 #     transfer and inflate);
 #   - 300 random 4 KiB reads in a stored entry and in the deflated db.dump
-#     on a fresh mount: requests per read and ms per read.
+#     on a fresh mount: requests per read and ms per read;
+#   - 100 random reads of the stored entry through a proxy that adds 20 ms
+#     to each request: alone, beside another random reader, beside cat of
+#     db.dump, on the same mount.
 # Prints the table and writes it into docs/performance.md.
 #   usage: scripts/bench-remote.sh [SIZE_MB]   (default 1024: the size of db.dump)
 #   ARCHFS_BENCH_BINARY=PATH: the archfs to measure (default: a release build in build-bench-isal)
@@ -19,6 +22,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mb=${1:-1024}
 reads=300
+latency_ms=20   # what the proxy adds to each request
+lat_reads=100
 scripts/setup.sh </dev/null
 dpkg-query -W -f='${Status}' libarchive-tools 2>/dev/null | grep -q "install ok installed" ||
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libarchive-tools </dev/null >/dev/null
@@ -35,9 +40,11 @@ mnt=$work/mnt
 mkdir -p "$mnt" "$work/www"
 FS_PID=
 SRV_PID=
+PROXY_PID=
 cleanup() {
   mountpoint -q "$mnt" && fusermount3 -u "$mnt" || true
   [ -n "$FS_PID" ] && kill "$FS_PID" 2>/dev/null || true
+  [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null || true
   [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null && wait "$SRV_PID" 2>/dev/null || true
   rm -rf "$work" "$shm"
 }
@@ -162,6 +169,42 @@ for e in blob.bin db.dump; do
   N_RAND[$e]=$(($(reqs) - r0))
   umount_fs
 done
+# ---- random reads beside other readers, over a link with latency: a proxy
+# holds each request $latency_ms ms before nginx sees it (loopback has no
+# round trip to stand for a network's).  $lat_reads random reads of blob.bin
+# on a fresh mount, alone, then while another reader reads it at random,
+# then while cat streams db.dump over and over, on the same mount.
+echo "random reads beside other readers ($latency_ms ms a request) ..."
+/usr/bin/python3 tests/integration/remote_servers.py delay-proxy "$https_port" "$latency_ms" </dev/null >"$work/proxy.out" 2>&1 &
+PROXY_PID=$!
+for _ in $(seq 1 3000); do [ -s "$work/proxy.out" ] && break; sleep 0.01; done
+read -r proxy_port <"$work/proxy.out"
+# lat_reads [cat|random]: prints seconds per read, alone or beside cat of
+# db.dump over and over, or beside other random reads of blob.bin
+lat_reads() {
+  local loop=
+  mount_remote "https://127.0.0.1:$proxy_port/big.zip"
+  rm -f "$shm/stop"
+  if [ "${1:-}" = cat ]; then
+    (while [ ! -e "$shm/stop" ]; do cat "$mnt/db.dump" >/dev/null || break; done) &
+    loop=$!
+    sleep 0.5
+  elif [ "${1:-}" = random ]; then
+    (while [ ! -e "$shm/stop" ]; do /usr/bin/python3 scripts/randread.py "$mnt/blob.bin" 20 $RANDOM >/dev/null || break; done) &
+    loop=$!
+    sleep 0.5
+  fi
+  /usr/bin/python3 scripts/randread.py "$mnt/blob.bin" $lat_reads 7
+  if [ -n "$loop" ]; then  # the loop ends after its cat
+    touch "$shm/stop"
+    pkill -P "$loop" 2>/dev/null || true
+    wait "$loop" 2>/dev/null || true
+  fi
+  umount_fs
+}
+t_lat_alone=$(lat_reads)
+t_lat_random=$(lat_reads random)
+t_lat_cat=$(lat_reads cat)
 blob_mb=$(( $(/usr/bin/python3 -c 'import sys, zipfile; print(zipfile.ZipFile(sys.argv[1]).getinfo("blob.bin").file_size)' "$work/www/big.zip") >> 20 ))
 
 ms() { printf '%.2f' "$(echo "$1 * 1000" | bc -l)"; }
@@ -193,6 +236,16 @@ Every reader writes the entry to /dev/null; archfs's bytes were checked against 
 |---|---|---|---|
 | blob.bin ($blob_mb MB, stored) | ${N_RAND[blob.bin]} | $(per ${N_RAND[blob.bin]}) | $(ms ${T_RAND[blob.bin]}) |
 | db.dump ($(( dump_bytes >> 20 )) MB, deflated) | ${N_RAND[db.dump]} | $(per ${N_RAND[db.dump]}) | $(ms ${T_RAND[db.dump]}) |
+
+### $lat_reads random 4 KiB reads of blob.bin beside other readers, $latency_ms ms a request
+
+A proxy holds each request $latency_ms ms (\`remote_servers.py delay-proxy\`), as a network's round trip would; a fresh mount each.
+
+| reads of blob.bin | ms per read | against alone |
+|---|---|---|
+| alone (reference) | $(ms $t_lat_alone) | 1.00 |
+| while another reader reads blob.bin at random on the same mount | $(ms $t_lat_random) | $(ratio $t_lat_random $t_lat_alone) |
+| while \`cat MNT/db.dump\` runs over and over on the same mount | $(ms $t_lat_cat) | $(ratio $t_lat_cat $t_lat_alone) |
 EOT
 )
 echo

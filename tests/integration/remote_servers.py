@@ -655,6 +655,51 @@ class RangeServer:
         return "http://127.0.0.1:%d/%s" % (self.port, name)
 
 
+def delay_proxy(upstream_port, delay_ms):
+    """A TCP proxy on loopback to upstream_port that holds everything a
+    client sends for delay_ms before passing it on: each request waits that
+    long for its first byte, as over a network with that round trip (nginx's
+    limit_rate cannot stand for one: it lets the first second's worth of a
+    response go at once).  Prints its port, then runs until SIGTERM."""
+    delay = delay_ms / 1000.0
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(64)
+
+    def pipe(src, dst, wait):
+        try:
+            while True:
+                data = src.recv(1 << 16)
+                if not data:
+                    break
+                if wait:
+                    time.sleep(delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def accept():
+        while True:
+            c, _ = lsock.accept()
+            u = socket.create_connection(("127.0.0.1", upstream_port))
+            for s in (c, u):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=pipe, args=(c, u, True), daemon=True).start()
+            threading.Thread(target=pipe, args=(u, c, False), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    print(lsock.getsockname()[1], flush=True)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *a: done.set())
+    done.wait()
+
+
 def serve(root, work):
     """nginx over root until SIGTERM or SIGINT: prints one line, 'HTTP_PORT
     HTTPS_PORT CA_FILE ACCESS_LOG', once it listens."""
@@ -674,13 +719,15 @@ def main():
             print(s3rver_bin())
         except ServerError as e:
             sys.exit("remote_servers: %s" % e)
+    elif len(sys.argv) == 4 and sys.argv[1] == "delay-proxy":
+        delay_proxy(int(sys.argv[2]), float(sys.argv[3]))
     elif len(sys.argv) == 4 and sys.argv[1] == "serve":
         try:
             serve(sys.argv[2], sys.argv[3])
         except ServerError as e:
             sys.exit("remote_servers: %s" % e)
     else:
-        sys.exit("usage: remote_servers.py s3rver-bin | serve ROOT WORK")
+        sys.exit("usage: remote_servers.py s3rver-bin | serve ROOT WORK | delay-proxy PORT MS")
 
 
 if __name__ == "__main__":
