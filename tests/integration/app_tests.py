@@ -27,7 +27,7 @@ import urllib.parse
 import zipfile
 
 import harness as H
-from harness import Failure, Mount, check
+from harness import Mount, check
 from restore_tests import FINAL, control, read, status, wait_final, wait_state
 
 APP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app")
@@ -103,16 +103,7 @@ class Gunicorn:
         finally:
             sock.close()
         try:
-            deadline = time.time() + 30
-            while True:
-                check(self.proc.poll() is None, "gunicorn exited with %s: %s" % (self.proc.returncode, self.output()))
-                try:
-                    if get(self.port, "/health")[0] == 200:
-                        break
-                except OSError:
-                    pass
-                check(time.time() < deadline, "gunicorn did not answer /health within 30 s: " + self.output())
-                time.sleep(0.05)
+            H.wait_answering(self.proc, self.port, "/health", "gunicorn", self.output, status=200)
         except BaseException:
             self.stop()
             raise

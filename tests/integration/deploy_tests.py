@@ -23,7 +23,6 @@ import signal
 import stat
 import subprocess
 import tempfile
-import time
 import urllib.parse
 
 import harness as H
@@ -122,16 +121,7 @@ class Nginx:
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.out, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         try:
-            deadline = time.time() + 30
-            while True:
-                check(self.proc.poll() is None, "nginx exited with %s: %s" % (self.proc.returncode, self.log()))
-                try:
-                    H.http_get(self.port, "/health")
-                    break
-                except OSError:
-                    pass
-                check(time.time() < deadline, "nginx did not answer within 30 s: " + self.log())
-                time.sleep(0.05)
+            H.wait_answering(self.proc, self.port, "/health", "nginx", self.log)
         except BaseException:
             self.__exit__()
             raise

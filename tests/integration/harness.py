@@ -325,6 +325,23 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_answering(proc, port, path, what, output, status=None, timeout=30):
+    """Waits until GET path on 127.0.0.1:port is answered (with status, when
+    given) by the server proc runs; fails when proc exits first or after
+    timeout seconds, with output() (its log) in the message."""
+    deadline = time.time() + timeout
+    while True:
+        check(proc.poll() is None, "%s exited with %s: %s" % (what, proc.returncode, output()))
+        try:
+            got = http_get(port, path)[0]
+            if status is None or got == status:
+                return
+        except OSError:
+            pass
+        check(time.time() < deadline, "%s did not answer %s within %d s: %s" % (what, path, timeout, output()))
+        time.sleep(0.05)
+
+
 def http_get(port, path):
     """(status, {lower-case header: value}, body) of GET path on 127.0.0.1:port."""
     s = socket.create_connection(("127.0.0.1", port), timeout=60)

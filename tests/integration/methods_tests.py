@@ -15,7 +15,6 @@ import json
 import os
 import random
 import re
-import sqlite3
 import struct
 import subprocess
 import tempfile
