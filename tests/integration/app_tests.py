@@ -114,16 +114,7 @@ class Gunicorn:
         return self.log.read().decode(errors="replace")[-tail:]
 
     def stop(self):
-        if self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        except ProcessLookupError:
-            self.proc.wait()
+        H.end_group(self.proc)
 
     def __exit__(self, *exc):
         self.stop()

@@ -19,7 +19,6 @@ import pwd
 import re
 import shlex
 import shutil
-import signal
 import stat
 import subprocess
 import tempfile
@@ -143,14 +142,7 @@ class Nginx:
         return uids
 
     def __exit__(self, *exc):
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        except ProcessLookupError:
-            self.proc.wait()
+        H.end_group(self.proc)
         return False
 
 

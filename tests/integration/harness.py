@@ -325,6 +325,19 @@ def free_port():
         return s.getsockname()[1]
 
 
+def end_group(proc):
+    """Ends the process group proc leads (started with start_new_session):
+    SIGTERM, then SIGKILL past 20 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        proc.wait()
+
+
 def wait_answering(proc, port, path, what, output, status=None, timeout=30):
     """Waits until GET path on 127.0.0.1:port is answered (with status, when
     given) by the server proc runs; fails when proc exits first or after
