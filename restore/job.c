@@ -25,6 +25,7 @@
 #include "report.h"
 #include "stream.h"
 #include "target.h"
+#include "uploads.h"
 
 #define LOG_CAP (1 << 20)     /* .log keeps the newest megabyte */
 
@@ -147,6 +148,17 @@ static void vlog(struct afs_job *j, bool warn, const char *fmt, va_list ap)
 	pthread_mutex_unlock(&j->mu);
 	if (j->on_log) /* the engine logs nowhere else: its caller decides */
 		j->on_log(j->on_log_ctx, line);
+}
+
+void afs_job_note_uploads(struct afs_job *j, const struct afs_uplan *p, bool merged)
+{
+	pthread_mutex_lock(&j->mu);
+	j->up_planned = true;
+	j->up_merged = merged;
+	j->up_replaced = afs_uploads_replaced_count(p);
+	j->up_created = afs_uploads_created_count(p);
+	j->up_bytes = afs_uploads_bytes(p);
+	pthread_mutex_unlock(&j->mu);
 }
 
 void afs_job_log(struct afs_job *j, const char *fmt, ...)
@@ -622,6 +634,8 @@ static void clear_run_locked(struct afs_job *j)
 	j->started_at = j->finished_at = j->error = j->refusal = j->snapshot = NULL;
 	j->nwarnings = j->nfixed;
 	j->cancel = j->committed = j->in_progress = j->created = false;
+	j->up_planned = j->up_merged = false;
+	j->up_replaced = j->up_created = j->up_bytes = 0;
 	j->fail = AFS_FAIL_NONE;
 	j->wtotal = j->wdone = j->wcur = 0;
 	j->phase_total = j->phase_done = 0;
@@ -867,6 +881,11 @@ char *afs_job_status_json(struct afs_job *j)
 	v.dump_json = j->dump_info;
 	v.warnings = (const char *const *)j->warnings;
 	v.nwarnings = j->nwarnings;
+	v.uploads_planned = j->up_planned;
+	v.uploads_merged = j->up_merged;
+	v.uploads_replaced = j->up_replaced;
+	v.uploads_created = j->up_created;
+	v.uploads_bytes = j->up_bytes;
 	out = afs_report_status(&v);
 	pthread_mutex_unlock(&j->mu);
 	return out;

@@ -57,6 +57,8 @@ struct afs_job {
 	bool tinfo_known;                  /* tinfo holds something (a run looked) */
 	bool created;                      /* this run created the database (--create) */
 	bool commit_unknown;               /* the database step cannot tell whether it committed */
+	bool up_planned, up_merged;        /* this run planned, then merged, the uploads (up_*) */
+	uint64_t up_replaced, up_created, up_bytes; /* the plan's counts (uploads.h) */
 	enum afs_fail fail;                /* the class of error, once error is set; final in finish() */
 
 	/* --- the pipeline thread's own --- */
@@ -71,6 +73,10 @@ struct afs_job {
 
 /* "YYYY-MM-DDTHH:MM:SS", local time. */
 void afs_job_iso_now(char *buf, size_t len);
+
+/* Records the counts of the uploads plan p for .status, and whether the
+ * merge is done. */
+void afs_job_note_uploads(struct afs_job *j, const struct afs_uplan *p, bool merged);
 
 /* Ends the current phase and starts st, which weighs weight in .progress. */
 void afs_job_set_state(struct afs_job *j, enum afs_state st, unsigned weight);

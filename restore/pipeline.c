@@ -290,6 +290,7 @@ static enum afs_err verify(struct afs_job *j)
 		afs_job_log(j, "uploads: %zu files replace live ones, %zu new paths, %llu bytes to write",
 			    afs_uploads_replaced_count(j->plan), afs_uploads_created_count(j->plan),
 			    (unsigned long long)afs_uploads_bytes(j->plan));
+		afs_job_note_uploads(j, j->plan, false);
 	}
 	if (j->do_db) {
 		err = j->backend->verify(j, j->dump, &j->backend_state);
@@ -397,6 +398,7 @@ static enum afs_err merge_uploads(struct afs_job *j, const struct afs_uplan *pla
 			afs_job_warn(j, "uploads: %zu paths the undone restore created could not be removed", left);
 	}
 	afs_job_log(j, "uploads merged: %llu bytes written", (unsigned long long)afs_uploads_bytes(plan));
+	afs_job_note_uploads(j, plan, true);
 	return AFS_OK;
 }
 

@@ -67,6 +67,25 @@ static char *finish(cJSON *root, int fail)
 	return valid_utf8(text, "\n");
 }
 
+/* .status "uploads_merge": null, or what this run's merge of the uploads
+ * does (replaced, created, bytes) and whether it is done (merged). */
+static cJSON *uploads_merge(const struct afs_status_view *v)
+{
+	cJSON *o;
+
+	if (!v->uploads_planned)
+		return cJSON_CreateNull();
+	o = cJSON_CreateObject();
+	if (o && (!cJSON_AddNumberToObject(o, "replaced", (double)v->uploads_replaced) ||
+		  !cJSON_AddNumberToObject(o, "created", (double)v->uploads_created) ||
+		  !cJSON_AddNumberToObject(o, "bytes", (double)v->uploads_bytes) ||
+		  !cJSON_AddBoolToObject(o, "merged", v->uploads_merged))) {
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	return o;
+}
+
 char *afs_report_status(const struct afs_status_view *v)
 {
 	cJSON *root = cJSON_CreateObject(), *target = NULL, *warn = cJSON_CreateArray(), *man = NULL, *dump = NULL;
@@ -114,6 +133,7 @@ char *afs_report_status(const struct afs_status_view *v)
 		fail |= !cJSON_AddItemToObject(root, "manifest", man ? man : cJSON_CreateNull());
 		fail |= !cJSON_AddItemToObject(root, "dump", dump ? dump : cJSON_CreateNull());
 		fail |= !cJSON_AddItemToObject(root, "warnings", warn);
+		fail |= !cJSON_AddItemToObject(root, "uploads_merge", uploads_merge(v));
 	} else {
 		cJSON_Delete(target);
 		cJSON_Delete(man);
@@ -248,6 +268,7 @@ char *afs_report_summary(const struct afs_summary_view *v)
 						 (double)(long long)(v->elapsed_seconds * 1000) / 1000);
 		fail |= !take(root, status, "manifest", NULL);
 		fail |= !take(root, status, "dump", NULL);
+		fail |= !take(root, status, "uploads_merge", NULL);
 		fail |= !take(root, status, "warnings", cJSON_CreateArray());
 	} else {
 		cJSON_Delete(target);

@@ -31,6 +31,8 @@ struct afs_status_view {
 	const char *dump_json;     /* what the backend read from the dump's header; NULL when nothing */
 	const char *const *warnings;
 	size_t nwarnings;
+	bool uploads_planned, uploads_merged; /* this run's uploads merge: planned, done */
+	uint64_t uploads_replaced, uploads_created, uploads_bytes; /* its live files replaced, new paths, bytes */
 };
 
 /* Each returns a malloc'd NUL-terminated JSON text ending in a newline, or

@@ -88,6 +88,25 @@ def text_run(args, env=None):
     return subprocess.run([H.ARCHFS] + args, capture_output=True, text=True, timeout=180, env=env)
 
 
+def expected_merge(archive, root):
+    """What merging archive's uploads/ into the live tree root replaces (live
+    files), creates (new files and directories) and writes (bytes)."""
+    files, dirs, size = set(), set(), 0
+    for i in zipfile.ZipFile(archive).infolist():
+        rel = i.filename[len("uploads/"):].rstrip("/") if i.filename.startswith("uploads/") else ""
+        if not rel:
+            continue
+        parts = rel.split("/")
+        dirs.update("/".join(parts[:k]) for k in range(1, len(parts)))
+        if i.is_dir():
+            dirs.add(rel)
+        else:
+            files.add(rel)
+            size += i.file_size
+    there = [p for p in files | dirs if os.path.lexists(os.path.join(root, p))]
+    return {"replaced": len(files.intersection(there)), "created": len(files | dirs) - len(there), "bytes": size}
+
+
 def t_json_done():
     archive, src = fixture("app")
     rc, s, ev = run_json(["verify", "--json", archive], env=no_target_env())
@@ -95,9 +114,13 @@ def t_json_done():
           "verify: %d %r" % (rc, s))
     check(any(line.startswith("verified: ") for line in logs(ev)), "verify: no 'verified' log line: %s" % logs(ev))
     check(s["manifest"]["alembic_revision"] == "a1b2c3d4e5f6", "verify: the summary's manifest: %r" % s["manifest"])
+    check(s["uploads_merge"] is None, "verify without a target: uploads_merge %r" % s["uploads_merge"])
     live = Live()
+    want = dict(expected_merge(archive, live.uploads), merged=True)
     rc, s, ev = run_json(["restore", "--json", archive, *live.opts()], use_cli=True)
     check(rc == 0, "restore: %d %r" % (rc, s))
+    check(s["uploads_merge"] == want and want["replaced"] and want["created"],
+          "restore: uploads_merge %r, expected %r" % (s["uploads_merge"], want))
     seen = states(ev)
     check(all(x in seen for x in ("verifying", "snapshot", "database", "uploads", "done")), "states: %s" % seen)
     check(s["snapshot"] and os.path.exists(s["snapshot"]) and s["target"]["type"] == "sqlite" and

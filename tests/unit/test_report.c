@@ -53,10 +53,36 @@ static void lines_utf8(void)
 	free(json);
 }
 
+/* .status and the --json summary carry this run's uploads merge: null
+ * when none was planned, then its counts, "merged" once it is done. */
+static void uploads_merge(void)
+{
+	struct afs_status_view v = { .state = "done" };
+	struct afs_summary_view s = { .command = "restore", .result = "done" };
+	char *st = afs_report_status(&v), *sum;
+
+	s.status_json = st;
+	sum = afs_report_summary(&s);
+	CHECK(st && strstr(st, "\"uploads_merge\":\tnull"));
+	CHECK(sum && strstr(sum, "\"uploads_merge\":null"));
+	free(st);
+	free(sum);
+	v.uploads_planned = v.uploads_merged = true;
+	v.uploads_replaced = 1;
+	v.uploads_created = 7;
+	v.uploads_bytes = 5000000000ULL;
+	s.status_json = st = afs_report_status(&v);
+	sum = afs_report_summary(&s);
+	CHECK(sum && strstr(sum, "\"uploads_merge\":{\"replaced\":1,\"created\":7,\"bytes\":5000000000,\"merged\":true}"));
+	free(st);
+	free(sum);
+}
+
 int main(void)
 {
 	status_utf8();
 	lines_utf8();
+	uploads_merge();
 	/* a dump header whose strings hold a quote, a backslash and control characters */
 	struct afs_dump_view v = { .format = "custom", .vmaj = 1, .vmin = 14, .vrev = 0,
 				   .server_version = "15.4 \"q\" \\ \n-- forged\t\x1b[1m",
