@@ -43,6 +43,7 @@
 #include <unistd.h>
 #include "backupname.h"
 #include "backups.h"
+#include "inflate.h"
 #include "job.h"
 #include "log.h"
 #include "remote.h"
@@ -376,13 +377,10 @@ static void on_object(void *ctx, const struct afs_remote_obj *o)
 	size_t len = 0;
 	enum afs_backupname_kind kind = afs_backupname_kind(o->name, &len);
 	struct stat st = { .st_mode = S_IFREG | 0444, .st_size = (off_t)o->size, .st_nlink = 1 };
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
 
 	if (kind == AFS_BACKUPNAME_NONE)
 		return;
-	for (const unsigned char *p = (const unsigned char *)o->etag; *p; p++)
-		h = (h ^ *p) * 1099511628211ull;
-	st.st_ino = (ino_t)h;
+	st.st_ino = afs_crc32(0, o->etag, strlen(o->etag));
 	st.st_mtim.tv_sec = (time_t)o->mtime;
 	note_file(l->b, o->name, kind, len, &st, l->left);
 }
