@@ -552,14 +552,9 @@ enum afs_err afs_job_new(const char *archive_path, struct afs_archive *a, const 
 	*out = NULL;
 	if (!j)
 		return AFS_E_NOMEM;
-	if (afs_remote_url(archive_path)) { /* shown in .status and logs: no query string, no userinfo */
-		size_t n = strlen(archive_path) + 1;
-
-		if ((j->archive_path = malloc(n)))
-			afs_remote_redact(archive_path, j->archive_path, n);
-	} else {
-		j->archive_path = strdup(archive_path);
-	}
+	/* shown in .status and logs: a URL without query string or userinfo */
+	if ((j->archive_path = malloc(strlen(archive_path) + 1)))
+		afs_remote_redact(archive_path, j->archive_path, strlen(archive_path) + 1);
 	if (!j->archive_path) {
 		free(j);
 		return AFS_E_NOMEM;

@@ -113,8 +113,8 @@ char *afs_remote_redact(const char *url, char *out, size_t outlen)
 	const char *sch = strstr(url, "://"), *auth, *end, *at;
 	size_t n;
 
-	if (!sch) {
-		snprintf(out, outlen, "%.*s", (int)strcspn(url, "?#"), url);
+	if (!afs_remote_url(url)) { /* a local path: any bytes, '?' and '#' included */
+		snprintf(out, outlen, "%s", url);
 		return out;
 	}
 	auth = sch + 3;

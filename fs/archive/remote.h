@@ -87,7 +87,8 @@ void afs_remote_set_prefetch_end_hook(void (*end)(void));
 bool afs_remote_url(const char *s);
 
 /* Copies url to out (outlen > 0, always terminated) as messages show it:
- * without userinfo, query string or fragment.  Returns out. */
+ * without userinfo, query string or fragment; anything that is not a
+ * remote URL (afs_remote_url()) as it is.  Returns out. */
 char *afs_remote_redact(const char *url, char *out, size_t outlen);
 
 struct afs_remote;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The command-line verify and restore: the job, a progress display, an exit code. */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -252,13 +253,6 @@ void afs_cli_mask_url(char *s)
 			*p = 'x';
 }
 
-/* path as messages show it: a remote archive's URL without its query
- * string or user-info (remote.h). */
-static const char *shown(const char *path, char *buf, size_t len)
-{
-	return afs_remote_url(path) ? afs_remote_redact(path, buf, len) : path;
-}
-
 static int run(struct display *d, const char *command, const char *path, const struct afs_target *t)
 {
 	struct afs_archive *a = NULL;
@@ -268,13 +262,13 @@ static int run(struct display *d, const char *command, const char *path, const s
 	enum afs_cmd cmd = strcmp(command, "verify") == 0 ? AFS_CMD_VERIFY : AFS_CMD_RESTORE;
 	enum afs_state st = AFS_ST_IDLE;
 	unsigned pct = 0;
-	char msg[512] = "", *full, *error, sbuf[1024];
+	char msg[512] = "", *full, *error, sbuf[PATH_MAX];
 	struct outcome o = { 0 };
 	enum afs_err err;
 	int rc;
 
 	full = afs_remote_url(path) ? strdup(path) : realpath(path, NULL);
-	path = shown(path, sbuf, sizeof(sbuf));
+	path = afs_remote_redact(path, sbuf, sizeof(sbuf)); /* as messages show it */
 	if (!full) {
 		set_outcome(&o, errno == ENOMEM ? AFS_EXIT_FAILED : AFS_EXIT_ARCHIVE, "%s: %s", path, strerror(errno));
 		if (!d->json)
@@ -393,9 +387,10 @@ int afs_cli_command(const struct afs_args *a)
 	if (o.rc != AFS_EXIT_OK) {
 		if (!a->json)
 			fprintf(stderr, "archfs: %s\n", o.msg);
-		char sbuf[1024];
+		char sbuf[PATH_MAX];
+		const char *path = a->pos[1] ? afs_remote_redact(a->pos[1], sbuf, sizeof(sbuf)) : NULL;
 
-		rc = conclude(&d, a->pos[0], shown(a->pos[1], sbuf, sizeof(sbuf)), NULL, NULL, &o);
+		rc = conclude(&d, a->pos[0], path, NULL, NULL, &o);
 	} else {
 		afs_remote_set_background(true); /* no fork here: remote read-ahead may start threads */
 		rc = run(&d, a->pos[0], a->pos[1], &t);

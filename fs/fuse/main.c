@@ -2,6 +2,7 @@
 /* archfs: options, checks before mounting, and the FUSE session. */
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -332,7 +333,7 @@ int main(int argc, char *argv[])
 	struct afs_target target = { 0 };
 	struct afs_seekreg *seek_pool = NULL;
 	const char *archive, *mountpoint;
-	char msg[1024], *full = NULL, *mp_full = NULL, shown[1024];
+	char msg[1024], *full = NULL, *mp_full = NULL, shown[PATH_MAX];
 	size_t seek_cap, max_open;
 	rlim_t nofile;
 	struct stat ast;
@@ -380,7 +381,7 @@ int main(int argc, char *argv[])
 	}
 	mountpoint = o.pos[1];
 	remote = afs_remote_url(o.pos[0]);
-	archive = remote ? afs_remote_redact(o.pos[0], shown, sizeof(shown)) : o.pos[0]; /* as messages show it */
+	archive = afs_remote_redact(o.pos[0], shown, sizeof(shown)); /* as messages show it */
 	if (!afs_cli_remote_setup(&o, msg, sizeof(msg))) {
 		fprintf(stderr, "archfs: %s\n", msg);
 		goto out;

@@ -33,6 +33,7 @@ static void test_pure(void)
 	CHECK(strcmp(afs_remote_redact("https://u:pw@h:1/p/a.zip?X-Amz-Signature=s#f", out, sizeof(out)),
 		     "https://h:1/p/a.zip") == 0);
 	CHECK(strcmp(afs_remote_redact("s3://b/k.zip", out, sizeof(out)), "s3://b/k.zip") == 0);
+	CHECK(strcmp(afs_remote_redact("/srv/b/a?b#c.zip", out, sizeof(out)), "/srv/b/a?b#c.zip") == 0);
 	CHECK(afs_remote_parse_content_range("bytes 0-99/1234", &a, &b, &t) && a == 0 && b == 99 && t == 1234);
 	CHECK(afs_remote_parse_content_range("bytes 5-5/6\r\n", &a, &b, &t) && a == 5 && b == 5 && t == 6);
 	CHECK(!afs_remote_parse_content_range("bytes */1234", &a, &b, &t));
