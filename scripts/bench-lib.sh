@@ -14,6 +14,11 @@ mount_fs() {
     *) echo "mount_fs: no filesystem $1" >&2; return 1 ;;
   esac
   FS_PID=$!
+  wait_mounted "$1" "$2"
+}
+# wait_mounted NAME IMAGE: waits (60 s at most) until $FS_PID has mounted
+# $mnt; non-zero, with a message, when it exits first or does not.
+wait_mounted() {
   for _ in $(seq 1 6000); do
     mountpoint -q "$mnt" && return 0
     kill -0 "$FS_PID" 2>/dev/null || { echo "$1 failed to mount $2" >&2; return 1; }

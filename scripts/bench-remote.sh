@@ -86,8 +86,15 @@ PY
 echo "starting nginx ..."
 /usr/bin/python3 tests/integration/remote_servers.py serve "$work/www" "$work" </dev/null >"$work/serve.out" 2>&1 &
 SRV_PID=$!
-for _ in $(seq 1 3000); do [ -s "$work/serve.out" ] && break; sleep 0.01; done
-read -r http_port https_port ca alog <"$work/serve.out" || { cat "$work/serve.out" >&2; exit 1; }
+# wait_line FILE: waits (30 s at most) for the line a server prints once it
+# listens; exits with what FILE holds when none comes
+wait_line() {
+  for _ in $(seq 1 3000); do [ -s "$1" ] && return 0; sleep 0.01; done
+  echo "bench-remote: no line in $1: $(cat "$1")" >&2
+  exit 1
+}
+wait_line "$work/serve.out"
+read -r _ https_port ca alog <"$work/serve.out" || { cat "$work/serve.out" >&2; exit 1; }
 [ -f "$ca" ] || { echo "bench-remote: nginx did not start: $(cat "$work/serve.out")" >&2; exit 1; }
 base=https://127.0.0.1:$https_port
 reqs() { wc -l <"$alog"; }
@@ -96,13 +103,7 @@ reqs() { wc -l <"$alog"; }
 mount_remote() {
   "$archfs" -f --index-dir none --ca-file "$ca" "$1" "$mnt" &
   FS_PID=$!
-  for _ in $(seq 1 6000); do
-    mountpoint -q "$mnt" && return 0
-    kill -0 "$FS_PID" 2>/dev/null || { echo "archfs failed to mount $1" >&2; exit 1; }
-    sleep 0.01
-  done
-  echo "archfs did not mount $1" >&2
-  exit 1
+  wait_mounted archfs "$1" || exit 1  # also inside $(...), where set -e is off
 }
 
 # ---- mount + ls of 200,000 entries, against curl of the central directory
@@ -177,25 +178,24 @@ done
 echo "random reads beside other readers ($latency_ms ms a request) ..."
 /usr/bin/python3 tests/integration/remote_servers.py delay-proxy "$https_port" "$latency_ms" </dev/null >"$work/proxy.out" 2>&1 &
 PROXY_PID=$!
-for _ in $(seq 1 3000); do [ -s "$work/proxy.out" ] && break; sleep 0.01; done
+wait_line "$work/proxy.out"
 read -r proxy_port <"$work/proxy.out"
+# the other readers of lat_reads, one pass each
+beside_cat() { cat "$mnt/db.dump" >/dev/null; }
+beside_random() { /usr/bin/python3 scripts/randread.py "$mnt/blob.bin" 20 $RANDOM >/dev/null; }
 # lat_reads [cat|random]: prints seconds per read, alone or beside cat of
 # db.dump over and over, or beside other random reads of blob.bin
 lat_reads() {
   local loop=
   mount_remote "https://127.0.0.1:$proxy_port/big.zip"
   rm -f "$shm/stop"
-  if [ "${1:-}" = cat ]; then
-    (while [ ! -e "$shm/stop" ]; do cat "$mnt/db.dump" >/dev/null || break; done) &
-    loop=$!
-    sleep 0.5
-  elif [ "${1:-}" = random ]; then
-    (while [ ! -e "$shm/stop" ]; do /usr/bin/python3 scripts/randread.py "$mnt/blob.bin" 20 $RANDOM >/dev/null || break; done) &
+  if [ -n "${1:-}" ]; then
+    (while [ ! -e "$shm/stop" ]; do "beside_$1" || break; done) &
     loop=$!
     sleep 0.5
   fi
-  /usr/bin/python3 scripts/randread.py "$mnt/blob.bin" $lat_reads 7
-  if [ -n "$loop" ]; then  # the loop ends after its cat
+  /usr/bin/python3 scripts/randread.py "$mnt/blob.bin" $lat_reads 7 || exit 1  # set -e is off in $(...)
+  if [ -n "$loop" ]; then  # the loop ends after its current pass
     touch "$shm/stop"
     pkill -P "$loop" 2>/dev/null || true
     wait "$loop" 2>/dev/null || true
