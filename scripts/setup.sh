@@ -8,6 +8,7 @@ pkgs=(build-essential pkg-config meson ninja-build libfuse3-dev fuse3 libzip-dev
       liblzma-dev libzstd-dev zstd  # LZMA/XZ and zstd entries; zstd writes the test fixtures' ones
       python3 unzip zip attr util-linux bc
       scdoc bash-completion  # archfs.1 from docs/archfs.1.scd; the completion tests source bash_completion
+      man-db systemd  # install_tests: man -l renders the pages, systemd-analyze verify checks the example units
       postgresql-15 postgresql-client-15 python3-psycopg2
       python3-flask python3-flask-sqlalchemy python3-flask-migrate gunicorn
       nginx  # the maintenance switch in front of the application (deploy_tests); remote_tests' HTTPS server
