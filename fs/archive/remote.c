@@ -302,7 +302,9 @@ static void curl_setup(void)
 	curl_share_setopt(g.share, CURLSHOPT_UNLOCKFUNC, share_unlock);
 	curl_share_setopt(g.share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
 	curl_share_setopt(g.share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-	curl_share_setopt(g.share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+	/* not CURL_LOCK_DATA_CONNECT: libcurl does not support a connection
+	 * cache shared by threads that transfer at once (CURLSHOPT_SHARE);
+	 * each pooled handle keeps its own connections between requests */
 }
 
 void afs_remote_init_process(const struct afs_remote_opts *o)
@@ -543,6 +545,14 @@ static enum afs_err status_error(const struct resp *p, char *msg, size_t msglen)
 
 /* ------------------------------------------------------------ S3 credentials */
 
+/* Frees text read by read_small(), wiped first: it may hold secrets. */
+static void free_wiped(char *text)
+{
+	if (text)
+		memset(text, 0, strlen(text));
+	free(text);
+}
+
 /* The whole of a small file, or NULL. */
 static char *read_small(const char *path)
 {
@@ -610,7 +620,7 @@ static void load_creds(struct creds *c)
 			c->id[0] = c->secret[0] = '\0';
 		else
 			afs_remote_ini_get(text, profile, "aws_session_token", c->token, sizeof(c->token));
-		free(text);
+		free_wiped(text);
 	}
 	if ((v = env_or("AWS_REGION", "AWS_DEFAULT_REGION"))) {
 		snprintf(c->region, sizeof(c->region), "%s", v);
@@ -1147,6 +1157,14 @@ enum afs_err afs_remote_open(const char *url, struct afs_remote **out, char *msg
 	return AFS_OK;
 }
 
+/* curl_slist_free_all() of headers that may hold a secret, wiped first. */
+static void slist_free_wiped(struct curl_slist *l)
+{
+	for (struct curl_slist *p = l; p; p = p->next)
+		memset(p->data, 0, strlen(p->data));
+	curl_slist_free_all(l);
+}
+
 void afs_remote_free(struct afs_remote *r)
 {
 	if (!r)
@@ -1157,8 +1175,8 @@ void afs_remote_free(struct afs_remote *r)
 	join_prefetch(r);
 	pthread_mutex_unlock(&r->mu);
 	afs_bcache_free(r->cache);
-	curl_slist_free_all(r->hdr_open);
-	curl_slist_free_all(r->hdr_read);
+	slist_free_wiped(r->hdr_open); /* x-amz-security-token */
+	slist_free_wiped(r->hdr_read);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
 	if (r->pass)
@@ -1381,10 +1399,12 @@ enum afs_err afs_remote_list(const char *url, afs_remote_list_fn fn, void *ctx, 
 
 	if (!g.curl_ready)
 		afs_remote_init_process(NULL);
+	if (r) { /* afs_remote_free() at the end needs them */
+		pthread_mutex_init(&r->mu, NULL);
+		pthread_cond_init(&r->cv, NULL);
+	}
 	if (!r || !p || !l)
 		goto out;
-	pthread_mutex_init(&r->mu, NULL);
-	pthread_cond_init(&r->cv, NULL);
 	afs_remote_redact(url, r->shown, sizeof(r->shown));
 	err = setup_s3(r, url, true, msg, msglen);
 	if (err != AFS_OK || !(base = strdup(r->url)))
@@ -1392,8 +1412,10 @@ enum afs_err afs_remote_list(const char *url, afs_remote_list_fn fn, void *ctx, 
 	*l = (struct lparse){ .fn = fn, .ctx = ctx, .plen = strlen(r->prefix) };
 	while (more && err == AFS_OK) {
 		p->grow_max = LIST_MAX;
-		if (!p->buf && !(p->buf = malloc(p->cap = 64 * 1024)))
+		if (!p->buf && !(p->buf = malloc(p->cap = 64 * 1024))) {
+			err = AFS_E_NOMEM;
 			break;
+		}
 		err = list_page(r, base, l->token, p, msg, msglen);
 		if (err == AFS_OK && p->status != 200)
 			err = status_error(p, msg, msglen);
